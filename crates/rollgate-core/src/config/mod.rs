@@ -1,0 +1,208 @@
+//! `rollgate.toml`: services (route, wire protocol, stable version) with
+//! their versions (endpoints, artifact, model card, owner), plans over the
+//! built-in default, roles and organisation-wide policy.
+//!
+//! Parsing never stops at the first problem: each section and each entry is
+//! read on its own, and every problem is reported with file:line:column.
+
+mod diagnostic;
+mod validate;
+
+pub use diagnostic::Diagnostic;
+
+use crate::plan::{DEFAULT_PLAN, Plan};
+use crate::roles::Role;
+use crate::window::Freeze;
+use diagnostic::Locator;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+/// A commented example that passes `rollgate check`; `rollgate init` writes it.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub services: BTreeMap<String, Service>,
+    pub plans: BTreeMap<String, Plan>,
+    /// People and the roles they hold.
+    pub roles: BTreeMap<String, Vec<Role>>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub route: RouteMatch,
+    pub protocol: Protocol,
+    /// The version serving production now.
+    pub stable: Spanned<String>,
+    /// The plan rollouts of this service follow.
+    #[serde(default = "default_plan_name")]
+    pub plan: Spanned<String>,
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
+    #[serde(default)]
+    pub versions: BTreeMap<String, Version>,
+}
+
+fn default_plan_name() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_PLAN.to_string())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// The inference wire format a service speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// OpenAI-compatible `/v1/chat/completions`, with streaming.
+    OpenaiChat,
+    KserveV2,
+    TfServing,
+    /// Any JSON API; outputs picked by JSON pointer.
+    Json,
+}
+
+/// How a user is kept on the same version across requests.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    pub endpoints: Vec<Spanned<String>>,
+    pub artifact: Artifact,
+    #[serde(default)]
+    pub model_card: Option<String>,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    pub uri: String,
+    pub sha256: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Freezes that apply to every plan, on top of the plan's own.
+    #[serde(default)]
+    pub freezes: Vec<Freeze>,
+}
+
+impl Config {
+    /// Parses and checks a config file; `file` names it in diagnostics.
+    pub fn parse(file: &str, text: &str) -> Result<Config, Vec<Diagnostic>> {
+        let locate = Locator::new(file, text);
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            // Past a syntax error the document's shape is a guess: report
+            // the syntax errors alone.
+            return Err(syntax.iter().map(|e| locate.from_toml(e)).collect());
+        }
+        let mut problems = Vec::new();
+        let mut config = Config::default();
+        for (key, value) in root.get_ref() {
+            match key.get_ref().as_ref() {
+                "services" => config.services = read_entries(value, &locate, &mut problems),
+                "plans" => config.plans = read_entries(value, &locate, &mut problems),
+                "roles" => config.roles = read_entries(value, &locate, &mut problems),
+                "policy" => {
+                    if let Some(policy) = read_value(value, &locate, &mut problems) {
+                        config.policy = policy;
+                    }
+                }
+                other => problems.push(locate.at(
+                    Some(key.span()),
+                    format!("unknown section `{other}`"),
+                    Some("the sections are services, plans, roles and policy".into()),
+                )),
+            }
+        }
+        problems.extend(validate::check(&config, root.get_ref(), &locate));
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The plan a name refers to: one of the config's, or the built-in
+    /// default, with the organisation's freezes added to its window.
+    pub fn plan(&self, name: &str) -> Option<Plan> {
+        let mut plan = match self.plans.get(name) {
+            Some(plan) => plan.clone(),
+            None if name == DEFAULT_PLAN => Plan::default(),
+            None => return None,
+        };
+        plan.window
+            .freezes
+            .extend(self.policy.freezes.iter().cloned());
+        Some(plan)
+    }
+
+    /// Names of every plan a service may use.
+    pub fn plan_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.plans.keys().cloned().collect();
+        if !self.plans.contains_key(DEFAULT_PLAN) {
+            names.insert(0, DEFAULT_PLAN.to_string());
+        }
+        names
+    }
+}
+
+fn read_value<T: DeserializeOwned>(
+    value: &Spanned<DeValue<'_>>,
+    locate: &Locator<'_>,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(locate.from_toml(&e));
+            None
+        }
+    }
+}
+
+/// Reads a table of named entries one by one, so one bad entry does not
+/// hide the problems of the others.
+fn read_entries<T: DeserializeOwned>(
+    value: &Spanned<DeValue<'_>>,
+    locate: &Locator<'_>,
+    problems: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    let Some(table) = value.get_ref().as_table() else {
+        problems.push(locate.at(
+            Some(value.span()),
+            "expected a table of named entries",
+            Some("write it as [section.NAME] tables".into()),
+        ));
+        return out;
+    };
+    for (name, entry) in table {
+        if let Some(v) = read_value(entry, locate, problems) {
+            out.insert(name.get_ref().to_string(), v);
+        }
+    }
+    out
+}

@@ -1,0 +1,243 @@
+//! Checks across entries that serde cannot make: references between
+//! services, versions and plans, value formats, and each plan's own rules.
+
+use super::diagnostic::{Diagnostic, Locator};
+use super::{Config, Service, Version};
+use std::ops::Range;
+use toml::de::DeTable;
+
+pub(super) fn check(config: &Config, root: &DeTable<'_>, locate: &Locator<'_>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let plans = config.plan_names();
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for (name, service) in &config.services {
+        let at = |path: &[&str]| span_at(root, &[&["services", name], path].concat());
+        if !is_slug(name) {
+            out.push(locate.at(
+                at(&[]),
+                format!("service name `{name}` is not a plain name"),
+                Some(SLUG_HINT.into()),
+            ));
+        }
+        check_route(name, service, &at, locate, &mut routes, &mut out);
+        if !service.versions.contains_key(service.stable.get_ref()) {
+            let known = service
+                .versions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(locate.at(
+                Some(service.stable.span()),
+                format!(
+                    "service `{name}` names stable version `{}`, which it does not define",
+                    service.stable.get_ref()
+                ),
+                Some(format!(
+                    "define [services.{name}.versions.{}] or pick one of: {known}",
+                    service.stable.get_ref()
+                )),
+            ));
+        }
+        if !plans.contains(service.plan.get_ref()) {
+            out.push(locate.at(
+                Some(service.plan.span()),
+                format!(
+                    "service `{name}` uses plan `{}`, which is not defined",
+                    service.plan.get_ref()
+                ),
+                Some(format!(
+                    "define [plans.{}] or use one of: {}",
+                    service.plan.get_ref(),
+                    plans.join(", ")
+                )),
+            ));
+        }
+        if let Some(sticky) = &service.sticky {
+            if sticky.header.is_some() == sticky.cookie.is_some() {
+                out.push(locate.at(
+                    at(&["sticky"]),
+                    format!("service `{name}`: sticky needs exactly one of `header` or `cookie`"),
+                    Some("e.g. sticky = { header = \"x-user-id\" }".into()),
+                ));
+            }
+        }
+        for (version_name, version) in &service.versions {
+            let vat = |path: &[&str]| at(&[&["versions", version_name], path].concat());
+            check_version(name, version_name, version, &vat, locate, &mut out);
+        }
+    }
+    for (name, plan) in &config.plans {
+        for problem in plan.problems() {
+            let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
+            let span = span_at(root, &[&["plans", name], path.as_slice()].concat());
+            out.push(locate.at(
+                span,
+                format!("plan `{name}`: {}", problem.message),
+                Some(problem.hint),
+            ));
+        }
+    }
+    out
+}
+
+const SLUG_HINT: &str =
+    "use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
+
+fn is_slug(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_route(
+    name: &str,
+    service: &Service,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+    locate: &Locator<'_>,
+    routes: &mut Vec<(String, String)>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let route = &service.route;
+    if route.path_prefix.is_none() && route.host.is_none() {
+        out.push(locate.at(
+            at(&["route"]),
+            format!("service `{name}` has a route that matches nothing"),
+            Some("set route.path_prefix (e.g. \"/v1/models/fraud\") and/or route.host".into()),
+        ));
+        return;
+    }
+    if let Some(prefix) = &route.path_prefix {
+        if !prefix.starts_with('/') {
+            out.push(locate.at(
+                at(&["route", "path_prefix"]),
+                format!("path_prefix `{prefix}` does not start with '/'"),
+                Some(format!("write it as \"/{prefix}\"")),
+            ));
+        }
+    }
+    let key = format!(
+        "{}{}",
+        route.host.as_deref().unwrap_or("*"),
+        route.path_prefix.as_deref().unwrap_or("/")
+    );
+    if let Some((other, _)) = routes.iter().find(|(_, k)| *k == key) {
+        out.push(locate.at(
+            at(&["route"]),
+            format!("service `{name}` has the same route as service `{other}`"),
+            Some("give each service its own path_prefix or host".into()),
+        ));
+    }
+    routes.push((name.to_string(), key));
+}
+
+fn check_version(
+    service: &str,
+    name: &str,
+    version: &Version,
+    at: &dyn Fn(&[&str]) -> Option<Range<usize>>,
+    locate: &Locator<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    if !is_slug(name) {
+        out.push(locate.at(
+            at(&[]),
+            format!("version name `{name}` is not a plain name"),
+            Some(SLUG_HINT.into()),
+        ));
+    }
+    if version.endpoints.is_empty() {
+        out.push(locate.at(
+            at(&["endpoints"]),
+            format!("version `{service}/{name}` has no endpoints"),
+            Some("list at least one, e.g. endpoints = [\"http://10.0.0.5:8000\"]".into()),
+        ));
+    }
+    for endpoint in &version.endpoints {
+        if let Err(why) = check_endpoint(endpoint.get_ref()) {
+            out.push(locate.at(
+                Some(endpoint.span()),
+                format!(
+                    "endpoint `{}` of `{service}/{name}` {why}",
+                    endpoint.get_ref()
+                ),
+                Some("write it as http://HOST:PORT or https://HOST:PORT".into()),
+            ));
+        }
+    }
+    let sha = version.artifact.sha256.get_ref();
+    if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        out.push(locate.at(
+            Some(version.artifact.sha256.span()),
+            format!("artifact sha256 of `{service}/{name}` is not 64 hexadecimal digits"),
+            Some("use the output of `sha256sum FILE`".into()),
+        ));
+    }
+}
+
+fn check_endpoint(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("is not an http(s) URL")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    // In "[::1]:9000" the port follows the bracketed IPv6 host.
+    let host_port = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, after)| after);
+    if let Some((_, port)) = host_port.rsplit_once(':') {
+        if port.parse::<u16>().is_err() {
+            return Err("has a port that is not a number from 0 to 65535");
+        }
+    }
+    Ok(())
+}
+
+/// The span of the deepest key along `path` that the file actually has:
+/// a problem with a value the file leaves at its default points at the
+/// table that would hold it.
+fn span_at(root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
+    let mut table = root;
+    let mut found = None;
+    for key in path {
+        let Some((k, value)) = table.get_key_value(*key) else {
+            break;
+        };
+        found = Some(k.span());
+        match value.get_ref().as_table() {
+            Some(inner) => table = inner,
+            None => {
+                found = Some(value.span());
+                break;
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_must_be_http_urls_with_numeric_ports() {
+        assert!(check_endpoint("http://127.0.0.1:9000").is_ok());
+        assert!(check_endpoint("https://models.internal/v1").is_ok());
+        assert!(check_endpoint("http://[::1]:9000").is_ok());
+        assert!(check_endpoint("ftp://x").is_err());
+        assert!(check_endpoint("http://").is_err());
+        assert!(check_endpoint("http://host:99999").is_err());
+    }
+
+    #[test]
+    fn slugs_are_plain_names() {
+        assert!(is_slug("fraud-scorer"));
+        assert!(is_slug("v1.2"));
+        assert!(!is_slug("Fraud"));
+        assert!(!is_slug("-x"));
+        assert!(!is_slug(""));
+    }
+}

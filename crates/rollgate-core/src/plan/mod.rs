@@ -1,0 +1,481 @@
+//! A plan is a team's deployment process written down: which gates each
+//! stage must pass, the canary steps and holds, the rollback triggers, the
+//! checklists and the deploy window. The built-in default is the process
+//! in our users' guide; a plan in `rollgate.toml` overrides any part of it.
+
+mod checklist;
+mod gates;
+
+pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE};
+pub use gates::{
+    Documentation, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks,
+    StagingTests, Validation,
+};
+
+use crate::hold::Hold;
+use crate::roles::ApprovalKind;
+use crate::weight::Weight;
+use crate::window::DeployWindow;
+use serde::{Deserialize, Serialize};
+
+/// The name of the built-in plan.
+pub const DEFAULT_PLAN: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plan {
+    pub description: String,
+    /// Move on as soon as a stage's gates pass; when false every move needs a `promote`.
+    pub auto_promote: bool,
+    pub pre_deployment: PreDeployment,
+    pub staging: Staging,
+    pub shadow: Shadow,
+    pub canary: Canary,
+    pub rollback: RollbackTriggers,
+    pub full: FullDeployment,
+    pub checklists: Checklists,
+    pub window: DeployWindow,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            description: "The deployment process of the AI deployment lifecycle guide: \
+                          validate, stage, shadow, canary 1/5/25/50/100% over 48 hours, then full deployment."
+                .into(),
+            auto_promote: true,
+            pre_deployment: PreDeployment::default(),
+            staging: Staging::default(),
+            shadow: Shadow::default(),
+            canary: Canary::default(),
+            rollback: RollbackTriggers::default(),
+            full: FullDeployment::default(),
+            checklists: Checklists::default(),
+            window: DeployWindow::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreDeployment {
+    pub validation: GateSet<Validation>,
+    pub documentation: GateSet<Documentation>,
+    pub infrastructure: GateSet<Infrastructure>,
+    pub approvals: Approvals,
+}
+
+/// Which approvals a rollout needs. Ethics and security reviews are
+/// "if required" in the guide, so a plan turns them on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Approvals {
+    pub technical: bool,
+    pub ethics: bool,
+    pub security: bool,
+    pub stakeholder: bool,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals {
+            technical: true,
+            ethics: false,
+            security: false,
+            stakeholder: true,
+        }
+    }
+}
+
+impl Approvals {
+    pub fn required(&self) -> Vec<ApprovalKind> {
+        [
+            (ApprovalKind::Technical, self.technical),
+            (ApprovalKind::Ethics, self.ethics),
+            (ApprovalKind::Security, self.security),
+            (ApprovalKind::Stakeholder, self.stakeholder),
+        ]
+        .into_iter()
+        .filter_map(|(kind, on)| on.then_some(kind))
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Staging {
+    /// The exit criteria: every required gate passed (no blocking issues,
+    /// performance acceptable, all tests pass, monitoring working).
+    pub gates: GateSet<StagingTests>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShadowMode {
+    /// Every rollout on this plan runs a shadow stage (new architectures, risk-sensitive services).
+    Required,
+    /// A rollout may skip shadow when it is started (a small change).
+    Optional,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shadow {
+    pub mode: ShadowMode,
+    /// How long real traffic is mirrored before the comparison may pass.
+    pub duration: Hold,
+    /// Share of the service's traffic copied to the candidate.
+    pub mirror_percent: Weight,
+    pub gates: GateSet<ShadowChecks>,
+}
+
+impl Default for Shadow {
+    fn default() -> Self {
+        Shadow {
+            mode: ShadowMode::Optional,
+            duration: Hold::from_hours(4),
+            mirror_percent: Weight::FULL,
+            gates: GateSet::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryStep {
+    /// The candidate's share of traffic during this step.
+    pub percent: Weight,
+    /// How long the step is held before the next one, if stable. The last step (100%) has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Canary {
+    pub steps: Vec<CanaryStep>,
+}
+
+impl Default for Canary {
+    /// Hour 0: 1%, hour 4: 5%, hour 12: 25%, hour 24: 50%, hour 48: 100%, each "if stable".
+    fn default() -> Self {
+        let step = |percent: f64, hours: Option<i64>| CanaryStep {
+            percent: Weight::from_percent(percent).unwrap_or(Weight::FULL),
+            hold: hours.map(Hold::from_hours),
+        };
+        Canary {
+            steps: vec![
+                step(1.0, Some(4)),
+                step(5.0, Some(8)),
+                step(25.0, Some(12)),
+                step(50.0, Some(24)),
+                step(100.0, None),
+            ],
+        }
+    }
+}
+
+impl Canary {
+    /// Hours from the canary's start at which each step begins.
+    pub fn schedule(&self) -> Vec<(Weight, Hold)> {
+        let mut at = 0;
+        self.steps
+            .iter()
+            .map(|s| {
+                let starts = Hold::from_secs(at);
+                at += s.hold.map_or(0, Hold::as_secs);
+                (s.percent, starts)
+            })
+            .collect()
+    }
+}
+
+/// When the judge rolls a canary back. Ratios compare the canary with the
+/// baseline; the false-rollback budget is shared among the statistical triggers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollbackTriggers {
+    /// Canary error rate above this multiple of the baseline's.
+    pub error_rate_ratio: f64,
+    /// Canary latency at `latency_quantile` above this multiple of the baseline's.
+    pub latency_ratio: f64,
+    pub latency_quantile: f64,
+    /// Bad-output (quality) rate above this multiple of the baseline's.
+    pub quality_ratio: f64,
+    /// Complaints per user above this multiple of the baseline's.
+    pub complaint_ratio: f64,
+    /// Consecutive failed health checks of the candidate's endpoints.
+    pub health_check_failures: u32,
+    /// Share of requests that time out or are refused for capacity (429/503).
+    pub max_saturation: f64,
+    /// Probability of rolling back a healthy canary, over the whole rollout.
+    pub false_rollback_budget: f64,
+    /// Redeploy the previous version instead of only moving traffic back.
+    pub full_rollback: bool,
+}
+
+impl Default for RollbackTriggers {
+    fn default() -> Self {
+        RollbackTriggers {
+            error_rate_ratio: 2.0,
+            latency_ratio: 1.5,
+            latency_quantile: 0.99,
+            quality_ratio: 1.25,
+            complaint_ratio: 2.0,
+            health_check_failures: 3,
+            max_saturation: 0.05,
+            false_rollback_budget: 0.05,
+            full_rollback: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FullDeployment {
+    /// How long the previous version stays warm for an instant rollback.
+    pub keep_warm: Hold,
+    /// How long metrics are watched at 100% before the rollout is closed.
+    pub observe: Hold,
+    pub gates: GateSet<PostDeployment>,
+}
+
+impl Default for FullDeployment {
+    fn default() -> Self {
+        FullDeployment {
+            keep_warm: Hold::from_hours(72),
+            observe: Hold::from_hours(24),
+            gates: GateSet::default(),
+        }
+    }
+}
+
+/// A problem with a plan's values, at a path of keys inside the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanProblem {
+    pub path: Vec<String>,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Plan {
+    /// Every gate id the plan defines, in stage order.
+    pub fn gate_ids(&self) -> Vec<String> {
+        let p = &self.pre_deployment;
+        p.validation
+            .iter()
+            .map(|(id, _)| id)
+            .chain(p.documentation.iter().map(|(id, _)| id))
+            .chain(p.infrastructure.iter().map(|(id, _)| id))
+            .chain(self.staging.gates.iter().map(|(id, _)| id))
+            .chain(self.shadow.gates.iter().map(|(id, _)| id))
+            .chain(self.full.gates.iter().map(|(id, _)| id))
+            .collect()
+    }
+
+    /// The spec of a gate by id (`validation.performance`).
+    pub fn gate(&self, id: &str) -> Option<&GateSpec> {
+        let (category, name) = id.split_once('.')?;
+        let p = &self.pre_deployment;
+        match category {
+            Validation::NAME => p.validation.get(name),
+            Documentation::NAME => p.documentation.get(name),
+            Infrastructure::NAME => p.infrastructure.get(name),
+            StagingTests::NAME => self.staging.gates.get(name),
+            ShadowChecks::NAME => self.shadow.gates.get(name),
+            PostDeployment::NAME => self.full.gates.get(name),
+            _ => None,
+        }
+    }
+
+    /// Checks the values that serde cannot check alone.
+    pub fn problems(&self) -> Vec<PlanProblem> {
+        let mut out = Vec::new();
+        let mut problem = |path: &[&str], message: String, hint: &str| {
+            out.push(PlanProblem {
+                path: path.iter().map(|s| (*s).to_string()).collect(),
+                message,
+                hint: hint.to_string(),
+            });
+        };
+        let steps = &self.canary.steps;
+        if steps.is_empty() {
+            problem(
+                &["canary", "steps"],
+                "the canary has no steps".into(),
+                "list steps such as { percent = 1, hold = \"4h\" } ending with { percent = 100 }",
+            );
+        }
+        for (i, pair) in steps.windows(2).enumerate() {
+            if pair[1].percent <= pair[0].percent {
+                problem(
+                    &["canary", "steps"],
+                    format!(
+                        "canary steps must increase: step {} ({}) is not above step {} ({})",
+                        i + 2,
+                        pair[1].percent,
+                        i + 1,
+                        pair[0].percent
+                    ),
+                    "order the steps from the smallest share to 100%",
+                );
+            }
+        }
+        if let Some(last) = steps.last() {
+            if last.percent != Weight::FULL {
+                problem(
+                    &["canary", "steps"],
+                    format!("the last canary step is {}, not 100%", last.percent),
+                    "end the steps with { percent = 100 } so the rollout can complete",
+                );
+            }
+        }
+        for (i, step) in steps.iter().enumerate().take(steps.len().saturating_sub(1)) {
+            if step.percent == Weight::ZERO {
+                problem(
+                    &["canary", "steps"],
+                    format!("canary step {} sends no traffic to the candidate", i + 1),
+                    "give every step a share above 0%",
+                );
+            }
+            if step.hold.is_none() {
+                problem(
+                    &["canary", "steps"],
+                    format!("canary step {} ({}) has no hold", i + 1, step.percent),
+                    "give every step but the last a hold such as hold = \"4h\"",
+                );
+            }
+        }
+        let r = &self.rollback;
+        for (key, value) in [
+            ("error_rate_ratio", r.error_rate_ratio),
+            ("latency_ratio", r.latency_ratio),
+            ("quality_ratio", r.quality_ratio),
+            ("complaint_ratio", r.complaint_ratio),
+        ] {
+            if !(value > 1.0 && value.is_finite()) {
+                problem(
+                    &["rollback", key],
+                    format!(
+                        "{key} is {value}, but a ratio at or below 1 would roll back a canary that is as good as the baseline"
+                    ),
+                    "use a ratio above 1, e.g. 2.0",
+                );
+            }
+        }
+        if !(r.latency_quantile > 0.0 && r.latency_quantile < 1.0) {
+            problem(
+                &["rollback", "latency_quantile"],
+                format!("latency_quantile is {}", r.latency_quantile),
+                "use a quantile strictly between 0 and 1, e.g. 0.99",
+            );
+        }
+        if !(r.false_rollback_budget > 0.0 && r.false_rollback_budget <= 0.5) {
+            problem(
+                &["rollback", "false_rollback_budget"],
+                format!("false_rollback_budget is {}", r.false_rollback_budget),
+                "use a probability above 0 and at most 0.5, e.g. 0.05",
+            );
+        }
+        if !(r.max_saturation > 0.0 && r.max_saturation <= 1.0) {
+            problem(
+                &["rollback", "max_saturation"],
+                format!("max_saturation is {}", r.max_saturation),
+                "use a share above 0 and at most 1, e.g. 0.05",
+            );
+        }
+        if self.shadow.mirror_percent == Weight::ZERO {
+            problem(
+                &["shadow", "mirror_percent"],
+                "the shadow stage mirrors no traffic".into(),
+                "mirror a share above 0%, e.g. 100",
+            );
+        }
+        let known = self.gate_ids();
+        for kind in ChecklistKind::ALL {
+            for item in self.checklists.list(kind) {
+                for proof in &item.proof {
+                    let ok =
+                        proof == PROOF_APPROVALS || proof == PROOF_JUDGE || known.contains(proof);
+                    if !ok {
+                        problem(
+                            &["checklists", kind.as_str()],
+                            format!(
+                                "checklist item `{}` names an unknown proof `{proof}`",
+                                item.id
+                            ),
+                            "a proof is a gate id such as \"validation.bias\", \"approvals\" or \"judge\"",
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_canary_starts_steps_at_the_guides_hours() {
+        let hours: Vec<(String, i64)> = Plan::default()
+            .canary
+            .schedule()
+            .into_iter()
+            .map(|(w, at)| (w.to_string(), at.as_secs() / 3600))
+            .collect();
+        let expected = [("1%", 0), ("5%", 4), ("25%", 12), ("50%", 24), ("100%", 48)];
+        assert_eq!(hours, expected.map(|(w, h)| (w.to_string(), h)));
+    }
+
+    #[test]
+    fn the_default_plan_has_no_problems_and_round_trips_through_toml() {
+        let plan = Plan::default();
+        assert_eq!(plan.problems(), []);
+        let text = toml::to_string(&plan).unwrap();
+        assert_eq!(toml::from_str::<Plan>(&text).unwrap(), plan);
+    }
+
+    #[test]
+    fn a_plan_overrides_only_what_it_names() {
+        let plan: Plan = toml::from_str(
+            r#"
+            [pre_deployment.approvals]
+            security = true
+            [rollback]
+            error_rate_ratio = 1.5
+            "#,
+        )
+        .unwrap();
+        assert_eq!(plan.pre_deployment.approvals.required().len(), 3);
+        assert_eq!(plan.rollback.error_rate_ratio, 1.5);
+        assert_eq!(plan.rollback.latency_ratio, 1.5);
+        assert_eq!(plan.canary, Canary::default());
+    }
+
+    #[test]
+    fn problems_name_steps_that_do_not_increase_or_end_short() {
+        let plan: Plan = toml::from_str(
+            r#"
+            [canary]
+            steps = [{ percent = 5, hold = "1h" }, { percent = 5, hold = "1h" }, { percent = 50 }]
+            "#,
+        )
+        .unwrap();
+        let messages: Vec<String> = plan.problems().into_iter().map(|p| p.message).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("step 2 (5%) is not above step 1 (5%)")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("last canary step is 50%")),
+            "{messages:?}"
+        );
+    }
+}

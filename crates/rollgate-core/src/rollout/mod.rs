@@ -1,0 +1,196 @@
+//! The rollout state machine: `step(state, command, now) -> (state, effects)`.
+//! Pure: no I/O, no clock reads; the shell persists each accepted command as
+//! an event and carries out the effects.
+
+mod effect;
+mod gates;
+mod input;
+mod machine;
+
+pub use effect::{Effect, NotificationKind};
+pub use gates::{Gate, GateReport, GateStatus, checklist_items};
+pub use input::{Command, Input, RollbackCategory, Verdict};
+pub use machine::{Rejection, Transition, step};
+
+use crate::plan::{ChecklistKind, Plan};
+use crate::roles::ApprovalKind;
+use crate::weight::Weight;
+use crate::window::WindowClosed;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    PreDeployment,
+    Staging,
+    Shadow,
+    Canary {
+        step: usize,
+    },
+    Full,
+    Completed,
+    RolledBack {
+        kind: RollbackKind,
+        cause: RollbackCause,
+    },
+    Aborted {
+        reason: String,
+    },
+}
+
+impl Stage {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Stage::Completed | Stage::RolledBack { .. } | Stage::Aborted { .. }
+        )
+    }
+
+    /// Stages in which the candidate sees real traffic (served or mirrored).
+    pub fn candidate_sees_traffic(&self) -> bool {
+        matches!(self, Stage::Shadow | Stage::Canary { .. } | Stage::Full)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::PreDeployment => f.write_str("pre-deployment"),
+            Stage::Staging => f.write_str("staging"),
+            Stage::Shadow => f.write_str("shadow"),
+            Stage::Canary { step } => write!(f, "canary step {}", step + 1),
+            Stage::Full => f.write_str("full deployment"),
+            Stage::Completed => f.write_str("completed"),
+            Stage::RolledBack { kind, .. } => write!(f, "rolled back ({kind})"),
+            Stage::Aborted { .. } => f.write_str("aborted"),
+        }
+    }
+}
+
+/// Quick: traffic back to stable, candidate kept up for investigation.
+/// Full: the previous version redeployed and the candidate retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackKind {
+    Quick,
+    Full,
+}
+
+impl fmt::Display for RollbackKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RollbackKind::Quick => "quick",
+            RollbackKind::Full => "full",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum RollbackCause {
+    /// The judge's trigger fired; the evidence is in the verdict event.
+    Judge { trigger: String },
+    Person {
+        name: String,
+        category: RollbackCategory,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    pub passed: bool,
+    pub summary: String,
+    pub details: serde_json::Value,
+    pub by: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub kind: ApprovalKind,
+    pub by: String,
+    pub at: Timestamp,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TickRecord {
+    pub by: String,
+    pub at: Timestamp,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub verdict: Verdict,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    pub by: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// A promotion past gates that had not passed, by an admin, with a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    pub from: Stage,
+    pub by: String,
+    pub reason: String,
+    pub at: Timestamp,
+    pub bypassed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageVisit {
+    pub stage: Stage,
+    pub entered_at: Timestamp,
+}
+
+/// The whole state of one rollout, derived from its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: String,
+    pub service: String,
+    pub candidate: String,
+    pub stable: String,
+    pub requester: String,
+    pub plan_name: String,
+    pub plan: Plan,
+    pub skip_shadow: bool,
+    pub stage: Stage,
+    pub stage_entered_at: Timestamp,
+    pub started_at: Timestamp,
+    /// The candidate's share of served traffic.
+    pub weight: Weight,
+    /// The share of traffic mirrored to the candidate, while shadowing.
+    pub mirroring: Option<Weight>,
+    pub paused: Option<PauseRecord>,
+    /// Set while every gate but the deploy window has passed.
+    pub waiting_for_window: Option<WindowClosed>,
+    pub evidence: BTreeMap<String, EvidenceRecord>,
+    pub approvals: Vec<ApprovalRecord>,
+    /// Ticks by people, keyed by checklist and item id.
+    pub ticks: BTreeMap<ChecklistKind, BTreeMap<String, TickRecord>>,
+    /// The judge's latest verdict since the current stage began.
+    pub verdict: Option<VerdictRecord>,
+    pub overrides: Vec<Override>,
+    pub history: Vec<StageVisit>,
+}
+
+impl Rollout {
+    pub fn is_terminal(&self) -> bool {
+        self.stage.is_terminal()
+    }
+
+    /// Gate reports for leaving the current stage, as of `now`.
+    pub fn gates(&self, now: Timestamp) -> Vec<GateReport> {
+        gates::report(self, now)
+    }
+}
