@@ -85,7 +85,7 @@ fn hint_for(message: &str) -> Option<String> {
     } else if message.contains("unknown variant") {
         "use one of the values the message lists"
     } else {
-        return None;
+        "fix the value as the message says; `rollgate plan show default` prints every plan key with its default"
     };
     Some(hint.to_string())
 }

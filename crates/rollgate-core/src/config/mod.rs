@@ -120,10 +120,20 @@ impl Config {
         }
         let mut problems = Vec::new();
         let mut config = Config::default();
+        // Plans that exist but could not be read: references to them are
+        // not reported again as references to missing plans.
+        let mut unreadable_plans = Vec::new();
         for (key, value) in root.get_ref() {
             match key.get_ref().as_ref() {
                 "services" => config.services = read_entries(value, &locate, &mut problems),
-                "plans" => config.plans = read_entries(value, &locate, &mut problems),
+                "plans" => {
+                    let before = problems.len();
+                    config.plans = read_entries(value, &locate, &mut problems);
+                    if problems.len() > before {
+                        unreadable_plans
+                            .extend(entry_names(value).filter(|n| !config.plans.contains_key(n)));
+                    }
+                }
                 "roles" => config.roles = read_entries(value, &locate, &mut problems),
                 "policy" => {
                     if let Some(policy) = read_value(value, &locate, &mut problems) {
@@ -137,7 +147,12 @@ impl Config {
                 )),
             }
         }
-        problems.extend(validate::check(&config, root.get_ref(), &locate));
+        problems.extend(validate::check(
+            &config,
+            &unreadable_plans,
+            root.get_ref(),
+            &locate,
+        ));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -181,6 +196,14 @@ fn read_value<T: DeserializeOwned>(
             None
         }
     }
+}
+
+fn entry_names<'a>(value: &'a Spanned<DeValue<'_>>) -> impl Iterator<Item = String> + 'a {
+    value
+        .get_ref()
+        .as_table()
+        .into_iter()
+        .flat_map(|t| t.keys().map(|k| k.get_ref().to_string()))
 }
 
 /// Reads a table of named entries one by one, so one bad entry does not

@@ -6,7 +6,12 @@ use super::{Config, Service, Version};
 use std::ops::Range;
 use toml::de::DeTable;
 
-pub(super) fn check(config: &Config, root: &DeTable<'_>, locate: &Locator<'_>) -> Vec<Diagnostic> {
+pub(super) fn check(
+    config: &Config,
+    unreadable_plans: &[String],
+    root: &DeTable<'_>,
+    locate: &Locator<'_>,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let plans = config.plan_names();
     let mut routes: Vec<(String, String)> = Vec::new();
@@ -39,7 +44,8 @@ pub(super) fn check(config: &Config, root: &DeTable<'_>, locate: &Locator<'_>) -
                 )),
             ));
         }
-        if !plans.contains(service.plan.get_ref()) {
+        let plan = service.plan.get_ref();
+        if !plans.contains(plan) && !unreadable_plans.contains(plan) {
             out.push(locate.at(
                 Some(service.plan.span()),
                 format!(

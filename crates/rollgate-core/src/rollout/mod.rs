@@ -6,6 +6,7 @@ mod effect;
 mod gates;
 mod input;
 mod machine;
+pub mod rehearsal;
 
 pub use effect::{Effect, NotificationKind};
 pub use gates::{Gate, GateReport, GateStatus, checklist_items};
