@@ -1,1 +1,102 @@
+//! Where rollouts live: an append-only, hash-chained event log with one
+//! trait and two real implementations, SQLite (embedded default, a file in
+//! the data directory) and PostgreSQL (for several replicas).
+//!
+//! Appends use optimistic concurrency: a batch names the position it
+//! expects the stream to be at, and two writers can never both write event
+//! N. Effects are tracked per stream, so a process killed between
+//! recording an event and carrying out its effects finishes them on restart.
 
+mod error;
+mod postgres;
+mod rollouts;
+mod sql;
+mod sqlite;
+
+pub use error::StoreError;
+pub use postgres::PgStore;
+pub use rollouts::{
+    EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending,
+};
+pub use sqlite::{DATABASE_FILE, SqliteStore};
+
+use rollgate_core::event::RecordedEvent;
+use std::future::Future;
+
+/// The operations every store offers; both implementations pass the same suite.
+pub trait EventStore: Send + Sync {
+    /// Appends `events`, which must continue their stream: the first one's
+    /// `seq` is one past the stored head and its `prev_hash` is the head's
+    /// hash. Otherwise nothing is written and the result is `Conflict`.
+    fn append(
+        &self,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A stream's events in order; empty for an unknown stream.
+    fn read(
+        &self,
+        stream: &str,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// Every stream, in name order.
+    fn streams(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The last event whose effects have all been carried out (0 for none).
+    fn effects_done(&self, stream: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Records that every effect up to and including event `seq` was carried out.
+    fn mark_effects_done(
+        &self,
+        stream: &str,
+        seq: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The store chosen at start-up: the binary holds one of these.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Opens `postgres://…` URLs on PostgreSQL and anything else as a
+    /// SQLite data directory, running migrations either way.
+    pub async fn open(location: &str) -> Result<AnyStore, StoreError> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Ok(AnyStore::Postgres(PgStore::connect(location).await?))
+        } else {
+            Ok(AnyStore::Sqlite(
+                SqliteStore::open(std::path::Path::new(location)).await?,
+            ))
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl EventStore for AnyStore {
+    async fn append(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        delegate!(self, s => s.append(events))
+    }
+    async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        delegate!(self, s => s.read(stream))
+    }
+    async fn streams(&self) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.streams())
+    }
+    async fn effects_done(&self, stream: &str) -> Result<u64, StoreError> {
+        delegate!(self, s => s.effects_done(stream))
+    }
+    async fn mark_effects_done(&self, stream: &str, seq: u64) -> Result<(), StoreError> {
+        delegate!(self, s => s.mark_effects_done(stream, seq))
+    }
+}

@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "stream {stream} moved on: expected to write event {expected} after {head_seq}; another writer appended first — reload the rollout and try again"
+    )]
+    Conflict {
+        stream: String,
+        expected: u64,
+        head_seq: u64,
+    },
+    #[error(
+        "events to append must be one stream's, numbered one after another, each chained to the one before"
+    )]
+    MalformedBatch,
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}

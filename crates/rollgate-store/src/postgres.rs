@@ -1,0 +1,29 @@
+//! PostgreSQL, for several control-plane replicas sharing one log.
+
+use crate::StoreError;
+use crate::sql::impl_event_store;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+// Two writers of the same event collide on the primary key, which the
+// implementation reports as a conflict.
+impl_event_store!(PgStore, "BEGIN");

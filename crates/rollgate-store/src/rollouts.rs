@@ -1,0 +1,193 @@
+//! Rollouts on a store: load = read + replay; submit = decide with the pure
+//! core, seal the event, append it with optimistic concurrency (retrying on
+//! a concurrent writer), and only then carry out the effects.
+//!
+//! Effects are carried out after their event is durable and marked done
+//! after they are carried out. A process killed in between finds them
+//! pending on restart and carries them out then: each effect reaches its
+//! sink at least once, under a key that is the same every time
+//! (stream/seq/index), so sinks drop repeats.
+
+use crate::{EventStore, StoreError};
+use rollgate_core::Timestamp;
+use rollgate_core::event::{EventBody, RecordedEvent, ReplayError, replay};
+use rollgate_core::rollout::{Command, Effect, Rejection, Rollout, step};
+use std::fmt;
+use std::future::Future;
+
+/// How many times a submit re-reads the log after losing a race to another writer.
+const CONFLICT_RETRIES: usize = 8;
+
+pub struct Rollouts<S> {
+    store: S,
+}
+
+/// An accepted command: the state after it, its event and its effects.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub state: Rollout,
+    pub event: RecordedEvent,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("refused: {0}")]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the stored log of rollout {id} does not replay ({source}); run `rollgate audit verify`"
+    )]
+    Replay { id: String, source: ReplayError },
+    #[error(
+        "effect {key} could not be carried out: {message}; it stays pending and is retried on the next run"
+    )]
+    Effect { key: EffectKey, message: String },
+}
+
+/// The stable identity of one effect: the same on every retry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EffectKey {
+    pub stream: String,
+    pub seq: u64,
+    pub index: usize,
+}
+
+impl fmt::Display for EffectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.stream, self.seq, self.index)
+    }
+}
+
+/// Where effects are carried out (route tables, notifications, …).
+pub trait EffectSink: Send + Sync {
+    /// Carries out one effect. Called again with the same key after a crash, so it must drop repeats.
+    fn carry_out(
+        &self,
+        key: &EffectKey,
+        effect: &Effect,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// The effects of one event that are not yet marked done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub stream: String,
+    pub seq: u64,
+    pub effects: Vec<Effect>,
+}
+
+impl<S: EventStore> Rollouts<S> {
+    pub fn new(store: S) -> Rollouts<S> {
+        Rollouts { store }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The rollout's state, rebuilt from its log; `None` if it has no events.
+    pub async fn load(&self, id: &str) -> Result<Option<Rollout>, SubmitError> {
+        let events = self.store.read(id).await?;
+        replay(&events).map_err(|source| SubmitError::Replay {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    /// Decides `command` at `now` against the latest log and appends its event.
+    pub async fn submit(
+        &self,
+        id: &str,
+        command: &Command,
+        now: Timestamp,
+    ) -> Result<Submitted, SubmitError> {
+        let mut last_conflict = None;
+        for _ in 0..CONFLICT_RETRIES {
+            let events = self.store.read(id).await?;
+            let state = replay(&events).map_err(|source| SubmitError::Replay {
+                id: id.to_string(),
+                source,
+            })?;
+            let transition = step(state.as_ref(), command, now)?;
+            let body = EventBody {
+                at: now,
+                command: command.clone(),
+                effects: transition.effects.clone(),
+            };
+            let event = match events.last() {
+                Some(prev) => RecordedEvent::seal(id, prev.seq + 1, &prev.hash, &body),
+                None => RecordedEvent::first(id, &body),
+            };
+            match self.store.append(std::slice::from_ref(&event)).await {
+                Ok(()) => {
+                    return Ok(Submitted {
+                        state: transition.state,
+                        event,
+                        effects: transition.effects,
+                    });
+                }
+                Err(e) if e.is_conflict() => last_conflict = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last_conflict.map_or_else(|| StoreError::MalformedBatch.into(), SubmitError::from))
+    }
+
+    /// Every event, across all streams, whose effects are not marked done.
+    pub async fn pending(&self) -> Result<Vec<Pending>, SubmitError> {
+        let mut out = Vec::new();
+        for stream in self.store.streams().await? {
+            let done = self.store.effects_done(&stream).await?;
+            for event in self
+                .store
+                .read(&stream)
+                .await?
+                .into_iter()
+                .filter(|e| e.seq > done)
+            {
+                let body = event.decode().map_err(|source| SubmitError::Replay {
+                    id: stream.clone(),
+                    source: ReplayError::Unreadable {
+                        seq: event.seq,
+                        source,
+                    },
+                })?;
+                out.push(Pending {
+                    stream: stream.clone(),
+                    seq: event.seq,
+                    effects: body.effects,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Carries out every pending effect in log order, marking each event done
+/// once all its effects are out. Returns how many effects were carried out.
+pub async fn carry_out_pending<S: EventStore, K: EffectSink>(
+    rollouts: &Rollouts<S>,
+    sink: &K,
+) -> Result<usize, SubmitError> {
+    let mut carried = 0;
+    for pending in rollouts.pending().await? {
+        for (index, effect) in pending.effects.iter().enumerate() {
+            let key = EffectKey {
+                stream: pending.stream.clone(),
+                seq: pending.seq,
+                index,
+            };
+            sink.carry_out(&key, effect)
+                .await
+                .map_err(|message| SubmitError::Effect { key, message })?;
+            carried += 1;
+        }
+        rollouts
+            .store()
+            .mark_effects_done(&pending.stream, pending.seq)
+            .await?;
+    }
+    Ok(carried)
+}

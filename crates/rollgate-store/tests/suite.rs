@@ -1,0 +1,303 @@
+//! One suite, run against both stores: SQLite in a temporary data directory
+//! and PostgreSQL in a fresh database on the server at 127.0.0.1:5432
+//! (override with ROLLGATE_TEST_POSTGRES).
+
+use rollgate_core::Timestamp;
+use rollgate_core::event::{EventBody, RecordedEvent};
+use rollgate_core::plan::Plan;
+use rollgate_core::roles::{Actor, Role};
+use rollgate_core::rollout::{Command, Effect, Input};
+use rollgate_store::{
+    EffectKey, EffectSink, EventStore, PgStore, Rollouts, SqliteStore, StoreError,
+    carry_out_pending,
+};
+use std::sync::{Arc, Mutex};
+
+const THURSDAY: &str = "2026-11-26T09:00:00Z";
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn start_command(id: &str) -> Command {
+    Command::new(
+        Actor::new("alice", [Role::Deployer]),
+        Input::Start {
+            rollout_id: id.into(),
+            service: "fraud".into(),
+            candidate: "v2".into(),
+            stable: "v1".into(),
+            plan_name: "default".into(),
+            plan: Box::new(Plan::default()),
+            skip_shadow: true,
+        },
+    )
+}
+
+fn evidence(gate: &str) -> Command {
+    Command::new(
+        Actor::system(),
+        Input::Evidence {
+            gate: gate.into(),
+            passed: true,
+            summary: "ok".into(),
+            details: serde_json::Value::Null,
+        },
+    )
+}
+
+fn body(command: Command) -> EventBody {
+    EventBody {
+        at: at(THURSDAY),
+        command,
+        effects: Vec::new(),
+    }
+}
+
+/// A sink that remembers every delivery, for checking what was carried out.
+#[derive(Default, Clone)]
+struct Recorder(Arc<Mutex<Vec<(String, Effect)>>>);
+
+impl EffectSink for Recorder {
+    async fn carry_out(&self, key: &EffectKey, effect: &Effect) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((key.to_string(), effect.clone()));
+        Ok(())
+    }
+}
+
+async fn appends_and_reads_back_in_order<S: EventStore>(store: S) {
+    let first = RecordedEvent::first("r1", &body(start_command("r1")));
+    let second = RecordedEvent::seal("r1", 2, &first.hash, &body(evidence("validation.bias")));
+    store
+        .append(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    let other = RecordedEvent::first("r0", &body(start_command("r0")));
+    store.append(std::slice::from_ref(&other)).await.unwrap();
+    assert_eq!(store.read("r1").await.unwrap(), vec![first, second]);
+    assert_eq!(store.streams().await.unwrap(), ["r0", "r1"]);
+    assert!(store.read("nope").await.unwrap().is_empty());
+}
+
+async fn two_writers_can_never_both_append_event_n<S: EventStore + 'static>(store: S) {
+    let store = Arc::new(store);
+    let first = RecordedEvent::first("r1", &body(start_command("r1")));
+    store.append(std::slice::from_ref(&first)).await.unwrap();
+    // Eight writers race to append event 2, each with a different body.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, first) = (store.clone(), first.clone());
+        tasks.push(tokio::spawn(async move {
+            let e = RecordedEvent::seal(
+                "r1",
+                2,
+                &first.hash,
+                &body(evidence(&format!("validation.w{i}"))),
+            );
+            store.append(&[e]).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(e) => assert!(e.is_conflict(), "a loser must see a conflict, not {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.read("r1").await.unwrap().len(), 2);
+}
+
+async fn stale_or_broken_batches_write_nothing<S: EventStore>(store: S) {
+    let first = RecordedEvent::first("r1", &body(start_command("r1")));
+    store.append(std::slice::from_ref(&first)).await.unwrap();
+    // Skipping ahead, or chaining to the wrong hash, is a conflict.
+    let gap = RecordedEvent::seal("r1", 3, &first.hash, &body(evidence("validation.bias")));
+    assert!(matches!(
+        store.append(&[gap]).await,
+        Err(StoreError::Conflict { head_seq: 1, .. })
+    ));
+    let wrong_chain = RecordedEvent::seal("r1", 2, "beef", &body(evidence("validation.bias")));
+    assert!(
+        store
+            .append(&[wrong_chain])
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    // A batch that is not consecutive is refused before touching the database.
+    let a = RecordedEvent::seal("r1", 2, &first.hash, &body(evidence("validation.bias")));
+    let b = RecordedEvent::seal("r1", 4, &a.hash, &body(evidence("validation.safety")));
+    assert!(matches!(
+        store.append(&[a, b]).await,
+        Err(StoreError::MalformedBatch)
+    ));
+    assert_eq!(store.read("r1").await.unwrap().len(), 1);
+}
+
+async fn effect_progress_only_moves_forward<S: EventStore>(store: S) {
+    assert_eq!(store.effects_done("r1").await.unwrap(), 0);
+    store.mark_effects_done("r1", 3).await.unwrap();
+    store.mark_effects_done("r1", 2).await.unwrap();
+    assert_eq!(store.effects_done("r1").await.unwrap(), 3);
+    store.mark_effects_done("r1", 5).await.unwrap();
+    assert_eq!(store.effects_done("r1").await.unwrap(), 5);
+}
+
+async fn concurrent_submits_all_land_and_the_log_replays<S: EventStore + 'static>(store: S) {
+    let rollouts = Arc::new(Rollouts::new(store));
+    rollouts
+        .submit("r1", &start_command("r1"), at(THURSDAY))
+        .await
+        .unwrap();
+    let gates = [
+        "validation.performance",
+        "validation.bias",
+        "validation.safety",
+        "validation.edge_cases",
+    ];
+    let mut tasks = Vec::new();
+    for gate in gates {
+        let rollouts = rollouts.clone();
+        tasks.push(tokio::spawn(async move {
+            rollouts.submit("r1", &evidence(gate), at(THURSDAY)).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let events = rollouts.store().read("r1").await.unwrap();
+    assert_eq!(events.len(), 5);
+    assert!(rollgate_core::audit::verify_stream(&events).is_ok());
+    let state = rollouts.load("r1").await.unwrap().unwrap();
+    assert!(gates.iter().all(|g| state.evidence[*g].passed));
+}
+
+async fn pending_effects_are_carried_out_once_and_marked<S: EventStore>(store: S) {
+    let rollouts = Rollouts::new(store);
+    let submitted = rollouts
+        .submit("r1", &start_command("r1"), at(THURSDAY))
+        .await
+        .unwrap();
+    assert!(!submitted.effects.is_empty());
+    let sink = Recorder::default();
+    let carried = carry_out_pending(&rollouts, &sink).await.unwrap();
+    assert_eq!(carried, submitted.effects.len());
+    assert_eq!(
+        carry_out_pending(&rollouts, &sink).await.unwrap(),
+        0,
+        "nothing is carried out twice"
+    );
+    let keys: Vec<String> = sink
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(keys[0], "r1/1/0");
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> (PgDatabase, PgStore) {
+        let admin_url = std::env::var("ROLLGATE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("rollgate_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed at {admin_url} ({e}); start it with .ci/run or set ROLLGATE_TEST_POSTGRES")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let store = PgStore::connect(&url).await.unwrap();
+        (PgDatabase { admin_url, name }, store)
+    }
+
+    async fn drop_now(self) {
+        let admin = sqlx::PgPool::connect(&self.admin_url).await.unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = SqliteStore::open(&dir.path().join("data")).await.unwrap();
+                    super::$case(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (db, store) = PgDatabase::create().await;
+                    super::$case(store).await;
+                    db.drop_now().await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    appends_and_reads_back_in_order,
+    two_writers_can_never_both_append_event_n,
+    stale_or_broken_batches_write_nothing,
+    effect_progress_only_moves_forward,
+    concurrent_submits_all_land_and_the_log_replays,
+    pending_effects_are_carried_out_once_and_marked,
+);
+
+#[tokio::test]
+async fn sqlite_keeps_the_log_across_reopening_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nested").join("data");
+    let rollouts = Rollouts::new(SqliteStore::open(&data).await.unwrap());
+    rollouts
+        .submit("r1", &start_command("r1"), at(THURSDAY))
+        .await
+        .unwrap();
+    drop(rollouts);
+    let reopened = Rollouts::new(SqliteStore::open(&data).await.unwrap());
+    assert_eq!(
+        reopened.load("r1").await.unwrap().unwrap().requester,
+        "alice"
+    );
+    assert!(data.join(rollgate_store::DATABASE_FILE).exists());
+}
+
+#[tokio::test]
+async fn postgres_keeps_the_log_across_reconnecting() {
+    let (db, store) = PgDatabase::create().await;
+    let url = format!("{}/{}", db.admin_url.rsplit_once('/').unwrap().0, db.name);
+    Rollouts::new(store)
+        .submit("r1", &start_command("r1"), at(THURSDAY))
+        .await
+        .unwrap();
+    let again = Rollouts::new(PgStore::connect(&url).await.unwrap());
+    assert_eq!(again.load("r1").await.unwrap().unwrap().requester, "alice");
+    db.drop_now().await;
+}
