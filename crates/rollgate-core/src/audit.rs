@@ -17,12 +17,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// sha256 over the stream, the position, the previous hash and the exact body text.
 pub fn chain_hash(stream: &str, seq: u64, prev_hash: &str, body: &str) -> String {
     let mut h = Sha256::new();
-    for part in [
-        stream.as_bytes(),
-        seq.to_string().as_bytes(),
-        prev_hash.as_bytes(),
-        body.as_bytes(),
-    ] {
+    for part in [stream.as_bytes(), seq.to_string().as_bytes(), prev_hash.as_bytes(), body.as_bytes()] {
         // Length prefixes keep the parts apart: no two different inputs hash alike by shifting bytes.
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
@@ -52,11 +47,7 @@ pub struct AuditFailure {
 
 impl fmt::Display for AuditFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "stream {} event {}: {}",
-            self.stream, self.seq, self.detail
-        )
+        write!(f, "stream {} event {}: {}", self.stream, self.seq, self.detail)
     }
 }
 
@@ -74,48 +65,29 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<Option<VerifiedStream>,
         return Ok(None);
     };
     let stream = first.stream.clone();
-    let fail = |seq: u64, tamper: Tamper, detail: String| AuditFailure {
-        stream: stream.clone(),
-        seq,
-        tamper,
-        detail,
-    };
+    let fail = |seq: u64, tamper: Tamper, detail: String| AuditFailure { stream: stream.clone(), seq, tamper, detail };
     let mut prev_hash = GENESIS.to_string();
     for (index, event) in events.iter().enumerate() {
         let expected_seq = index as u64 + 1;
         if event.seq > expected_seq {
-            let detail = format!(
-                "event {expected_seq} is missing: the log jumps from {} to {}",
-                expected_seq - 1,
-                event.seq
-            );
+            let detail =
+                format!("event {expected_seq} is missing: the log jumps from {} to {}", expected_seq - 1, event.seq);
             return Err(fail(expected_seq, Tamper::Dropped, detail));
         }
         let recomputed = chain_hash(&event.stream, event.seq, &event.prev_hash, &event.body);
         if event.seq < expected_seq || event.stream != stream {
-            return Err(fail(
-                event.seq,
-                Tamper::Reordered,
-                "the event appears out of its position".into(),
-            ));
+            return Err(fail(event.seq, Tamper::Reordered, "the event appears out of its position".into()));
         }
         if recomputed != event.hash {
             // An intact event moved to another position still hashes right
             // at the position it was written for.
-            let written_at = (1..=events.len() as u64).find(|&seq| {
-                chain_hash(&event.stream, seq, &event.prev_hash, &event.body) == event.hash
-            });
+            let written_at = (1..=events.len() as u64)
+                .find(|&seq| chain_hash(&event.stream, seq, &event.prev_hash, &event.body) == event.hash);
             return Err(match written_at {
-                Some(seq) => fail(
-                    event.seq,
-                    Tamper::Reordered,
-                    format!("it was written as event {seq}: the log was reordered"),
-                ),
-                None => fail(
-                    event.seq,
-                    Tamper::Edited,
-                    "its content does not match its hash: it was edited".into(),
-                ),
+                Some(seq) => {
+                    fail(event.seq, Tamper::Reordered, format!("it was written as event {seq}: the log was reordered"))
+                }
+                None => fail(event.seq, Tamper::Edited, "its content does not match its hash: it was edited".into()),
             });
         }
         if event.prev_hash != prev_hash {
@@ -123,24 +95,16 @@ pub fn verify_stream(events: &[RecordedEvent]) -> Result<Option<VerifiedStream>,
             // real predecessor is gone or the events were swapped.
             let follows_nothing_here = events.iter().all(|e| e.hash != event.prev_hash);
             let (tamper, detail) = if follows_nothing_here {
-                (
-                    Tamper::Dropped,
-                    "the event it follows is missing from the log".to_string(),
-                )
+                (Tamper::Dropped, "the event it follows is missing from the log".to_string())
             } else {
                 (
                     Tamper::Reordered,
-                    "it follows a different event than the one before it: the log was reordered"
-                        .to_string(),
+                    "it follows a different event than the one before it: the log was reordered".to_string(),
                 )
             };
             return Err(fail(event.seq, tamper, detail));
         }
         prev_hash = event.hash.clone();
     }
-    Ok(Some(VerifiedStream {
-        stream,
-        events: events.len() as u64,
-        head: prev_hash,
-    }))
+    Ok(Some(VerifiedStream { stream, events: events.len() as u64, head: prev_hash }))
 }

@@ -17,9 +17,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock {
-            nanos: AtomicI64::new(nanos_of(start)),
-        }
+        ManualClock { nanos: AtomicI64::new(nanos_of(start)) }
     }
 
     pub fn advance(&self, by: SignedDuration) {
@@ -40,8 +38,7 @@ fn nanos_of(t: Timestamp) -> i64 {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from_nanosecond(i128::from(self.nanos.load(Ordering::SeqCst)))
-            .unwrap_or(Timestamp::MAX)
+        Timestamp::from_nanosecond(i128::from(self.nanos.load(Ordering::SeqCst))).unwrap_or(Timestamp::MAX)
     }
 }
 
@@ -55,9 +52,6 @@ mod tests {
         let clock = ManualClock::new(start);
         assert_eq!(clock.now(), start);
         clock.advance(SignedDuration::from_hours(48));
-        assert_eq!(
-            clock.now(),
-            "2026-11-25T09:00:00Z".parse::<Timestamp>().unwrap()
-        );
+        assert_eq!(clock.now(), "2026-11-25T09:00:00Z".parse::<Timestamp>().unwrap());
     }
 }

@@ -55,11 +55,7 @@ pub enum ReplayError {
     #[error("event {seq} cannot be read: {source}")]
     Unreadable { seq: u64, source: serde_json::Error },
     #[error("event {seq} ({input}) is refused on replay: {rejection}")]
-    Refused {
-        seq: u64,
-        input: &'static str,
-        rejection: Rejection,
-    },
+    Refused { seq: u64, input: &'static str, rejection: Rejection },
     #[error("event {seq} ({input}) produces different effects on replay than were recorded")]
     Diverged { seq: u64, input: &'static str },
 }
@@ -69,23 +65,15 @@ pub enum ReplayError {
 pub fn replay(events: &[RecordedEvent]) -> Result<Option<Rollout>, ReplayError> {
     let mut state: Option<Rollout> = None;
     for event in events {
-        let body = event.decode().map_err(|source| ReplayError::Unreadable {
-            seq: event.seq,
-            source,
-        })?;
+        let body = event.decode().map_err(|source| ReplayError::Unreadable { seq: event.seq, source })?;
         let input = body.command.input.name();
-        let transition = step(state.as_ref(), &body.command, body.at).map_err(|rejection| {
-            ReplayError::Refused {
-                seq: event.seq,
-                input,
-                rejection,
-            }
+        let transition = step(state.as_ref(), &body.command, body.at).map_err(|rejection| ReplayError::Refused {
+            seq: event.seq,
+            input,
+            rejection,
         })?;
         if transition.effects != body.effects {
-            return Err(ReplayError::Diverged {
-                seq: event.seq,
-                input,
-            });
+            return Err(ReplayError::Diverged { seq: event.seq, input });
         }
         state = Some(transition.state);
     }

@@ -41,10 +41,7 @@ impl FromStr for Hold {
     type Err = HoldError;
 
     fn from_str(s: &str) -> Result<Hold, HoldError> {
-        let err = |detail: &str| HoldError {
-            input: s.to_string(),
-            detail: detail.to_string(),
-        };
+        let err = |detail: &str| HoldError { input: s.to_string(), detail: detail.to_string() };
         let trimmed = s.trim();
         if trimmed.starts_with('-') {
             return Err(err(" (it must not be negative)"));
@@ -53,9 +50,7 @@ impl FromStr for Hold {
         if trimmed.is_empty() || trimmed.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err(" (a unit is required)"));
         }
-        parse_units(trimmed)
-            .map(|secs| Hold(SignedDuration::from_secs(secs)))
-            .ok_or_else(|| err(""))
+        parse_units(trimmed).map(|secs| Hold(SignedDuration::from_secs(secs))).ok_or_else(|| err(""))
     }
 }
 
@@ -64,12 +59,7 @@ fn parse_units(s: &str) -> Option<i64> {
     let (mut total, mut number) = (0i64, None::<i64>);
     for c in s.chars().filter(|c| !c.is_whitespace()) {
         if let Some(digit) = c.to_digit(10) {
-            number = Some(
-                number
-                    .unwrap_or(0)
-                    .checked_mul(10)?
-                    .checked_add(i64::from(digit))?,
-            );
+            number = Some(number.unwrap_or(0).checked_mul(10)?.checked_add(i64::from(digit))?);
             continue;
         }
         let unit = match c {

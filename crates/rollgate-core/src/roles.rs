@@ -16,12 +16,8 @@ pub enum ApprovalKind {
 }
 
 impl ApprovalKind {
-    pub const ALL: [ApprovalKind; 4] = [
-        ApprovalKind::Technical,
-        ApprovalKind::Ethics,
-        ApprovalKind::Security,
-        ApprovalKind::Stakeholder,
-    ];
+    pub const ALL: [ApprovalKind; 4] =
+        [ApprovalKind::Technical, ApprovalKind::Ethics, ApprovalKind::Security, ApprovalKind::Stakeholder];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,10 +38,7 @@ impl fmt::Display for ApprovalKind {
 impl FromStr for ApprovalKind {
     type Err = RoleError;
     fn from_str(s: &str) -> Result<Self, RoleError> {
-        ApprovalKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| RoleError(s.to_string()))
+        ApprovalKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| RoleError(s.to_string()))
     }
 }
 
@@ -102,9 +95,7 @@ impl Serialize for Role {
 
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -117,10 +108,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(name: impl Into<String>, roles: impl IntoIterator<Item = Role>) -> Actor {
-        Actor {
-            name: name.into(),
-            roles: roles.into_iter().collect(),
-        }
+        Actor { name: name.into(), roles: roles.into_iter().collect() }
     }
 
     /// The controller, which feeds timers, verdicts and measured evidence.
@@ -148,13 +136,7 @@ mod tests {
 
     #[test]
     fn roles_parse_and_print_alike() {
-        for text in [
-            "viewer",
-            "deployer",
-            "admin",
-            "approver:security",
-            "approver:ethics",
-        ] {
+        for text in ["viewer", "deployer", "admin", "approver:security", "approver:ethics"] {
             assert_eq!(text.parse::<Role>().unwrap().to_string(), text);
         }
         assert!("approver:finance".parse::<Role>().is_err());

@@ -55,23 +55,20 @@ pub enum WeightError {
 impl fmt::Display for Weight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let whole = self.0 / 100;
-        let frac = self.0 % 100;
-        match frac {
-            0 => write!(f, "{whole}%"),
-            f2 if f2 % 10 == 0 => write!(f, "{whole}.{}%", f2 / 10),
-            _ => write!(f, "{whole}.{frac:02}%"),
-        }
+        let text = match self.0 % 100 {
+            0 => format!("{whole}%"),
+            frac if frac % 10 == 0 => format!("{whole}.{}%", frac / 10),
+            frac => format!("{whole}.{frac:02}%"),
+        };
+        // `pad` honours width and alignment, so tables line up.
+        f.pad(&text)
     }
 }
 
 /// Serialized as a percentage, the unit people write in config files.
 impl Serialize for Weight {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 % 100 == 0 {
-            s.serialize_u64(u64::from(self.0 / 100))
-        } else {
-            s.serialize_f64(self.percent())
-        }
+        if self.0 % 100 == 0 { s.serialize_u64(u64::from(self.0 / 100)) } else { s.serialize_f64(self.percent()) }
     }
 }
 
@@ -97,22 +94,10 @@ mod tests {
 
     #[test]
     fn rejects_shares_outside_the_range_or_too_fine() {
-        assert!(matches!(
-            Weight::from_percent(101.0),
-            Err(WeightError::OutOfRange(_))
-        ));
-        assert!(matches!(
-            Weight::from_percent(-1.0),
-            Err(WeightError::OutOfRange(_))
-        ));
-        assert!(matches!(
-            Weight::from_percent(f64::NAN),
-            Err(WeightError::OutOfRange(_))
-        ));
-        assert!(matches!(
-            Weight::from_percent(0.001),
-            Err(WeightError::TooFine(_))
-        ));
+        assert!(matches!(Weight::from_percent(101.0), Err(WeightError::OutOfRange(_))));
+        assert!(matches!(Weight::from_percent(-1.0), Err(WeightError::OutOfRange(_))));
+        assert!(matches!(Weight::from_percent(f64::NAN), Err(WeightError::OutOfRange(_))));
+        assert!(matches!(Weight::from_percent(0.001), Err(WeightError::TooFine(_))));
         assert_eq!(Weight::from_basis_points(10_001), None);
     }
 }

@@ -80,10 +80,7 @@ impl DeployWindow {
         let Some(reason) = self.closed_reason(now, purpose) else {
             return Ok(());
         };
-        Err(WindowClosed {
-            reason,
-            opens_at: self.next_open(now, purpose),
-        })
+        Err(WindowClosed { reason, opens_at: self.next_open(now, purpose) })
     }
 
     fn closed_days(&self, purpose: Purpose) -> &[Day] {
@@ -96,15 +93,8 @@ impl DeployWindow {
     fn closed_reason(&self, now: Timestamp, purpose: Purpose) -> Option<String> {
         let tz = self.timezone.tz();
         if let Some(freeze) = self.freezes.iter().find(|f| f.contains(now, &tz)) {
-            let why = if freeze.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", freeze.reason)
-            };
-            return Some(format!(
-                "deploy freeze{why} from {} until {}",
-                freeze.from, freeze.until
-            ));
+            let why = if freeze.reason.is_empty() { String::new() } else { format!(" ({})", freeze.reason) };
+            return Some(format!("deploy freeze{why} from {} until {}", freeze.from, freeze.until));
         }
         let weekday = now.to_zoned_datetime(tz).weekday();
         self.closed_days(purpose).contains(&Day(weekday)).then(|| {
@@ -112,11 +102,7 @@ impl DeployWindow {
                 Purpose::Start => "no rollout starts",
                 Purpose::TrafficChange => "no traffic changes",
             };
-            format!(
-                "{what} on {} ({}) by the deploy window policy",
-                Day(weekday),
-                self.timezone
-            )
+            format!("{what} on {} ({}) by the deploy window policy", Day(weekday), self.timezone)
         })
     }
 
@@ -131,12 +117,7 @@ impl DeployWindow {
             if self.closed_reason(at, purpose).is_none() {
                 return Some(at);
             }
-            let freeze_end = self
-                .freezes
-                .iter()
-                .filter(|f| f.contains(at, &tz))
-                .map(|f| f.until.resolve(&tz))
-                .max();
+            let freeze_end = self.freezes.iter().filter(|f| f.contains(at, &tz)).map(|f| f.until.resolve(&tz)).max();
             at = match freeze_end {
                 Some(end) => end,
                 None => start_of_next_day(at, &tz)?,
@@ -147,14 +128,8 @@ impl DeployWindow {
 }
 
 fn start_of_next_day(at: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-    let next = at
-        .to_zoned_datetime(tz.clone())
-        .date()
-        .checked_add(1.day())
-        .ok()?;
-    next.to_zoned_datetime(tz.clone())
-        .ok()
-        .map(|z| z.timestamp())
+    let next = at.to_zoned_datetime(tz.clone()).date().checked_add(1.day()).ok()?;
+    next.to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp())
 }
 
 impl Freeze {
@@ -179,10 +154,7 @@ const DAY_NAMES: [(Weekday, &str); 7] = [
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = DAY_NAMES
-            .iter()
-            .find(|(d, _)| *d == self.0)
-            .map_or("?", |(_, n)| n);
+        let name = DAY_NAMES.iter().find(|(d, _)| *d == self.0).map_or("?", |(_, n)| n);
         f.write_str(name)
     }
 }
@@ -201,9 +173,7 @@ impl<'de> Deserialize<'de> for Day {
             .find(|(_, name)| *name == text || (text.len() == 3 && name.starts_with(&text)))
             .map(|(day, _)| Day(*day))
             .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "`{text}` is not a weekday: use monday … sunday or mon … sun"
-                ))
+                serde::de::Error::custom(format!("`{text}` is not a weekday: use monday … sunday or mon … sun"))
             })
     }
 }
@@ -258,10 +228,7 @@ impl Moment {
     fn resolve(&self, tz: &TimeZone) -> Timestamp {
         match self {
             Moment::Instant(t) => *t,
-            Moment::Date(d) => d
-                .to_zoned_datetime(tz.clone())
-                .map(|z| z.timestamp())
-                .unwrap_or(Timestamp::MAX),
+            Moment::Date(d) => d.to_zoned_datetime(tz.clone()).map(|z| z.timestamp()).unwrap_or(Timestamp::MAX),
         }
     }
 }
@@ -312,11 +279,7 @@ mod tests {
         assert_eq!(closed.opens_at, Some(ts("2026-11-28T00:00:00Z")));
         assert!(window.check_start(ts("2026-11-26T10:00:00Z")).is_ok());
         // Traffic may still move on a Friday unless the plan says otherwise.
-        assert!(
-            window
-                .check_traffic_change(ts("2026-11-27T10:00:00Z"))
-                .is_ok()
-        );
+        assert!(window.check_traffic_change(ts("2026-11-27T10:00:00Z")).is_ok());
     }
 
     #[test]
@@ -329,9 +292,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let closed = window
-            .check_traffic_change(ts("2026-12-24T12:00:00Z"))
-            .unwrap_err();
+        let closed = window.check_traffic_change(ts("2026-12-24T12:00:00Z")).unwrap_err();
         assert!(closed.reason.contains("holidays"));
         assert_eq!(closed.opens_at, Some(ts("2026-12-31T23:00:00Z")));
         // 2027-01-01 is a Friday: starts wait for Monday 00:00 Berlin time.

@@ -30,19 +30,12 @@ fn every_single_edit_is_caught_at_the_edited_event() {
     let events = log();
     for i in 0..events.len() {
         let mut tampered = events.clone();
-        tampered[i].body = tampered[i]
-            .body
-            .replacen("rehearsal", "forged", 1)
-            .replacen("alice", "mallory", 1);
+        tampered[i].body = tampered[i].body.replacen("rehearsal", "forged", 1).replacen("alice", "mallory", 1);
         if tampered[i].body == events[i].body {
             tampered[i].body.push(' ');
         }
         let failure = verify_stream(&tampered).unwrap_err();
-        assert_eq!(
-            (failure.seq, failure.tamper.clone()),
-            (i as u64 + 1, Tamper::Edited),
-            "{failure}"
-        );
+        assert_eq!((failure.seq, failure.tamper.clone()), (i as u64 + 1, Tamper::Edited), "{failure}");
     }
 }
 
@@ -50,15 +43,8 @@ fn every_single_edit_is_caught_at_the_edited_event() {
 fn an_edit_that_rehashes_its_event_breaks_the_next_link() {
     let mut events = log();
     let target = &mut events[4];
-    target.body = target
-        .body
-        .replacen("passed in rehearsal", "passed, honestly", 1);
-    target.hash = rollgate_core::audit::chain_hash(
-        &target.stream,
-        target.seq,
-        &target.prev_hash,
-        &target.body,
-    );
+    target.body = target.body.replacen("passed in rehearsal", "passed, honestly", 1);
+    target.hash = rollgate_core::audit::chain_hash(&target.stream, target.seq, &target.prev_hash, &target.body);
     let failure = verify_stream(&events).unwrap_err();
     assert_eq!(failure.seq, 6);
     assert_eq!(failure.tamper, Tamper::Dropped, "{failure}");
@@ -71,11 +57,7 @@ fn a_dropped_event_is_named() {
         let mut tampered = events.clone();
         tampered.remove(i);
         let failure = verify_stream(&tampered).unwrap_err();
-        assert_eq!(
-            (failure.seq, failure.tamper.clone()),
-            (i as u64 + 1, Tamper::Dropped),
-            "{failure}"
-        );
+        assert_eq!((failure.seq, failure.tamper.clone()), (i as u64 + 1, Tamper::Dropped), "{failure}");
     }
 }
 
@@ -88,12 +70,7 @@ fn reordered_events_are_named_whether_rows_or_bodies_were_swapped() {
     rows[3].seq = 4;
     rows[7].seq = 8;
     let failure = verify_stream(&rows).unwrap_err();
-    assert_eq!(
-        (failure.seq, failure.tamper),
-        (4, Tamper::Reordered),
-        "{}",
-        failure.detail
-    );
+    assert_eq!((failure.seq, failure.tamper), (4, Tamper::Reordered), "{}", failure.detail);
     // Rows swapped with their original numbers: out of position.
     let mut unsorted = events.clone();
     unsorted.swap(3, 7);

@@ -9,18 +9,12 @@ fn problems(text: &str) -> Vec<Diagnostic> {
 
 /// The example with one line replaced.
 fn example_with(old: &str, new: &str) -> String {
-    assert!(
-        EXAMPLE.contains(old),
-        "the example no longer contains {old:?}"
-    );
+    assert!(EXAMPLE.contains(old), "the example no longer contains {old:?}");
     EXAMPLE.replacen(old, new, 1)
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .expect("needle in text")
-        + 1
+    text.lines().position(|l| l.contains(needle)).expect("needle in text") + 1
 }
 
 #[test]
@@ -39,57 +33,29 @@ fn the_example_passes_and_means_what_its_comments_say() {
 
 #[test]
 fn an_unknown_key_is_placed_exactly() {
-    let text = example_with(
-        "owner = \"fraud-ml@example.com\"",
-        "ownr = \"fraud-ml@example.com\"",
-    );
+    let text = example_with("owner = \"fraud-ml@example.com\"", "ownr = \"fraud-ml@example.com\"");
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(
-        (found[0].line, found[0].column),
-        (line_of(&text, "ownr ="), 1)
-    );
-    assert!(
-        found[0].message.contains("unknown field `ownr`"),
-        "{}",
-        found[0].message
-    );
+    assert_eq!((found[0].line, found[0].column), (line_of(&text, "ownr ="), 1));
+    assert!(found[0].message.contains("unknown field `ownr`"), "{}", found[0].message);
     assert!(found[0].hint.is_some());
 }
 
 #[test]
 fn a_weight_over_100_is_refused_at_the_value() {
-    let text = example_with(
-        "{ percent = 50, hold = \"24h\" }",
-        "{ percent = 150, hold = \"24h\" }",
-    );
+    let text = example_with("{ percent = 50, hold = \"24h\" }", "{ percent = 150, hold = \"24h\" }");
     let found = problems(&text);
-    let d = found
-        .iter()
-        .find(|d| d.message.contains("150% is not a share of traffic"))
-        .expect("weight problem");
+    let d = found.iter().find(|d| d.message.contains("150% is not a share of traffic")).expect("weight problem");
     assert_eq!(d.line, line_of(&text, "percent = 150"));
-    assert_eq!(
-        d.column,
-        text.lines().nth(d.line - 1).unwrap().find("150").unwrap() + 1
-    );
+    assert_eq!(d.column, text.lines().nth(d.line - 1).unwrap().find("150").unwrap() + 1);
 }
 
 #[test]
 fn steps_that_do_not_increase_point_at_the_steps() {
-    let text = example_with(
-        "{ percent = 25, hold = \"12h\" }",
-        "{ percent = 2, hold = \"12h\" }",
-    );
+    let text = example_with("{ percent = 25, hold = \"12h\" }", "{ percent = 2, hold = \"12h\" }");
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0]
-            .message
-            .contains("step 3 (2%) is not above step 2 (5%)"),
-        "{}",
-        found[0].message
-    );
+    assert!(found[0].message.contains("step 3 (2%) is not above step 2 (5%)"), "{}", found[0].message);
     assert_eq!(found[0].line, line_of(&text, "steps = ["));
 }
 
@@ -98,35 +64,22 @@ fn an_unparseable_hold_says_how_to_write_one() {
     let text = example_with("duration = \"6h\"", "duration = \"six hours\"");
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].message.contains("`six hours` is not a duration"),
-        "{}",
-        found[0].message
-    );
+    assert!(found[0].message.contains("`six hours` is not a duration"), "{}", found[0].message);
     assert_eq!(found[0].line, line_of(&text, "six hours"));
 }
 
 #[test]
 fn references_to_missing_plans_and_versions_are_refused() {
-    let text = example_with("stable = \"v1\"", "stable = \"v0\"").replacen(
-        "plan = \"careful\"",
-        "plan = \"carefull\"",
-        1,
-    );
+    let text =
+        example_with("stable = \"v1\"", "stable = \"v0\"").replacen("plan = \"careful\"", "plan = \"carefull\"", 1);
     let found = problems(&text);
-    let stable = found
-        .iter()
-        .find(|d| d.message.contains("stable version `v0`"))
-        .expect("stable problem");
+    let stable = found.iter().find(|d| d.message.contains("stable version `v0`")).expect("stable problem");
     assert_eq!(stable.line, line_of(&text, "stable = \"v0\""));
     assert!(stable.hint.as_deref().unwrap().contains("v1, v2"));
-    let plan = found
-        .iter()
-        .find(|d| d.message.contains("plan `carefull`, which is not defined"))
-        .expect("plan problem");
+    let plan =
+        found.iter().find(|d| d.message.contains("plan `carefull`, which is not defined")).expect("plan problem");
     assert!(
-        plan.hint.as_deref().unwrap().contains("default, careful")
-            || plan.hint.as_deref().unwrap().contains("careful")
+        plan.hint.as_deref().unwrap().contains("default, careful") || plan.hint.as_deref().unwrap().contains("careful")
     );
 }
 
@@ -139,16 +92,10 @@ fn every_problem_is_reported_in_one_run() {
         .replacen("[policy]", "[polcy]", 1);
     let found = problems(&text);
     let rendered: Vec<String> = found.iter().map(ToString::to_string).collect();
-    for needle in [
-        "unknown variant `grpc`",
-        "`superuser` is not a role",
-        "unknown section `polcy`",
-        "error_rate_ratio is 0.5",
-    ] {
-        assert!(
-            rendered.iter().any(|d| d.contains(needle)),
-            "missing {needle:?} in {rendered:#?}"
-        );
+    for needle in
+        ["unknown variant `grpc`", "`superuser` is not a role", "unknown section `polcy`", "error_rate_ratio is 0.5"]
+    {
+        assert!(rendered.iter().any(|d| d.contains(needle)), "missing {needle:?} in {rendered:#?}");
     }
     assert!(found.iter().all(|d| d.line > 0 && d.column > 0));
 }
@@ -158,11 +105,7 @@ fn syntax_errors_are_located() {
     let found = problems("[services.a]\nprotocol = \"json\nroute = { path_prefix = \"/a\" }\n");
     assert!(!found.is_empty());
     assert_eq!(found[0].line, 2, "{}", found[0]);
-    assert!(
-        found[0].to_string().starts_with("rollgate.toml:2:"),
-        "{}",
-        found[0]
-    );
+    assert!(found[0].to_string().starts_with("rollgate.toml:2:"), "{}", found[0]);
 }
 
 proptest! {

@@ -10,18 +10,14 @@ use rollgate_core::event::replay;
 use rollgate_core::plan::Plan;
 use rollgate_core::roles::{Actor, ApprovalKind, Role};
 use rollgate_core::rollout::rehearsal::Rehearsal;
-use rollgate_core::rollout::{
-    Command, Effect, Input, Rejection, RollbackCategory, RollbackKind, Stage, Verdict,
-};
+use rollgate_core::rollout::{Command, Effect, Input, Rejection, RollbackCategory, RollbackKind, Stage, Verdict};
 use rollgate_core::weight::Weight;
 
 fn canary_weights(effects: &[Effect]) -> Vec<Weight> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::SetWeights {
-                candidate_weight, ..
-            } => Some(*candidate_weight),
+            Effect::SetWeights { candidate_weight, .. } => Some(*candidate_weight),
             _ => None,
         })
         .collect()
@@ -38,11 +34,7 @@ fn drive_to_the_end(r: &mut Rehearsal, clock: &ManualClock) -> Vec<(i64, Weight)
         for event in &r.events()[seen..] {
             let body = event.decode().unwrap();
             let hours = (body.at - started).as_hours();
-            changes.extend(
-                canary_weights(&body.effects)
-                    .into_iter()
-                    .map(|w| (hours, w)),
-            );
+            changes.extend(canary_weights(&body.effects).into_iter().map(|w| (hours, w)));
         }
         seen = r.events().len();
         if r.state().unwrap().is_terminal() {
@@ -64,10 +56,7 @@ fn the_default_plan_runs_its_48_hour_canary_on_a_virtual_clock() {
     r.send(start(Plan::default(), true), clock.now()).unwrap();
     let wall = std::time::Instant::now();
     let changes = drive_to_the_end(&mut r, &clock);
-    eprintln!(
-        "48-hour canary rehearsed in {:?} of wall time",
-        wall.elapsed()
-    );
+    eprintln!("48-hour canary rehearsed in {:?} of wall time", wall.elapsed());
     let state = r.state().unwrap();
     assert_eq!(state.stage, Stage::Completed);
     // Pre-deployment and staging pass at hour 0; the canary steps follow
@@ -91,30 +80,13 @@ fn a_hold_interrupted_by_a_pause_still_ends_at_its_recorded_time() {
     r.pass_gates(clock.now());
     assert_eq!(r.state().unwrap().stage, Stage::Canary { step: 0 });
     clock.advance(SignedDuration::from_hours(1));
-    r.send(
-        Command::new(
-            alice(),
-            Input::Pause {
-                reason: "looking at a dashboard".into(),
-            },
-        ),
-        clock.now(),
-    )
-    .unwrap();
+    r.send(Command::new(alice(), Input::Pause { reason: "looking at a dashboard".into() }), clock.now()).unwrap();
     clock.advance(SignedDuration::from_hours(4));
     // Paused: time passes, nothing moves.
-    assert_eq!(
-        r.send(Command::new(Actor::system(), Input::Timer), clock.now()),
-        Err(Rejection::Unchanged)
-    );
-    let effects = r
-        .send(Command::new(alice(), Input::Resume), clock.now())
-        .unwrap();
+    assert_eq!(r.send(Command::new(Actor::system(), Input::Timer), clock.now()), Err(Rejection::Unchanged));
+    let effects = r.send(Command::new(alice(), Input::Resume), clock.now()).unwrap();
     // The 4h hold has ended (it counts from the step's start) and the verdict is healthy: 5% at once.
-    assert_eq!(
-        canary_weights(&effects),
-        [Weight::from_percent(5.0).unwrap()]
-    );
+    assert_eq!(canary_weights(&effects), [Weight::from_percent(5.0).unwrap()]);
 }
 
 #[test]
@@ -122,56 +94,28 @@ fn the_requester_cannot_approve_and_approvers_need_the_right_kind() {
     let now = at(THURSDAY);
     let mut r = Rehearsal::new();
     r.send(start(Plan::default(), true), now).unwrap();
-    let alice_as_approver = Actor::new(
-        "alice",
-        [Role::Deployer, Role::Approver(ApprovalKind::Technical)],
-    );
-    let own = r.send(
-        Command::new(
-            alice_as_approver,
-            Input::Approve {
-                kind: ApprovalKind::Technical,
-                comment: None,
-            },
-        ),
-        now,
-    );
-    assert!(
-        matches!(own, Err(Rejection::SeparationOfDuties { .. })),
-        "{own:?}"
-    );
+    let alice_as_approver = Actor::new("alice", [Role::Deployer, Role::Approver(ApprovalKind::Technical)]);
+    let own =
+        r.send(Command::new(alice_as_approver, Input::Approve { kind: ApprovalKind::Technical, comment: None }), now);
+    assert!(matches!(own, Err(Rejection::SeparationOfDuties { .. })), "{own:?}");
     let wrong_kind = r.send(
         Command::new(
             approver("bob", ApprovalKind::Security),
-            Input::Approve {
-                kind: ApprovalKind::Technical,
-                comment: None,
-            },
+            Input::Approve { kind: ApprovalKind::Technical, comment: None },
         ),
         now,
     );
-    assert!(
-        matches!(wrong_kind, Err(Rejection::Forbidden { .. })),
-        "{wrong_kind:?}"
-    );
+    assert!(matches!(wrong_kind, Err(Rejection::Forbidden { .. })), "{wrong_kind:?}");
     r.send(
         Command::new(
             approver("bob", ApprovalKind::Technical),
-            Input::Approve {
-                kind: ApprovalKind::Technical,
-                comment: Some("ok".into()),
-            },
+            Input::Approve { kind: ApprovalKind::Technical, comment: Some("ok".into()) },
         ),
         now,
     )
     .unwrap();
-    let gate = r
-        .state()
-        .unwrap()
-        .gates(now)
-        .into_iter()
-        .find(|g| g.to_string().starts_with("approval.technical"))
-        .unwrap();
+    let gate =
+        r.state().unwrap().gates(now).into_iter().find(|g| g.to_string().starts_with("approval.technical")).unwrap();
     assert!(gate.passed(), "{gate}");
 }
 
@@ -187,122 +131,59 @@ fn a_missing_gate_blocks_promotion_and_says_which_and_why() {
         details: serde_json::Value::Null,
     };
     r.send(Command::new(Actor::system(), failed), now).unwrap();
-    let Err(Rejection::Blocked { stage, gates }) =
-        r.send(Command::new(alice(), Input::Promote), now)
-    else {
+    let Err(Rejection::Blocked { stage, gates }) = r.send(Command::new(alice(), Input::Promote), now) else {
         panic!("promotion past missing gates must be refused");
     };
     assert_eq!(stage, "pre-deployment");
-    let bias = gates
-        .iter()
-        .find(|g| g.to_string().starts_with("validation.bias"))
-        .unwrap();
-    assert!(
-        bias.to_string()
-            .contains("failed: demographic parity difference 0.12 > 0.05"),
-        "{bias}"
-    );
-    let card = gates
-        .iter()
-        .find(|g| g.to_string().starts_with("documentation.model_card"))
-        .unwrap();
-    assert!(
-        card.to_string()
-            .contains("pending: no evidence yet: Model card complete"),
-        "{card}"
-    );
+    let bias = gates.iter().find(|g| g.to_string().starts_with("validation.bias")).unwrap();
+    assert!(bias.to_string().contains("failed: demographic parity difference 0.12 > 0.05"), "{bias}");
+    let card = gates.iter().find(|g| g.to_string().starts_with("documentation.model_card")).unwrap();
+    assert!(card.to_string().contains("pending: no evidence yet: Model card complete"), "{card}");
 }
 
 #[test]
 fn friday_starts_are_refused_and_force_promote_needs_an_admin_and_a_reason() {
     let friday = at("2026-11-27T10:00:00Z");
     let refused = rollgate_core::rollout::step(None, &start(Plan::default(), true), friday);
-    assert!(
-        matches!(refused, Err(Rejection::WindowClosed(_))),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(Rejection::WindowClosed(_))), "{refused:?}");
 
     let now = at(THURSDAY);
     let mut r = Rehearsal::new();
     r.send(start(Plan::default(), true), now).unwrap();
-    let by_deployer = r.send(
-        Command::new(
-            alice(),
-            Input::ForcePromote {
-                reason: "hotfix".into(),
-            },
-        ),
-        now,
-    );
+    let by_deployer = r.send(Command::new(alice(), Input::ForcePromote { reason: "hotfix".into() }), now);
     assert!(matches!(by_deployer, Err(Rejection::Forbidden { .. })));
-    let no_reason = r.send(
-        Command::new(dana_admin(), Input::ForcePromote { reason: " ".into() }),
-        now,
-    );
+    let no_reason = r.send(Command::new(dana_admin(), Input::ForcePromote { reason: " ".into() }), now);
     assert!(matches!(no_reason, Err(Rejection::ReasonRequired { .. })));
-    r.send(
-        Command::new(
-            dana_admin(),
-            Input::ForcePromote {
-                reason: "security hotfix, INC-42".into(),
-            },
-        ),
-        now,
-    )
-    .unwrap();
+    r.send(Command::new(dana_admin(), Input::ForcePromote { reason: "security hotfix, INC-42".into() }), now).unwrap();
     let state = r.state().unwrap();
     assert_eq!(state.stage, Stage::Staging);
     let forced = &state.overrides[0];
     assert_eq!(forced.by, "dana");
-    assert!(
-        forced
-            .bypassed
-            .iter()
-            .any(|g| g.starts_with("validation.performance")),
-        "{:?}",
-        forced.bypassed
-    );
+    assert!(forced.bypassed.iter().any(|g| g.starts_with("validation.performance")), "{:?}", forced.bypassed);
 }
 
 #[test]
 fn traffic_steps_wait_for_a_freeze_to_end_and_say_so() {
     let mut plan = Plan::default();
-    plan.window = toml::from_str(r#"freezes = [{ from = "2026-11-26T11:00:00Z", until = "2026-11-27T08:00:00Z", reason = "launch event" }]"#)
-        .unwrap();
+    plan.window = toml::from_str(
+        r#"freezes = [{ from = "2026-11-26T11:00:00Z", until = "2026-11-27T08:00:00Z", reason = "launch event" }]"#,
+    )
+    .unwrap();
     let clock = ManualClock::new(at(THURSDAY));
     let mut r = Rehearsal::new();
     r.send(start(plan, true), clock.now()).unwrap();
     r.pass_gates(clock.now());
     assert_eq!(r.state().unwrap().stage, Stage::Canary { step: 0 });
     clock.advance(SignedDuration::from_hours(4)); // 13:00, inside the freeze
-    let effects = r
-        .send(Command::new(Actor::system(), Input::Timer), clock.now())
-        .unwrap();
+    let effects = r.send(Command::new(Actor::system(), Input::Timer), clock.now()).unwrap();
     let state = r.state().unwrap();
     assert_eq!(state.stage, Stage::Canary { step: 0 });
-    let waiting = state
-        .waiting_for_window
-        .as_ref()
-        .expect("the rollout says it is waiting");
-    assert!(
-        waiting.reason.contains("launch event"),
-        "{}",
-        waiting.reason
-    );
-    assert!(
-        effects.contains(&Effect::ScheduleTimer {
-            at: at("2026-11-27T08:00:00Z")
-        }),
-        "{effects:?}"
-    );
+    let waiting = state.waiting_for_window.as_ref().expect("the rollout says it is waiting");
+    assert!(waiting.reason.contains("launch event"), "{}", waiting.reason);
+    assert!(effects.contains(&Effect::ScheduleTimer { at: at("2026-11-27T08:00:00Z") }), "{effects:?}");
     clock.set(at("2026-11-27T08:00:00Z"));
-    let effects = r
-        .send(Command::new(Actor::system(), Input::Timer), clock.now())
-        .unwrap();
-    assert_eq!(
-        canary_weights(&effects),
-        [Weight::from_percent(5.0).unwrap()]
-    );
+    let effects = r.send(Command::new(Actor::system(), Input::Timer), clock.now()).unwrap();
+    assert_eq!(canary_weights(&effects), [Weight::from_percent(5.0).unwrap()]);
 }
 
 #[test]
@@ -311,35 +192,15 @@ fn a_judge_rollback_is_quick_and_keeps_the_candidate_running() {
     let mut r = Rehearsal::new();
     r.send(start(Plan::default(), true), now).unwrap();
     r.pass_gates(now);
-    let verdict = Verdict::Rollback {
-        trigger: "error_rate".into(),
-        evidence: serde_json::json!({"canary_errors": 40}),
-    };
-    let effects = r
-        .send(
-            Command::new(Actor::system(), Input::Verdict { verdict }),
-            now,
-        )
-        .unwrap();
+    let verdict =
+        Verdict::Rollback { trigger: "error_rate".into(), evidence: serde_json::json!({"canary_errors": 40}) };
+    let effects = r.send(Command::new(Actor::system(), Input::Verdict { verdict }), now).unwrap();
     assert_eq!(canary_weights(&effects), [Weight::ZERO]);
-    assert!(
-        !effects
-            .iter()
-            .any(|e| matches!(e, Effect::Retire { .. } | Effect::Redeploy { .. }))
-    );
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Retire { .. } | Effect::Redeploy { .. })));
     let state = r.state().unwrap();
-    assert!(matches!(
-        state.stage,
-        Stage::RolledBack {
-            kind: RollbackKind::Quick,
-            ..
-        }
-    ));
+    assert!(matches!(state.stage, Stage::RolledBack { kind: RollbackKind::Quick, .. }));
     // Terminal stays terminal.
-    assert!(matches!(
-        r.send(Command::new(alice(), Input::Resume), now),
-        Err(Rejection::Terminal { .. })
-    ));
+    assert!(matches!(r.send(Command::new(alice(), Input::Resume), now), Err(Rejection::Terminal { .. })));
 }
 
 #[test]
@@ -354,14 +215,8 @@ fn a_manual_full_rollback_redeploys_stable_and_retires_the_candidate() {
         full: true,
     };
     let effects = r.send(Command::new(alice(), rollback), now).unwrap();
-    assert!(effects.contains(&Effect::Redeploy {
-        service: "fraud".into(),
-        version: "v1".into()
-    }));
-    assert!(effects.contains(&Effect::Retire {
-        service: "fraud".into(),
-        version: "v2".into()
-    }));
+    assert!(effects.contains(&Effect::Redeploy { service: "fraud".into(), version: "v1".into() }));
+    assert!(effects.contains(&Effect::Retire { service: "fraud".into(), version: "v2".into() }));
     assert_eq!(r.state().unwrap().weight, Weight::ZERO);
 }
 
@@ -370,10 +225,7 @@ fn shadow_mirrors_and_stops_and_cannot_be_skipped_when_required() {
     let mut plan = Plan::default();
     plan.shadow.mode = rollgate_core::plan::ShadowMode::Required;
     let refused = rollgate_core::rollout::step(None, &start(plan.clone(), true), at(THURSDAY));
-    assert!(
-        matches!(refused, Err(Rejection::InvalidStart(_))),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(Rejection::InvalidStart(_))), "{refused:?}");
 
     let clock = ManualClock::new(at(THURSDAY));
     let mut r = Rehearsal::new();
@@ -384,8 +236,7 @@ fn shadow_mirrors_and_stops_and_cannot_be_skipped_when_required() {
     assert_eq!(state.mirroring, Some(Weight::FULL));
     assert_eq!(state.weight, Weight::ZERO);
     clock.advance(SignedDuration::from_hours(4));
-    r.send(Command::new(Actor::system(), Input::Timer), clock.now())
-        .unwrap_or_default();
+    r.send(Command::new(Actor::system(), Input::Timer), clock.now()).unwrap_or_default();
     r.pass_gates(clock.now());
     let state = r.state().unwrap();
     assert_eq!(state.stage, Stage::Canary { step: 0 });

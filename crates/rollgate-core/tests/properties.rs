@@ -9,9 +9,7 @@ use rollgate_core::event::replay;
 use rollgate_core::plan::{ChecklistKind, Plan};
 use rollgate_core::roles::{Actor, ApprovalKind, Role};
 use rollgate_core::rollout::rehearsal::{Rehearsal, inputs_to_pass};
-use rollgate_core::rollout::{
-    Command, Input, Rejection, RollbackCategory, Rollout, Stage, Verdict, checklist_items,
-};
+use rollgate_core::rollout::{Command, Input, Rejection, RollbackCategory, Rollout, Stage, Verdict, checklist_items};
 use rollgate_core::weight::Weight;
 
 #[derive(Debug, Clone)]
@@ -69,94 +67,47 @@ fn command_for(action: &Action, state: &Rollout, now: Timestamp) -> Command {
         Action::Evidence { gate, passed } => {
             let ids = state.plan.gate_ids();
             let gate = ids[gate % ids.len()].clone();
-            let input = Input::Evidence {
-                gate,
-                passed: *passed,
-                summary: "random".into(),
-                details: serde_json::Value::Null,
-            };
+            let input =
+                Input::Evidence { gate, passed: *passed, summary: "random".into(), details: serde_json::Value::Null };
             Command::new(system(), input)
         }
         Action::Approve { kind, by_requester } => {
             let kind = ApprovalKind::ALL[kind % 4];
             let name = if *by_requester { "alice" } else { "bob" };
-            Command::new(
-                Actor::new(name, [Role::Approver(kind)]),
-                Input::Approve {
-                    kind,
-                    comment: None,
-                },
-            )
+            Command::new(Actor::new(name, [Role::Approver(kind)]), Input::Approve { kind, comment: None })
         }
         Action::Tick { list, item } => {
             let checklist = ChecklistKind::ALL[list % 3];
             let items = checklist_items(state, checklist);
             let item = items[item % items.len()].0.clone();
-            Command::new(
-                alice(),
-                Input::Tick {
-                    checklist,
-                    item,
-                    note: None,
-                },
-            )
+            Command::new(alice(), Input::Tick { checklist, item, note: None })
         }
         Action::Verdict(v) => {
             let verdict = match v {
                 0 => Verdict::Healthy,
-                1 => Verdict::Hold {
-                    reason: "warming up".into(),
-                },
-                _ => Verdict::Rollback {
-                    trigger: "error_rate".into(),
-                    evidence: serde_json::Value::Null,
-                },
+                1 => Verdict::Hold { reason: "warming up".into() },
+                _ => Verdict::Rollback { trigger: "error_rate".into(), evidence: serde_json::Value::Null },
             };
             Command::new(system(), Input::Verdict { verdict })
         }
         Action::Wait { .. } => Command::new(system(), Input::Timer),
         Action::Promote => Command::new(alice(), Input::Promote),
-        Action::Pause => Command::new(
-            alice(),
-            Input::Pause {
-                reason: "random pause".into(),
-            },
-        ),
+        Action::Pause => Command::new(alice(), Input::Pause { reason: "random pause".into() }),
         Action::Resume => Command::new(alice(), Input::Resume),
-        Action::Abort => Command::new(
-            alice(),
-            Input::Abort {
-                reason: "random abort".into(),
-            },
-        ),
+        Action::Abort => Command::new(alice(), Input::Abort { reason: "random abort".into() }),
         Action::Rollback { full } => Command::new(
             alice(),
-            Input::Rollback {
-                category: RollbackCategory::Quality,
-                reason: "random".into(),
-                full: *full,
-            },
+            Input::Rollback { category: RollbackCategory::Quality, reason: "random".into(), full: *full },
         ),
         Action::ForcePromote { admin } => {
             let who = if *admin { dana_admin() } else { alice() };
-            Command::new(
-                who,
-                Input::ForcePromote {
-                    reason: "random override".into(),
-                },
-            )
+            Command::new(who, Input::ForcePromote { reason: "random override".into() })
         }
-        Action::PassOne => inputs_to_pass(state, now)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| {
-                // Nothing left to feed: a manual plan waits for a promotion.
-                let ready = !state.gates(now).iter().any(|g| g.blocks());
-                Command::new(
-                    if ready { alice() } else { system() },
-                    if ready { Input::Promote } else { Input::Timer },
-                )
-            }),
+        Action::PassOne => inputs_to_pass(state, now).into_iter().next().unwrap_or_else(|| {
+            // Nothing left to feed: a manual plan waits for a promotion.
+            let ready = !state.gates(now).iter().any(|g| g.blocks());
+            Command::new(if ready { alice() } else { system() }, if ready { Input::Promote } else { Input::Timer })
+        }),
     }
 }
 
@@ -186,54 +137,26 @@ fn gates_held(
     // before this transition, and its verdict (or this input's) be healthy.
     let stable = before.stage == *left
         && match &command.input {
-            Input::Verdict {
-                verdict: Verdict::Healthy,
-            } => true,
+            Input::Verdict { verdict: Verdict::Healthy } => true,
             Input::Verdict { .. } => false,
-            _ => before
-                .verdict
-                .as_ref()
-                .is_some_and(|v| v.verdict == Verdict::Healthy),
+            _ => before.verdict.as_ref().is_some_and(|v| v.verdict == Verdict::Healthy),
         };
     // Entering the next stage clears the verdict; checklist items proved by
     // the judge are judged with the verdict the stage was left with.
     let mut at_exit = after.clone();
-    at_exit.verdict = stable.then(|| rollgate_core::rollout::VerdictRecord {
-        verdict: Verdict::Healthy,
-        at: now,
-    });
-    let checklist_done = |kind| {
-        checklist_items(&at_exit, kind)
-            .iter()
-            .all(|(_, _, done)| done.is_some())
-    };
-    let category = |prefix: &str| {
-        plan.gate_ids()
-            .into_iter()
-            .filter(|id| id.starts_with(prefix))
-            .collect::<Vec<_>>()
-    };
+    at_exit.verdict = stable.then(|| rollgate_core::rollout::VerdictRecord { verdict: Verdict::Healthy, at: now });
+    let checklist_done = |kind| checklist_items(&at_exit, kind).iter().all(|(_, _, done)| done.is_some());
+    let category = |prefix: &str| plan.gate_ids().into_iter().filter(|id| id.starts_with(prefix)).collect::<Vec<_>>();
     let ok = match left {
         Stage::PreDeployment => {
             let p = &plan.pre_deployment;
-            evidence_ok(
-                [
-                    category("validation."),
-                    category("documentation."),
-                    category("infrastructure."),
-                ]
-                .concat(),
-            ) && p
-                .approvals
-                .required()
-                .iter()
-                .all(|k| after.approvals.iter().any(|a| a.kind == *k))
+            evidence_ok([category("validation."), category("documentation."), category("infrastructure.")].concat())
+                && p.approvals.required().iter().all(|k| after.approvals.iter().any(|a| a.kind == *k))
                 && checklist_done(ChecklistKind::PreDeployment)
         }
         Stage::Staging => {
             evidence_ok(category("staging."))
-                && (!after.skip_shadow
-                    || (window_open && checklist_done(ChecklistKind::DeploymentDay)))
+                && (!after.skip_shadow || (window_open && checklist_done(ChecklistKind::DeploymentDay)))
         }
         Stage::Shadow => {
             held(plan.shadow.duration.duration())
@@ -241,9 +164,7 @@ fn gates_held(
                 && window_open
                 && checklist_done(ChecklistKind::DeploymentDay)
         }
-        Stage::Canary { step } => {
-            held(plan.canary.steps[*step].hold.unwrap().duration()) && stable && window_open
-        }
+        Stage::Canary { step } => held(plan.canary.steps[*step].hold.unwrap().duration()) && stable && window_open,
         Stage::Full => {
             held(plan.full.observe.duration())
                 && stable
@@ -252,11 +173,7 @@ fn gates_held(
         }
         _ => false,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("left {left} at {now} without its gates"))
-    }
+    if ok { Ok(()) } else { Err(format!("left {left} at {now} without its gates")) }
 }
 
 fn plan_strategy() -> impl Strategy<Value = (Plan, bool)> {

@@ -5,20 +5,11 @@ pub enum StoreError {
     #[error(
         "stream {stream} moved on: expected to write event {expected} after {head_seq}; another writer appended first — reload the rollout and try again"
     )]
-    Conflict {
-        stream: String,
-        expected: u64,
-        head_seq: u64,
-    },
-    #[error(
-        "events to append must be one stream's, numbered one after another, each chained to the one before"
-    )]
+    Conflict { stream: String, expected: u64, head_seq: u64 },
+    #[error("events to append must be one stream's, numbered one after another, each chained to the one before")]
     MalformedBatch,
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot prepare the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]

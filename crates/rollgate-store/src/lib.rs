@@ -15,9 +15,7 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
-pub use rollouts::{
-    EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending,
-};
+pub use rollouts::{EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
 use rollgate_core::event::RecordedEvent;
@@ -28,16 +26,10 @@ pub trait EventStore: Send + Sync {
     /// Appends `events`, which must continue their stream: the first one's
     /// `seq` is one past the stored head and its `prev_hash` is the head's
     /// hash. Otherwise nothing is written and the result is `Conflict`.
-    fn append(
-        &self,
-        events: &[RecordedEvent],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn append(&self, events: &[RecordedEvent]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A stream's events in order; empty for an unknown stream.
-    fn read(
-        &self,
-        stream: &str,
-    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+    fn read(&self, stream: &str) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
     /// Every stream, in name order.
     fn streams(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
@@ -46,11 +38,7 @@ pub trait EventStore: Send + Sync {
     fn effects_done(&self, stream: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Records that every effect up to and including event `seq` was carried out.
-    fn mark_effects_done(
-        &self,
-        stream: &str,
-        seq: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn mark_effects_done(&self, stream: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The store chosen at start-up: the binary holds one of these.
@@ -67,9 +55,7 @@ impl AnyStore {
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
             Ok(AnyStore::Postgres(PgStore::connect(location).await?))
         } else {
-            Ok(AnyStore::Sqlite(
-                SqliteStore::open(std::path::Path::new(location)).await?,
-            ))
+            Ok(AnyStore::Sqlite(SqliteStore::open(std::path::Path::new(location)).await?))
         }
     }
 }

@@ -36,13 +36,9 @@ pub enum SubmitError {
     Rejected(#[from] Rejection),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "the stored log of rollout {id} does not replay ({source}); run `rollgate audit verify`"
-    )]
+    #[error("the stored log of rollout {id} does not replay ({source}); run `rollgate audit verify`")]
     Replay { id: String, source: ReplayError },
-    #[error(
-        "effect {key} could not be carried out: {message}; it stays pending and is retried on the next run"
-    )]
+    #[error("effect {key} could not be carried out: {message}; it stays pending and is retried on the next run")]
     Effect { key: EffectKey, message: String },
 }
 
@@ -63,11 +59,7 @@ impl fmt::Display for EffectKey {
 /// Where effects are carried out (route tables, notifications, …).
 pub trait EffectSink: Send + Sync {
     /// Carries out one effect. Called again with the same key after a crash, so it must drop repeats.
-    fn carry_out(
-        &self,
-        key: &EffectKey,
-        effect: &Effect,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    fn carry_out(&self, key: &EffectKey, effect: &Effect) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// The effects of one event that are not yet marked done.
@@ -90,43 +82,24 @@ impl<S: EventStore> Rollouts<S> {
     /// The rollout's state, rebuilt from its log; `None` if it has no events.
     pub async fn load(&self, id: &str) -> Result<Option<Rollout>, SubmitError> {
         let events = self.store.read(id).await?;
-        replay(&events).map_err(|source| SubmitError::Replay {
-            id: id.to_string(),
-            source,
-        })
+        replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })
     }
 
     /// Decides `command` at `now` against the latest log and appends its event.
-    pub async fn submit(
-        &self,
-        id: &str,
-        command: &Command,
-        now: Timestamp,
-    ) -> Result<Submitted, SubmitError> {
+    pub async fn submit(&self, id: &str, command: &Command, now: Timestamp) -> Result<Submitted, SubmitError> {
         let mut last_conflict = None;
         for _ in 0..CONFLICT_RETRIES {
             let events = self.store.read(id).await?;
-            let state = replay(&events).map_err(|source| SubmitError::Replay {
-                id: id.to_string(),
-                source,
-            })?;
+            let state = replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
             let transition = step(state.as_ref(), command, now)?;
-            let body = EventBody {
-                at: now,
-                command: command.clone(),
-                effects: transition.effects.clone(),
-            };
+            let body = EventBody { at: now, command: command.clone(), effects: transition.effects.clone() };
             let event = match events.last() {
                 Some(prev) => RecordedEvent::seal(id, prev.seq + 1, &prev.hash, &body),
                 None => RecordedEvent::first(id, &body),
             };
             match self.store.append(std::slice::from_ref(&event)).await {
                 Ok(()) => {
-                    return Ok(Submitted {
-                        state: transition.state,
-                        event,
-                        effects: transition.effects,
-                    });
+                    return Ok(Submitted { state: transition.state, event, effects: transition.effects });
                 }
                 Err(e) if e.is_conflict() => last_conflict = Some(e),
                 Err(e) => return Err(e.into()),
@@ -140,25 +113,12 @@ impl<S: EventStore> Rollouts<S> {
         let mut out = Vec::new();
         for stream in self.store.streams().await? {
             let done = self.store.effects_done(&stream).await?;
-            for event in self
-                .store
-                .read(&stream)
-                .await?
-                .into_iter()
-                .filter(|e| e.seq > done)
-            {
+            for event in self.store.read(&stream).await?.into_iter().filter(|e| e.seq > done) {
                 let body = event.decode().map_err(|source| SubmitError::Replay {
                     id: stream.clone(),
-                    source: ReplayError::Unreadable {
-                        seq: event.seq,
-                        source,
-                    },
+                    source: ReplayError::Unreadable { seq: event.seq, source },
                 })?;
-                out.push(Pending {
-                    stream: stream.clone(),
-                    seq: event.seq,
-                    effects: body.effects,
-                });
+                out.push(Pending { stream: stream.clone(), seq: event.seq, effects: body.effects });
             }
         }
         Ok(out)
@@ -174,20 +134,11 @@ pub async fn carry_out_pending<S: EventStore, K: EffectSink>(
     let mut carried = 0;
     for pending in rollouts.pending().await? {
         for (index, effect) in pending.effects.iter().enumerate() {
-            let key = EffectKey {
-                stream: pending.stream.clone(),
-                seq: pending.seq,
-                index,
-            };
-            sink.carry_out(&key, effect)
-                .await
-                .map_err(|message| SubmitError::Effect { key, message })?;
+            let key = EffectKey { stream: pending.stream.clone(), seq: pending.seq, index };
+            sink.carry_out(&key, effect).await.map_err(|message| SubmitError::Effect { key, message })?;
             carried += 1;
         }
-        rollouts
-            .store()
-            .mark_effects_done(&pending.stream, pending.seq)
-            .await?;
+        rollouts.store().mark_effects_done(&pending.stream, pending.seq).await?;
     }
     Ok(carried)
 }

@@ -2,12 +2,9 @@
 //! `$N` parameters included) and the one implementation of
 //! [`EventStore`](crate::EventStore) written over either pool.
 
-pub(crate) const HEAD: &str =
-    "SELECT seq, hash FROM events WHERE stream = $1 ORDER BY seq DESC LIMIT 1";
-pub(crate) const INSERT: &str =
-    "INSERT INTO events (stream, seq, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const READ: &str =
-    "SELECT stream, seq, prev_hash, hash, body FROM events WHERE stream = $1 ORDER BY seq";
+pub(crate) const HEAD: &str = "SELECT seq, hash FROM events WHERE stream = $1 ORDER BY seq DESC LIMIT 1";
+pub(crate) const INSERT: &str = "INSERT INTO events (stream, seq, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const READ: &str = "SELECT stream, seq, prev_hash, hash, body FROM events WHERE stream = $1 ORDER BY seq";
 pub(crate) const STREAMS: &str = "SELECT DISTINCT stream FROM events ORDER BY stream";
 pub(crate) const EFFECTS_DONE: &str = "SELECT done_through FROM effect_progress WHERE stream = $1";
 // Progress only moves forward, even if two processes finish effects out of order.
@@ -22,25 +19,17 @@ use rollgate_core::event::RecordedEvent;
 /// Checks a batch is one stream's, consecutive and chained within itself.
 pub(crate) fn check_batch(events: &[RecordedEvent]) -> Result<(), StoreError> {
     let well_formed = events.windows(2).all(|pair| {
-        pair[1].stream == pair[0].stream
-            && pair[1].seq == pair[0].seq + 1
-            && pair[1].prev_hash == pair[0].hash
+        pair[1].stream == pair[0].stream && pair[1].seq == pair[0].seq + 1 && pair[1].prev_hash == pair[0].hash
     });
-    if well_formed && events.first().is_some_and(|e| e.seq >= 1) {
-        Ok(())
-    } else {
-        Err(StoreError::MalformedBatch)
-    }
+    if well_formed && events.first().is_some_and(|e| e.seq >= 1) { Ok(()) } else { Err(StoreError::MalformedBatch) }
 }
 
 /// Turns a duplicate-key error on insert into the conflict it means.
 pub(crate) fn conflict_or(err: sqlx::Error, first: &RecordedEvent) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
-            stream: first.stream.clone(),
-            expected: first.seq,
-            head_seq: first.seq,
-        },
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict { stream: first.stream.clone(), expected: first.seq, head_seq: first.seq }
+        }
         _ => StoreError::Database(err),
     }
 }
@@ -58,24 +47,17 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 macro_rules! impl_event_store {
     ($store:ty, $begin:literal) => {
         impl $crate::EventStore for $store {
-            async fn append(
-                &self,
-                events: &[rollgate_core::event::RecordedEvent],
-            ) -> Result<(), $crate::StoreError> {
+            async fn append(&self, events: &[rollgate_core::event::RecordedEvent]) -> Result<(), $crate::StoreError> {
                 use $crate::sql;
                 let Some(first) = events.first() else {
                     return Ok(());
                 };
                 sql::check_batch(events)?;
                 let mut tx = self.pool.begin_with($begin).await?;
-                let head: Option<(i64, String)> = sqlx::query_as(sql::HEAD)
-                    .bind(&first.stream)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let (head_seq, head_hash) = head
-                    .map_or((0, rollgate_core::audit::GENESIS.to_string()), |(s, h)| {
-                        (sql::to_u64(s), h)
-                    });
+                let head: Option<(i64, String)> =
+                    sqlx::query_as(sql::HEAD).bind(&first.stream).fetch_optional(&mut *tx).await?;
+                let (head_seq, head_hash) =
+                    head.map_or((0, rollgate_core::audit::GENESIS.to_string()), |(s, h)| (sql::to_u64(s), h));
                 if first.seq != head_seq + 1 || first.prev_hash != head_hash {
                     return Err($crate::StoreError::Conflict {
                         stream: first.stream.clone(),
@@ -94,54 +76,36 @@ macro_rules! impl_event_store {
                         .await
                         .map_err(|err| sql::conflict_or(err, first))?;
                 }
-                tx.commit()
-                    .await
-                    .map_err(|err| sql::conflict_or(err, first))
+                tx.commit().await.map_err(|err| sql::conflict_or(err, first))
             }
 
-            async fn read(
-                &self,
-                stream: &str,
-            ) -> Result<Vec<rollgate_core::event::RecordedEvent>, $crate::StoreError> {
+            async fn read(&self, stream: &str) -> Result<Vec<rollgate_core::event::RecordedEvent>, $crate::StoreError> {
                 let rows: Vec<(String, i64, String, String, String)> =
-                    sqlx::query_as($crate::sql::READ)
-                        .bind(stream)
-                        .fetch_all(&self.pool)
-                        .await?;
+                    sqlx::query_as($crate::sql::READ).bind(stream).fetch_all(&self.pool).await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(stream, seq, prev_hash, hash, body)| {
-                        rollgate_core::event::RecordedEvent {
-                            stream,
-                            seq: $crate::sql::to_u64(seq),
-                            prev_hash,
-                            hash,
-                            body,
-                        }
+                    .map(|(stream, seq, prev_hash, hash, body)| rollgate_core::event::RecordedEvent {
+                        stream,
+                        seq: $crate::sql::to_u64(seq),
+                        prev_hash,
+                        hash,
+                        body,
                     })
                     .collect())
             }
 
             async fn streams(&self) -> Result<Vec<String>, $crate::StoreError> {
-                let rows: Vec<(String,)> = sqlx::query_as($crate::sql::STREAMS)
-                    .fetch_all(&self.pool)
-                    .await?;
+                let rows: Vec<(String,)> = sqlx::query_as($crate::sql::STREAMS).fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(|(s,)| s).collect())
             }
 
             async fn effects_done(&self, stream: &str) -> Result<u64, $crate::StoreError> {
-                let row: Option<(i64,)> = sqlx::query_as($crate::sql::EFFECTS_DONE)
-                    .bind(stream)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let row: Option<(i64,)> =
+                    sqlx::query_as($crate::sql::EFFECTS_DONE).bind(stream).fetch_optional(&self.pool).await?;
                 Ok(row.map_or(0, |(n,)| $crate::sql::to_u64(n)))
             }
 
-            async fn mark_effects_done(
-                &self,
-                stream: &str,
-                seq: u64,
-            ) -> Result<(), $crate::StoreError> {
+            async fn mark_effects_done(&self, stream: &str, seq: u64) -> Result<(), $crate::StoreError> {
                 sqlx::query($crate::sql::MARK_EFFECTS_DONE)
                     .bind(stream)
                     .bind($crate::sql::to_i64(seq))

@@ -8,8 +8,7 @@ use rollgate_core::plan::Plan;
 use rollgate_core::roles::{Actor, Role};
 use rollgate_core::rollout::{Command, Effect, Input};
 use rollgate_store::{
-    EffectKey, EffectSink, EventStore, PgStore, Rollouts, SqliteStore, StoreError,
-    carry_out_pending,
+    EffectKey, EffectSink, EventStore, PgStore, Rollouts, SqliteStore, StoreError, carry_out_pending,
 };
 use std::sync::{Arc, Mutex};
 
@@ -37,21 +36,12 @@ fn start_command(id: &str) -> Command {
 fn evidence(gate: &str) -> Command {
     Command::new(
         Actor::system(),
-        Input::Evidence {
-            gate: gate.into(),
-            passed: true,
-            summary: "ok".into(),
-            details: serde_json::Value::Null,
-        },
+        Input::Evidence { gate: gate.into(), passed: true, summary: "ok".into(), details: serde_json::Value::Null },
     )
 }
 
 fn body(command: Command) -> EventBody {
-    EventBody {
-        at: at(THURSDAY),
-        command,
-        effects: Vec::new(),
-    }
+    EventBody { at: at(THURSDAY), command, effects: Vec::new() }
 }
 
 /// A sink that remembers every delivery, for checking what was carried out.
@@ -60,10 +50,7 @@ struct Recorder(Arc<Mutex<Vec<(String, Effect)>>>);
 
 impl EffectSink for Recorder {
     async fn carry_out(&self, key: &EffectKey, effect: &Effect) -> Result<(), String> {
-        self.0
-            .lock()
-            .unwrap()
-            .push((key.to_string(), effect.clone()));
+        self.0.lock().unwrap().push((key.to_string(), effect.clone()));
         Ok(())
     }
 }
@@ -71,10 +58,7 @@ impl EffectSink for Recorder {
 async fn appends_and_reads_back_in_order<S: EventStore>(store: S) {
     let first = RecordedEvent::first("r1", &body(start_command("r1")));
     let second = RecordedEvent::seal("r1", 2, &first.hash, &body(evidence("validation.bias")));
-    store
-        .append(&[first.clone(), second.clone()])
-        .await
-        .unwrap();
+    store.append(&[first.clone(), second.clone()]).await.unwrap();
     let other = RecordedEvent::first("r0", &body(start_command("r0")));
     store.append(std::slice::from_ref(&other)).await.unwrap();
     assert_eq!(store.read("r1").await.unwrap(), vec![first, second]);
@@ -91,12 +75,7 @@ async fn two_writers_can_never_both_append_event_n<S: EventStore + 'static>(stor
     for i in 0..8 {
         let (store, first) = (store.clone(), first.clone());
         tasks.push(tokio::spawn(async move {
-            let e = RecordedEvent::seal(
-                "r1",
-                2,
-                &first.hash,
-                &body(evidence(&format!("validation.w{i}"))),
-            );
+            let e = RecordedEvent::seal("r1", 2, &first.hash, &body(evidence(&format!("validation.w{i}"))));
             store.append(&[e]).await
         }));
     }
@@ -116,25 +95,13 @@ async fn stale_or_broken_batches_write_nothing<S: EventStore>(store: S) {
     store.append(std::slice::from_ref(&first)).await.unwrap();
     // Skipping ahead, or chaining to the wrong hash, is a conflict.
     let gap = RecordedEvent::seal("r1", 3, &first.hash, &body(evidence("validation.bias")));
-    assert!(matches!(
-        store.append(&[gap]).await,
-        Err(StoreError::Conflict { head_seq: 1, .. })
-    ));
+    assert!(matches!(store.append(&[gap]).await, Err(StoreError::Conflict { head_seq: 1, .. })));
     let wrong_chain = RecordedEvent::seal("r1", 2, "beef", &body(evidence("validation.bias")));
-    assert!(
-        store
-            .append(&[wrong_chain])
-            .await
-            .unwrap_err()
-            .is_conflict()
-    );
+    assert!(store.append(&[wrong_chain]).await.unwrap_err().is_conflict());
     // A batch that is not consecutive is refused before touching the database.
     let a = RecordedEvent::seal("r1", 2, &first.hash, &body(evidence("validation.bias")));
     let b = RecordedEvent::seal("r1", 4, &a.hash, &body(evidence("validation.safety")));
-    assert!(matches!(
-        store.append(&[a, b]).await,
-        Err(StoreError::MalformedBatch)
-    ));
+    assert!(matches!(store.append(&[a, b]).await, Err(StoreError::MalformedBatch)));
     assert_eq!(store.read("r1").await.unwrap().len(), 1);
 }
 
@@ -149,22 +116,12 @@ async fn effect_progress_only_moves_forward<S: EventStore>(store: S) {
 
 async fn concurrent_submits_all_land_and_the_log_replays<S: EventStore + 'static>(store: S) {
     let rollouts = Arc::new(Rollouts::new(store));
-    rollouts
-        .submit("r1", &start_command("r1"), at(THURSDAY))
-        .await
-        .unwrap();
-    let gates = [
-        "validation.performance",
-        "validation.bias",
-        "validation.safety",
-        "validation.edge_cases",
-    ];
+    rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
+    let gates = ["validation.performance", "validation.bias", "validation.safety", "validation.edge_cases"];
     let mut tasks = Vec::new();
     for gate in gates {
         let rollouts = rollouts.clone();
-        tasks.push(tokio::spawn(async move {
-            rollouts.submit("r1", &evidence(gate), at(THURSDAY)).await
-        }));
+        tasks.push(tokio::spawn(async move { rollouts.submit("r1", &evidence(gate), at(THURSDAY)).await }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -178,26 +135,13 @@ async fn concurrent_submits_all_land_and_the_log_replays<S: EventStore + 'static
 
 async fn pending_effects_are_carried_out_once_and_marked<S: EventStore>(store: S) {
     let rollouts = Rollouts::new(store);
-    let submitted = rollouts
-        .submit("r1", &start_command("r1"), at(THURSDAY))
-        .await
-        .unwrap();
+    let submitted = rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
     assert!(!submitted.effects.is_empty());
     let sink = Recorder::default();
     let carried = carry_out_pending(&rollouts, &sink).await.unwrap();
     assert_eq!(carried, submitted.effects.len());
-    assert_eq!(
-        carry_out_pending(&rollouts, &sink).await.unwrap(),
-        0,
-        "nothing is carried out twice"
-    );
-    let keys: Vec<String> = sink
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, _)| k.clone())
-        .collect();
+    assert_eq!(carry_out_pending(&rollouts, &sink).await.unwrap(), 0, "nothing is carried out twice");
+    let keys: Vec<String> = sink.0.lock().unwrap().iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(keys[0], "r1/1/0");
 }
 
@@ -215,10 +159,7 @@ impl PgDatabase {
         let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!("PostgreSQL is needed at {admin_url} ({e}); start it with .ci/run or set ROLLGATE_TEST_POSTGRES")
         });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
         admin.close().await;
         let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
         let store = PgStore::connect(&url).await.unwrap();
@@ -228,10 +169,7 @@ impl PgDatabase {
     async fn drop_now(self) {
         let admin = sqlx::PgPool::connect(&self.admin_url).await.unwrap();
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&admin)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap();
     }
 }
 
@@ -276,16 +214,10 @@ async fn sqlite_keeps_the_log_across_reopening_and_migrates_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("nested").join("data");
     let rollouts = Rollouts::new(SqliteStore::open(&data).await.unwrap());
-    rollouts
-        .submit("r1", &start_command("r1"), at(THURSDAY))
-        .await
-        .unwrap();
+    rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
     drop(rollouts);
     let reopened = Rollouts::new(SqliteStore::open(&data).await.unwrap());
-    assert_eq!(
-        reopened.load("r1").await.unwrap().unwrap().requester,
-        "alice"
-    );
+    assert_eq!(reopened.load("r1").await.unwrap().unwrap().requester, "alice");
     assert!(data.join(rollgate_store::DATABASE_FILE).exists());
 }
 
@@ -293,10 +225,7 @@ async fn sqlite_keeps_the_log_across_reopening_and_migrates_once() {
 async fn postgres_keeps_the_log_across_reconnecting() {
     let (db, store) = PgDatabase::create().await;
     let url = format!("{}/{}", db.admin_url.rsplit_once('/').unwrap().0, db.name);
-    Rollouts::new(store)
-        .submit("r1", &start_command("r1"), at(THURSDAY))
-        .await
-        .unwrap();
+    Rollouts::new(store).submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
     let again = Rollouts::new(PgStore::connect(&url).await.unwrap());
     assert_eq!(again.load("r1").await.unwrap().unwrap().requester, "alice");
     db.drop_now().await;

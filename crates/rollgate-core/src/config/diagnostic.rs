@@ -16,11 +16,7 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: error: {}",
-            self.file, self.line, self.column, self.message
-        )?;
+        write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.column, self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
@@ -49,21 +45,12 @@ impl<'a> Locator<'a> {
         let offset = span.map_or(0, |s| s.start).min(self.text.len());
         // Spans come from the parser and fall on character boundaries; a
         // stray one is moved back to the nearest boundary, never panicking.
-        let offset = (0..=offset)
-            .rev()
-            .find(|&i| self.text.is_char_boundary(i))
-            .unwrap_or(0);
+        let offset = (0..=offset).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        Diagnostic {
-            file: self.file.to_string(),
-            line,
-            column,
-            message: message.into(),
-            hint,
-        }
+        Diagnostic { file: self.file.to_string(), line, column, message: message.into(), hint }
     }
 
     /// A diagnostic from a TOML parse or deserialization error, with a hint

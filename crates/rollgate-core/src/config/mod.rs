@@ -130,8 +130,7 @@ impl Config {
                     let before = problems.len();
                     config.plans = read_entries(value, &locate, &mut problems);
                     if problems.len() > before {
-                        unreadable_plans
-                            .extend(entry_names(value).filter(|n| !config.plans.contains_key(n)));
+                        unreadable_plans.extend(entry_names(value).filter(|n| !config.plans.contains_key(n)));
                     }
                 }
                 "roles" => config.roles = read_entries(value, &locate, &mut problems),
@@ -147,17 +146,8 @@ impl Config {
                 )),
             }
         }
-        problems.extend(validate::check(
-            &config,
-            &unreadable_plans,
-            root.get_ref(),
-            &locate,
-        ));
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
-        }
+        problems.extend(validate::check(&config, &unreadable_plans, root.get_ref(), &locate));
+        if problems.is_empty() { Ok(config) } else { Err(problems) }
     }
 
     /// The plan a name refers to: one of the config's, or the built-in
@@ -168,9 +158,7 @@ impl Config {
             None if name == DEFAULT_PLAN => Plan::default(),
             None => return None,
         };
-        plan.window
-            .freezes
-            .extend(self.policy.freezes.iter().cloned());
+        plan.window.freezes.extend(self.policy.freezes.iter().cloned());
         Some(plan)
     }
 
@@ -199,11 +187,7 @@ fn read_value<T: DeserializeOwned>(
 }
 
 fn entry_names<'a>(value: &'a Spanned<DeValue<'_>>) -> impl Iterator<Item = String> + 'a {
-    value
-        .get_ref()
-        .as_table()
-        .into_iter()
-        .flat_map(|t| t.keys().map(|k| k.get_ref().to_string()))
+    value.get_ref().as_table().into_iter().flat_map(|t| t.keys().map(|k| k.get_ref().to_string()))
 }
 
 /// Reads a table of named entries one by one, so one bad entry does not

@@ -18,45 +18,26 @@ pub(super) fn check(
     for (name, service) in &config.services {
         let at = |path: &[&str]| span_at(root, &[&["services", name], path].concat());
         if !is_slug(name) {
-            out.push(locate.at(
-                at(&[]),
-                format!("service name `{name}` is not a plain name"),
-                Some(SLUG_HINT.into()),
-            ));
+            out.push(locate.at(at(&[]), format!("service name `{name}` is not a plain name"), Some(SLUG_HINT.into())));
         }
         check_route(name, service, &at, locate, &mut routes, &mut out);
         if !service.versions.contains_key(service.stable.get_ref()) {
-            let known = service
-                .versions
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
+            let known = service.versions.keys().cloned().collect::<Vec<_>>().join(", ");
             out.push(locate.at(
                 Some(service.stable.span()),
                 format!(
                     "service `{name}` names stable version `{}`, which it does not define",
                     service.stable.get_ref()
                 ),
-                Some(format!(
-                    "define [services.{name}.versions.{}] or pick one of: {known}",
-                    service.stable.get_ref()
-                )),
+                Some(format!("define [services.{name}.versions.{}] or pick one of: {known}", service.stable.get_ref())),
             ));
         }
         let plan = service.plan.get_ref();
         if !plans.contains(plan) && !unreadable_plans.contains(plan) {
             out.push(locate.at(
                 Some(service.plan.span()),
-                format!(
-                    "service `{name}` uses plan `{}`, which is not defined",
-                    service.plan.get_ref()
-                ),
-                Some(format!(
-                    "define [plans.{}] or use one of: {}",
-                    service.plan.get_ref(),
-                    plans.join(", ")
-                )),
+                format!("service `{name}` uses plan `{}`, which is not defined", service.plan.get_ref()),
+                Some(format!("define [plans.{}] or use one of: {}", service.plan.get_ref(), plans.join(", "))),
             ));
         }
         if let Some(sticky) = &service.sticky {
@@ -77,23 +58,17 @@ pub(super) fn check(
         for problem in plan.problems() {
             let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
             let span = span_at(root, &[&["plans", name], path.as_slice()].concat());
-            out.push(locate.at(
-                span,
-                format!("plan `{name}`: {}", problem.message),
-                Some(problem.hint),
-            ));
+            out.push(locate.at(span, format!("plan `{name}`: {}", problem.message), Some(problem.hint)));
         }
     }
     out
 }
 
-const SLUG_HINT: &str =
-    "use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
+const SLUG_HINT: &str = "use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
 
 fn is_slug(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 fn check_route(
@@ -122,11 +97,7 @@ fn check_route(
             ));
         }
     }
-    let key = format!(
-        "{}{}",
-        route.host.as_deref().unwrap_or("*"),
-        route.path_prefix.as_deref().unwrap_or("/")
-    );
+    let key = format!("{}{}", route.host.as_deref().unwrap_or("*"), route.path_prefix.as_deref().unwrap_or("/"));
     if let Some((other, _)) = routes.iter().find(|(_, k)| *k == key) {
         out.push(locate.at(
             at(&["route"]),
@@ -146,11 +117,7 @@ fn check_version(
     out: &mut Vec<Diagnostic>,
 ) {
     if !is_slug(name) {
-        out.push(locate.at(
-            at(&[]),
-            format!("version name `{name}` is not a plain name"),
-            Some(SLUG_HINT.into()),
-        ));
+        out.push(locate.at(at(&[]), format!("version name `{name}` is not a plain name"), Some(SLUG_HINT.into())));
     }
     if version.endpoints.is_empty() {
         out.push(locate.at(
@@ -163,10 +130,7 @@ fn check_version(
         if let Err(why) = check_endpoint(endpoint.get_ref()) {
             out.push(locate.at(
                 Some(endpoint.span()),
-                format!(
-                    "endpoint `{}` of `{service}/{name}` {why}",
-                    endpoint.get_ref()
-                ),
+                format!("endpoint `{}` of `{service}/{name}` {why}", endpoint.get_ref()),
                 Some("write it as http://HOST:PORT or https://HOST:PORT".into()),
             ));
         }
@@ -182,18 +146,13 @@ fn check_version(
 }
 
 fn check_endpoint(url: &str) -> Result<(), &'static str> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("is not an http(s) URL")?;
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or("is not an http(s) URL")?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err("has no host");
     }
     // In "[::1]:9000" the port follows the bracketed IPv6 host.
-    let host_port = authority
-        .rsplit_once(']')
-        .map_or(authority, |(_, after)| after);
+    let host_port = authority.rsplit_once(']').map_or(authority, |(_, after)| after);
     if let Some((_, port)) = host_port.rsplit_once(':') {
         if port.parse::<u16>().is_err() {
             return Err("has a port that is not a number from 0 to 65535");

@@ -15,11 +15,8 @@ pub enum ChecklistKind {
 }
 
 impl ChecklistKind {
-    pub const ALL: [ChecklistKind; 3] = [
-        ChecklistKind::PreDeployment,
-        ChecklistKind::DeploymentDay,
-        ChecklistKind::PostDeployment,
-    ];
+    pub const ALL: [ChecklistKind; 3] =
+        [ChecklistKind::PreDeployment, ChecklistKind::DeploymentDay, ChecklistKind::PostDeployment];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,9 +36,10 @@ impl fmt::Display for ChecklistKind {
 impl FromStr for ChecklistKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ChecklistKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            format!("`{s}` is not a checklist: use pre_deployment, deployment_day or post_deployment")
-        })
+        ChecklistKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a checklist: use pre_deployment, deployment_day or post_deployment"))
     }
 }
 
@@ -79,11 +77,7 @@ impl Checklists {
 }
 
 fn item(id: &str, text: &str, proof: &[&str]) -> ChecklistItem {
-    ChecklistItem {
-        id: id.into(),
-        text: text.into(),
-        proof: proof.iter().map(|p| (*p).to_string()).collect(),
-    }
+    ChecklistItem { id: id.into(), text: text.into(), proof: proof.iter().map(|p| (*p).to_string()).collect() }
 }
 
 impl Default for Checklists {
@@ -96,21 +90,9 @@ impl Default for Checklists {
                     "Model validation complete and passing",
                     &["validation.performance", "validation.edge_cases"],
                 ),
-                item(
-                    "bias_testing",
-                    "Bias testing complete and acceptable",
-                    &["validation.bias"],
-                ),
-                item(
-                    "safety_testing",
-                    "Safety testing complete and passing",
-                    &["validation.safety"],
-                ),
-                item(
-                    "performance_benchmarks",
-                    "Performance benchmarks met",
-                    &["validation.performance"],
-                ),
+                item("bias_testing", "Bias testing complete and acceptable", &["validation.bias"]),
+                item("safety_testing", "Safety testing complete and passing", &["validation.safety"]),
+                item("performance_benchmarks", "Performance benchmarks met", &["validation.performance"]),
                 item(
                     "documentation_complete",
                     "Documentation complete",
@@ -122,69 +104,25 @@ impl Default for Checklists {
                     ],
                 ),
                 item("rollback_plan", "Rollback plan documented and tested", &[]),
-                item(
-                    "monitoring_dashboards_ready",
-                    "Monitoring dashboards ready",
-                    &[],
-                ),
+                item("monitoring_dashboards_ready", "Monitoring dashboards ready", &[]),
                 item("alerting_configured", "Alerting configured", &[]),
-                item(
-                    "approvals_obtained",
-                    "Required approvals obtained",
-                    &[PROOF_APPROVALS],
-                ),
+                item("approvals_obtained", "Required approvals obtained", &[PROOF_APPROVALS]),
             ],
             deployment_day: vec![
-                item(
-                    "team_available",
-                    "Team available for deployment window",
-                    &[],
-                ),
-                item(
-                    "communication_channels_open",
-                    "Communication channels open",
-                    &[],
-                ),
-                item(
-                    "rollback_procedure_verified",
-                    "Rollback procedure verified",
-                    &["staging.rollback_drill"],
-                ),
-                item(
-                    "monitoring_dashboards_open",
-                    "Monitoring dashboards open",
-                    &[],
-                ),
-                item(
-                    "previous_artifacts_available",
-                    "Previous deployment artifacts available",
-                    &[],
-                ),
+                item("team_available", "Team available for deployment window", &[]),
+                item("communication_channels_open", "Communication channels open", &[]),
+                item("rollback_procedure_verified", "Rollback procedure verified", &["staging.rollback_drill"]),
+                item("monitoring_dashboards_open", "Monitoring dashboards open", &[]),
+                item("previous_artifacts_available", "Previous deployment artifacts available", &[]),
                 item("stakeholders_notified", "Stakeholders notified", &[]),
             ],
             post_deployment: vec![
-                item(
-                    "metrics_in_range",
-                    "All metrics within acceptable ranges",
-                    &["post_deployment.metrics_stable"],
-                ),
-                item(
-                    "no_elevated_errors",
-                    "No elevated error rates",
-                    &[PROOF_JUDGE],
-                ),
+                item("metrics_in_range", "All metrics within acceptable ranges", &["post_deployment.metrics_stable"]),
+                item("no_elevated_errors", "No elevated error rates", &[PROOF_JUDGE]),
                 item("no_user_complaints", "No user complaints", &[]),
-                item(
-                    "monitoring_working",
-                    "Monitoring working correctly",
-                    &["infrastructure.monitoring_instrumented"],
-                ),
+                item("monitoring_working", "Monitoring working correctly", &["infrastructure.monitoring_instrumented"]),
                 item("documentation_updated", "Documentation updated", &[]),
-                item(
-                    "retrospective_scheduled",
-                    "Deployment retrospective scheduled",
-                    &[],
-                ),
+                item("retrospective_scheduled", "Deployment retrospective scheduled", &[]),
             ],
         }
     }

@@ -47,9 +47,7 @@ pub struct GateSet<C> {
 
 impl<C: GateCategory> GateSet<C> {
     pub fn iter(&self) -> impl Iterator<Item = (String, &GateSpec)> {
-        self.gates
-            .iter()
-            .map(|(name, spec)| (format!("{}.{name}", C::NAME), spec))
+        self.gates.iter().map(|(name, spec)| (format!("{}.{name}", C::NAME), spec))
     }
 
     pub fn get(&self, name: &str) -> Option<&GateSpec> {
@@ -94,18 +92,12 @@ impl<C: GateCategory> Default for GateSet<C> {
         let gates = C::DEFAULTS
             .iter()
             .map(|(name, description)| {
-                let spec = GateSpec {
-                    required: true,
-                    description: (*description).to_string(),
-                    criteria: BTreeMap::new(),
-                };
+                let spec =
+                    GateSpec { required: true, description: (*description).to_string(), criteria: BTreeMap::new() };
                 ((*name).to_string(), spec)
             })
             .collect();
-        GateSet {
-            gates,
-            category: PhantomData,
-        }
+        GateSet { gates, category: PhantomData }
     }
 }
 
@@ -174,15 +166,9 @@ category!(
     Infrastructure,
     "infrastructure",
     [
-        (
-            "endpoints_healthy",
-            "Resources provisioned: candidate endpoints answer health checks"
-        ),
+        ("endpoints_healthy", "Resources provisioned: candidate endpoints answer health checks"),
         ("scaling_declared", "Scaling configured"),
-        (
-            "monitoring_instrumented",
-            "Monitoring instrumented: metrics flowing for the candidate"
-        ),
+        ("monitoring_instrumented", "Monitoring instrumented: metrics flowing for the candidate"),
         ("logging_enabled", "Logging enabled"),
     ]
 );
@@ -191,19 +177,10 @@ category!(
     "staging",
     [
         ("functional_tests", "Functional tests pass (all tests pass)"),
-        (
-            "performance_under_load",
-            "Performance under realistic load is acceptable"
-        ),
+        ("performance_under_load", "Performance under realistic load is acceptable"),
         ("integration", "Integration with dependencies works"),
-        (
-            "error_handling",
-            "Error handling works: malformed inputs, slow or failing dependencies"
-        ),
-        (
-            "monitoring_captures_issues",
-            "Monitoring captures issues: the fault drill was detected"
-        ),
+        ("error_handling", "Error handling works: malformed inputs, slow or failing dependencies"),
+        ("monitoring_captures_issues", "Monitoring captures issues: the fault drill was detected"),
         ("rollback_drill", "Rollback verified in staging and timed"),
         ("no_blocking_issues", "No blocking issues open"),
     ]
@@ -212,25 +189,12 @@ category!(
     ShadowChecks,
     "shadow",
     [
-        (
-            "output_agreement",
-            "Output quality compared with production"
-        ),
+        ("output_agreement", "Output quality compared with production"),
         ("performance", "Performance compared with production"),
-        (
-            "error_patterns",
-            "Error patterns and edge-case handling compared with production"
-        ),
+        ("error_patterns", "Error patterns and edge-case handling compared with production"),
     ]
 );
-category!(
-    PostDeployment,
-    "post_deployment",
-    [(
-        "metrics_stable",
-        "All metrics stable within acceptable ranges"
-    ),]
-);
+category!(PostDeployment, "post_deployment", [("metrics_stable", "All metrics stable within acceptable ranges"),]);
 
 #[cfg(test)]
 mod tests {
@@ -258,30 +222,15 @@ mod tests {
             ]
         );
         assert!(!set.get("bias").unwrap().required);
-        assert_eq!(
-            set.get("performance").unwrap().criteria["min_accuracy"],
-            0.92
-        );
-        assert_eq!(
-            set.get("performance").unwrap().description,
-            "Performance meets requirements"
-        );
+        assert_eq!(set.get("performance").unwrap().criteria["min_accuracy"], 0.92);
+        assert_eq!(set.get("performance").unwrap().description, "Performance meets requirements");
     }
 
     #[test]
     fn a_misspelt_gate_is_an_error_naming_the_real_ones() {
-        let err = toml::from_str::<GateSet<Validation>>("perfromance = { required = false }")
-            .unwrap_err();
-        assert!(
-            err.message()
-                .contains("unknown validation gate `perfromance`"),
-            "{err}"
-        );
-        assert!(
-            err.message()
-                .contains("performance, bias, safety, edge_cases"),
-            "{err}"
-        );
+        let err = toml::from_str::<GateSet<Validation>>("perfromance = { required = false }").unwrap_err();
+        assert!(err.message().contains("unknown validation gate `perfromance`"), "{err}");
+        assert!(err.message().contains("performance, bias, safety, edge_cases"), "{err}");
     }
 
     #[test]

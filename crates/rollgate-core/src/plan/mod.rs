@@ -8,8 +8,8 @@ mod gates;
 
 pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE};
 pub use gates::{
-    Documentation, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks,
-    StagingTests, Validation,
+    Documentation, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks, StagingTests,
+    Validation,
 };
 
 use crate::hold::Hold;
@@ -78,12 +78,7 @@ pub struct Approvals {
 
 impl Default for Approvals {
     fn default() -> Self {
-        Approvals {
-            technical: true,
-            ethics: false,
-            security: false,
-            stakeholder: true,
-        }
+        Approvals { technical: true, ethics: false, security: false, stakeholder: true }
     }
 }
 
@@ -242,11 +237,7 @@ pub struct FullDeployment {
 
 impl Default for FullDeployment {
     fn default() -> Self {
-        FullDeployment {
-            keep_warm: Hold::from_hours(72),
-            observe: Hold::from_hours(24),
-            gates: GateSet::default(),
-        }
+        FullDeployment { keep_warm: Hold::from_hours(72), observe: Hold::from_hours(24), gates: GateSet::default() }
     }
 }
 
@@ -395,15 +386,11 @@ impl Plan {
         for kind in ChecklistKind::ALL {
             for item in self.checklists.list(kind) {
                 for proof in &item.proof {
-                    let ok =
-                        proof == PROOF_APPROVALS || proof == PROOF_JUDGE || known.contains(proof);
+                    let ok = proof == PROOF_APPROVALS || proof == PROOF_JUDGE || known.contains(proof);
                     if !ok {
                         problem(
                             &["checklists", kind.as_str()],
-                            format!(
-                                "checklist item `{}` names an unknown proof `{proof}`",
-                                item.id
-                            ),
+                            format!("checklist item `{}` names an unknown proof `{proof}`", item.id),
                             "a proof is a gate id such as \"validation.bias\", \"approvals\" or \"judge\"",
                         );
                     }
@@ -420,12 +407,8 @@ mod tests {
 
     #[test]
     fn the_default_canary_starts_steps_at_the_guides_hours() {
-        let hours: Vec<(String, i64)> = Plan::default()
-            .canary
-            .schedule()
-            .into_iter()
-            .map(|(w, at)| (w.to_string(), at.as_secs() / 3600))
-            .collect();
+        let hours: Vec<(String, i64)> =
+            Plan::default().canary.schedule().into_iter().map(|(w, at)| (w.to_string(), at.as_secs() / 3600)).collect();
         let expected = [("1%", 0), ("5%", 4), ("25%", 12), ("50%", 24), ("100%", 48)];
         assert_eq!(hours, expected.map(|(w, h)| (w.to_string(), h)));
     }
@@ -465,17 +448,7 @@ mod tests {
         )
         .unwrap();
         let messages: Vec<String> = plan.problems().into_iter().map(|p| p.message).collect();
-        assert!(
-            messages
-                .iter()
-                .any(|m| m.contains("step 2 (5%) is not above step 1 (5%)")),
-            "{messages:?}"
-        );
-        assert!(
-            messages
-                .iter()
-                .any(|m| m.contains("last canary step is 50%")),
-            "{messages:?}"
-        );
+        assert!(messages.iter().any(|m| m.contains("step 2 (5%) is not above step 1 (5%)")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("last canary step is 50%")), "{messages:?}");
     }
 }

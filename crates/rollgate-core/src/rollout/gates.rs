@@ -87,11 +87,7 @@ impl fmt::Display for GateReport {
 pub(super) fn next_stage(r: &Rollout) -> Option<Stage> {
     let steps = r.plan.canary.steps.len();
     let first_canary = || {
-        if steps <= 1 {
-            Stage::Full
-        } else {
-            Stage::Canary { step: 0 }
-        }
+        if steps <= 1 { Stage::Full } else { Stage::Canary { step: 0 } }
     };
     Some(match r.stage {
         Stage::PreDeployment => Stage::Staging,
@@ -109,44 +105,17 @@ pub(super) fn next_stage(r: &Rollout) -> Option<Stage> {
 fn exit_gates(r: &Rollout) -> Vec<(Gate, bool)> {
     let plan = &r.plan;
     let evidence = |pairs: Vec<(String, &GateSpec)>| {
-        pairs
-            .into_iter()
-            .map(|(id, spec)| (Gate::Evidence { id }, spec.required))
-            .collect::<Vec<_>>()
+        pairs.into_iter().map(|(id, spec)| (Gate::Evidence { id }, spec.required)).collect::<Vec<_>>()
     };
-    let entering_traffic = || {
-        vec![
-            (
-                Gate::Checklist {
-                    checklist: ChecklistKind::DeploymentDay,
-                },
-                true,
-            ),
-            (Gate::Window, true),
-        ]
-    };
+    let entering_traffic =
+        || vec![(Gate::Checklist { checklist: ChecklistKind::DeploymentDay }, true), (Gate::Window, true)];
     match &r.stage {
         Stage::PreDeployment => {
             let p = &plan.pre_deployment;
-            let mut gates = evidence(
-                p.validation
-                    .iter()
-                    .chain(p.documentation.iter())
-                    .chain(p.infrastructure.iter())
-                    .collect(),
-            );
-            gates.extend(
-                p.approvals
-                    .required()
-                    .into_iter()
-                    .map(|approval| (Gate::Approval { approval }, true)),
-            );
-            gates.push((
-                Gate::Checklist {
-                    checklist: ChecklistKind::PreDeployment,
-                },
-                true,
-            ));
+            let mut gates =
+                evidence(p.validation.iter().chain(p.documentation.iter()).chain(p.infrastructure.iter()).collect());
+            gates.extend(p.approvals.required().into_iter().map(|approval| (Gate::Approval { approval }, true)));
+            gates.push((Gate::Checklist { checklist: ChecklistKind::PreDeployment }, true));
             gates
         }
         Stage::Staging => {
@@ -157,46 +126,19 @@ fn exit_gates(r: &Rollout) -> Vec<(Gate, bool)> {
             gates
         }
         Stage::Shadow => {
-            let mut gates = vec![(
-                Gate::Hold {
-                    hold: plan.shadow.duration,
-                },
-                true,
-            )];
+            let mut gates = vec![(Gate::Hold { hold: plan.shadow.duration }, true)];
             gates.extend(evidence(plan.shadow.gates.iter().collect()));
             gates.extend(entering_traffic());
             gates
         }
         Stage::Canary { step } => {
-            let hold = plan
-                .canary
-                .steps
-                .get(*step)
-                .and_then(|s| s.hold)
-                .unwrap_or(Hold::ZERO);
-            vec![
-                (Gate::Hold { hold }, true),
-                (Gate::Stable, true),
-                (Gate::Window, true),
-            ]
+            let hold = plan.canary.steps.get(*step).and_then(|s| s.hold).unwrap_or(Hold::ZERO);
+            vec![(Gate::Hold { hold }, true), (Gate::Stable, true), (Gate::Window, true)]
         }
         Stage::Full => {
-            let mut gates = vec![
-                (
-                    Gate::Hold {
-                        hold: plan.full.observe,
-                    },
-                    true,
-                ),
-                (Gate::Stable, true),
-            ];
+            let mut gates = vec![(Gate::Hold { hold: plan.full.observe }, true), (Gate::Stable, true)];
             gates.extend(evidence(plan.full.gates.iter().collect()));
-            gates.push((
-                Gate::Checklist {
-                    checklist: ChecklistKind::PostDeployment,
-                },
-                true,
-            ));
+            gates.push((Gate::Checklist { checklist: ChecklistKind::PostDeployment }, true));
             gates
         }
         Stage::Completed | Stage::RolledBack { .. } | Stage::Aborted { .. } => Vec::new(),
@@ -208,11 +150,7 @@ pub(super) fn report(r: &Rollout, now: Timestamp) -> Vec<GateReport> {
         .into_iter()
         .map(|(gate, blocking)| {
             let status = evaluate(r, &gate, now);
-            GateReport {
-                gate,
-                blocking,
-                status,
-            }
+            GateReport { gate, blocking, status }
         })
         .collect()
 }
@@ -223,82 +161,53 @@ fn evaluate(r: &Rollout, gate: &Gate, now: Timestamp) -> GateStatus {
         Gate::Approval { approval } => approval_status(r, *approval),
         Gate::Checklist { checklist } => checklist_status(r, *checklist),
         Gate::Hold { hold } => {
-            let ends = r
-                .stage_entered_at
-                .checked_add(hold.duration())
-                .unwrap_or(Timestamp::MAX);
+            let ends = r.stage_entered_at.checked_add(hold.duration()).unwrap_or(Timestamp::MAX);
             if now >= ends {
-                GateStatus::Passed {
-                    proof: format!("held {hold} since {}", r.stage_entered_at),
-                }
+                GateStatus::Passed { proof: format!("held {hold} since {}", r.stage_entered_at) }
             } else {
-                GateStatus::Pending {
-                    why: format!("held until {ends}"),
-                }
+                GateStatus::Pending { why: format!("held until {ends}") }
             }
         }
         Gate::Stable => judge_status(r),
         Gate::Window => match r.plan.window.check_traffic_change(now) {
-            Ok(()) => GateStatus::Passed {
-                proof: "deploy window open".into(),
-            },
-            Err(closed) => GateStatus::Pending {
-                why: closed.to_string(),
-            },
+            Ok(()) => GateStatus::Passed { proof: "deploy window open".into() },
+            Err(closed) => GateStatus::Pending { why: closed.to_string() },
         },
     }
 }
 
 fn evidence_status(r: &Rollout, id: &str) -> GateStatus {
     match r.evidence.get(id) {
-        Some(e) if e.passed => GateStatus::Passed {
-            proof: format!("{} (by {} at {})", e.summary, e.by, e.at),
-        },
+        Some(e) if e.passed => GateStatus::Passed { proof: format!("{} (by {} at {})", e.summary, e.by, e.at) },
         Some(e) => GateStatus::Failed {
-            why: format!(
-                "{} (by {} at {}); submit passing evidence after fixing it",
-                e.summary, e.by, e.at
-            ),
+            why: format!("{} (by {} at {}); submit passing evidence after fixing it", e.summary, e.by, e.at),
         },
         None => {
             let what = r.plan.gate(id).map_or("", |g| g.description.as_str());
-            GateStatus::Pending {
-                why: format!("no evidence yet: {what}"),
-            }
+            GateStatus::Pending { why: format!("no evidence yet: {what}") }
         }
     }
 }
 
 fn approval_status(r: &Rollout, kind: ApprovalKind) -> GateStatus {
     match r.approvals.iter().find(|a| a.kind == kind) {
-        Some(a) => GateStatus::Passed {
-            proof: format!("approved by {} at {}", a.by, a.at),
-        },
+        Some(a) => GateStatus::Passed { proof: format!("approved by {} at {}", a.by, a.at) },
         None => GateStatus::Pending {
-            why: format!(
-                "needs an approval from someone with role approver:{kind} other than {}",
-                r.requester
-            ),
+            why: format!("needs an approval from someone with role approver:{kind} other than {}", r.requester),
         },
     }
 }
 
 fn judge_status(r: &Rollout) -> GateStatus {
     let Some(record) = &r.verdict else {
-        return GateStatus::Pending {
-            why: "no verdict from the judge in this stage yet".into(),
-        };
+        return GateStatus::Pending { why: "no verdict from the judge in this stage yet".into() };
     };
     match &record.verdict {
-        Verdict::Healthy => GateStatus::Passed {
-            proof: format!("judge healthy at {}", record.at),
-        },
-        Verdict::Hold { reason } => GateStatus::Pending {
-            why: format!("judge holds: {reason}"),
-        },
-        Verdict::Rollback { trigger, .. } => GateStatus::Failed {
-            why: format!("judge called for rollback: {trigger}"),
-        },
+        Verdict::Healthy => GateStatus::Passed { proof: format!("judge healthy at {}", record.at) },
+        Verdict::Hold { reason } => GateStatus::Pending { why: format!("judge holds: {reason}") },
+        Verdict::Rollback { trigger, .. } => {
+            GateStatus::Failed { why: format!("judge called for rollback: {trigger}") }
+        }
     }
 }
 
@@ -311,40 +220,23 @@ fn item_done(r: &Rollout, kind: ChecklistKind, id: &str, proof: &[String]) -> Op
         return None;
     }
     let holds = |p: &String| match p.as_str() {
-        PROOF_APPROVALS => r
-            .plan
-            .pre_deployment
-            .approvals
-            .required()
-            .iter()
-            .all(|k| r.approvals.iter().any(|a| a.kind == *k)),
-        PROOF_JUDGE => r
-            .verdict
-            .as_ref()
-            .is_some_and(|v| v.verdict == Verdict::Healthy),
+        PROOF_APPROVALS => {
+            r.plan.pre_deployment.approvals.required().iter().all(|k| r.approvals.iter().any(|a| a.kind == *k))
+        }
+        PROOF_JUDGE => r.verdict.as_ref().is_some_and(|v| v.verdict == Verdict::Healthy),
         gate => r.evidence.get(gate).is_some_and(|e| e.passed),
     };
-    proof
-        .iter()
-        .all(holds)
-        .then(|| format!("proved by {}", proof.join(", ")))
+    proof.iter().all(holds).then(|| format!("proved by {}", proof.join(", ")))
 }
 
 fn checklist_status(r: &Rollout, kind: ChecklistKind) -> GateStatus {
     let items = r.plan.checklists.list(kind);
-    let open: Vec<&str> = items
-        .iter()
-        .filter(|i| item_done(r, kind, &i.id, &i.proof).is_none())
-        .map(|i| i.id.as_str())
-        .collect();
+    let open: Vec<&str> =
+        items.iter().filter(|i| item_done(r, kind, &i.id, &i.proof).is_none()).map(|i| i.id.as_str()).collect();
     if open.is_empty() {
-        GateStatus::Passed {
-            proof: format!("all {} items done", items.len()),
-        }
+        GateStatus::Passed { proof: format!("all {} items done", items.len()) }
     } else {
-        GateStatus::Pending {
-            why: format!("open items: {}", open.join(", ")),
-        }
+        GateStatus::Pending { why: format!("open items: {}", open.join(", ")) }
     }
 }
 
@@ -354,12 +246,6 @@ pub fn checklist_items(r: &Rollout, kind: ChecklistKind) -> Vec<(String, String,
         .checklists
         .list(kind)
         .iter()
-        .map(|i| {
-            (
-                i.id.clone(),
-                i.text.clone(),
-                item_done(r, kind, &i.id, &i.proof),
-            )
-        })
+        .map(|i| (i.id.clone(), i.text.clone(), item_done(r, kind, &i.id, &i.proof)))
         .collect()
 }

@@ -4,9 +4,8 @@
 
 use super::gates::{self, GateReport, next_stage};
 use super::{
-    ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, Override,
-    PauseRecord, RollbackCause, RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict,
-    VerdictRecord,
+    ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, Override, PauseRecord, RollbackCause,
+    RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
 };
 use crate::roles::{Actor, Role};
 use crate::weight::Weight;
@@ -31,34 +30,19 @@ pub enum Rejection {
     #[error("the rollout is {stage}, which is final; start a new rollout instead")]
     Terminal { stage: String },
     #[error("{actor} may not {action}: it needs the role {needs}")]
-    Forbidden {
-        actor: String,
-        action: &'static str,
-        needs: &'static str,
-    },
+    Forbidden { actor: String, action: &'static str, needs: String },
     #[error("{actor} requested this rollout and so may not approve it; another approver must")]
     SeparationOfDuties { actor: String },
     #[error("{actor} has already given the {kind} approval")]
     AlreadyApproved { actor: String, kind: String },
-    #[error("cannot leave {stage} yet: {}", blocking_list(.gates))]
-    Blocked {
-        stage: String,
-        gates: Vec<GateReport>,
-    },
+    #[error("cannot leave {stage} yet:{}", blocking_list(.gates))]
+    Blocked { stage: String, gates: Vec<GateReport> },
     #[error("unknown gate `{gate}`: this plan's gates are {known}")]
     UnknownGate { gate: String, known: String },
     #[error("checklist {checklist} has no item `{item}`; its items are {known}")]
-    UnknownItem {
-        checklist: String,
-        item: String,
-        known: String,
-    },
+    UnknownItem { checklist: String, item: String, known: String },
     #[error("item `{item}` of checklist {checklist} was already ticked by {by}")]
-    AlreadyTicked {
-        checklist: String,
-        item: String,
-        by: String,
-    },
+    AlreadyTicked { checklist: String, item: String, by: String },
     #[error("the rollout is paused ({reason}); resume it first")]
     Paused { reason: String },
     #[error("the rollout is not paused")]
@@ -67,13 +51,9 @@ pub enum Rejection {
     WindowClosed(WindowClosed),
     #[error("a reason is required to {action}")]
     ReasonRequired { action: &'static str },
-    #[error(
-        "nothing to roll back in {stage}: the candidate has had no traffic; use abort to cancel the rollout"
-    )]
+    #[error("nothing to roll back in {stage}: the candidate has had no traffic; use abort to cancel the rollout")]
     NothingToRollBack { stage: String },
-    #[error(
-        "judge verdicts apply while the candidate sees traffic (shadow, canary, full); the rollout is in {stage}"
-    )]
+    #[error("judge verdicts apply while the candidate sees traffic (shadow, canary, full); the rollout is in {stage}")]
     NotJudged { stage: String },
     #[error("invalid start: {0}")]
     InvalidStart(String),
@@ -84,21 +64,12 @@ pub enum Rejection {
 }
 
 fn blocking_list(gates: &[GateReport]) -> String {
-    gates
-        .iter()
-        .filter(|g| g.blocks())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    gates.iter().filter(|g| g.blocks()).map(|g| format!("\n  - {g}")).collect()
 }
 
 /// `(state, input, now) -> (state, effects)`. `state` is `None` before the
 /// rollout's first event, which must be a start.
-pub fn step(
-    state: Option<&Rollout>,
-    command: &Command,
-    now: Timestamp,
-) -> Result<Transition, Rejection> {
+pub fn step(state: Option<&Rollout>, command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
     let Some(current) = state else {
         return start(command, now);
     };
@@ -106,9 +77,7 @@ pub fn step(
         return Err(Rejection::AlreadyStarted);
     }
     if current.is_terminal() {
-        return Err(Rejection::Terminal {
-            stage: current.stage.to_string(),
-        });
+        return Err(Rejection::Terminal { stage: current.stage.to_string() });
     }
     let mut rollout = current.clone();
     let mut effects = Vec::new();
@@ -117,86 +86,46 @@ pub fn step(
     if &rollout == current && effects.is_empty() {
         return Err(Rejection::Unchanged);
     }
-    Ok(Transition {
-        state: rollout,
-        effects,
-    })
+    Ok(Transition { state: rollout, effects })
 }
 
-fn require(
-    actor: &Actor,
-    allowed: bool,
-    action: &'static str,
-    needs: &'static str,
-) -> Result<(), Rejection> {
+fn require(actor: &Actor, allowed: bool, action: &'static str, needs: &str) -> Result<(), Rejection> {
     if allowed {
         Ok(())
     } else {
-        Err(Rejection::Forbidden {
-            actor: actor.name.clone(),
-            action,
-            needs,
-        })
+        Err(Rejection::Forbidden { actor: actor.name.clone(), action, needs: needs.to_string() })
     }
 }
 
 fn require_reason(reason: &str, action: &'static str) -> Result<(), Rejection> {
-    if reason.trim().is_empty() {
-        Err(Rejection::ReasonRequired { action })
-    } else {
-        Ok(())
-    }
+    if reason.trim().is_empty() { Err(Rejection::ReasonRequired { action }) } else { Ok(()) }
 }
 
 fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
-    let Input::Start {
-        rollout_id,
-        service,
-        candidate,
-        stable,
-        plan_name,
-        plan,
-        skip_shadow,
-    } = &command.input
-    else {
+    let Input::Start { rollout_id, service, candidate, stable, plan_name, plan, skip_shadow } = &command.input else {
         return Err(Rejection::NotStarted);
     };
     let actor = &command.actor;
-    require(
-        actor,
-        actor.may_operate(),
-        "start a rollout",
-        "deployer or admin",
-    )?;
-    for (what, value) in [
-        ("rollout id", rollout_id),
-        ("service", service),
-        ("candidate", candidate),
-        ("stable", stable),
-    ] {
+    require(actor, actor.may_operate(), "start a rollout", "deployer or admin")?;
+    for (what, value) in
+        [("rollout id", rollout_id), ("service", service), ("candidate", candidate), ("stable", stable)]
+    {
         if value.trim().is_empty() {
             return Err(Rejection::InvalidStart(format!("the {what} is empty")));
         }
     }
     if candidate == stable {
-        return Err(Rejection::InvalidStart(format!(
-            "the candidate and the stable version are both `{stable}`"
-        )));
+        return Err(Rejection::InvalidStart(format!("the candidate and the stable version are both `{stable}`")));
     }
     if let Some(problem) = plan.problems().into_iter().next() {
-        return Err(Rejection::InvalidStart(format!(
-            "plan `{plan_name}`: {} ({})",
-            problem.message, problem.hint
-        )));
+        return Err(Rejection::InvalidStart(format!("plan `{plan_name}`: {} ({})", problem.message, problem.hint)));
     }
     if *skip_shadow && plan.shadow.mode == crate::plan::ShadowMode::Required {
         return Err(Rejection::InvalidStart(format!(
             "plan `{plan_name}` requires a shadow stage; it cannot be skipped"
         )));
     }
-    plan.window
-        .check_start(now)
-        .map_err(Rejection::WindowClosed)?;
+    plan.window.check_start(now).map_err(Rejection::WindowClosed)?;
     let mut rollout = Rollout {
         id: rollout_id.clone(),
         service: service.clone(),
@@ -218,117 +147,50 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         ticks: BTreeMap::new(),
         verdict: None,
         overrides: Vec::new(),
-        history: vec![StageVisit {
-            stage: Stage::PreDeployment,
-            entered_at: now,
-        }],
+        history: vec![StageVisit { stage: Stage::PreDeployment, entered_at: now }],
     };
     let mut effects = vec![notify(
         NotificationKind::Started,
-        format!(
-            "{} started rolling out {service} {candidate} (replacing {stable}) on plan `{plan_name}`",
-            actor.name
-        ),
+        format!("{} started rolling out {service} {candidate} (replacing {stable}) on plan `{plan_name}`", actor.name),
     )];
     advance(&mut rollout, now, &mut effects);
-    Ok(Transition {
-        state: rollout,
-        effects,
-    })
+    Ok(Transition { state: rollout, effects })
 }
 
-fn apply(
-    r: &mut Rollout,
-    command: &Command,
-    now: Timestamp,
-    fx: &mut Vec<Effect>,
-) -> Result<(), Rejection> {
+fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect>) -> Result<(), Rejection> {
     let actor = &command.actor;
     let by = actor.name.clone();
     match &command.input {
         Input::Start { .. } => Err(Rejection::AlreadyStarted),
-        Input::Evidence {
-            gate,
-            passed,
-            summary,
-            details,
-        } => {
-            require(
-                actor,
-                actor.may_operate() || actor.has(Role::System),
-                "submit evidence",
-                "deployer or admin",
-            )?;
+        Input::Evidence { gate, passed, summary, details } => {
+            require(actor, actor.may_operate() || actor.has(Role::System), "submit evidence", "deployer or admin")?;
             if r.plan.gate(gate).is_none() {
-                return Err(Rejection::UnknownGate {
-                    gate: gate.clone(),
-                    known: r.plan.gate_ids().join(", "),
-                });
+                return Err(Rejection::UnknownGate { gate: gate.clone(), known: r.plan.gate_ids().join(", ") });
             }
-            let record = EvidenceRecord {
-                passed: *passed,
-                summary: summary.clone(),
-                details: details.clone(),
-                by,
-                at: now,
-            };
+            let record =
+                EvidenceRecord { passed: *passed, summary: summary.clone(), details: details.clone(), by, at: now };
             r.evidence.insert(gate.clone(), record);
             Ok(())
         }
         Input::Approve { kind, comment } => {
-            require(
-                actor,
-                actor.has(Role::Approver(*kind)),
-                "approve",
-                "approver of that kind",
-            )?;
+            require(actor, actor.has(Role::Approver(*kind)), "approve", &Role::Approver(*kind).to_string())?;
             if actor.name == r.requester {
                 return Err(Rejection::SeparationOfDuties { actor: by });
             }
-            if r.approvals
-                .iter()
-                .any(|a| a.kind == *kind && a.by == actor.name)
-            {
-                return Err(Rejection::AlreadyApproved {
-                    actor: by,
-                    kind: kind.to_string(),
-                });
+            if r.approvals.iter().any(|a| a.kind == *kind && a.by == actor.name) {
+                return Err(Rejection::AlreadyApproved { actor: by, kind: kind.to_string() });
             }
-            r.approvals.push(ApprovalRecord {
-                kind: *kind,
-                by,
-                at: now,
-                comment: comment.clone(),
-            });
+            r.approvals.push(ApprovalRecord { kind: *kind, by, at: now, comment: comment.clone() });
             Ok(())
         }
-        Input::Tick {
-            checklist,
-            item,
-            note,
-        } => {
-            let may_tick = actor
-                .roles
-                .iter()
-                .any(|role| matches!(role, Role::Deployer | Role::Admin | Role::Approver(_)));
-            require(
-                actor,
-                may_tick,
-                "tick a checklist item",
-                "deployer, approver or admin",
-            )?;
+        Input::Tick { checklist, item, note } => {
+            let may_tick =
+                actor.roles.iter().any(|role| matches!(role, Role::Deployer | Role::Admin | Role::Approver(_)));
+            require(actor, may_tick, "tick a checklist item", "deployer, approver or admin")?;
             let items = r.plan.checklists.list(*checklist);
             if !items.iter().any(|i| &i.id == item) {
-                let known = items
-                    .iter()
-                    .map(|i| i.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Rejection::UnknownItem {
-                    checklist: checklist.to_string(),
-                    item: item.clone(),
-                    known,
-                });
+                let known = items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(Rejection::UnknownItem { checklist: checklist.to_string(), item: item.clone(), known });
             }
             let ticked = r.ticks.entry(*checklist).or_default();
             if let Some(previous) = ticked.get(item) {
@@ -338,54 +200,21 @@ fn apply(
                     by: previous.by.clone(),
                 });
             }
-            ticked.insert(
-                item.clone(),
-                TickRecord {
-                    by,
-                    at: now,
-                    note: note.clone(),
-                },
-            );
+            ticked.insert(item.clone(), TickRecord { by, at: now, note: note.clone() });
             Ok(())
         }
         Input::Verdict { verdict } => {
-            require(
-                actor,
-                actor.has(Role::System),
-                "report a judge verdict",
-                "system",
-            )?;
+            require(actor, actor.has(Role::System), "report a judge verdict", "system")?;
             if !r.stage.candidate_sees_traffic() {
-                return Err(Rejection::NotJudged {
-                    stage: r.stage.to_string(),
-                });
+                return Err(Rejection::NotJudged { stage: r.stage.to_string() });
             }
             if let Verdict::Rollback { trigger, .. } = verdict {
-                let kind = if r.plan.rollback.full_rollback {
-                    RollbackKind::Full
-                } else {
-                    RollbackKind::Quick
-                };
-                roll_back(
-                    r,
-                    kind,
-                    RollbackCause::Judge {
-                        trigger: trigger.clone(),
-                    },
-                    now,
-                    fx,
-                );
+                let kind = if r.plan.rollback.full_rollback { RollbackKind::Full } else { RollbackKind::Quick };
+                roll_back(r, kind, RollbackCause::Judge { trigger: trigger.clone() }, now, fx);
                 return Ok(());
             }
-            if !r
-                .verdict
-                .as_ref()
-                .is_some_and(|v| v.verdict.same_kind(verdict))
-            {
-                r.verdict = Some(VerdictRecord {
-                    verdict: verdict.clone(),
-                    at: now,
-                });
+            if !r.verdict.as_ref().is_some_and(|v| v.verdict.same_kind(verdict)) {
+                r.verdict = Some(VerdictRecord { verdict: verdict.clone(), at: now });
             }
             Ok(())
         }
@@ -393,16 +222,11 @@ fn apply(
         Input::Promote => {
             require(actor, actor.may_operate(), "promote", "deployer or admin")?;
             if let Some(p) = &r.paused {
-                return Err(Rejection::Paused {
-                    reason: p.reason.clone(),
-                });
+                return Err(Rejection::Paused { reason: p.reason.clone() });
             }
             let reports = gates::report(r, now);
             if reports.iter().any(GateReport::blocks) {
-                return Err(Rejection::Blocked {
-                    stage: r.stage.to_string(),
-                    gates: reports,
-                });
+                return Err(Rejection::Blocked { stage: r.stage.to_string(), gates: reports });
             }
             enter_next(r, now, fx);
             Ok(())
@@ -411,19 +235,10 @@ fn apply(
             require(actor, actor.may_operate(), "pause", "deployer or admin")?;
             require_reason(reason, "pause")?;
             if let Some(p) = &r.paused {
-                return Err(Rejection::Paused {
-                    reason: p.reason.clone(),
-                });
+                return Err(Rejection::Paused { reason: p.reason.clone() });
             }
-            r.paused = Some(PauseRecord {
-                by: by.clone(),
-                reason: reason.clone(),
-                at: now,
-            });
-            fx.push(notify(
-                NotificationKind::Paused,
-                format!("{by} paused the rollout at {}: {reason}", r.stage),
-            ));
+            r.paused = Some(PauseRecord { by: by.clone(), reason: reason.clone(), at: now });
+            fx.push(notify(NotificationKind::Paused, format!("{by} paused the rollout at {}: {reason}", r.stage)));
             Ok(())
         }
         Input::Resume => {
@@ -431,69 +246,34 @@ fn apply(
             if r.paused.take().is_none() {
                 return Err(Rejection::NotPaused);
             }
-            fx.push(notify(
-                NotificationKind::Resumed,
-                format!("{by} resumed the rollout at {}", r.stage),
-            ));
+            fx.push(notify(NotificationKind::Resumed, format!("{by} resumed the rollout at {}", r.stage)));
             Ok(())
         }
         Input::Abort { reason } => {
             require(actor, actor.may_operate(), "abort", "deployer or admin")?;
             require_reason(reason, "abort")?;
             move_traffic_back(r, fx);
-            enter(
-                r,
-                Stage::Aborted {
-                    reason: reason.clone(),
-                },
-                now,
-            );
-            fx.push(notify(
-                NotificationKind::Aborted,
-                format!("{by} aborted the rollout: {reason}"),
-            ));
+            enter(r, Stage::Aborted { reason: reason.clone() }, now);
+            fx.push(notify(NotificationKind::Aborted, format!("{by} aborted the rollout: {reason}")));
             Ok(())
         }
-        Input::Rollback {
-            category,
-            reason,
-            full,
-        } => {
+        Input::Rollback { category, reason, full } => {
             require(actor, actor.may_operate(), "roll back", "deployer or admin")?;
             require_reason(reason, "roll back")?;
             if !r.stage.candidate_sees_traffic() {
-                return Err(Rejection::NothingToRollBack {
-                    stage: r.stage.to_string(),
-                });
+                return Err(Rejection::NothingToRollBack { stage: r.stage.to_string() });
             }
-            let kind = if *full {
-                RollbackKind::Full
-            } else {
-                RollbackKind::Quick
-            };
-            let cause = RollbackCause::Person {
-                name: by,
-                category: *category,
-                reason: reason.clone(),
-            };
+            let kind = if *full { RollbackKind::Full } else { RollbackKind::Quick };
+            let cause = RollbackCause::Person { name: by, category: *category, reason: reason.clone() };
             roll_back(r, kind, cause, now, fx);
             Ok(())
         }
         Input::ForcePromote { reason } => {
             require(actor, actor.is_admin(), "force a promotion", "admin")?;
             require_reason(reason, "force a promotion")?;
-            let bypassed = gates::report(r, now)
-                .into_iter()
-                .filter(GateReport::blocks)
-                .map(|g| g.to_string())
-                .collect();
-            r.overrides.push(Override {
-                from: r.stage.clone(),
-                by,
-                reason: reason.clone(),
-                at: now,
-                bypassed,
-            });
+            let bypassed =
+                gates::report(r, now).into_iter().filter(GateReport::blocks).map(|g| g.to_string()).collect();
+            r.overrides.push(Override { from: r.stage.clone(), by, reason: reason.clone(), at: now, bypassed });
             enter_next(r, now, fx);
             Ok(())
         }
@@ -510,17 +290,10 @@ fn advance(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
             continue;
         }
         let only_window = blocking.iter().all(|g| g.gate == gates::Gate::Window);
-        let closed = if only_window {
-            r.plan.window.check_traffic_change(now).err()
-        } else {
-            None
-        };
+        let closed = if only_window { r.plan.window.check_traffic_change(now).err() } else { None };
         if closed != r.waiting_for_window {
             if let Some(c) = &closed {
-                fx.push(notify(
-                    NotificationKind::Waiting,
-                    format!("{} is ready to move on but waits: {c}", r.stage),
-                ));
+                fx.push(notify(NotificationKind::Waiting, format!("{} is ready to move on but waits: {c}", r.stage)));
                 if let Some(at) = c.opens_at {
                     fx.push(Effect::ScheduleTimer { at });
                 }
@@ -534,30 +307,18 @@ fn advance(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
 fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
     let Some(next) = next_stage(r) else { return };
     if r.mirroring.take().is_some() {
-        fx.push(Effect::StopMirroring {
-            service: r.service.clone(),
-        });
+        fx.push(Effect::StopMirroring { service: r.service.clone() });
     }
     let from = r.stage.to_string();
     enter(r, next.clone(), now);
-    let after =
-        |hold: crate::hold::Hold| now.checked_add(hold.duration()).unwrap_or(Timestamp::MAX);
+    let after = |hold: crate::hold::Hold| now.checked_add(hold.duration()).unwrap_or(Timestamp::MAX);
     match &next {
-        Stage::Staging => fx.push(Effect::StartStaging {
-            service: r.service.clone(),
-            candidate: r.candidate.clone(),
-        }),
+        Stage::Staging => fx.push(Effect::StartStaging { service: r.service.clone(), candidate: r.candidate.clone() }),
         Stage::Shadow => {
             let share = r.plan.shadow.mirror_percent;
             r.mirroring = Some(share);
-            fx.push(Effect::StartMirroring {
-                service: r.service.clone(),
-                shadow: r.candidate.clone(),
-                share,
-            });
-            fx.push(Effect::ScheduleTimer {
-                at: after(r.plan.shadow.duration),
-            });
+            fx.push(Effect::StartMirroring { service: r.service.clone(), shadow: r.candidate.clone(), share });
+            fx.push(Effect::ScheduleTimer { at: after(r.plan.shadow.duration) });
         }
         Stage::Canary { step } => {
             let step = &r.plan.canary.steps[*step];
@@ -568,27 +329,14 @@ fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
         Stage::Full => {
             set_weight(r, Weight::FULL, fx);
             let until = after(r.plan.full.keep_warm);
-            fx.push(Effect::KeepWarm {
-                service: r.service.clone(),
-                version: r.stable.clone(),
-                until,
-            });
-            fx.push(Effect::ScheduleTimer {
-                at: after(r.plan.full.observe),
-            });
+            fx.push(Effect::KeepWarm { service: r.service.clone(), version: r.stable.clone(), until });
+            fx.push(Effect::ScheduleTimer { at: after(r.plan.full.observe) });
         }
         Stage::Completed => fx.push(Effect::Archive),
         Stage::PreDeployment | Stage::RolledBack { .. } | Stage::Aborted { .. } => {}
     }
-    let kind = if next == Stage::Completed {
-        NotificationKind::Completed
-    } else {
-        NotificationKind::StageChanged
-    };
-    fx.push(notify(
-        kind,
-        format!("{} {}: {from} → {next}", r.service, r.candidate),
-    ));
+    let kind = if next == Stage::Completed { NotificationKind::Completed } else { NotificationKind::StageChanged };
+    fx.push(notify(kind, format!("{} {}: {from} → {next}", r.service, r.candidate)));
 }
 
 fn enter(r: &mut Rollout, stage: Stage, now: Timestamp) {
@@ -596,10 +344,7 @@ fn enter(r: &mut Rollout, stage: Stage, now: Timestamp) {
     r.stage_entered_at = now;
     r.verdict = None;
     r.waiting_for_window = None;
-    r.history.push(StageVisit {
-        stage,
-        entered_at: now,
-    });
+    r.history.push(StageVisit { stage, entered_at: now });
 }
 
 fn set_weight(r: &mut Rollout, weight: Weight, fx: &mut Vec<Effect>) {
@@ -618,42 +363,21 @@ fn move_traffic_back(r: &mut Rollout, fx: &mut Vec<Effect>) {
         set_weight(r, Weight::ZERO, fx);
     }
     if r.mirroring.take().is_some() {
-        fx.push(Effect::StopMirroring {
-            service: r.service.clone(),
-        });
+        fx.push(Effect::StopMirroring { service: r.service.clone() });
     }
 }
 
-fn roll_back(
-    r: &mut Rollout,
-    kind: RollbackKind,
-    cause: RollbackCause,
-    now: Timestamp,
-    fx: &mut Vec<Effect>,
-) {
+fn roll_back(r: &mut Rollout, kind: RollbackKind, cause: RollbackCause, now: Timestamp, fx: &mut Vec<Effect>) {
     move_traffic_back(r, fx);
     if kind == RollbackKind::Full {
-        fx.push(Effect::Redeploy {
-            service: r.service.clone(),
-            version: r.stable.clone(),
-        });
-        fx.push(Effect::Retire {
-            service: r.service.clone(),
-            version: r.candidate.clone(),
-        });
+        fx.push(Effect::Redeploy { service: r.service.clone(), version: r.stable.clone() });
+        fx.push(Effect::Retire { service: r.service.clone(), version: r.candidate.clone() });
     }
     let why = match &cause {
         RollbackCause::Judge { trigger } => format!("the judge's {trigger} trigger fired"),
-        RollbackCause::Person {
-            name,
-            category,
-            reason,
-        } => format!("{name} rolled back ({category}): {reason}"),
+        RollbackCause::Person { name, category, reason } => format!("{name} rolled back ({category}): {reason}"),
     };
-    let message = format!(
-        "{} {} rolled back ({kind}) at {}: {why}",
-        r.service, r.candidate, r.stage
-    );
+    let message = format!("{} {} rolled back ({kind}) at {}: {why}", r.service, r.candidate, r.stage);
     enter(r, Stage::RolledBack { kind, cause }, now);
     fx.push(notify(NotificationKind::RolledBack, message));
 }

@@ -28,26 +28,16 @@ pub enum Stage {
     PreDeployment,
     Staging,
     Shadow,
-    Canary {
-        step: usize,
-    },
+    Canary { step: usize },
     Full,
     Completed,
-    RolledBack {
-        kind: RollbackKind,
-        cause: RollbackCause,
-    },
-    Aborted {
-        reason: String,
-    },
+    RolledBack { kind: RollbackKind, cause: RollbackCause },
+    Aborted { reason: String },
 }
 
 impl Stage {
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Stage::Completed | Stage::RolledBack { .. } | Stage::Aborted { .. }
-        )
+        matches!(self, Stage::Completed | Stage::RolledBack { .. } | Stage::Aborted { .. })
     }
 
     /// Stages in which the candidate sees real traffic (served or mirrored).
@@ -93,7 +83,9 @@ impl fmt::Display for RollbackKind {
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum RollbackCause {
     /// The judge's trigger fired; the evidence is in the verdict event.
-    Judge { trigger: String },
+    Judge {
+        trigger: String,
+    },
     Person {
         name: String,
         category: RollbackCategory,

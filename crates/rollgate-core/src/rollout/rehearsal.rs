@@ -23,35 +23,20 @@ pub fn inputs_to_pass(r: &Rollout, now: Timestamp) -> Vec<Command> {
                 },
             )),
             Gate::Approval { approval } => out.push(Command::new(
-                Actor::new(
-                    format!("rehearsal-{approval}-approver"),
-                    [Role::Approver(*approval)],
-                ),
-                Input::Approve {
-                    kind: *approval,
-                    comment: None,
-                },
+                Actor::new(format!("rehearsal-{approval}-approver"), [Role::Approver(*approval)]),
+                Input::Approve { kind: *approval, comment: None },
             )),
             Gate::Checklist { checklist } => {
                 let ticker = Actor::new("rehearsal-deployer", [Role::Deployer]);
                 for (item, _, done) in checklist_items(r, *checklist) {
                     if done.is_none() {
-                        let input = Input::Tick {
-                            checklist: *checklist,
-                            item,
-                            note: None,
-                        };
+                        let input = Input::Tick { checklist: *checklist, item, note: None };
                         out.push(Command::new(ticker.clone(), input));
                     }
                 }
             }
             Gate::Stable if !matches!(report.status, GateStatus::Failed { .. }) => {
-                out.push(Command::new(
-                    Actor::system(),
-                    Input::Verdict {
-                        verdict: Verdict::Healthy,
-                    },
-                ));
+                out.push(Command::new(Actor::system(), Input::Verdict { verdict: Verdict::Healthy }));
             }
             Gate::Stable | Gate::Hold { .. } | Gate::Window => {}
         }
@@ -83,22 +68,12 @@ impl Rehearsal {
     }
 
     /// Applies one command at `now`; on success records it and returns its effects.
-    pub fn send(
-        &mut self,
-        command: Command,
-        now: Timestamp,
-    ) -> Result<Vec<super::Effect>, super::Rejection> {
+    pub fn send(&mut self, command: Command, now: Timestamp) -> Result<Vec<super::Effect>, super::Rejection> {
         let transition = super::step(self.state.as_ref(), &command, now)?;
         let stream = transition.state.id.clone();
-        let body = crate::event::EventBody {
-            at: now,
-            command,
-            effects: transition.effects.clone(),
-        };
+        let body = crate::event::EventBody { at: now, command, effects: transition.effects.clone() };
         let event = match self.events.last() {
-            Some(prev) => {
-                crate::event::RecordedEvent::seal(&stream, prev.seq + 1, &prev.hash, &body)
-            }
+            Some(prev) => crate::event::RecordedEvent::seal(&stream, prev.seq + 1, &prev.hash, &body),
             None => crate::event::RecordedEvent::first(&stream, &body),
         };
         self.events.push(event);

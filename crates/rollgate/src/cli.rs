@@ -1,0 +1,246 @@
+//! The command line: what a person types. Each subcommand's work lives in `commands/`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rollgate",
+    version,
+    about = "Ship machine-learning models as a gated, staged process: validation, staging, shadow, canary, full deployment, with rollback and an audit log.",
+    after_help = "Start with `rollgate init && rollgate check`. Exit codes: 0 success, 1 error, 2 usage, 3 refused (a failed check, a blocked or forbidden action, a broken audit chain)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example rollgate.toml that passes `rollgate check`.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "rollgate.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a config file and report every problem with file:line:column and a hint.
+    Check {
+        #[arg(default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+        file: PathBuf,
+        /// Print the problems as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the plans a rollout can follow.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// Drive rollouts directly on the data directory or database, without a server.
+    Rollout {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+    /// Read and verify the tamper-evident event log.
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Print a plan: the built-in `default`, or one from the config.
+    Show {
+        #[arg(default_value = "default")]
+        name: String,
+        #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// List the plans a config defines, with the built-in default.
+    List {
+        #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PlanFormat {
+    /// A readable outline, stage by stage.
+    Text,
+    /// TOML that can be pasted under [plans.NAME] and edited.
+    Toml,
+    Json,
+}
+
+/// Where the event log lives.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Data directory of the embedded SQLite store (created on first use).
+    #[arg(long, global = true, default_value = ".rollgate", env = "ROLLGATE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Use PostgreSQL instead (postgres://user@host:port/db).
+    #[arg(long, global = true, env = "ROLLGATE_DATABASE")]
+    pub database: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn location(&self) -> String {
+        self.database.clone().unwrap_or_else(|| self.data_dir.display().to_string())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every rollout's hash chain; names the first edited, dropped or reordered event.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a rollout's events with their hashes.
+    Log {
+        rollout: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Who is acting, and against which config.
+#[derive(Debug, Args)]
+pub struct ActorArgs {
+    /// The person acting; their roles come from [roles] in the config.
+    #[arg(long = "as", env = "ROLLGATE_USER")]
+    pub user: String,
+    #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Start rolling out a version of a service on its plan.
+    Start {
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        service: String,
+        /// The version to roll out; the service's stable version is replaced.
+        #[arg(long)]
+        candidate: String,
+        /// Skip the shadow stage (refused if the plan requires it).
+        #[arg(long)]
+        skip_shadow: bool,
+        /// The rollout's id (default: SERVICE-CANDIDATE-TIMESTAMP).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List rollouts with their stage and weight.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a rollout: stage, traffic, gates and why, checklists, history.
+    Status {
+        rollout: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record the result of a gate's check.
+    Evidence {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        /// The gate's id, e.g. validation.bias.
+        #[arg(long)]
+        gate: String,
+        /// The check failed (default: it passed).
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        summary: String,
+        /// Details as JSON (e.g. the evaluation's numbers).
+        #[arg(long)]
+        details: Option<String>,
+    },
+    /// Approve a rollout as an approver of the given kind.
+    Approve {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        /// technical, ethics, security or stakeholder.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Tick a checklist item by hand.
+    Tick {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        /// pre_deployment, deployment_day or post_deployment.
+        #[arg(long)]
+        checklist: String,
+        #[arg(long)]
+        item: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Move to the next stage now that its gates have passed.
+    Promote {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    Pause {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        reason: String,
+    },
+    Resume {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+    },
+    /// Cancel the rollout; traffic goes back to stable.
+    Abort {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Roll back: traffic to stable at once (quick), or with --full also redeploy stable and retire the candidate.
+    Rollback {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        /// quality, complaints, harmful_outputs, security or other.
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Admins only: move on past gates that have not passed, with a reason that is recorded.
+    ForcePromote {
+        rollout: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let time pass: end holds that are over and move through windows that opened (the server's controller does this on its own).
+    Advance { rollout: String },
+}

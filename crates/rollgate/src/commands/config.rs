@@ -1,0 +1,69 @@
+//! `rollgate init` and `rollgate check`.
+
+use crate::Refused;
+use anyhow::Context;
+use rollgate_core::config::{Config, EXAMPLE};
+use std::path::Path;
+
+pub fn init(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        return Err(Refused(format!("{} already exists; pass --force to overwrite it", path.display())).into());
+    }
+    std::fs::write(path, EXAMPLE).with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {}: an example with two versions of one service and a plan; check it with `rollgate check {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Reads and parses a config, turning problems into one refusal listing them all.
+pub fn load(path: &Path) -> anyhow::Result<Config> {
+    let text = read(path)?;
+    Config::parse(&path.display().to_string(), &text).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        Refused(format!("{}\n{} problem(s) in {}", list.join("\n"), problems.len(), path.display())).into()
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow::Error::new(Refused(format!("{} does not exist; `rollgate init` writes an example", path.display())))
+        }
+        _ => anyhow::anyhow!("cannot read {}: {e}", path.display()),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        Refused(format!("{}: byte {at} is not valid UTF-8; a config file must be UTF-8 text", path.display())).into()
+    })
+}
+
+pub fn check(path: &Path, json: bool) -> anyhow::Result<()> {
+    let text = read(path)?;
+    match Config::parse(&path.display().to_string(), &text) {
+        Ok(config) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "problems": [] }));
+            } else {
+                let versions: usize = config.services.values().map(|s| s.versions.len()).sum();
+                println!(
+                    "{}: ok ({} service(s), {versions} version(s), plans: {})",
+                    path.display(),
+                    config.services.len(),
+                    config.plan_names().join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(problems) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": false, "problems": problems }));
+                return Err(Refused(String::new()).into());
+            }
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            Err(Refused(format!("{}\n{} problem(s) in {}", list.join("\n"), problems.len(), path.display())).into())
+        }
+    }
+}

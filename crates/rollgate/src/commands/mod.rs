@@ -1,0 +1,41 @@
+//! One module per group of subcommands; `run` dispatches.
+
+mod audit;
+mod config;
+mod plan;
+mod rollout;
+
+use crate::cli::Command;
+use rollgate_core::Timestamp;
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init { path, force } => config::init(&path, force),
+        Command::Check { file, json } => config::check(&file, json),
+        Command::Plan { command } => plan::run(command),
+        Command::Rollout { store, command } => rollout::run(&store, command).await,
+        Command::Audit { store, command } => audit::run(&store, command).await,
+    }
+}
+
+/// The current moment. `ROLLGATE_NOW` (RFC 3339) pretends it is another
+/// moment: for rehearsals, and for tests that must not depend on the weekday.
+pub fn now() -> anyhow::Result<Timestamp> {
+    match std::env::var("ROLLGATE_NOW") {
+        Ok(text) => text.parse().map_err(|e| {
+            anyhow::anyhow!("ROLLGATE_NOW=`{text}` is not an RFC 3339 instant such as 2026-11-26T09:00:00Z: {e}")
+        }),
+        Err(_) => Ok(Timestamp::now()),
+    }
+}
+
+/// Stops here if `ROLLGATE_FAILPOINT` names this point, so that a crash test
+/// can kill the process at an exact place. Says so on stderr, then waits.
+pub fn failpoint(name: &str) {
+    if std::env::var("ROLLGATE_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name} reached");
+        loop {
+            std::thread::park();
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Text for people: plans as outlines, rollouts as status pages.
+
+use rollgate_core::Timestamp;
+use rollgate_core::plan::{ChecklistKind, GateCategory, GateSet, Plan, ShadowMode};
+use rollgate_core::rollout::{Effect, GateStatus, Rollout, Stage, checklist_items};
+use std::fmt::Write;
+
+fn gates<C: GateCategory>(out: &mut String, title: &str, set: &GateSet<C>) {
+    let _ = writeln!(out, "   {title}:");
+    for (id, spec) in set.iter() {
+        let need = if spec.required { "required" } else { "optional" };
+        let criteria: Vec<String> = spec.criteria.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let criteria = if criteria.is_empty() { String::new() } else { format!(" [{}]", criteria.join(", ")) };
+        let _ = writeln!(out, "     - {id:<42} {need:<9} {}{criteria}", spec.description);
+    }
+}
+
+fn checklist(out: &mut String, plan: &Plan, kind: ChecklistKind) {
+    let _ = writeln!(out, "   checklist {kind}:");
+    for item in plan.checklists.list(kind) {
+        let how = if item.proof.is_empty() {
+            "ticked by a person".to_string()
+        } else {
+            format!("ticks itself on {}", item.proof.join(" + "))
+        };
+        let _ = writeln!(out, "     [ ] {:<45} ({how})", item.text);
+    }
+}
+
+/// The whole plan, stage by stage, with every number it uses.
+pub fn plan(name: &str, plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "plan {name}: {}", plan.description);
+    let auto = if plan.auto_promote { "automatic when a stage's gates pass" } else { "by `promote` only" };
+    let _ = writeln!(o, "promotion: {auto}\n");
+    let p = &plan.pre_deployment;
+    let _ = writeln!(o, "1. pre-deployment");
+    gates(&mut o, "model validation", &p.validation);
+    gates(&mut o, "documentation", &p.documentation);
+    gates(&mut o, "infrastructure", &p.infrastructure);
+    let required: Vec<String> = p.approvals.required().iter().map(ToString::to_string).collect();
+    let _ = writeln!(o, "   approvals (never by the requester): {}", required.join(", "));
+    checklist(&mut o, plan, ChecklistKind::PreDeployment);
+    let _ = writeln!(
+        o,
+        "\n2. staging (exit: no blocking issues, performance acceptable, all tests pass, monitoring working)"
+    );
+    gates(&mut o, "tests", &plan.staging.gates);
+    let mode = match plan.shadow.mode {
+        ShadowMode::Required => "required",
+        ShadowMode::Optional => "optional: a rollout may skip it when started",
+    };
+    let _ = writeln!(
+        o,
+        "\n3. shadow ({mode}): mirror {} of traffic for {}, never served",
+        plan.shadow.mirror_percent, plan.shadow.duration
+    );
+    gates(&mut o, "comparison", &plan.shadow.gates);
+    checklist(&mut o, plan, ChecklistKind::DeploymentDay);
+    let _ = writeln!(o, "\n4. canary (each step moves on only if stable: holds over, judge healthy, window open)");
+    for ((weight, starts), step) in plan.canary.schedule().into_iter().zip(&plan.canary.steps) {
+        let hours = starts.as_secs() as f64 / 3600.0;
+        let then = match step.hold {
+            Some(hold) => format!("hold {hold}, then the next step if stable"),
+            None => "full deployment".to_string(),
+        };
+        let _ = writeln!(o, "     hour {hours:>4}: {weight:>5}  {then}");
+    }
+    let r = &plan.rollback;
+    let _ = writeln!(o, "   rollback triggers:");
+    let _ = writeln!(o, "     - error rate > {}x baseline", r.error_rate_ratio);
+    let _ = writeln!(o, "     - latency p{} > {}x baseline", r.latency_quantile * 100.0, r.latency_ratio);
+    let _ = writeln!(o, "     - quality: bad-output rate > {}x baseline", r.quality_ratio);
+    let _ = writeln!(o, "     - complaints per user > {}x baseline", r.complaint_ratio);
+    let _ = writeln!(o, "     - {} consecutive failed health checks of the candidate", r.health_check_failures);
+    let _ = writeln!(
+        o,
+        "     - resource exhaustion: over {}% of requests time out or are refused (429/503)",
+        r.max_saturation * 100.0
+    );
+    let kind = if r.full_rollback {
+        "full (redeploy the previous version, retire the candidate)"
+    } else {
+        "quick (traffic back to stable, candidate kept for investigation)"
+    };
+    let _ =
+        writeln!(o, "     false-rollback budget {}%; automatic rollbacks are {kind}", r.false_rollback_budget * 100.0);
+    let _ = writeln!(
+        o,
+        "     manual rollback at any time with a reason: quality, complaints, harmful outputs, security, other"
+    );
+    let f = &plan.full;
+    let _ = writeln!(
+        o,
+        "\n5. full deployment: previous version kept warm for {}; metrics observed for {} before closing",
+        f.keep_warm, f.observe
+    );
+    gates(&mut o, "post-deployment checks", &f.gates);
+    checklist(&mut o, plan, ChecklistKind::PostDeployment);
+    let w = &plan.window;
+    let days = |d: &[rollgate_core::window::Day]| {
+        if d.is_empty() { "none".to_string() } else { d.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") }
+    };
+    let _ = writeln!(
+        o,
+        "\ndeploy window ({}): no starts on {}; no traffic changes on {}",
+        w.timezone,
+        days(&w.no_start_on),
+        days(&w.no_traffic_changes_on)
+    );
+    for freeze in &w.freezes {
+        let _ = writeln!(o, "   freeze {} → {} {}", freeze.from, freeze.until, freeze.reason);
+    }
+    o
+}
+
+/// "canary step 2 at 5% (paused: …)"
+pub fn stage_line(r: &Rollout) -> String {
+    let mut line = r.stage.to_string();
+    if matches!(r.stage, Stage::Canary { .. } | Stage::Full) || r.weight.basis_points() > 0 {
+        let _ = write!(line, " at {} on {}", r.weight, r.candidate);
+    }
+    if let Some(share) = r.mirroring {
+        let _ = write!(line, ", mirroring {share}");
+    }
+    match &r.stage {
+        Stage::RolledBack { cause, .. } => {
+            let _ = write!(line, ": {}", serde_json::to_string(cause).unwrap_or_default());
+        }
+        Stage::Aborted { reason } => {
+            let _ = write!(line, ": {reason}");
+        }
+        _ => {}
+    }
+    if let Some(p) = &r.paused {
+        let _ = write!(line, " (paused by {}: {})", p.by, p.reason);
+    }
+    if let Some(w) = &r.waiting_for_window {
+        let _ = write!(line, " (waiting: {w})");
+    }
+    line
+}
+
+pub fn effects(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::SetWeights { service, candidate, candidate_weight, .. } => {
+                format!("traffic: {service} sends {candidate_weight} to {candidate}")
+            }
+            Effect::StartMirroring { service, shadow, share } => {
+                format!("shadow: mirror {share} of {service} to {shadow}")
+            }
+            Effect::StopMirroring { service } => format!("shadow: stop mirroring {service}"),
+            Effect::StartStaging { service, candidate } => format!("staging: deploy {service} {candidate} to staging"),
+            Effect::ScheduleTimer { at } => format!("timer at {at}"),
+            Effect::KeepWarm { version, until, .. } => format!("keep {version} warm until {until}"),
+            Effect::Redeploy { service, version } => format!("redeploy {service} {version}"),
+            Effect::Retire { service, version } => format!("retire {service} {version}"),
+            Effect::Notify { message, .. } => format!("notify: {message}"),
+            Effect::Archive => "archive the rollout's artifacts".to_string(),
+        })
+        .collect()
+}
+
+/// A rollout's status page as of `now`.
+pub fn status(r: &Rollout, now: Timestamp) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "rollout {}: {} {} → {} (plan {}, requested by {})",
+        r.id, r.service, r.stable, r.candidate, r.plan_name, r.requester
+    );
+    let _ = writeln!(o, "stage: {} since {}", stage_line(r), r.stage_entered_at);
+    let _ = writeln!(o, "traffic: {} {}, {} {}", r.stable, r.weight.complement(), r.candidate, r.weight);
+    if !r.is_terminal() {
+        let _ = writeln!(o, "\ngates to leave {}:", r.stage);
+        for g in r.gates(now) {
+            let mark = match g.status {
+                GateStatus::Passed { .. } => "✓",
+                GateStatus::Failed { .. } => "✗",
+                GateStatus::Pending { .. } => "…",
+            };
+            let optional = if g.blocking { "" } else { " (optional)" };
+            let _ = writeln!(o, "  {mark} {g}{optional}");
+        }
+    }
+    for kind in ChecklistKind::ALL {
+        let items = checklist_items(r, kind);
+        let done = items.iter().filter(|(_, _, d)| d.is_some()).count();
+        let _ = writeln!(o, "\nchecklist {kind}: {done}/{} done", items.len());
+        for (_, text, how) in items {
+            let _ = writeln!(
+                o,
+                "  [{}] {text}{}",
+                if how.is_some() { "x" } else { " " },
+                how.map(|h| format!(" ({h})")).unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(o, "\nhistory:");
+    for visit in &r.history {
+        let _ = writeln!(o, "  {}  {}", visit.entered_at, visit.stage);
+    }
+    for forced in &r.overrides {
+        let _ = writeln!(
+            o,
+            "  override by {} at {} leaving {}: {} (bypassed {})",
+            forced.by,
+            forced.at,
+            forced.from,
+            forced.reason,
+            forced.bypassed.join("; ")
+        );
+    }
+    o
+}
