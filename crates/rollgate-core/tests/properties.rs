@@ -144,7 +144,7 @@ fn gates_held(
     // Entering the next stage clears the verdict; checklist items proved by
     // the judge are judged with the verdict the stage was left with.
     let mut at_exit = after.clone();
-    at_exit.verdict = stable.then(|| rollgate_core::rollout::VerdictRecord { verdict: Verdict::Healthy, at: now });
+    at_exit.verdict = stable.then_some(rollgate_core::rollout::VerdictRecord { verdict: Verdict::Healthy, at: now });
     let checklist_done = |kind| checklist_items(&at_exit, kind).iter().all(|(_, _, done)| done.is_some());
     let category = |prefix: &str| plan.gate_ids().into_iter().filter(|id| id.starts_with(prefix)).collect::<Vec<_>>();
     let ok = match left {
@@ -178,8 +178,7 @@ fn gates_held(
 
 fn plan_strategy() -> impl Strategy<Value = (Plan, bool)> {
     (any::<bool>(), any::<bool>()).prop_map(|(skip_shadow, manual)| {
-        let mut plan = Plan::default();
-        plan.auto_promote = !manual;
+        let mut plan = Plan { auto_promote: !manual, ..Plan::default() };
         // Shorter holds make far stages reachable within a sequence.
         for step in &mut plan.canary.steps {
             step.hold = step.hold.map(|_| "2h".parse().unwrap());

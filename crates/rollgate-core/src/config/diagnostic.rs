@@ -55,7 +55,7 @@ impl<'a> Locator<'a> {
 
     /// A diagnostic from a TOML parse or deserialization error, with a hint
     /// chosen from what the message says.
-    pub(super) fn from_toml(&self, err: &toml::de::Error) -> Diagnostic {
+    pub(super) fn toml_error(&self, err: &toml::de::Error) -> Diagnostic {
         let message = err.message().trim().to_string();
         let hint = hint_for(&message);
         self.at(err.span(), message, hint)

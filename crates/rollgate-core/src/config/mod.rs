@@ -116,7 +116,7 @@ impl Config {
         if !syntax.is_empty() {
             // Past a syntax error the document's shape is a guess: report
             // the syntax errors alone.
-            return Err(syntax.iter().map(|e| locate.from_toml(e)).collect());
+            return Err(syntax.iter().map(|e| locate.toml_error(e)).collect());
         }
         let mut problems = Vec::new();
         let mut config = Config::default();
@@ -180,7 +180,7 @@ fn read_value<T: DeserializeOwned>(
     match T::deserialize(ValueDeserializer::from(value.clone())) {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(locate.from_toml(&e));
+            problems.push(locate.toml_error(&e));
             None
         }
     }

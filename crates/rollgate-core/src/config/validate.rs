@@ -40,15 +40,14 @@ pub(super) fn check(
                 Some(format!("define [plans.{}] or use one of: {}", service.plan.get_ref(), plans.join(", "))),
             ));
         }
-        if let Some(sticky) = &service.sticky {
-            if sticky.header.is_some() == sticky.cookie.is_some() {
+        if let Some(sticky) = &service.sticky
+            && sticky.header.is_some() == sticky.cookie.is_some() {
                 out.push(locate.at(
                     at(&["sticky"]),
                     format!("service `{name}`: sticky needs exactly one of `header` or `cookie`"),
                     Some("e.g. sticky = { header = \"x-user-id\" }".into()),
                 ));
             }
-        }
         for (version_name, version) in &service.versions {
             let vat = |path: &[&str]| at(&[&["versions", version_name], path].concat());
             check_version(name, version_name, version, &vat, locate, &mut out);
@@ -88,15 +87,14 @@ fn check_route(
         ));
         return;
     }
-    if let Some(prefix) = &route.path_prefix {
-        if !prefix.starts_with('/') {
+    if let Some(prefix) = &route.path_prefix
+        && !prefix.starts_with('/') {
             out.push(locate.at(
                 at(&["route", "path_prefix"]),
                 format!("path_prefix `{prefix}` does not start with '/'"),
                 Some(format!("write it as \"/{prefix}\"")),
             ));
         }
-    }
     let key = format!("{}{}", route.host.as_deref().unwrap_or("*"), route.path_prefix.as_deref().unwrap_or("/"));
     if let Some((other, _)) = routes.iter().find(|(_, k)| *k == key) {
         out.push(locate.at(
@@ -153,11 +151,10 @@ fn check_endpoint(url: &str) -> Result<(), &'static str> {
     }
     // In "[::1]:9000" the port follows the bracketed IPv6 host.
     let host_port = authority.rsplit_once(']').map_or(authority, |(_, after)| after);
-    if let Some((_, port)) = host_port.rsplit_once(':') {
-        if port.parse::<u16>().is_err() {
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && port.parse::<u16>().is_err() {
             return Err("has a port that is not a number from 0 to 65535");
         }
-    }
     Ok(())
 }
 

@@ -1,0 +1,211 @@
+//! The binary as a user runs it: real processes, a real data directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Thursday morning: the default window allows starts, whatever day the tests run.
+const THURSDAY: &str = "2026-11-26T09:00:00Z";
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A directory with the example config written by `rollgate init`.
+    fn new() -> Workspace {
+        let ws = Workspace { dir: tempfile::tempdir().unwrap() };
+        let out = ws.run(&["init"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ws
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollgate"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("ROLLGATE_NOW", THURSDAY)
+            .env_remove("ROLLGATE_FAILPOINT")
+            .env_remove("ROLLGATE_DATABASE")
+            .env_remove("ROLLGATE_CONFIG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs a command expected to succeed and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn journal_keys(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.path().join(".rollgate/effects.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].as_str().unwrap().to_string()).collect()
+    }
+
+    fn status(&self, rollout: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["rollout", "status", rollout, "--json"])).unwrap()
+    }
+}
+
+/// Starts `args` with a failpoint armed, waits until the process reports
+/// reaching it, and kills it with SIGKILL there.
+fn kill_at_failpoint(ws: &Workspace, failpoint: &str, args: &[&str]) {
+    let mut child: Child =
+        ws.command(args).env("ROLLGATE_FAILPOINT", failpoint).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let expected = format!("failpoint {failpoint} reached");
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line == expected => break,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("the process never reached {failpoint}: {e}");
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix: no destructors, no flushing
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+}
+
+#[test]
+fn init_then_check_passes_and_init_refuses_to_overwrite() {
+    let ws = Workspace::new();
+    let out = ws.ok(&["check"]);
+    assert!(out.contains("rollgate.toml: ok (1 service(s), 2 version(s), plans: default, careful)"), "{out}");
+    let again = ws.run(&["init"]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+#[test]
+fn check_reports_problems_with_file_line_column_and_exit_code_3() {
+    let ws = Workspace::new();
+    let config = ws.path().join("rollgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replacen("owner = ", "ownr = ", 1).replacen("percent = 50,", "percent = 500,", 1);
+    std::fs::write(&config, &text).unwrap();
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let owner_line = text.lines().position(|l| l.starts_with("ownr")).unwrap() + 1;
+    assert!(stderr.contains(&format!("rollgate.toml:{owner_line}:1: error: unknown field `ownr`")), "{stderr}");
+    assert!(stderr.contains("500% is not a share of traffic"), "{stderr}");
+    assert!(stderr.contains("2 problem(s) in rollgate.toml"), "{stderr}");
+    let json = ws.run(&["check", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["problems"].as_array().unwrap().len(), 2);
+    let missing = ws.run(&["check", "nowhere.toml"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere.toml does not exist"));
+}
+
+fn seed_guide() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("ROLLGATE_SEED") {
+        return Some(PathBuf::from(path));
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = repo.join("../shared/seed/ai-deployment-lifecycle.txt");
+    path.exists().then_some(path)
+}
+
+#[test]
+fn the_default_plan_shows_every_checklist_item_of_the_users_guide() {
+    let guide = seed_guide().expect("the users' guide: ../shared/seed/ai-deployment-lifecycle.txt beside the repo, or ROLLGATE_SEED");
+    let guide = std::fs::read_to_string(guide).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollgate")).args(["plan", "show", "default"]).current_dir(outside.path()).output().unwrap();
+    let shown = String::from_utf8(out.stdout).unwrap();
+    let section = guide.split("Deployment checklist").nth(1).unwrap().split("Rollback strategy").next().unwrap();
+    let items: Vec<&str> = section.lines().filter_map(|l| l.trim().strip_prefix("• ")).collect();
+    assert_eq!(items.len(), 21, "the guide's three checklists");
+    for item in items {
+        assert!(shown.contains(&format!("[ ] {item}")), "plan show default lacks {item:?}");
+    }
+    for hour in ["hour    0:    1%", "hour    4:    5%", "hour   12:   25%", "hour   24:   50%", "hour   48:  100%"] {
+        assert!(shown.contains(hour), "missing {hour:?}");
+    }
+    for trigger in ["error rate > 2x baseline", "latency p99 > 1.5x baseline", "no starts on friday"] {
+        assert!(shown.contains(trigger), "missing {trigger:?}");
+    }
+}
+
+#[test]
+fn a_rollout_runs_from_the_command_line_and_its_log_verifies() {
+    let ws = Workspace::new();
+    ws.ok(&["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"]);
+    let own = ws.run(&["rollout", "approve", "r1", "--as", "alice", "--kind", "technical"]);
+    assert_eq!(own.status.code(), Some(3), "alice holds no approver role");
+    ws.ok(&["rollout", "approve", "r1", "--as", "bob", "--kind", "technical", "--comment", "reviewed"]);
+    let blocked = ws.run(&["rollout", "promote", "r1", "--as", "alice"]);
+    assert_eq!(blocked.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("validation.performance: pending"));
+    let status = ws.status("r1");
+    assert_eq!(status["rollout"]["stage"]["stage"], "pre_deployment");
+    assert_eq!(status["rollout"]["approvals"][0]["by"], "bob");
+    let verified = ws.ok(&["audit", "verify"]);
+    assert!(verified.contains("ok: 1 rollout(s), 2 event(s)"), "{verified}");
+}
+
+#[test]
+fn killed_after_appending_an_event_the_next_run_carries_out_its_effects_once() {
+    let ws = Workspace::new();
+    kill_at_failpoint(&ws, "after-append", &["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"]);
+    // The event is durable; its effect is not out yet.
+    assert!(ws.journal_keys().is_empty());
+    // The next run (any rollout command) finishes what the dead one left.
+    let status = ws.status("r1");
+    assert_eq!(status["rollout"]["stage"]["stage"], "pre_deployment");
+    assert_eq!(ws.journal_keys(), ["r1/1/0"]);
+
+    // An admin pushes past pre-deployment: two effects (staging, notify).
+    // This time the process dies after the first effect is out but before
+    // the event is marked done; the restart delivers again and the journal
+    // drops the repeat.
+    kill_at_failpoint(&ws, "after-effect", &["rollout", "force-promote", "r1", "--as", "dana", "--reason", "hotfix INC-7"]);
+    assert_eq!(ws.journal_keys(), ["r1/1/0", "r1/2/0"]);
+    let status = ws.status("r1");
+    assert_eq!(status["rollout"]["stage"]["stage"], "staging");
+    assert_eq!(ws.journal_keys(), ["r1/1/0", "r1/2/0", "r1/2/1"]);
+    // Nothing was recorded twice and the chain is intact.
+    let log = ws.ok(&["audit", "log", "r1", "--json"]);
+    assert_eq!(log.lines().count(), 2);
+    assert!(ws.ok(&["audit", "verify"]).contains("every chain intact"));
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_first_tampered_event() {
+    let ws = Workspace::new();
+    ws.ok(&["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"]);
+    for gate in ["validation.bias", "validation.safety", "validation.performance"] {
+        ws.ok(&["rollout", "evidence", "r1", "--as", "alice", "--gate", gate, "--summary", "ok"]);
+    }
+    let db = ws.path().join(".rollgate/rollgate.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("UPDATE events SET body = replace(body, '\"passed\":true', '\"passed\":false') WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = ws.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("stream r1 event 3: its content does not match its hash: it was edited"), "{stderr}");
+}
