@@ -68,7 +68,11 @@ impl fmt::Display for Weight {
 /// Serialized as a percentage, the unit people write in config files.
 impl Serialize for Weight {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_multiple_of(100) { s.serialize_u64(u64::from(self.0 / 100)) } else { s.serialize_f64(self.percent()) }
+        if self.0.is_multiple_of(100) {
+            s.serialize_u64(u64::from(self.0 / 100))
+        } else {
+            s.serialize_f64(self.percent())
+        }
     }
 }
 

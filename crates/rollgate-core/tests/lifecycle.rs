@@ -164,7 +164,8 @@ fn friday_starts_are_refused_and_force_promote_needs_an_admin_and_a_reason() {
 
 #[test]
 fn traffic_steps_wait_for_a_freeze_to_end_and_say_so() {
-    let window = r#"freezes = [{ from = "2026-11-26T11:00:00Z", until = "2026-11-27T08:00:00Z", reason = "launch event" }]"#;
+    let window =
+        r#"freezes = [{ from = "2026-11-26T11:00:00Z", until = "2026-11-27T08:00:00Z", reason = "launch event" }]"#;
     let plan = Plan { window: toml::from_str(window).unwrap(), ..Plan::default() };
     let clock = ManualClock::new(at(THURSDAY));
     let mut r = Rehearsal::new();

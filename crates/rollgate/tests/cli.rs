@@ -44,13 +44,20 @@ impl Workspace {
     /// Runs a command expected to succeed and returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     fn journal_keys(&self) -> Vec<String> {
         let text = std::fs::read_to_string(self.path().join(".rollgate/effects.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].as_str().unwrap().to_string()).collect()
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].as_str().unwrap().to_string())
+            .collect()
     }
 
     fn status(&self, rollout: &str) -> serde_json::Value {
@@ -61,8 +68,13 @@ impl Workspace {
 /// Starts `args` with a failpoint armed, waits until the process reports
 /// reaching it, and kills it with SIGKILL there.
 fn kill_at_failpoint(ws: &Workspace, failpoint: &str, args: &[&str]) {
-    let mut child: Child =
-        ws.command(args).env("ROLLGATE_FAILPOINT", failpoint).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child: Child = ws
+        .command(args)
+        .env("ROLLGATE_FAILPOINT", failpoint)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -100,7 +112,11 @@ fn init_then_check_passes_and_init_refuses_to_overwrite() {
 fn check_reports_problems_with_file_line_column_and_exit_code_3() {
     let ws = Workspace::new();
     let config = ws.path().join("rollgate.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replacen("owner = ", "ownr = ", 1).replacen("percent = 50,", "percent = 500,", 1);
+    let text = std::fs::read_to_string(&config).unwrap().replacen("owner = ", "ownr = ", 1).replacen(
+        "percent = 50,",
+        "percent = 500,",
+        1,
+    );
     std::fs::write(&config, &text).unwrap();
     let out = ws.run(&["check"]);
     assert_eq!(out.status.code(), Some(3));
@@ -128,10 +144,15 @@ fn seed_guide() -> Option<PathBuf> {
 
 #[test]
 fn the_default_plan_shows_every_checklist_item_of_the_users_guide() {
-    let guide = seed_guide().expect("the users' guide: ../shared/seed/ai-deployment-lifecycle.txt beside the repo, or ROLLGATE_SEED");
+    let guide = seed_guide()
+        .expect("the users' guide: ../shared/seed/ai-deployment-lifecycle.txt beside the repo, or ROLLGATE_SEED");
     let guide = std::fs::read_to_string(guide).unwrap();
     let outside = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rollgate")).args(["plan", "show", "default"]).current_dir(outside.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(["plan", "show", "default"])
+        .current_dir(outside.path())
+        .output()
+        .unwrap();
     let shown = String::from_utf8(out.stdout).unwrap();
     let section = guide.split("Deployment checklist").nth(1).unwrap().split("Rollback strategy").next().unwrap();
     let items: Vec<&str> = section.lines().filter_map(|l| l.trim().strip_prefix("• ")).collect();
@@ -167,7 +188,11 @@ fn a_rollout_runs_from_the_command_line_and_its_log_verifies() {
 #[test]
 fn killed_after_appending_an_event_the_next_run_carries_out_its_effects_once() {
     let ws = Workspace::new();
-    kill_at_failpoint(&ws, "after-append", &["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"]);
+    kill_at_failpoint(
+        &ws,
+        "after-append",
+        &["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"],
+    );
     // The event is durable; its effect is not out yet.
     assert!(ws.journal_keys().is_empty());
     // The next run (any rollout command) finishes what the dead one left.
@@ -179,7 +204,11 @@ fn killed_after_appending_an_event_the_next_run_carries_out_its_effects_once() {
     // This time the process dies after the first effect is out but before
     // the event is marked done; the restart delivers again and the journal
     // drops the repeat.
-    kill_at_failpoint(&ws, "after-effect", &["rollout", "force-promote", "r1", "--as", "dana", "--reason", "hotfix INC-7"]);
+    kill_at_failpoint(
+        &ws,
+        "after-effect",
+        &["rollout", "force-promote", "r1", "--as", "dana", "--reason", "hotfix INC-7"],
+    );
     assert_eq!(ws.journal_keys(), ["r1/1/0", "r1/2/0"]);
     let status = ws.status("r1");
     assert_eq!(status["rollout"]["stage"]["stage"], "staging");

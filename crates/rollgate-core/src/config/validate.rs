@@ -41,13 +41,14 @@ pub(super) fn check(
             ));
         }
         if let Some(sticky) = &service.sticky
-            && sticky.header.is_some() == sticky.cookie.is_some() {
-                out.push(locate.at(
-                    at(&["sticky"]),
-                    format!("service `{name}`: sticky needs exactly one of `header` or `cookie`"),
-                    Some("e.g. sticky = { header = \"x-user-id\" }".into()),
-                ));
-            }
+            && sticky.header.is_some() == sticky.cookie.is_some()
+        {
+            out.push(locate.at(
+                at(&["sticky"]),
+                format!("service `{name}`: sticky needs exactly one of `header` or `cookie`"),
+                Some("e.g. sticky = { header = \"x-user-id\" }".into()),
+            ));
+        }
         for (version_name, version) in &service.versions {
             let vat = |path: &[&str]| at(&[&["versions", version_name], path].concat());
             check_version(name, version_name, version, &vat, locate, &mut out);
@@ -88,13 +89,14 @@ fn check_route(
         return;
     }
     if let Some(prefix) = &route.path_prefix
-        && !prefix.starts_with('/') {
-            out.push(locate.at(
-                at(&["route", "path_prefix"]),
-                format!("path_prefix `{prefix}` does not start with '/'"),
-                Some(format!("write it as \"/{prefix}\"")),
-            ));
-        }
+        && !prefix.starts_with('/')
+    {
+        out.push(locate.at(
+            at(&["route", "path_prefix"]),
+            format!("path_prefix `{prefix}` does not start with '/'"),
+            Some(format!("write it as \"/{prefix}\"")),
+        ));
+    }
     let key = format!("{}{}", route.host.as_deref().unwrap_or("*"), route.path_prefix.as_deref().unwrap_or("/"));
     if let Some((other, _)) = routes.iter().find(|(_, k)| *k == key) {
         out.push(locate.at(
@@ -152,9 +154,10 @@ fn check_endpoint(url: &str) -> Result<(), &'static str> {
     // In "[::1]:9000" the port follows the bracketed IPv6 host.
     let host_port = authority.rsplit_once(']').map_or(authority, |(_, after)| after);
     if let Some((_, port)) = host_port.rsplit_once(':')
-        && port.parse::<u16>().is_err() {
-            return Err("has a port that is not a number from 0 to 65535");
-        }
+        && port.parse::<u16>().is_err()
+    {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
     Ok(())
 }
 

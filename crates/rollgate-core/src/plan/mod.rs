@@ -313,13 +313,14 @@ impl Plan {
             }
         }
         if let Some(last) = steps.last()
-            && last.percent != Weight::FULL {
-                problem(
-                    &["canary", "steps"],
-                    format!("the last canary step is {}, not 100%", last.percent),
-                    "end the steps with { percent = 100 } so the rollout can complete",
-                );
-            }
+            && last.percent != Weight::FULL
+        {
+            problem(
+                &["canary", "steps"],
+                format!("the last canary step is {}, not 100%", last.percent),
+                "end the steps with { percent = 100 } so the rollout can complete",
+            );
+        }
         for (i, step) in steps.iter().enumerate().take(steps.len().saturating_sub(1)) {
             if step.percent == Weight::ZERO {
                 problem(
