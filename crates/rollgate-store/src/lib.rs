@@ -9,12 +9,14 @@
 
 mod error;
 mod postgres;
+mod records;
 mod rollouts;
 mod sql;
 mod sqlite;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
+pub use records::{Delivery, DeliveryStore, TokenRecord, TokenStore};
 pub use rollouts::{EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
@@ -84,5 +86,35 @@ impl EventStore for AnyStore {
     }
     async fn mark_effects_done(&self, stream: &str, seq: u64) -> Result<(), StoreError> {
         delegate!(self, s => s.mark_effects_done(stream, seq))
+    }
+}
+
+impl TokenStore for AnyStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_token(token))
+    }
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        delegate!(self, s => s.token(id))
+    }
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        delegate!(self, s => s.tokens())
+    }
+    async fn revoke_token(&self, id: &str, at: &str) -> Result<bool, StoreError> {
+        delegate!(self, s => s.revoke_token(id, at))
+    }
+}
+
+impl DeliveryStore for AnyStore {
+    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        delegate!(self, s => s.enqueue(delivery))
+    }
+    async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        delegate!(self, s => s.due(now_ms, limit))
+    }
+    async fn record_attempt(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        delegate!(self, s => s.record_attempt(delivery))
+    }
+    async fn deliveries_for(&self, rollout: &str) -> Result<Vec<Delivery>, StoreError> {
+        delegate!(self, s => s.deliveries_for(rollout))
     }
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL, for several control-plane replicas sharing one log.
 
 use crate::StoreError;
+use crate::records::impl_record_stores;
 use crate::sql::impl_event_store;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -24,3 +25,4 @@ impl PgStore {
 // Two writers of the same event collide on the primary key, which the
 // implementation reports as a conflict.
 impl_event_store!(PgStore, "BEGIN");
+impl_record_stores!(PgStore);

@@ -2,6 +2,7 @@
 //! created with its schema on first use.
 
 use crate::StoreError;
+use crate::records::impl_record_stores;
 use crate::sql::impl_event_store;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -43,3 +44,4 @@ impl SqliteStore {
 // IMMEDIATE takes the write lock at once, so two writers queue on the busy
 // timeout instead of failing when one upgrades a read to a write.
 impl_event_store!(SqliteStore, "BEGIN IMMEDIATE");
+impl_record_stores!(SqliteStore);

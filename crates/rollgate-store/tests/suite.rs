@@ -8,7 +8,8 @@ use rollgate_core::plan::Plan;
 use rollgate_core::roles::{Actor, Role};
 use rollgate_core::rollout::{Command, Effect, Input};
 use rollgate_store::{
-    EffectKey, EffectSink, EventStore, PgStore, Rollouts, SqliteStore, StoreError, carry_out_pending,
+    Delivery, DeliveryStore, EffectKey, EffectSink, EventStore, PgStore, Rollouts, SqliteStore, StoreError,
+    TokenRecord, TokenStore, carry_out_pending,
 };
 use std::sync::{Arc, Mutex};
 
@@ -145,6 +146,56 @@ async fn pending_effects_are_carried_out_once_and_marked<S: EventStore>(store: S
     assert_eq!(keys[0], "r1/1/0");
 }
 
+async fn tokens_are_kept_as_hashes_and_revoked_once<S: TokenStore>(store: S) {
+    let token = TokenRecord {
+        id: "a1b2c3d4".into(),
+        name: "alice".into(),
+        roles: vec!["deployer".into(), "approver:security".into()],
+        hash: "f".repeat(64),
+        created_at: THURSDAY.into(),
+        revoked_at: None,
+    };
+    store.insert_token(&token).await.unwrap();
+    assert_eq!(store.token("a1b2c3d4").await.unwrap(), Some(token.clone()));
+    assert_eq!(store.token("nope").await.unwrap(), None);
+    assert!(store.revoke_token("a1b2c3d4", "2026-11-27T09:00:00Z").await.unwrap());
+    assert!(!store.revoke_token("a1b2c3d4", "2026-11-28T09:00:00Z").await.unwrap(), "revoked once");
+    let listed = store.tokens().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at.as_deref(), Some("2026-11-27T09:00:00Z"));
+}
+
+async fn deliveries_queue_once_and_come_due_in_order<S: DeliveryStore>(store: S) {
+    let delivery = |id: &str, next: i64| Delivery {
+        id: id.into(),
+        rollout: "r1".into(),
+        sink: "http://127.0.0.1:1/hook".into(),
+        body: "{}".into(),
+        attempts: 0,
+        next_attempt_ms: next,
+        delivered_ms: None,
+        gave_up: false,
+        last_error: None,
+    };
+    store.enqueue(&delivery("r1/1/0#0", 200)).await.unwrap();
+    store.enqueue(&delivery("r1/2/0#0", 100)).await.unwrap();
+    // Queued again after a crash: the first one stays.
+    store.enqueue(&Delivery { body: "changed".into(), ..delivery("r1/1/0#0", 0) }).await.unwrap();
+    let due: Vec<String> = store.due(1000, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(due, ["r1/2/0#0", "r1/1/0#0"]);
+    assert!(store.due(150, 10).await.unwrap().iter().all(|d| d.id == "r1/2/0#0"));
+    let mut failed = delivery("r1/2/0#0", 5000);
+    failed.attempts = 1;
+    failed.last_error = Some("HTTP 500".into());
+    store.record_attempt(&failed).await.unwrap();
+    let done = Delivery { delivered_ms: Some(900), attempts: 1, ..delivery("r1/1/0#0", 200) };
+    store.record_attempt(&done).await.unwrap();
+    assert!(store.due(1000, 10).await.unwrap().is_empty());
+    let all = store.deliveries_for("r1").await.unwrap();
+    assert_eq!(all[0].body, "{}");
+    assert_eq!(all[1].last_error.as_deref(), Some("HTTP 500"));
+}
+
 /// A fresh PostgreSQL database for one test, dropped afterwards.
 struct PgDatabase {
     admin_url: String,
@@ -207,6 +258,8 @@ suite!(
     effect_progress_only_moves_forward,
     concurrent_submits_all_land_and_the_log_replays,
     pending_effects_are_carried_out_once_and_marked,
+    tokens_are_kept_as_hashes_and_revoked_once,
+    deliveries_queue_once_and_come_due_in_order,
 );
 
 #[tokio::test]

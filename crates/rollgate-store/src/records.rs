@@ -1,0 +1,166 @@
+//! What the control plane keeps besides the event log: API tokens (as
+//! hashes) and webhook deliveries with their retry state. Both stores
+//! implement these with the same SQL.
+
+use crate::StoreError;
+use std::future::Future;
+
+/// An API token as stored: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    /// The person or system the token acts as; it appears in the audit log.
+    pub name: String,
+    /// Roles, as written in config (`deployer`, `approver:security`, …).
+    pub roles: Vec<String>,
+    pub hash: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+pub trait TokenStore: Send + Sync {
+    fn insert_token(&self, token: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn token(&self, id: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
+    /// Revokes a live token; false if there is none with that id or it was already revoked.
+    fn revoke_token(&self, id: &str, at: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// One webhook delivery of one notification to one sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The notification's effect key and the sink's index: the same on every retry.
+    pub id: String,
+    pub rollout: String,
+    pub sink: String,
+    pub body: String,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub delivered_ms: Option<i64>,
+    pub gave_up: bool,
+    pub last_error: Option<String>,
+}
+
+pub trait DeliveryStore: Send + Sync {
+    /// Queues a delivery; one already queued under the same id is left as it is.
+    fn enqueue(&self, delivery: &Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deliveries still to make whose next attempt is due at `now_ms`, oldest first.
+    fn due(&self, now_ms: i64, limit: u32) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+    /// Stores the outcome of an attempt (attempts, next attempt, delivered, given up, error).
+    fn record_attempt(&self, delivery: &Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn deliveries_for(&self, rollout: &str) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+}
+
+pub(crate) const INSERT_TOKEN: &str =
+    "INSERT INTO tokens (id, name, roles, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const TOKEN_COLUMNS: &str = "SELECT id, name, roles, hash, created_at, revoked_at FROM tokens";
+pub(crate) const REVOKE_TOKEN: &str = "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+pub(crate) const ENQUEUE: &str = "INSERT INTO deliveries \
+     (id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up, last_error) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "SELECT id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up, last_error FROM deliveries";
+pub(crate) const RECORD_ATTEMPT: &str = "UPDATE deliveries SET attempts = $2, next_attempt_ms = $3, delivered_ms = $4, \
+     gave_up = $5, last_error = $6 WHERE id = $1";
+
+pub(crate) type TokenRow = (String, String, String, String, String, Option<String>);
+pub(crate) type DeliveryRow = (String, String, String, String, i64, i64, Option<i64>, i64, Option<String>);
+
+pub(crate) fn token_from(row: TokenRow) -> TokenRecord {
+    let (id, name, roles, hash, created_at, revoked_at) = row;
+    let roles = roles.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect();
+    TokenRecord { id, name, roles, hash, created_at, revoked_at }
+}
+
+pub(crate) fn delivery_from(row: DeliveryRow) -> Delivery {
+    let (id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up, last_error) = row;
+    let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    Delivery { id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up: gave_up != 0, last_error }
+}
+
+/// Implements [`TokenStore`] and [`DeliveryStore`] for a store type with a `pool` field.
+macro_rules! impl_record_stores {
+    ($store:ty) => {
+        impl $crate::records::TokenStore for $store {
+            async fn insert_token(&self, t: &$crate::records::TokenRecord) -> Result<(), $crate::StoreError> {
+                sqlx::query($crate::records::INSERT_TOKEN)
+                    .bind(&t.id)
+                    .bind(&t.name)
+                    .bind(t.roles.join(","))
+                    .bind(&t.hash)
+                    .bind(&t.created_at)
+                    .bind(&t.revoked_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn token(&self, id: &str) -> Result<Option<$crate::records::TokenRecord>, $crate::StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("{} WHERE id = $1", $crate::records::TOKEN_COLUMNS));
+                let row: Option<$crate::records::TokenRow> =
+                    sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map($crate::records::token_from))
+            }
+
+            async fn tokens(&self) -> Result<Vec<$crate::records::TokenRecord>, $crate::StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("{} ORDER BY created_at, id", $crate::records::TOKEN_COLUMNS));
+                let rows: Vec<$crate::records::TokenRow> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map($crate::records::token_from).collect())
+            }
+
+            async fn revoke_token(&self, id: &str, at: &str) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query($crate::records::REVOKE_TOKEN).bind(id).bind(at).execute(&self.pool).await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+
+        impl $crate::records::DeliveryStore for $store {
+            async fn enqueue(&self, d: &$crate::records::Delivery) -> Result<(), $crate::StoreError> {
+                sqlx::query($crate::records::ENQUEUE)
+                    .bind(&d.id)
+                    .bind(&d.rollout)
+                    .bind(&d.sink)
+                    .bind(&d.body)
+                    .bind(i64::from(d.attempts))
+                    .bind(d.next_attempt_ms)
+                    .bind(d.delivered_ms)
+                    .bind(i64::from(d.gave_up))
+                    .bind(&d.last_error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<$crate::records::Delivery>, $crate::StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{} WHERE delivered_ms IS NULL AND gave_up = 0 AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2",
+                    $crate::records::DELIVERY_COLUMNS
+                ));
+                let rows: Vec<$crate::records::DeliveryRow> =
+                    sqlx::query_as(sql).bind(now_ms).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map($crate::records::delivery_from).collect())
+            }
+
+            async fn record_attempt(&self, d: &$crate::records::Delivery) -> Result<(), $crate::StoreError> {
+                sqlx::query($crate::records::RECORD_ATTEMPT)
+                    .bind(&d.id)
+                    .bind(i64::from(d.attempts))
+                    .bind(d.next_attempt_ms)
+                    .bind(d.delivered_ms)
+                    .bind(i64::from(d.gave_up))
+                    .bind(&d.last_error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn deliveries_for(&self, rollout: &str) -> Result<Vec<$crate::records::Delivery>, $crate::StoreError> {
+                let sql = sqlx::AssertSqlSafe(format!("{} WHERE rollout = $1 ORDER BY id", $crate::records::DELIVERY_COLUMNS));
+                let rows: Vec<$crate::records::DeliveryRow> = sqlx::query_as(sql).bind(rollout).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map($crate::records::delivery_from).collect())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_record_stores;
