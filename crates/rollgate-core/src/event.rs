@@ -30,13 +30,31 @@ impl RecordedEvent {
     /// Numbers and chains a body as event `seq` of `stream`, after the event whose hash is `prev_hash`.
     pub fn seal(stream: &str, seq: u64, prev_hash: &str, body: &EventBody) -> RecordedEvent {
         // Serializing these plain data types cannot fail: no maps with non-string keys, no foreign types.
-        let text = serde_json::to_string(body).unwrap_or_default();
+        RecordedEvent::seal_text(stream, seq, prev_hash, serde_json::to_string(body).unwrap_or_default())
+    }
+
+    /// Chains any body text: streams other than rollouts (the version
+    /// registry) keep their own records under the same chain.
+    pub fn seal_text(stream: &str, seq: u64, prev_hash: &str, body: String) -> RecordedEvent {
         RecordedEvent {
             stream: stream.to_string(),
             seq,
             prev_hash: prev_hash.to_string(),
-            hash: chain_hash(stream, seq, prev_hash, &text),
-            body: text,
+            hash: chain_hash(stream, seq, prev_hash, &body),
+            body,
+        }
+    }
+
+    /// Seals the event that follows `prev` (or the first one of the stream).
+    pub fn next(stream: &str, prev: Option<&RecordedEvent>, body: &EventBody) -> RecordedEvent {
+        RecordedEvent::next_text(stream, prev, serde_json::to_string(body).unwrap_or_default())
+    }
+
+    /// Seals the event that follows `prev` (or the first one) with body text.
+    pub fn next_text(stream: &str, prev: Option<&RecordedEvent>, body: String) -> RecordedEvent {
+        match prev {
+            Some(p) => RecordedEvent::seal_text(stream, p.seq + 1, &p.hash, body),
+            None => RecordedEvent::seal_text(stream, 1, GENESIS, body),
         }
     }
 

@@ -17,7 +17,9 @@ mod sqlite;
 pub use error::StoreError;
 pub use postgres::PgStore;
 pub use records::{Delivery, DeliveryStore, TokenRecord, TokenStore};
-pub use rollouts::{EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending};
+pub use rollouts::{
+    EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending, carry_out_pending_in,
+};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
 use rollgate_core::event::RecordedEvent;

@@ -93,10 +93,7 @@ impl<S: EventStore> Rollouts<S> {
             let state = replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
             let transition = step(state.as_ref(), command, now)?;
             let body = EventBody { at: now, command: command.clone(), effects: transition.effects.clone() };
-            let event = match events.last() {
-                Some(prev) => RecordedEvent::seal(id, prev.seq + 1, &prev.hash, &body),
-                None => RecordedEvent::first(id, &body),
-            };
+            let event = RecordedEvent::next(id, events.last(), &body);
             match self.store.append(std::slice::from_ref(&event)).await {
                 Ok(()) => {
                     return Ok(Submitted { state: transition.state, event, effects: transition.effects });
@@ -112,14 +109,21 @@ impl<S: EventStore> Rollouts<S> {
     pub async fn pending(&self) -> Result<Vec<Pending>, SubmitError> {
         let mut out = Vec::new();
         for stream in self.store.streams().await? {
-            let done = self.store.effects_done(&stream).await?;
-            for event in self.store.read(&stream).await?.into_iter().filter(|e| e.seq > done) {
-                let body = event.decode().map_err(|source| SubmitError::Replay {
-                    id: stream.clone(),
-                    source: ReplayError::Unreadable { seq: event.seq, source },
-                })?;
-                out.push(Pending { stream: stream.clone(), seq: event.seq, effects: body.effects });
-            }
+            out.extend(self.pending_in(&stream).await?);
+        }
+        Ok(out)
+    }
+
+    /// The events of one stream whose effects are not marked done.
+    pub async fn pending_in(&self, stream: &str) -> Result<Vec<Pending>, SubmitError> {
+        let done = self.store.effects_done(stream).await?;
+        let mut out = Vec::new();
+        for event in self.store.read(stream).await?.into_iter().filter(|e| e.seq > done) {
+            let body = event.decode().map_err(|source| SubmitError::Replay {
+                id: stream.to_string(),
+                source: ReplayError::Unreadable { seq: event.seq, source },
+            })?;
+            out.push(Pending { stream: stream.to_string(), seq: event.seq, effects: body.effects });
         }
         Ok(out)
     }
@@ -131,8 +135,25 @@ pub async fn carry_out_pending<S: EventStore, K: EffectSink>(
     rollouts: &Rollouts<S>,
     sink: &K,
 ) -> Result<usize, SubmitError> {
+    carry_out(rollouts, rollouts.pending().await?, sink).await
+}
+
+/// The same for one stream: what a submit calls for the rollout it changed.
+pub async fn carry_out_pending_in<S: EventStore, K: EffectSink>(
+    rollouts: &Rollouts<S>,
+    stream: &str,
+    sink: &K,
+) -> Result<usize, SubmitError> {
+    carry_out(rollouts, rollouts.pending_in(stream).await?, sink).await
+}
+
+async fn carry_out<S: EventStore, K: EffectSink>(
+    rollouts: &Rollouts<S>,
+    pending: Vec<Pending>,
+    sink: &K,
+) -> Result<usize, SubmitError> {
     let mut carried = 0;
-    for pending in rollouts.pending().await? {
+    for pending in pending {
         for (index, effect) in pending.effects.iter().enumerate() {
             let key = EffectKey { stream: pending.stream.clone(), seq: pending.seq, index };
             sink.carry_out(&key, effect).await.map_err(|message| SubmitError::Effect { key, message })?;

@@ -9,9 +9,11 @@ mod diagnostic;
 mod validate;
 
 pub use diagnostic::Diagnostic;
+pub use validate::{SLUG_HINT, check_endpoint, is_slug};
 
 use crate::plan::{DEFAULT_PLAN, Plan};
 use crate::roles::Role;
+use crate::rollout::NotificationKind;
 use crate::window::Freeze;
 use diagnostic::Locator;
 use serde::de::DeserializeOwned;
@@ -30,6 +32,7 @@ pub struct Config {
     /// People and the roles they hold.
     pub roles: BTreeMap<String, Vec<Role>>,
     pub policy: Policy,
+    pub notifications: Notifications,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +103,40 @@ pub struct Artifact {
     pub sha256: Spanned<String>,
 }
 
+/// Where stakeholders are told what happens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook fired on stage changes, rollbacks, pauses and completion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The environment variable holding the HMAC-SHA256 key the body is
+    /// signed with (kept out of the config file).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Only these notifications (default: all).
+    #[serde(default)]
+    pub events: Vec<NotificationKind>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// The notification as a JSON object.
+    #[default]
+    Json,
+    /// `{"text": …}`, which Slack-compatible incoming webhooks accept.
+    Slack,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -139,10 +176,15 @@ impl Config {
                         config.policy = policy;
                     }
                 }
+                "notifications" => {
+                    if let Some(notifications) = read_value(value, &locate, &mut problems) {
+                        config.notifications = notifications;
+                    }
+                }
                 other => problems.push(locate.at(
                     Some(key.span()),
                     format!("unknown section `{other}`"),
-                    Some("the sections are services, plans, roles and policy".into()),
+                    Some("the sections are services, plans, roles, policy and notifications".into()),
                 )),
             }
         }

@@ -54,6 +54,15 @@ pub(super) fn check(
             check_version(name, version_name, version, &vat, locate, &mut out);
         }
     }
+    for hook in &config.notifications.webhooks {
+        if let Err(why) = check_endpoint(hook.url.get_ref()) {
+            out.push(locate.at(
+                Some(hook.url.span()),
+                format!("webhook `{}` {why}", hook.url.get_ref()),
+                Some("write it as http://HOST:PORT/PATH or https://HOST/PATH".into()),
+            ));
+        }
+    }
     for (name, plan) in &config.plans {
         for problem in plan.problems() {
             let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
@@ -64,9 +73,10 @@ pub(super) fn check(
     out
 }
 
-const SLUG_HINT: &str = "use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
+pub const SLUG_HINT: &str = "use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
 
-fn is_slug(s: &str) -> bool {
+/// A plain name: lower-case letters, digits, '-', '_' and '.', starting with a letter or digit.
+pub fn is_slug(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
@@ -145,7 +155,8 @@ fn check_version(
     }
 }
 
-fn check_endpoint(url: &str) -> Result<(), &'static str> {
+/// Whether `url` is an http(s) URL with a host and, if any, a numeric port; the reason if not.
+pub fn check_endpoint(url: &str) -> Result<(), &'static str> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or("is not an http(s) URL")?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {

@@ -72,10 +72,7 @@ impl Rehearsal {
         let transition = super::step(self.state.as_ref(), &command, now)?;
         let stream = transition.state.id.clone();
         let body = crate::event::EventBody { at: now, command, effects: transition.effects.clone() };
-        let event = match self.events.last() {
-            Some(prev) => crate::event::RecordedEvent::seal(&stream, prev.seq + 1, &prev.hash, &body),
-            None => crate::event::RecordedEvent::first(&stream, &body),
-        };
+        let event = crate::event::RecordedEvent::next(&stream, self.events.last(), &body);
         self.events.push(event);
         for effect in &transition.effects {
             if let super::Effect::ScheduleTimer { at } = effect {

@@ -1,0 +1,38 @@
+//! Who is calling: the actor behind the request's bearer token.
+
+use super::problem::ApiError;
+use crate::auth;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use rollgate_core::roles::Actor;
+
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        Ok(Caller(auth::authenticate(state.store(), header).await?))
+    }
+}
+
+impl Caller {
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.0.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("{} may not {action}: it needs the role admin", self.0.name)))
+        }
+    }
+
+    pub fn require_operator(&self, action: &str) -> Result<(), ApiError> {
+        if self.0.may_operate() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("{} may not {action}: it needs the role deployer or admin", self.0.name)))
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Liveness and readiness, open to everyone.
+
+use super::problem::{ApiError, Problem};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use rollgate_store::EventStore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// The store answers and the controller is running.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Not ready yet, or the store does not answer")
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    if !state.is_ready() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready", "the controller has not started yet"));
+    }
+    state.store().streams().await.map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready", format!("the store does not answer: {e}"))
+    })?;
+    Ok(Json(Health { status: "ready".into() }))
+}

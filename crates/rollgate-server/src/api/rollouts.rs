@@ -1,0 +1,325 @@
+//! Rollouts: start, list, show, act on, and read the log of.
+
+use super::caller::Caller;
+use super::problem::{ApiError, ApiJson, ApiPath};
+use super::responses::{ReadErrors, WriteErrors};
+use crate::controller::SYSTEM_STREAM_PREFIX;
+use crate::registry;
+use crate::state::AppState;
+use crate::views::RolloutView;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use rollgate_core::config::is_slug;
+use rollgate_core::plan::ChecklistKind;
+use rollgate_core::roles::ApprovalKind;
+use rollgate_core::rollout::{Command, Input, RollbackCategory};
+use rollgate_store::EventStore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    pub service: String,
+    /// The version to roll out; it replaces the service's stable version.
+    pub candidate: String,
+    /// The rollout's id (default: SERVICE-CANDIDATE-YYYYMMDDhhmmss).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Skip the shadow stage; refused when the plan requires it.
+    #[serde(default)]
+    pub skip_shadow: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// quality, complaints, harmful_outputs, security or other.
+    pub category: String,
+    pub reason: String,
+    /// Also redeploy the previous version and retire the candidate.
+    #[serde(default)]
+    pub full: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// technical, ethics, security or stakeholder.
+    pub kind: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TickRequest {
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceRequest {
+    /// The gate's id, e.g. `validation.bias`.
+    pub gate: String,
+    pub passed: bool,
+    pub summary: String,
+    /// The numbers behind the result (any JSON).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RolloutSummary {
+    pub id: String,
+    pub service: String,
+    pub stable: String,
+    pub candidate: String,
+    pub stage: String,
+    pub stage_label: String,
+    pub candidate_percent: f64,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    pub seq: u64,
+    pub at: String,
+    pub actor: String,
+    pub roles: Vec<String>,
+    /// The input as recorded: its `type` and fields.
+    pub input: serde_json::Value,
+    /// What the event made rollgate do.
+    pub effects: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(field: &str, value: &str, allowed: &str) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| ApiError::unprocessable(format!("{field} `{value}` is not one of {allowed}")))
+}
+
+async fn act(state: &AppState, id: &str, command: Command) -> Result<Json<RolloutView>, ApiError> {
+    state.submit(id, &command).await?;
+    Ok(Json(state.view(id).await?))
+}
+
+/// List rollouts, newest id last.
+#[utoipa::path(get, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])),
+    responses((status = 200, body = Vec<RolloutSummary>), ReadErrors))]
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<RolloutSummary>>, ApiError> {
+    let mut out = Vec::new();
+    for id in state.store().streams().await?.into_iter().filter(|s| !s.starts_with(SYSTEM_STREAM_PREFIX)) {
+        let Some(r) = state.rollouts().load(&id).await? else { continue };
+        out.push(RolloutSummary {
+            id: r.id.clone(),
+            service: r.service.clone(),
+            stable: r.stable.clone(),
+            candidate: r.candidate.clone(),
+            stage: crate::views::stage_name(&r.stage).into(),
+            stage_label: r.stage.to_string(),
+            candidate_percent: r.weight.percent(),
+            terminal: r.is_terminal(),
+        });
+    }
+    Ok(Json(out))
+}
+
+/// Start rolling out a version of a service on the service's plan.
+#[utoipa::path(post, path = "/api/v1/rollouts", tag = "rollouts", security(("token" = [])), request_body = StartRequest,
+    responses((status = 201, body = RolloutView), WriteErrors))]
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> Result<(StatusCode, Json<RolloutView>), ApiError> {
+    let config = state.config();
+    let service = config.services.get(&req.service).ok_or_else(|| {
+        let known = config.services.keys().cloned().collect::<Vec<_>>().join(", ");
+        ApiError::unprocessable(format!("no service `{}`; services: {known}", req.service))
+    })?;
+    let versions = registry::versions(state.store(), config, &req.service).await?;
+    if !versions.iter().any(|(v, _)| v.name == req.candidate) {
+        let known = versions.iter().map(|(v, _)| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(ApiError::unprocessable(format!(
+            "service `{}` has no version `{}`; versions: {known} (register one with POST /api/v1/services/{}/versions)",
+            req.service, req.candidate, req.service
+        )));
+    }
+    let now = state.now();
+    let id = req.id.unwrap_or_else(|| format!("{}-{}-{}", req.service, req.candidate, now.strftime("%Y%m%d%H%M%S")));
+    if !is_slug(&id) {
+        return Err(ApiError::unprocessable(format!("rollout id `{id}`: {}", rollgate_core::config::SLUG_HINT)));
+    }
+    let plan_name = service.plan.get_ref().clone();
+    let plan =
+        config.plan(&plan_name).ok_or_else(|| ApiError::unprocessable(format!("plan `{plan_name}` is not defined")))?;
+    let input = Input::Start {
+        rollout_id: id.clone(),
+        service: req.service.clone(),
+        candidate: req.candidate,
+        stable: service.stable.get_ref().clone(),
+        plan_name,
+        plan: Box::new(plan),
+        skip_shadow: req.skip_shadow,
+    };
+    let Json(view) = act(&state, &id, Command::new(caller.0, input)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A rollout: stage, traffic, each gate and why, evidence, approvals, checklists, history, notifications.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "The rollout's id")),
+    responses((status = 200, body = RolloutView), ReadErrors))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RolloutView>, ApiError> {
+    Ok(Json(state.view(&id).await?))
+}
+
+macro_rules! action {
+    ($name:ident, $path:literal, $doc:literal, $body:ty, |$req:ident| $input:expr) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "actions", security(("token" = [])), request_body = $body,
+                    params(("id" = String, Path, description = "The rollout's id")),
+                    responses((status = 200, body = RolloutView), WriteErrors))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            caller: Caller,
+            ApiPath(id): ApiPath<String>,
+            ApiJson($req): ApiJson<$body>,
+        ) -> Result<Json<RolloutView>, ApiError> {
+            let input: Result<Input, ApiError> = $input;
+            act(&state, &id, Command::new(caller.0, input?)).await
+        }
+    };
+}
+
+/// An empty JSON object, for actions that take no arguments.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+action!(
+    promote,
+    "/api/v1/rollouts/{id}/promote",
+    "Move to the next stage now that every gate has passed.",
+    Empty,
+    |_req| Ok(Input::Promote)
+);
+action!(
+    pause,
+    "/api/v1/rollouts/{id}/pause",
+    "Stop automatic promotion; rollbacks still happen.",
+    ReasonRequest,
+    |req| Ok(Input::Pause { reason: req.reason })
+);
+action!(resume, "/api/v1/rollouts/{id}/resume", "Resume a paused rollout.", Empty, |_req| Ok(Input::Resume));
+action!(
+    abort,
+    "/api/v1/rollouts/{id}/abort",
+    "Cancel the rollout; traffic goes back to stable.",
+    ReasonRequest,
+    |req| Ok(Input::Abort { reason: req.reason })
+);
+action!(
+    force_promote,
+    "/api/v1/rollouts/{id}/force-promote",
+    "Admins only: move on past open gates, recorded with the reason.",
+    ReasonRequest,
+    |req| Ok(Input::ForcePromote { reason: req.reason })
+);
+action!(
+    rollback,
+    "/api/v1/rollouts/{id}/rollback",
+    "Roll back now: quick (traffic to stable) or full (also redeploy stable, retire the candidate).",
+    RollbackRequest,
+    |req| Ok(Input::Rollback {
+        category: parse::<RollbackCategory>(
+            "category",
+            &req.category,
+            "quality, complaints, harmful_outputs, security, other"
+        )?,
+        reason: req.reason,
+        full: req.full,
+    })
+);
+action!(
+    approve,
+    "/api/v1/rollouts/{id}/approvals",
+    "Approve as an approver of the given kind; never the requester.",
+    ApprovalRequest,
+    |req| Ok(Input::Approve {
+        kind: parse::<ApprovalKind>("kind", &req.kind, "technical, ethics, security, stakeholder")?,
+        comment: req.comment,
+    })
+);
+action!(
+    evidence,
+    "/api/v1/rollouts/{id}/evidence",
+    "Record the result of a gate's check, with its numbers.",
+    EvidenceRequest,
+    |req| Ok(Input::Evidence { gate: req.gate, passed: req.passed, summary: req.summary, details: req.details })
+);
+
+/// Tick a checklist item by hand, as the calling person.
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/checklists/{checklist}/items/{item}", tag = "actions", security(("token" = [])),
+    request_body = TickRequest,
+    params(
+        ("id" = String, Path, description = "The rollout's id"),
+        ("checklist" = String, Path, description = "pre_deployment, deployment_day or post_deployment"),
+        ("item" = String, Path, description = "The item's id, e.g. team_available"),
+    ),
+    responses((status = 200, body = RolloutView), WriteErrors))]
+pub async fn tick(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, checklist, item)): ApiPath<(String, String, String)>,
+    ApiJson(req): ApiJson<TickRequest>,
+) -> Result<Json<RolloutView>, ApiError> {
+    let checklist = parse::<ChecklistKind>("checklist", &checklist, "pre_deployment, deployment_day, post_deployment")?;
+    act(&state, &id, Command::new(caller.0, Input::Tick { checklist, item, note: req.note })).await
+}
+
+/// The rollout's event log: every accepted input with its actor, time, effects and hashes.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/events", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "The rollout's id")),
+    responses((status = 200, body = Vec<EventView>), ReadErrors))]
+pub async fn events(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    let events = if id.starts_with(SYSTEM_STREAM_PREFIX) { Vec::new() } else { state.store().read(&id).await? };
+    if events.is_empty() {
+        return Err(ApiError::not_found(format!("no rollout `{id}`")));
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let body = e
+            .decode()
+            .map_err(|err| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unreadable event", err.to_string()))?;
+        out.push(EventView {
+            seq: e.seq,
+            at: body.at.to_string(),
+            actor: body.command.actor.name.clone(),
+            roles: body.command.actor.roles.iter().map(ToString::to_string).collect(),
+            input: serde_json::to_value(&body.command.input).unwrap_or_default(),
+            effects: serde_json::to_value(&body.effects).unwrap_or_default(),
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        });
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,79 @@
+//! Clocks for the shell. The core never reads time; the server asks one of
+//! these. A scaled clock runs faster than the wall clock (one hour a second
+//! for a demo or a test) and, given the same spec, continues across restarts.
+
+use jiff::{SignedDuration, Timestamp};
+use rollgate_core::clock::Clock;
+use std::str::FromStr;
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// `virtual = origin + (wall − anchor) × speed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledClock {
+    pub origin: Timestamp,
+    pub anchor: Timestamp,
+    pub speed: f64,
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Timestamp {
+        let wall = Timestamp::now().duration_since(self.anchor);
+        let scaled = SignedDuration::from_secs_f64(wall.as_secs_f64() * self.speed);
+        self.origin.checked_add(scaled).unwrap_or(Timestamp::MAX)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{0}` is not a clock spec: write speed=3600,origin=2026-11-26T09:00:00Z[,anchor=2026-11-26T13:00:00Z] (anchor: the wall-clock moment that maps to origin; default now)"
+)]
+pub struct ClockSpecError(String);
+
+impl FromStr for ScaledClock {
+    type Err = ClockSpecError;
+    fn from_str(s: &str) -> Result<ScaledClock, ClockSpecError> {
+        let err = || ClockSpecError(s.to_string());
+        let (mut speed, mut origin, mut anchor) = (None, None, None);
+        for part in s.split(',') {
+            let (key, value) = part.split_once('=').ok_or_else(err)?;
+            match key.trim() {
+                "speed" => speed = Some(value.trim().parse::<f64>().map_err(|_| err())?),
+                "origin" => origin = Some(value.trim().parse::<Timestamp>().map_err(|_| err())?),
+                "anchor" => anchor = Some(value.trim().parse::<Timestamp>().map_err(|_| err())?),
+                _ => return Err(err()),
+            }
+        }
+        let speed = speed.filter(|s| s.is_finite() && *s > 0.0).ok_or_else(err)?;
+        Ok(ScaledClock { origin: origin.ok_or_else(err)?, anchor: anchor.unwrap_or_else(Timestamp::now), speed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scaled_clock_spec_parses_and_rejects_nonsense() {
+        let clock: ScaledClock = "speed=3600,origin=2026-11-26T09:00:00Z,anchor=2026-11-26T13:00:00Z".parse().unwrap();
+        assert_eq!(clock.speed, 3600.0);
+        assert_eq!(clock.anchor, "2026-11-26T13:00:00Z".parse::<Timestamp>().unwrap());
+        for bad in ["", "speed=0,origin=2026-11-26T09:00:00Z", "speed=2", "speed=2,origin=yesterday", "warp=9"] {
+            assert!(bad.parse::<ScaledClock>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_same_spec_gives_the_same_time_so_restarts_continue() {
+        let spec = format!("speed=3600,origin=2026-11-26T09:00:00Z,anchor={}", Timestamp::now());
+        let (a, b): (ScaledClock, ScaledClock) = (spec.parse().unwrap(), spec.parse().unwrap());
+        let (ta, tb) = (a.now(), b.now());
+        assert!((tb - ta).abs() < SignedDuration::from_secs(60), "{ta} vs {tb}");
+    }
+}

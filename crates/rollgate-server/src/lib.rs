@@ -1,0 +1,104 @@
+//! rollgate's control plane: `rollgate serve`. An HTTP API (with its
+//! OpenAPI document) through which people start and steer rollouts, a
+//! controller that moves them on as time passes, and notifications.
+//! Decisions are the core's; this crate carries them to and from the world.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+mod controller;
+pub mod notify;
+mod registry;
+mod state;
+pub mod views;
+
+pub use registry::VersionSpec;
+
+use notify::{Hook, Notifier, RetryPolicy};
+use rollgate_core::clock::Clock;
+use rollgate_core::config::Config;
+use rollgate_store::{AnyStore, Rollouts};
+use state::{AppState, Inner};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub struct ServerOptions {
+    pub config: Config,
+    pub store: AnyStore,
+    pub listen: SocketAddr,
+    pub clock: Arc<dyn Clock>,
+    /// How often the controller lets time pass for every rollout.
+    pub tick: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot finish the effects left pending by an earlier run: {0}")]
+    Resume(#[from] rollgate_store::SubmitError),
+}
+
+/// A running server: its address, and a way to stop it gracefully.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting requests, lets in-flight ones finish, stops the
+    /// controller and the notifier between two steps, and waits for all.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds, finishes effects left pending by an earlier run, and starts the
+/// API, the controller and the notifier.
+pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> {
+    let hooks = Arc::new(Hook::from_config(&options.config).map_err(ServeError::Config)?);
+    let wake = Arc::new(Notify::new());
+    let notifier = Notifier::new(options.store.clone(), hooks.clone(), wake.clone());
+    let state = AppState::new(Inner {
+        rollouts: Rollouts::new(options.store.clone()),
+        config: options.config,
+        clock: options.clock,
+        notifier,
+        ready: AtomicBool::new(false),
+    });
+    let resumed = state.finish_pending().await?;
+    if resumed > 0 {
+        tracing::info!(effects = resumed, "carried out effects left pending by an earlier run");
+    }
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: options.listen, source })?;
+    let (stop, stopped) = watch::channel(false);
+    let app = api::router(state.clone());
+    let mut http_stop = stopped.clone();
+    let http = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            tracing::error!(error = %e, "the API server failed");
+        }
+    });
+    let controller = tokio::spawn(controller::run(state.clone(), options.tick, stopped.clone()));
+    let delivery = tokio::spawn(notify::deliver(options.store, hooks, wake, options.retry, stopped));
+    state.set_ready();
+    Ok(RunningServer { addr, stop, tasks: vec![http, controller, delivery] })
+}

@@ -1,0 +1,72 @@
+//! What every request handler and the controller share.
+
+use crate::api::problem::ApiError;
+use crate::notify::Notifier;
+use crate::views::RolloutView;
+use rollgate_core::Timestamp;
+use rollgate_core::clock::Clock;
+use rollgate_core::config::Config;
+use rollgate_core::rollout::Command;
+use rollgate_store::{AnyStore, DeliveryStore, Rollouts, SubmitError, Submitted, carry_out_pending_in};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub rollouts: Rollouts<AnyStore>,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Notifier,
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+
+    pub fn store(&self) -> &AnyStore {
+        self.0.rollouts.store()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+
+    pub fn rollouts(&self) -> &Rollouts<AnyStore> {
+        &self.0.rollouts
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.0.ready.store(true, Ordering::Release);
+    }
+
+    /// Applies a command to a rollout and carries out its effects.
+    pub async fn submit(&self, id: &str, command: &Command) -> Result<Submitted, SubmitError> {
+        let submitted = self.0.rollouts.submit(id, command, self.now()).await?;
+        carry_out_pending_in(&self.0.rollouts, id, &self.0.notifier).await?;
+        Ok(submitted)
+    }
+
+    /// Effects left pending by a process that died, in every rollout.
+    pub async fn finish_pending(&self) -> Result<usize, SubmitError> {
+        rollgate_store::carry_out_pending(&self.0.rollouts, &self.0.notifier).await
+    }
+
+    pub async fn view(&self, id: &str) -> Result<RolloutView, ApiError> {
+        let rollout =
+            self.0.rollouts.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
+        let deliveries = self.store().deliveries_for(id).await?;
+        Ok(RolloutView::new(&rollout, self.now(), &deliveries))
+    }
+}

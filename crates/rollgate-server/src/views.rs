@@ -1,0 +1,278 @@
+//! What the API (and the CLI) show of a rollout. The views are the API's
+//! contract: they change only on purpose, while the core's types evolve.
+
+use rollgate_core::Timestamp;
+use rollgate_core::plan::ChecklistKind;
+use rollgate_core::rollout::{GateReport, GateStatus, RollbackCause, Rollout, Stage, checklist_items};
+use rollgate_store::Delivery;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GateView {
+    /// e.g. `validation.bias`, `approval.security`, `hold 4h`, `judge: stable`, `deploy window`.
+    pub gate: String,
+    /// evidence, approval, checklist, hold, stable or window.
+    pub kind: String,
+    /// A blocking gate must pass before the stage is left.
+    pub blocking: bool,
+    /// passed, failed or pending.
+    pub status: String,
+    /// The proof of a passed gate, or what is missing and what to do.
+    pub detail: String,
+}
+
+impl From<&GateReport> for GateView {
+    fn from(report: &GateReport) -> GateView {
+        let (status, detail) = match &report.status {
+            GateStatus::Passed { proof } => ("passed", proof.clone()),
+            GateStatus::Failed { why } => ("failed", why.clone()),
+            GateStatus::Pending { why } => ("pending", why.clone()),
+        };
+        let kind = serde_json::to_value(&report.gate)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        GateView { gate: report.gate.to_string(), kind, blocking: report.blocking, status: status.into(), detail }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceView {
+    pub gate: String,
+    pub passed: bool,
+    pub summary: String,
+    pub by: String,
+    pub at: String,
+    /// The numbers behind the result, as submitted.
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalView {
+    pub kind: String,
+    pub by: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChecklistItemView {
+    pub id: String,
+    pub text: String,
+    pub done: bool,
+    /// Who ticked it, or the proof that ticked it.
+    pub how: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChecklistView {
+    pub checklist: String,
+    pub items: Vec<ChecklistItemView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VisitView {
+    pub stage: String,
+    pub entered_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PauseView {
+    pub by: String,
+    pub reason: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OverrideView {
+    pub from: String,
+    pub by: String,
+    pub reason: String,
+    pub at: String,
+    pub bypassed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NotificationView {
+    pub id: String,
+    pub sink: String,
+    pub attempts: u32,
+    pub delivered: bool,
+    pub gave_up: bool,
+    pub last_error: Option<String>,
+}
+
+impl From<&Delivery> for NotificationView {
+    fn from(d: &Delivery) -> NotificationView {
+        NotificationView {
+            id: d.id.clone(),
+            sink: d.sink.clone(),
+            attempts: d.attempts,
+            delivered: d.delivered_ms.is_some(),
+            gave_up: d.gave_up,
+            last_error: d.last_error.clone(),
+        }
+    }
+}
+
+/// A rollout as of a moment: where it is, what traffic it has, and what stands in its way.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutView {
+    pub id: String,
+    pub service: String,
+    pub candidate: String,
+    pub stable: String,
+    pub requester: String,
+    pub plan: String,
+    /// pre_deployment, staging, shadow, canary, full, completed, rolled_back or aborted.
+    pub stage: String,
+    /// The stage in words, e.g. "canary step 2".
+    pub stage_label: String,
+    /// The canary step (from 1) while in canary.
+    pub canary_step: Option<u32>,
+    pub canary_steps: u32,
+    pub terminal: bool,
+    pub started_at: String,
+    pub stage_entered_at: String,
+    /// When the current stage's hold ends, if it has one.
+    pub hold_ends_at: Option<String>,
+    /// Share of served traffic on the candidate, in percent.
+    pub candidate_percent: f64,
+    /// Share of traffic mirrored to the candidate while shadowing, in percent.
+    pub mirroring_percent: Option<f64>,
+    pub paused: Option<PauseView>,
+    pub waiting_for_window: Option<String>,
+    /// Why a rolled-back or aborted rollout ended.
+    pub outcome: Option<String>,
+    pub gates: Vec<GateView>,
+    pub evidence: Vec<EvidenceView>,
+    pub approvals: Vec<ApprovalView>,
+    pub checklists: Vec<ChecklistView>,
+    pub history: Vec<VisitView>,
+    pub overrides: Vec<OverrideView>,
+    /// Webhook deliveries of this rollout's notifications, failures included.
+    pub notifications: Vec<NotificationView>,
+}
+
+/// The stage's machine-readable name.
+pub fn stage_name(stage: &Stage) -> &'static str {
+    match stage {
+        Stage::PreDeployment => "pre_deployment",
+        Stage::Staging => "staging",
+        Stage::Shadow => "shadow",
+        Stage::Canary { .. } => "canary",
+        Stage::Full => "full",
+        Stage::Completed => "completed",
+        Stage::RolledBack { .. } => "rolled_back",
+        Stage::Aborted { .. } => "aborted",
+    }
+}
+
+fn outcome(stage: &Stage) -> Option<String> {
+    match stage {
+        Stage::RolledBack { kind, cause: RollbackCause::Judge { trigger } } => {
+            Some(format!("{kind} rollback: the judge's {trigger} trigger fired"))
+        }
+        Stage::RolledBack { kind, cause: RollbackCause::Person { name, category, reason } } => {
+            Some(format!("{kind} rollback by {name} ({category}): {reason}"))
+        }
+        Stage::Aborted { reason } => Some(format!("aborted: {reason}")),
+        _ => None,
+    }
+}
+
+fn hold_end(r: &Rollout) -> Option<Timestamp> {
+    let hold = match r.stage {
+        Stage::Shadow => Some(r.plan.shadow.duration),
+        Stage::Canary { step } => r.plan.canary.steps.get(step).and_then(|s| s.hold),
+        Stage::Full => Some(r.plan.full.observe),
+        _ => None,
+    }?;
+    r.stage_entered_at.checked_add(hold.duration()).ok()
+}
+
+impl RolloutView {
+    pub fn new(r: &Rollout, now: Timestamp, deliveries: &[Delivery]) -> RolloutView {
+        let gates = if r.is_terminal() { Vec::new() } else { r.gates(now).iter().map(GateView::from).collect() };
+        let checklists = ChecklistKind::ALL
+            .into_iter()
+            .map(|kind| ChecklistView {
+                checklist: kind.to_string(),
+                items: checklist_items(r, kind)
+                    .into_iter()
+                    .map(|(id, text, how)| ChecklistItemView { id, text, done: how.is_some(), how })
+                    .collect(),
+            })
+            .collect();
+        RolloutView {
+            id: r.id.clone(),
+            service: r.service.clone(),
+            candidate: r.candidate.clone(),
+            stable: r.stable.clone(),
+            requester: r.requester.clone(),
+            plan: r.plan_name.clone(),
+            stage: stage_name(&r.stage).into(),
+            stage_label: r.stage.to_string(),
+            canary_step: match r.stage {
+                Stage::Canary { step } => u32::try_from(step + 1).ok(),
+                _ => None,
+            },
+            canary_steps: u32::try_from(r.plan.canary.steps.len()).unwrap_or(u32::MAX),
+            terminal: r.is_terminal(),
+            started_at: r.started_at.to_string(),
+            stage_entered_at: r.stage_entered_at.to_string(),
+            hold_ends_at: hold_end(r).map(|t| t.to_string()),
+            candidate_percent: r.weight.percent(),
+            mirroring_percent: r.mirroring.map(|w| w.percent()),
+            paused: r.paused.as_ref().map(|p| PauseView {
+                by: p.by.clone(),
+                reason: p.reason.clone(),
+                at: p.at.to_string(),
+            }),
+            waiting_for_window: r.waiting_for_window.as_ref().map(ToString::to_string),
+            outcome: outcome(&r.stage),
+            gates,
+            evidence: r
+                .evidence
+                .iter()
+                .map(|(gate, e)| EvidenceView {
+                    gate: gate.clone(),
+                    passed: e.passed,
+                    summary: e.summary.clone(),
+                    by: e.by.clone(),
+                    at: e.at.to_string(),
+                    details: e.details.clone(),
+                })
+                .collect(),
+            approvals: r
+                .approvals
+                .iter()
+                .map(|a| ApprovalView {
+                    kind: a.kind.to_string(),
+                    by: a.by.clone(),
+                    at: a.at.to_string(),
+                    comment: a.comment.clone(),
+                })
+                .collect(),
+            checklists,
+            history: r
+                .history
+                .iter()
+                .map(|v| VisitView { stage: v.stage.to_string(), entered_at: v.entered_at.to_string() })
+                .collect(),
+            overrides: r
+                .overrides
+                .iter()
+                .map(|o| OverrideView {
+                    from: o.from.to_string(),
+                    by: o.by.clone(),
+                    reason: o.reason.clone(),
+                    at: o.at.to_string(),
+                    bypassed: o.bypassed.clone(),
+                })
+                .collect(),
+            notifications: deliveries.iter().map(NotificationView::from).collect(),
+        }
+    }
+}
