@@ -20,3 +20,6 @@ scripts/check-purity.sh
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "schemathesis against a running server (every OpenAPI operation)"
+scripts/fuzz-api.sh

@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub clock: Arc<dyn Clock>,
     /// How often the controller lets time pass for every rollout.
     pub tick: Duration,
+    /// Webhooks with their signing keys (see [`Hook::from_config`]).
+    pub hooks: Vec<Hook>,
     pub retry: RetryPolicy,
 }
 
@@ -41,8 +43,6 @@ pub struct ServerOptions {
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("{0}")]
-    Config(String),
     #[error("cannot finish the effects left pending by an earlier run: {0}")]
     Resume(#[from] rollgate_store::SubmitError),
 }
@@ -68,7 +68,7 @@ impl RunningServer {
 /// Binds, finishes effects left pending by an earlier run, and starts the
 /// API, the controller and the notifier.
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> {
-    let hooks = Arc::new(Hook::from_config(&options.config).map_err(ServeError::Config)?);
+    let hooks = Arc::new(options.hooks);
     let wake = Arc::new(Notify::new());
     let notifier = Notifier::new(options.store.clone(), hooks.clone(), wake.clone());
     let state = AppState::new(Inner {

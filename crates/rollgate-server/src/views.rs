@@ -119,6 +119,8 @@ impl From<&Delivery> for NotificationView {
 /// A rollout as of a moment: where it is, what traffic it has, and what stands in its way.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RolloutView {
+    /// The moment this view describes (the server's clock).
+    pub as_of: String,
     pub id: String,
     pub service: String,
     pub candidate: String,
@@ -206,6 +208,7 @@ impl RolloutView {
             })
             .collect();
         RolloutView {
+            as_of: now.to_string(),
             id: r.id.clone(),
             service: r.service.clone(),
             candidate: r.candidate.clone(),

@@ -39,19 +39,118 @@ pub enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
-    /// Drive rollouts directly on the data directory or database, without a server.
+    /// Start and steer rollouts: through a server (--server), or directly on the data directory.
     Rollout {
         #[command(flatten)]
-        store: StoreArgs,
+        target: Target,
         #[command(subcommand)]
         command: RolloutCommand,
     },
     /// Read and verify the tamper-evident event log.
     Audit {
         #[command(flatten)]
-        store: StoreArgs,
+        target: Target,
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Register model versions with a server.
+    Version {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: VersionCommand,
+    },
+    /// Run the control plane: the API, the controller and notifications.
+    Serve(ServeArgs),
+    /// Create, list and revoke API tokens, directly on the data directory or database.
+    Token {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the API; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:7070", env = "ROLLGATE_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// How often the controller lets time pass for every rollout (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_tick)]
+    pub tick: std::time::Duration,
+    /// Run on a faster clock: speed=3600,origin=2026-11-26T09:00:00Z[,anchor=…] (rehearsals, demos, tests).
+    #[arg(long, env = "ROLLGATE_CLOCK", hide = true)]
+    pub clock: Option<String>,
+}
+
+fn parse_tick(text: &str) -> Result<std::time::Duration, String> {
+    let ms = text.strip_suffix("ms").map(|n| n.parse::<u64>());
+    let secs = text.strip_suffix('s').filter(|_| ms.is_none()).map(|n| n.parse::<f64>());
+    match (ms, secs) {
+        (Some(Ok(ms)), _) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        (_, Some(Ok(s))) if s > 0.0 && s.is_finite() => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!("`{text}` is not a tick: write it like 1s or 250ms")),
+    }
+}
+
+/// A server to talk to, or else the local store.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The rollgate server's URL (e.g. http://127.0.0.1:7070); without it, commands work on the store directly.
+    #[arg(long, global = true, env = "ROLLGATE_SERVER")]
+    pub server: Option<String>,
+    /// The API token (default: ROLLGATE_TOKEN, then the file ~/.config/rollgate/token).
+    #[arg(long, global = true, env = "ROLLGATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        /// Whom it acts as (shown in the audit log).
+        #[arg(long)]
+        name: String,
+        /// A role: viewer, deployer, admin, approver:technical|ethics|security|stakeholder. Repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCommand {
+    /// Register a new version of a service.
+    Register {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        name: String,
+        /// An endpoint URL; repeat for several.
+        #[arg(long = "endpoint", required = true)]
+        endpoints: Vec<String>,
+        #[arg(long)]
+        artifact_uri: String,
+        #[arg(long)]
+        sha256: String,
+        #[arg(long)]
+        model_card: Option<String>,
+        #[arg(long)]
+        owner: String,
     },
 }
 
@@ -114,12 +213,13 @@ pub enum AuditCommand {
     },
 }
 
-/// Who is acting, and against which config.
+/// Who is acting, and against which config (without a server).
 #[derive(Debug, Args)]
 pub struct ActorArgs {
-    /// The person acting; their roles come from [roles] in the config.
+    /// Without a server: the person acting; their roles come from [roles] in the config.
+    /// With a server, the token says who is acting.
     #[arg(long = "as", env = "ROLLGATE_USER")]
-    pub user: String,
+    pub user: Option<String>,
     #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
     pub config: PathBuf,
 }
@@ -152,6 +252,9 @@ pub enum RolloutCommand {
         rollout: String,
         #[arg(long)]
         json: bool,
+        /// Follow the rollout live until it ends (with a server).
+        #[arg(long)]
+        watch: bool,
     },
     /// Record the result of a gate's check.
     Evidence {

@@ -2,6 +2,7 @@
 //! together. The decisions live in rollgate-core; the log in rollgate-store.
 
 mod cli;
+mod client;
 mod commands;
 mod effects;
 mod render;

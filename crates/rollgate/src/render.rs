@@ -2,7 +2,8 @@
 
 use rollgate_core::Timestamp;
 use rollgate_core::plan::{ChecklistKind, GateCategory, GateSet, Plan, ShadowMode};
-use rollgate_core::rollout::{Effect, GateStatus, Rollout, Stage, checklist_items};
+use rollgate_core::rollout::Effect;
+use rollgate_server::views::RolloutView;
 use std::fmt::Write;
 
 fn gates<C: GateCategory>(out: &mut String, title: &str, set: &GateSet<C>) {
@@ -114,23 +115,17 @@ pub fn plan(name: &str, plan: &Plan) -> String {
     o
 }
 
-/// "canary step 2 at 5% (paused: …)"
-pub fn stage_line(r: &Rollout) -> String {
-    let mut line = r.stage.to_string();
-    if matches!(r.stage, Stage::Canary { .. } | Stage::Full) || r.weight.basis_points() > 0 {
-        let _ = write!(line, " at {} on {}", r.weight, r.candidate);
+/// "canary step 2 at 5% on v2 (paused by …)"
+pub fn stage_line(r: &RolloutView) -> String {
+    let mut line = r.stage_label.clone();
+    if r.candidate_percent > 0.0 || matches!(r.stage.as_str(), "canary" | "full") {
+        let _ = write!(line, " at {}% on {}", r.candidate_percent, r.candidate);
     }
-    if let Some(share) = r.mirroring {
-        let _ = write!(line, ", mirroring {share}");
+    if let Some(share) = r.mirroring_percent {
+        let _ = write!(line, ", mirroring {share}%");
     }
-    match &r.stage {
-        Stage::RolledBack { cause, .. } => {
-            let _ = write!(line, ": {}", serde_json::to_string(cause).unwrap_or_default());
-        }
-        Stage::Aborted { reason } => {
-            let _ = write!(line, ": {reason}");
-        }
-        _ => {}
+    if let Some(outcome) = &r.outcome {
+        let _ = write!(line, ": {outcome}");
     }
     if let Some(p) = &r.paused {
         let _ = write!(line, " (paused by {}: {})", p.by, p.reason);
@@ -163,39 +158,72 @@ pub fn effects(effects: &[Effect]) -> Vec<String> {
         .collect()
 }
 
-/// A rollout's status page as of `now`.
-pub fn status(r: &Rollout, now: Timestamp) -> String {
+/// A bar of `width` cells, `done` of `total` filled.
+fn bar(done: f64, total: f64, width: usize) -> String {
+    let filled = if total > 0.0 { ((done / total).clamp(0.0, 1.0) * width as f64).round() as usize } else { width };
+    format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// The current step and hold as progress bars: what `status --watch` redraws.
+pub fn progress(r: &RolloutView) -> String {
+    let mut o = String::new();
+    if let Some(step) = r.canary_step {
+        let _ = writeln!(
+            o,
+            "canary step {step}/{} {} {}% on {}",
+            r.canary_steps,
+            bar(f64::from(step), f64::from(r.canary_steps), 20),
+            r.candidate_percent,
+            r.candidate
+        );
+    }
+    let hold = r.hold_ends_at.as_deref().map(str::parse::<Timestamp>);
+    if let (Ok(now), Ok(began), Some(Ok(until))) =
+        (r.as_of.parse::<Timestamp>(), r.stage_entered_at.parse::<Timestamp>(), hold)
+    {
+        let (total, done) = ((until - began).as_secs_f64(), (now - began).as_secs_f64());
+        let left = (until - now).as_secs().max(0);
+        let _ = writeln!(
+            o,
+            "hold          {} {}h{:02}m left (ends {until})",
+            bar(done, total, 20),
+            left / 3600,
+            (left % 3600) / 60
+        );
+    }
+    o
+}
+
+/// A rollout's status page.
+pub fn status(r: &RolloutView) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
         "rollout {}: {} {} → {} (plan {}, requested by {})",
-        r.id, r.service, r.stable, r.candidate, r.plan_name, r.requester
+        r.id, r.service, r.stable, r.candidate, r.plan, r.requester
     );
     let _ = writeln!(o, "stage: {} since {}", stage_line(r), r.stage_entered_at);
-    let _ = writeln!(o, "traffic: {} {}, {} {}", r.stable, r.weight.complement(), r.candidate, r.weight);
-    if !r.is_terminal() {
-        let _ = writeln!(o, "\ngates to leave {}:", r.stage);
-        for g in r.gates(now) {
-            let mark = match g.status {
-                GateStatus::Passed { .. } => "✓",
-                GateStatus::Failed { .. } => "✗",
-                GateStatus::Pending { .. } => "…",
+    let _ =
+        writeln!(o, "traffic: {} {}%, {} {}%", r.stable, 100.0 - r.candidate_percent, r.candidate, r.candidate_percent);
+    o.push_str(&progress(r));
+    if !r.gates.is_empty() {
+        let _ = writeln!(o, "\ngates to leave {}:", r.stage_label);
+        for g in &r.gates {
+            let mark = match g.status.as_str() {
+                "passed" => "✓",
+                "failed" => "✗",
+                _ => "…",
             };
             let optional = if g.blocking { "" } else { " (optional)" };
-            let _ = writeln!(o, "  {mark} {g}{optional}");
+            let _ = writeln!(o, "  {mark} {}: {}{optional}", g.gate, g.detail);
         }
     }
-    for kind in ChecklistKind::ALL {
-        let items = checklist_items(r, kind);
-        let done = items.iter().filter(|(_, _, d)| d.is_some()).count();
-        let _ = writeln!(o, "\nchecklist {kind}: {done}/{} done", items.len());
-        for (_, text, how) in items {
-            let _ = writeln!(
-                o,
-                "  [{}] {text}{}",
-                if how.is_some() { "x" } else { " " },
-                how.map(|h| format!(" ({h})")).unwrap_or_default()
-            );
+    for list in &r.checklists {
+        let done = list.items.iter().filter(|i| i.done).count();
+        let _ = writeln!(o, "\nchecklist {}: {done}/{} done", list.checklist, list.items.len());
+        for item in &list.items {
+            let how = item.how.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            let _ = writeln!(o, "  [{}] {}{how}", if item.done { "x" } else { " " }, item.text);
         }
     }
     let _ = writeln!(o, "\nhistory:");
@@ -212,6 +240,21 @@ pub fn status(r: &Rollout, now: Timestamp) -> String {
             forced.reason,
             forced.bypassed.join("; ")
         );
+    }
+    let failed: Vec<_> = r.notifications.iter().filter(|n| !n.delivered).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(o, "\nnotifications not delivered:");
+        for n in failed {
+            let state = if n.gave_up { "gave up" } else { "retrying" };
+            let _ = writeln!(
+                o,
+                "  {} → {}: {state} after {} attempt(s): {}",
+                n.id,
+                n.sink,
+                n.attempts,
+                n.last_error.as_deref().unwrap_or("-")
+            );
+        }
     }
     o
 }

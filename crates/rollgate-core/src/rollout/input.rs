@@ -120,6 +120,7 @@ impl Verdict {
 
 /// Why a person rolled back, as our users' guide lists the manual triggers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackCategory {
     Quality,

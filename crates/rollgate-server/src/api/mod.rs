@@ -37,6 +37,7 @@ pub const BODY_LIMIT: usize = 256 * 1024;
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerToken),
+    components(schemas(rollgate_core::plan::ChecklistKind)),
     tags(
         (name = "rollouts", description = "Rollouts and their logs"),
         (name = "actions", description = "What people do to a rollout"),

@@ -35,14 +35,16 @@ pub struct StartRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
+    /// Why, in words: recorded in the log and sent to stakeholders.
+    #[schema(pattern = r"\S")]
     pub reason: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
-    /// quality, complaints, harmful_outputs, security or other.
-    pub category: String,
+    pub category: RollbackCategory,
+    #[schema(pattern = r"\S")]
     pub reason: String,
     /// Also redeploy the previous version and retire the candidate.
     #[serde(default)]
@@ -52,8 +54,7 @@ pub struct RollbackRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRequest {
-    /// technical, ethics, security or stakeholder.
-    pub kind: String,
+    pub kind: ApprovalKind,
     #[serde(default)]
     pub comment: Option<String>,
 }
@@ -101,11 +102,6 @@ pub struct EventView {
     pub effects: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(field: &str, value: &str, allowed: &str) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(value.to_string()))
-        .map_err(|_| ApiError::unprocessable(format!("{field} `{value}` is not one of {allowed}")))
 }
 
 async fn act(state: &AppState, id: &str, command: Command) -> Result<Json<RolloutView>, ApiError> {
@@ -192,16 +188,15 @@ macro_rules! action {
     ($name:ident, $path:literal, $doc:literal, $body:ty, |$req:ident| $input:expr) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "actions", security(("token" = [])), request_body = $body,
-                    params(("id" = String, Path, description = "The rollout's id")),
-                    responses((status = 200, body = RolloutView), WriteErrors))]
+                            params(("id" = String, Path, description = "The rollout's id")),
+                            responses((status = 200, body = RolloutView), WriteErrors))]
         pub async fn $name(
             State(state): State<AppState>,
             caller: Caller,
             ApiPath(id): ApiPath<String>,
             ApiJson($req): ApiJson<$body>,
         ) -> Result<Json<RolloutView>, ApiError> {
-            let input: Result<Input, ApiError> = $input;
-            act(&state, &id, Command::new(caller.0, input?)).await
+            act(&state, &id, Command::new(caller.0, $input)).await
         }
     };
 }
@@ -216,61 +211,50 @@ action!(
     "/api/v1/rollouts/{id}/promote",
     "Move to the next stage now that every gate has passed.",
     Empty,
-    |_req| Ok(Input::Promote)
+    |_req| Input::Promote
 );
 action!(
     pause,
     "/api/v1/rollouts/{id}/pause",
     "Stop automatic promotion; rollbacks still happen.",
     ReasonRequest,
-    |req| Ok(Input::Pause { reason: req.reason })
+    |req| Input::Pause { reason: req.reason }
 );
-action!(resume, "/api/v1/rollouts/{id}/resume", "Resume a paused rollout.", Empty, |_req| Ok(Input::Resume));
+action!(resume, "/api/v1/rollouts/{id}/resume", "Resume a paused rollout.", Empty, |_req| Input::Resume);
 action!(
     abort,
     "/api/v1/rollouts/{id}/abort",
     "Cancel the rollout; traffic goes back to stable.",
     ReasonRequest,
-    |req| Ok(Input::Abort { reason: req.reason })
+    |req| Input::Abort { reason: req.reason }
 );
 action!(
     force_promote,
     "/api/v1/rollouts/{id}/force-promote",
     "Admins only: move on past open gates, recorded with the reason.",
     ReasonRequest,
-    |req| Ok(Input::ForcePromote { reason: req.reason })
+    |req| Input::ForcePromote { reason: req.reason }
 );
 action!(
     rollback,
     "/api/v1/rollouts/{id}/rollback",
     "Roll back now: quick (traffic to stable) or full (also redeploy stable, retire the candidate).",
     RollbackRequest,
-    |req| Ok(Input::Rollback {
-        category: parse::<RollbackCategory>(
-            "category",
-            &req.category,
-            "quality, complaints, harmful_outputs, security, other"
-        )?,
-        reason: req.reason,
-        full: req.full,
-    })
+    |req| Input::Rollback { category: req.category, reason: req.reason, full: req.full }
 );
 action!(
     approve,
     "/api/v1/rollouts/{id}/approvals",
     "Approve as an approver of the given kind; never the requester.",
     ApprovalRequest,
-    |req| Ok(Input::Approve {
-        kind: parse::<ApprovalKind>("kind", &req.kind, "technical, ethics, security, stakeholder")?,
-        comment: req.comment,
-    })
+    |req| Input::Approve { kind: req.kind, comment: req.comment }
 );
 action!(
     evidence,
     "/api/v1/rollouts/{id}/evidence",
     "Record the result of a gate's check, with its numbers.",
     EvidenceRequest,
-    |req| Ok(Input::Evidence { gate: req.gate, passed: req.passed, summary: req.summary, details: req.details })
+    |req| Input::Evidence { gate: req.gate, passed: req.passed, summary: req.summary, details: req.details }
 );
 
 /// Tick a checklist item by hand, as the calling person.
@@ -278,17 +262,16 @@ action!(
     request_body = TickRequest,
     params(
         ("id" = String, Path, description = "The rollout's id"),
-        ("checklist" = String, Path, description = "pre_deployment, deployment_day or post_deployment"),
+        ("checklist" = ChecklistKind, Path, description = "The checklist"),
         ("item" = String, Path, description = "The item's id, e.g. team_available"),
     ),
     responses((status = 200, body = RolloutView), WriteErrors))]
 pub async fn tick(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((id, checklist, item)): ApiPath<(String, String, String)>,
+    ApiPath((id, checklist, item)): ApiPath<(String, ChecklistKind, String)>,
     ApiJson(req): ApiJson<TickRequest>,
 ) -> Result<Json<RolloutView>, ApiError> {
-    let checklist = parse::<ChecklistKind>("checklist", &checklist, "pre_deployment, deployment_day, post_deployment")?;
     act(&state, &id, Command::new(caller.0, Input::Tick { checklist, item, note: req.note })).await
 }
 

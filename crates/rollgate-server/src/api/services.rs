@@ -24,8 +24,7 @@ pub struct ServiceSummary {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VersionView {
-    #[serde(flatten)]
-    pub spec: VersionSpec,
+    pub version: VersionSpec,
     /// `config`, or who registered it and when.
     pub source: String,
 }
@@ -76,7 +75,7 @@ pub async fn get(
 ) -> Result<Json<ServiceView>, ApiError> {
     let summary = summary(&state, &name)?;
     let versions = registry::versions(state.store(), state.config(), &name).await?;
-    let versions = versions.into_iter().map(|(spec, source)| VersionView { spec, source }).collect();
+    let versions = versions.into_iter().map(|(spec, source)| VersionView { version: spec, source }).collect();
     Ok(Json(ServiceView { summary, versions }))
 }
 
@@ -95,7 +94,7 @@ pub async fn register(
     let now = state.now();
     registry::register(state.store(), state.config(), &name, spec.clone(), &caller.0.name, now).await?;
     let source = format!("registered by {} at {now}", caller.0.name);
-    Ok((StatusCode::CREATED, Json(VersionView { spec, source })))
+    Ok((StatusCode::CREATED, Json(VersionView { version: spec, source })))
 }
 
 /// The plans services can follow, with the built-in default.

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Whom the token acts as; the name appears in the audit log.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// viewer, deployer, admin, approver:technical, approver:ethics, approver:security, approver:stakeholder.
     pub roles: Vec<String>,

@@ -3,9 +3,13 @@
 mod audit;
 mod config;
 mod plan;
+mod remote;
 mod rollout;
+mod serve;
+mod token;
 
 use crate::cli::Command;
+use crate::client::Client;
 use rollgate_core::Timestamp;
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -13,8 +17,23 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Init { path, force } => config::init(&path, force),
         Command::Check { file, json } => config::check(&file, json),
         Command::Plan { command } => plan::run(command),
-        Command::Rollout { store, command } => rollout::run(&store, command).await,
-        Command::Audit { store, command } => audit::run(&store, command).await,
+        Command::Rollout { target, command } => match &target.server {
+            Some(server) => remote::rollout(&Client::new(server, target.token.clone())?, command).await,
+            None => rollout::run(&target.store, command).await,
+        },
+        Command::Audit { target, command } => match &target.server {
+            Some(server) => remote::audit(&Client::new(server, target.token.clone())?, command).await,
+            None => audit::run(&target.store, command).await,
+        },
+        Command::Version { target, command } => match &target.server {
+            Some(server) => remote::version(&Client::new(server, target.token.clone())?, command).await,
+            None => {
+                Err(crate::Refused("registering a version needs a server: pass --server or set ROLLGATE_SERVER".into())
+                    .into())
+            }
+        },
+        Command::Serve(args) => serve::run(args).await,
+        Command::Token { store, command } => token::run(&store, command).await,
     }
 }
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 use rollgate_core::config::Config;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rejection, Rollout};
+use rollgate_server::views::RolloutView;
 use rollgate_store::{AnyStore, EventStore, Rollouts, SubmitError, carry_out_pending};
 
 pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()> {
@@ -26,7 +27,7 @@ pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()
     }
     let (id, command) = match command {
         RolloutCommand::List { json } => return list(&rollouts, json).await,
-        RolloutCommand::Status { rollout, json } => return status(&rollouts, &rollout, json).await,
+        RolloutCommand::Status { rollout, json, watch: _ } => return status(&rollouts, &rollout, json).await,
         RolloutCommand::Start { actor, service, candidate, skip_shadow, id } => {
             let config = load(&actor.config)?;
             let who = resolve(&config, &actor)?;
@@ -39,7 +40,8 @@ pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()
     let submitted = rollouts.submit(&id, &command, now()?).await.map_err(|e| refusal(&id, e))?;
     failpoint("after-append");
     carry_out_pending(&rollouts, &journal).await?;
-    println!("{}: {} accepted; now {}", id, command.input.name(), render::stage_line(&submitted.state));
+    let view = RolloutView::new(&submitted.state, now()?, &[]);
+    println!("{}: {} accepted; now {}", id, command.input.name(), render::stage_line(&view));
     for line in render::effects(&submitted.effects) {
         println!("  {line}");
     }
@@ -58,13 +60,16 @@ fn refusal(id: &str, err: SubmitError) -> anyhow::Error {
 }
 
 fn resolve(config: &Config, args: &ActorArgs) -> anyhow::Result<Actor> {
-    match config.roles.get(&args.user) {
-        Some(roles) => Ok(Actor::new(args.user.clone(), roles.iter().copied())),
+    let Some(user) = &args.user else {
+        return Err(
+            Refused("say who is acting: --as NAME (or ROLLGATE_USER), or use a server with a token".into()).into()
+        );
+    };
+    match config.roles.get(user) {
+        Some(roles) => Ok(Actor::new(user.clone(), roles.iter().copied())),
         None => Err(Refused(format!(
-            "`{}` has no roles in [roles] of {}; add a line such as {} = [\"deployer\"]",
-            args.user,
-            args.config.display(),
-            args.user
+            "`{user}` has no roles in [roles] of {}; add a line such as {user} = [\"deployer\"]",
+            args.config.display()
         ))
         .into()),
     }
@@ -159,20 +164,18 @@ async fn load_rollout(rollouts: &Rollouts<AnyStore>, id: &str) -> anyhow::Result
 }
 
 async fn status(rollouts: &Rollouts<AnyStore>, id: &str, json: bool) -> anyhow::Result<()> {
-    let rollout = load_rollout(rollouts, id).await?;
-    let at = now()?;
+    let view = RolloutView::new(&load_rollout(rollouts, id).await?, now()?, &[]);
     if json {
-        let gates = rollout.gates(at);
-        println!("{}", serde_json::json!({ "rollout": rollout, "gates": gates }));
+        println!("{}", serde_json::to_string(&view)?);
     } else {
-        print!("{}", render::status(&rollout, at));
+        print!("{}", render::status(&view));
     }
     Ok(())
 }
 
 async fn list(rollouts: &Rollouts<AnyStore>, json: bool) -> anyhow::Result<()> {
     let mut all = Vec::new();
-    for id in rollouts.store().streams().await? {
+    for id in rollouts.store().streams().await?.into_iter().filter(|s| !s.starts_with('@')) {
         all.push(load_rollout(rollouts, &id).await?);
     }
     if json {
@@ -182,8 +185,10 @@ async fn list(rollouts: &Rollouts<AnyStore>, json: bool) -> anyhow::Result<()> {
     if all.is_empty() {
         println!("no rollouts yet; start one with `rollgate rollout start --service S --candidate V --as NAME`");
     }
+    let at = now()?;
     for r in &all {
-        println!("{}\t{} {} → {}\t{}", r.id, r.service, r.stable, r.candidate, render::stage_line(r));
+        let view = RolloutView::new(r, at, &[]);
+        println!("{}\t{} {} → {}\t{}", r.id, r.service, r.stable, r.candidate, render::stage_line(&view));
     }
     Ok(())
 }

@@ -1,0 +1,60 @@
+//! `rollgate serve`: the control plane until SIGTERM or Ctrl-C.
+
+use super::config::load;
+use crate::cli::ServeArgs;
+use anyhow::Context;
+use rollgate_core::clock::Clock;
+use rollgate_server::clock::{ScaledClock, SystemClock};
+use rollgate_server::notify::{Hook, RetryPolicy};
+use rollgate_server::{ServerOptions, start};
+use rollgate_store::AnyStore;
+use std::io::Write;
+use std::sync::Arc;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let config = load(&args.config)?;
+    let location = args.store.location();
+    let store = AnyStore::open(&location).await.with_context(|| format!("cannot open the store at {location}"))?;
+    let clock: Arc<dyn Clock> = match &args.clock {
+        Some(spec) => Arc::new(spec.parse::<ScaledClock>()?),
+        None => Arc::new(SystemClock),
+    };
+    let hooks = Hook::from_config(&config).map_err(crate::Refused)?;
+    let options = ServerOptions {
+        config,
+        store,
+        listen: args.listen,
+        clock,
+        tick: args.tick,
+        hooks,
+        retry: RetryPolicy::default(),
+    };
+    let server = start(options).await?;
+    println!("rollgate API listening on http://{}", server.addr);
+    println!("OpenAPI document: http://{}/api/v1/openapi.json", server.addr);
+    std::io::stdout().flush()?;
+    shutdown_signal().await;
+    eprintln!("shutting down: finishing requests in flight");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
