@@ -19,7 +19,16 @@ step "the pure core depends on no I/O crate"
 scripts/check-purity.sh
 
 step "cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+count() { grep -Eo "^test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed" "$log" | awk -v f="$1" '{ s += $f } END { print s + 0 }'; }
+passed=$(count 4)
+failed=$(count 6)
 
 step "schemathesis against a running server (every OpenAPI operation)"
 scripts/fuzz-api.sh
+
+# The closing line CI reads: every Rust test, summed over the test binaries.
+echo
+echo "tests: $passed passed, $failed failed"

@@ -179,8 +179,8 @@ fn a_rollout_runs_from_the_command_line_and_its_log_verifies() {
     assert_eq!(blocked.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("validation.performance: pending"));
     let status = ws.status("r1");
-    assert_eq!(status["rollout"]["stage"]["stage"], "pre_deployment");
-    assert_eq!(status["rollout"]["approvals"][0]["by"], "bob");
+    assert_eq!(status["stage"], "pre_deployment");
+    assert_eq!(status["approvals"][0]["by"], "bob");
     let verified = ws.ok(&["audit", "verify"]);
     assert!(verified.contains("ok: 1 rollout(s), 2 event(s)"), "{verified}");
 }
@@ -197,7 +197,7 @@ fn killed_after_appending_an_event_the_next_run_carries_out_its_effects_once() {
     assert!(ws.journal_keys().is_empty());
     // The next run (any rollout command) finishes what the dead one left.
     let status = ws.status("r1");
-    assert_eq!(status["rollout"]["stage"]["stage"], "pre_deployment");
+    assert_eq!(status["stage"], "pre_deployment");
     assert_eq!(ws.journal_keys(), ["r1/1/0"]);
 
     // An admin pushes past pre-deployment: two effects (staging, notify).
@@ -211,7 +211,7 @@ fn killed_after_appending_an_event_the_next_run_carries_out_its_effects_once() {
     );
     assert_eq!(ws.journal_keys(), ["r1/1/0", "r1/2/0"]);
     let status = ws.status("r1");
-    assert_eq!(status["rollout"]["stage"]["stage"], "staging");
+    assert_eq!(status["stage"], "staging");
     assert_eq!(ws.journal_keys(), ["r1/1/0", "r1/2/0", "r1/2/1"]);
     // Nothing was recorded twice and the chain is intact.
     let log = ws.ok(&["audit", "log", "r1", "--json"]);
@@ -237,4 +237,99 @@ async fn audit_verify_names_the_first_tampered_event() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("stream r1 event 3: its content does not match its hash: it was edited"), "{stderr}");
+}
+
+/// `rollgate serve` as a real process on a free port; killed on drop.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(ws: &Workspace) -> Served {
+        let mut child = ws
+            .command(&["serve", "--listen", "127.0.0.1:0", "--tick", "100ms"])
+            .env_remove("ROLLGATE_NOW")
+            // A clock parked on Thursday morning, running at real speed.
+            .env("ROLLGATE_CLOCK", format!("speed=1,origin={THURSDAY}"))
+            .env("ROLLGATE_WEBHOOK_KEY", "test key")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(60)).expect("the server printed its address");
+        let addr = first.rsplit(' ').next().unwrap().to_string();
+        assert!(addr.starts_with("http://127.0.0.1:"), "{first}");
+        Served { child, addr }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn the_cli_drives_a_server_with_tokens_and_the_server_stops_on_sigterm() {
+    let ws = Workspace::new();
+    let token = |name: &str, role: &str| ws.ok(&["token", "create", "--name", name, "--role", role]).trim().to_string();
+    let (alice, bob) = (token("alice", "deployer"), token("bob", "approver:technical"));
+    let served = Served::start(&ws);
+    let remote = |token: &str, args: &[&str]| {
+        let mut all = vec!["rollout", "--server", served.addr.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        ws.command(&all).env_remove("ROLLGATE_NOW").output().unwrap()
+    };
+    let started = remote(&alice, &["start", "--service", "fraud-scorer", "--candidate", "v2", "--id", "r1"]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    assert!(String::from_utf8_lossy(&started.stdout).contains("r1: start accepted; now pre-deployment"));
+    let refused = remote(&alice, &["approve", "r1", "--kind", "technical"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("alice may not approve"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(remote(&bob, &["approve", "r1", "--kind", "technical", "--comment", "ok"]).status.success());
+    let status = remote(&bob, &["status", "r1", "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(view["approvals"][0]["by"], "bob");
+    let table = String::from_utf8(remote(&bob, &["list"]).stdout).unwrap();
+    assert!(table.starts_with("r1\tfraud-scorer v1 → v2\tpre-deployment"), "{table}");
+    assert!(remote(&alice, &["abort", "r1", "--reason", "wrong artifact"]).status.success());
+    // --watch follows until the rollout ends: here it already has.
+    let watched = remote(&bob, &["status", "r1", "--watch"]);
+    assert!(watched.status.success());
+    assert!(String::from_utf8_lossy(&watched.stdout).contains("aborted: wrong artifact"));
+    let unreachable =
+        ws.command(&["rollout", "--server", "http://127.0.0.1:9", "--token", &bob, "list"]).output().unwrap();
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach the rollgate server"));
+
+    let audit = ws.command(&["audit", "--server", &served.addr, "--token", &bob, "verify"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("every chain intact"));
+    let status = served.terminate();
+    assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
 }

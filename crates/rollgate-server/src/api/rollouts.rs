@@ -184,12 +184,20 @@ pub async fn get(
     Ok(Json(state.view(&id).await?))
 }
 
+// rustfmt re-indents attributes inside macro_rules on every run; keep it stable.
+#[rustfmt::skip]
 macro_rules! action {
     ($name:ident, $path:literal, $doc:literal, $body:ty, |$req:ident| $input:expr) => {
         #[doc = $doc]
-        #[utoipa::path(post, path = $path, tag = "actions", security(("token" = [])), request_body = $body,
-                            params(("id" = String, Path, description = "The rollout's id")),
-                            responses((status = 200, body = RolloutView), WriteErrors))]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "actions",
+            security(("token" = [])),
+            request_body = $body,
+            params(("id" = String, Path, description = "The rollout's id")),
+            responses((status = 200, body = RolloutView), WriteErrors)
+        )]
         pub async fn $name(
             State(state): State<AppState>,
             caller: Caller,
