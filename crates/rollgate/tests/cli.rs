@@ -65,6 +65,17 @@ impl Workspace {
     }
 }
 
+/// The lines a child writes to a pipe, as they come.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// Starts `args` with a failpoint armed, waits until the process reports
 /// reaching it, and kills it with SIGKILL there.
 fn kill_at_failpoint(ws: &Workspace, failpoint: &str, args: &[&str]) {
@@ -75,13 +86,7 @@ fn kill_at_failpoint(ws: &Workspace, failpoint: &str, args: &[&str]) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = lines_of(child.stderr.take().unwrap());
     let expected = format!("failpoint {failpoint} reached");
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
@@ -257,13 +262,7 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = lines_of(child.stdout.take().unwrap());
         let first = rx.recv_timeout(Duration::from_secs(60)).expect("the server printed its address");
         let addr = first.rsplit(' ').next().unwrap().to_string();
         assert!(addr.starts_with("http://127.0.0.1:"), "{first}");
