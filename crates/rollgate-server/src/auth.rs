@@ -4,7 +4,7 @@
 
 use rollgate_core::Timestamp;
 use rollgate_core::roles::{Actor, Role};
-use rollgate_store::{StoreError, TokenRecord, TokenStore};
+use rollgate_store::{EventStore, StoreError, TokenRecord, TokenStore, append_record};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -67,11 +67,15 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
     if ok { Ok(()) } else { Err(AuthError::BadName("use 1 to 64 printable characters, e.g. a person's login".into())) }
 }
 
-/// Creates and stores a token acting as `name` with `roles`.
-pub async fn create_token<S: TokenStore>(
+/// Token administration is recorded in this hash-chained stream, like rollouts.
+pub const TOKEN_AUDIT_STREAM: &str = "@tokens";
+
+/// Creates and stores a token acting as `name` with `roles`, recording who made it.
+pub async fn create_token<S: TokenStore + EventStore>(
     store: &S,
     name: &str,
     roles: &[Role],
+    by: &str,
     now: Timestamp,
 ) -> Result<NewToken, AuthError> {
     check_name(name)?;
@@ -85,7 +89,24 @@ pub async fn create_token<S: TokenStore>(
         revoked_at: None,
     };
     store.insert_token(&record).await?;
+    let entry = serde_json::json!({ "at": now, "by": by, "action": "create", "token": id, "name": name, "roles": record.roles });
+    append_record(store, TOKEN_AUDIT_STREAM, entry.to_string()).await?;
     Ok(NewToken { token: format!("{PREFIX}{id}_{secret}"), record })
+}
+
+/// Revokes a live token, recording who did; false if there was none.
+pub async fn revoke_token<S: TokenStore + EventStore>(
+    store: &S,
+    id: &str,
+    by: &str,
+    now: Timestamp,
+) -> Result<bool, AuthError> {
+    if !store.revoke_token(id, &now.to_string()).await? {
+        return Ok(false);
+    }
+    let entry = serde_json::json!({ "at": now, "by": by, "action": "revoke", "token": id });
+    append_record(store, TOKEN_AUDIT_STREAM, entry.to_string()).await?;
+    Ok(true)
 }
 
 /// The actor behind an `Authorization` header value.

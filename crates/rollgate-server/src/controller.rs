@@ -6,13 +6,10 @@
 use crate::state::AppState;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rejection};
-use rollgate_store::{EventStore, SubmitError};
+use rollgate_store::{EventStore, SubmitError, is_rollout_stream};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Streams whose names start with this are not rollouts (e.g. `@registry`).
-pub const SYSTEM_STREAM_PREFIX: char = '@';
 
 pub async fn run(state: AppState, tick: Duration, mut stop: watch::Receiver<bool>) {
     let mut finished: HashSet<String> = HashSet::new();
@@ -21,7 +18,7 @@ pub async fn run(state: AppState, tick: Duration, mut stop: watch::Receiver<bool
         match state.store().streams().await {
             Ok(streams) => {
                 let active: Vec<&String> =
-                    streams.iter().filter(|s| !s.starts_with(SYSTEM_STREAM_PREFIX) && !finished.contains(*s)).collect();
+                    streams.iter().filter(|s| is_rollout_stream(s) && !finished.contains(*s)).collect();
                 for id in active {
                     match state.submit(id, &timer).await {
                         Ok(_) | Err(SubmitError::Rejected(Rejection::Unchanged)) => {}

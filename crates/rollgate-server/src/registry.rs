@@ -4,8 +4,7 @@
 use crate::api::problem::ApiError;
 use rollgate_core::Timestamp;
 use rollgate_core::config::{Config, check_endpoint, is_slug};
-use rollgate_core::event::RecordedEvent;
-use rollgate_store::{AnyStore, EventStore};
+use rollgate_store::{AnyStore, EventStore, append_record};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -119,7 +118,6 @@ pub async fn register(
     let body =
         serde_json::to_string(&Registration { at: now, by: by.to_string(), service: service.to_string(), version })
             .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let events = store.read(REGISTRY_STREAM).await?;
-    store.append(&[RecordedEvent::next_text(REGISTRY_STREAM, events.last(), body)]).await?;
+    append_record(store, REGISTRY_STREAM, body).await?;
     Ok(())
 }

@@ -231,6 +231,16 @@ async fn tokens_are_for_admins_and_revocation_takes_effect_at_once() {
     let (status, problem) = api.get("/api/v1/rollouts", &erin).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(detail(&problem).contains("revoked"));
+    // Who made and revoked tokens is in the audit trail.
+    use rollgate_store::EventStore;
+    let trail = setup.store.read(rollgate_server::auth::TOKEN_AUDIT_STREAM).await.unwrap();
+    let entries: Vec<Value> = trail.iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
+    let last_two: Vec<(&str, &str)> = entries[entries.len() - 2..]
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(last_two, [("create", "dana"), ("revoke", "dana")]);
+    assert!(rollgate_core::audit::verify_stream(&trail).is_ok());
     // A secret that does not match its id is refused.
     let forged = format!("{}0", &erin[..erin.len() - 1]);
     assert_eq!(api.get("/api/v1/rollouts", &forged).await.0, StatusCode::UNAUTHORIZED);

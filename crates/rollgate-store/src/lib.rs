@@ -45,6 +45,35 @@ pub trait EventStore: Send + Sync {
     fn mark_effects_done(&self, stream: &str, seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Streams whose names start with this hold records other than rollout
+/// events (the version registry, the token audit trail).
+pub const RECORD_STREAM_PREFIX: char = '@';
+
+/// Whether a stream holds a rollout's events.
+pub fn is_rollout_stream(stream: &str) -> bool {
+    !stream.starts_with(RECORD_STREAM_PREFIX)
+}
+
+/// How many times a writer re-reads a stream after losing a race to another writer.
+const CONFLICT_RETRIES: usize = 8;
+
+/// Appends a record (any body text) to a stream that is not a rollout, such
+/// as the version registry or the token audit trail, chained like every
+/// event; retries when another writer takes the position first.
+pub async fn append_record<S: EventStore>(store: &S, stream: &str, body: String) -> Result<RecordedEvent, StoreError> {
+    let mut last = None;
+    for _ in 0..CONFLICT_RETRIES {
+        let events = store.read(stream).await?;
+        let event = RecordedEvent::next_text(stream, events.last(), body.clone());
+        match store.append(std::slice::from_ref(&event)).await {
+            Ok(()) => return Ok(event),
+            Err(e) if e.is_conflict() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(StoreError::MalformedBatch))
+}
+
 /// The store chosen at start-up: the binary holds one of these.
 #[derive(Debug, Clone)]
 pub enum AnyStore {

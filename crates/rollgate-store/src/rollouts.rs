@@ -8,15 +8,12 @@
 //! sink at least once, under a key that is the same every time
 //! (stream/seq/index), so sinks drop repeats.
 
-use crate::{EventStore, StoreError};
+use crate::{CONFLICT_RETRIES, EventStore, StoreError};
 use rollgate_core::Timestamp;
 use rollgate_core::event::{EventBody, RecordedEvent, ReplayError, replay};
 use rollgate_core::rollout::{Command, Effect, Rejection, Rollout, step};
 use std::fmt;
 use std::future::Future;
-
-/// How many times a submit re-reads the log after losing a race to another writer.
-const CONFLICT_RETRIES: usize = 8;
 
 pub struct Rollouts<S> {
     store: S,
@@ -105,10 +102,10 @@ impl<S: EventStore> Rollouts<S> {
         Err(last_conflict.map_or_else(|| StoreError::MalformedBatch.into(), SubmitError::from))
     }
 
-    /// Every event, across all streams, whose effects are not marked done.
+    /// Every event, across all rollouts, whose effects are not marked done.
     pub async fn pending(&self) -> Result<Vec<Pending>, SubmitError> {
         let mut out = Vec::new();
-        for stream in self.store.streams().await? {
+        for stream in self.store.streams().await?.into_iter().filter(|s| crate::is_rollout_stream(s)) {
             out.extend(self.pending_in(&stream).await?);
         }
         Ok(out)

@@ -114,6 +114,9 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
             return Err(Rejection::InvalidStart(format!("the {what} is empty")));
         }
     }
+    if !crate::config::is_slug(rollout_id) {
+        return Err(Rejection::InvalidStart(format!("rollout id `{rollout_id}`: {}", crate::config::SLUG_HINT)));
+    }
     if candidate == stable {
         return Err(Rejection::InvalidStart(format!("the candidate and the stable version are both `{stable}`")));
     }

@@ -3,18 +3,16 @@
 use super::caller::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath};
 use super::responses::{ReadErrors, WriteErrors};
-use crate::controller::SYSTEM_STREAM_PREFIX;
 use crate::registry;
 use crate::state::AppState;
 use crate::views::RolloutView;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rollgate_core::config::is_slug;
 use rollgate_core::plan::ChecklistKind;
 use rollgate_core::roles::ApprovalKind;
 use rollgate_core::rollout::{Command, Input, RollbackCategory};
-use rollgate_store::EventStore;
+use rollgate_store::{EventStore, is_rollout_stream};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -114,7 +112,7 @@ async fn act(state: &AppState, id: &str, command: Command) -> Result<Json<Rollou
     responses((status = 200, body = Vec<RolloutSummary>), ReadErrors))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<RolloutSummary>>, ApiError> {
     let mut out = Vec::new();
-    for id in state.store().streams().await?.into_iter().filter(|s| !s.starts_with(SYSTEM_STREAM_PREFIX)) {
+    for id in state.store().streams().await?.into_iter().filter(|s| is_rollout_stream(s)) {
         let Some(r) = state.rollouts().load(&id).await? else { continue };
         out.push(RolloutSummary {
             id: r.id.clone(),
@@ -153,9 +151,6 @@ pub async fn start(
     }
     let now = state.now();
     let id = req.id.unwrap_or_else(|| format!("{}-{}-{}", req.service, req.candidate, now.strftime("%Y%m%d%H%M%S")));
-    if !is_slug(&id) {
-        return Err(ApiError::unprocessable(format!("rollout id `{id}`: {}", rollgate_core::config::SLUG_HINT)));
-    }
     let plan_name = service.plan.get_ref().clone();
     let plan =
         config.plan(&plan_name).ok_or_else(|| ApiError::unprocessable(format!("plan `{plan_name}` is not defined")))?;
@@ -292,7 +287,7 @@ pub async fn events(
     _caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<EventView>>, ApiError> {
-    let events = if id.starts_with(SYSTEM_STREAM_PREFIX) { Vec::new() } else { state.store().read(&id).await? };
+    let events = if is_rollout_stream(&id) { state.store().read(&id).await? } else { Vec::new() };
     if events.is_empty() {
         return Err(ApiError::not_found(format!("no rollout `{id}`")));
     }

@@ -3,7 +3,7 @@
 use super::caller::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath};
 use super::responses::{ReadErrors, WriteErrors};
-use crate::auth::{self, create_token};
+use crate::auth::{self, create_token, revoke_token};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -55,7 +55,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     caller.require_admin("create tokens")?;
     let roles = auth::parse_roles(&req.roles)?;
-    let created = create_token(state.store(), &req.name, &roles, state.now()).await?;
+    let created = create_token(state.store(), &req.name, &roles, &caller.0.name, state.now()).await?;
     tracing::info!(by = %caller.0.name, token = %created.record.id, name = %req.name, "token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { view: created.record.into(), token: created.token })))
 }
@@ -78,7 +78,7 @@ pub async fn revoke(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin("revoke tokens")?;
-    if state.store().revoke_token(&id, &state.now().to_string()).await? {
+    if revoke_token(state.store(), &id, &caller.0.name, state.now()).await? {
         tracing::info!(by = %caller.0.name, token = %id, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -49,7 +49,7 @@ impl Setup {
     }
 
     pub async fn token(&self, name: &str, roles: &[Role]) -> String {
-        create_token(&self.store, name, roles, self.clock.now()).await.unwrap().token
+        create_token(&self.store, name, roles, "test", self.clock.now()).await.unwrap().token
     }
 }
 

@@ -13,7 +13,7 @@ use rollgate_core::config::Config;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rejection, Rollout};
 use rollgate_server::views::RolloutView;
-use rollgate_store::{AnyStore, EventStore, Rollouts, SubmitError, carry_out_pending};
+use rollgate_store::{AnyStore, EventStore, Rollouts, SubmitError, carry_out_pending, is_rollout_stream};
 
 pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()> {
     let store = AnyStore::open(&args.location())
@@ -175,7 +175,7 @@ async fn status(rollouts: &Rollouts<AnyStore>, id: &str, json: bool) -> anyhow::
 
 async fn list(rollouts: &Rollouts<AnyStore>, json: bool) -> anyhow::Result<()> {
     let mut all = Vec::new();
-    for id in rollouts.store().streams().await?.into_iter().filter(|s| !s.starts_with('@')) {
+    for id in rollouts.store().streams().await?.into_iter().filter(|s| is_rollout_stream(s)) {
         all.push(load_rollout(rollouts, &id).await?);
     }
     if json {

@@ -4,7 +4,7 @@
 use crate::Refused;
 use crate::cli::{StoreArgs, TokenCommand};
 use anyhow::Context;
-use rollgate_server::auth::{AuthError, create_token, parse_roles};
+use rollgate_server::auth::{AuthError, create_token, parse_roles, revoke_token};
 use rollgate_store::{AnyStore, TokenStore};
 
 pub async fn run(args: &StoreArgs, command: TokenCommand) -> anyhow::Result<()> {
@@ -14,7 +14,7 @@ pub async fn run(args: &StoreArgs, command: TokenCommand) -> anyhow::Result<()> 
     match command {
         TokenCommand::Create { name, roles, json } => {
             let roles = parse_roles(&roles).map_err(refused)?;
-            let created = create_token(&store, &name, &roles, super::now()?).await.map_err(refused)?;
+            let created = create_token(&store, &name, &roles, &operator(), super::now()?).await.map_err(refused)?;
             if json {
                 println!(
                     "{}",
@@ -44,13 +44,19 @@ pub async fn run(args: &StoreArgs, command: TokenCommand) -> anyhow::Result<()> 
             }
         }
         TokenCommand::Revoke { id } => {
-            if !store.revoke_token(&id, &super::now()?.to_string()).await? {
+            if !revoke_token(&store, &id, &operator(), super::now()?).await.map_err(refused)? {
                 return Err(Refused(format!("no live token `{id}`; `rollgate token list` shows them")).into());
             }
             println!("revoked {id}");
         }
     }
     Ok(())
+}
+
+/// Who ran the command on the store directly: the operating-system user.
+fn operator() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("{user} (local)")
 }
 
 fn refused(err: AuthError) -> anyhow::Error {
