@@ -11,9 +11,11 @@ mod validate;
 pub use diagnostic::Diagnostic;
 pub use validate::{SLUG_HINT, check_endpoint, is_slug};
 
+use crate::hold::Hold;
 use crate::plan::{DEFAULT_PLAN, Plan};
 use crate::roles::Role;
 use crate::rollout::NotificationKind;
+use crate::weight::Weight;
 use crate::window::Freeze;
 use diagnostic::Locator;
 use serde::de::DeserializeOwned;
@@ -47,8 +49,46 @@ pub struct Service {
     pub plan: Spanned<String>,
     #[serde(default)]
     pub sticky: Option<Sticky>,
+    /// A fixed split outside any rollout (A/B tests): version → percent, summing to 100.
+    #[serde(default)]
+    pub split: Option<Spanned<BTreeMap<String, Weight>>>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
     #[serde(default)]
     pub versions: BTreeMap<String, Version>,
+}
+
+/// How long the gateway waits on a model server.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect: Hold,
+    /// Until the response's headers arrive.
+    pub first_byte: Hold,
+    /// The whole exchange, body included (streams too).
+    pub total: Hold,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Hold::from_secs(2), first_byte: Hold::from_secs(60), total: Hold::from_secs(300) }
+    }
+}
+
+/// Size limits the gateway enforces.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_request_bytes: u64,
+    pub max_response_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_request_bytes: 16 * 1024 * 1024, max_response_bytes: 64 * 1024 * 1024 }
+    }
 }
 
 fn default_plan_name() -> Spanned<String> {

@@ -49,6 +49,23 @@ pub(super) fn check(
                 Some("e.g. sticky = { header = \"x-user-id\" }".into()),
             ));
         }
+        if let Some(split) = &service.split {
+            let total: u32 = split.get_ref().values().map(|w| u32::from(w.basis_points())).sum();
+            for version in split.get_ref().keys().filter(|v| !service.versions.contains_key(*v)) {
+                out.push(locate.at(
+                    Some(split.span()),
+                    format!("service `{name}` splits traffic to `{version}`, which it does not define"),
+                    Some("split only between the service's versions".into()),
+                ));
+            }
+            if total != 10_000 {
+                out.push(locate.at(
+                    Some(split.span()),
+                    format!("service `{name}`: the split adds up to {}%, not 100%", f64::from(total) / 100.0),
+                    Some("e.g. split = { v1 = 95, v2 = 5 }".into()),
+                ));
+            }
+        }
         for (version_name, version) in &service.versions {
             let vat = |path: &[&str]| at(&[&["versions", version_name], path].concat());
             check_version(name, version_name, version, &vat, locate, &mut out);

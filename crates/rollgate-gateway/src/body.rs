@@ -1,0 +1,110 @@
+//! The response body on its way back: passed through frame by frame (so
+//! streams are never buffered), counted against the size limit, cut at the
+//! total timeout, and measured when it ends however it ends.
+
+use crate::stats::{Outcome, Series};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::time::Sleep;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the model's response exceeded the gateway's limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("the model's response did not finish within the total timeout")]
+    TimedOut,
+}
+
+/// Called once when the exchange is over, with its outcome.
+pub struct Finish {
+    pub series: Arc<Series>,
+    pub started: Instant,
+    /// The outcome if the body ends cleanly (from the status code).
+    pub on_end: Outcome,
+    /// Released when the exchange is over (the endpoint's in-flight count).
+    pub release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Finish {
+    fn done(&mut self, outcome: Outcome) {
+        if let Some(release) = self.release.take() {
+            release();
+            self.series.finished(outcome, self.started.elapsed());
+        }
+    }
+}
+
+pub struct Measured<B> {
+    inner: B,
+    finish: Finish,
+    sent: u64,
+    limit: u64,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<B> Measured<B> {
+    pub fn new(inner: B, finish: Finish, limit: u64, deadline: Pin<Box<Sleep>>) -> Measured<B> {
+        Measured { inner, finish, sent: 0, limit, deadline }
+    }
+}
+
+impl<B> Body for Measured<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.finish.done(Outcome::Timeout);
+            return Poll::Ready(Some(Err(BodyError::TimedOut.into())));
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                let outcome = self.finish.on_end;
+                self.finish.done(outcome);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.finish.done(Outcome::ConnectionFailure);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                    if self.sent > self.limit {
+                        let limit = self.limit;
+                        self.finish.done(Outcome::ServerError);
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(limit).into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Measured<B> {
+    /// A client that goes away mid-stream still ends the exchange.
+    fn drop(&mut self) {
+        let outcome = self.finish.on_end;
+        self.finish.done(outcome);
+    }
+}

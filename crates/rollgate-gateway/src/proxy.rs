@@ -1,0 +1,245 @@
+//! Handling one request: route it, pick a version and an endpoint, forward
+//! it, and stream the answer back while measuring it. Nothing here waits on
+//! the control plane: the route table is an atomic snapshot.
+
+use crate::body::{BoxError, Finish, Measured};
+use crate::feedback::Feedback;
+use crate::stats::{Outcome, Stats};
+use crate::table::{Endpoint, RouteTable, ServiceRoute, StickyKey};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+pub const REQUEST_ID: &str = "x-request-id";
+/// The version that served the response, for clients and for debugging.
+pub const SERVED_BY: &str = "x-rollgate-version";
+
+/// Headers that belong to one hop and are not forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub struct Gateway {
+    table: ArcSwap<RouteTable>,
+    pub stats: Arc<Stats>,
+    pub feedback: Feedback,
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl Gateway {
+    pub fn new(table: RouteTable, stats: Arc<Stats>, connect_timeout: Duration) -> Gateway {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Gateway { table: ArcSwap::from_pointee(table), stats, feedback: Feedback::new(100_000), client }
+    }
+
+    /// The table requests are routed by now.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.load_full()
+    }
+
+    /// Replaces the route table: requests that start after this use the new one.
+    pub fn swap(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let request_id = request.headers().get(REQUEST_ID).cloned().unwrap_or_else(|| {
+            HeaderValue::from_str(&format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+                .unwrap_or(HeaderValue::from_static("0"))
+        });
+        let mut response = match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => metrics(&self.stats),
+            (&Method::POST, "/feedback") => self.feedback.receive(request).await,
+            _ => self.proxy(request, &request_id, started).await,
+        };
+        response.headers_mut().insert(REQUEST_ID, request_id);
+        response
+    }
+
+    async fn proxy(
+        &self,
+        request: Request<Incoming>,
+        request_id: &HeaderValue,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let table = self.table();
+        let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| request.uri().host());
+        let Some(service) = table.route(host, request.uri().path()) else {
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::NOT_FOUND, "no_route", None, "no service matches this host and path");
+        };
+        let pick = match sticky_key(service, request.headers()) {
+            Some(key) => service.split.pick_key(key),
+            None => service.split.pick_random(),
+        };
+        let Some(version) = pick.and_then(|i| service.versions.get(i)) else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_version",
+                Some(service),
+                "the service has no version with traffic",
+            );
+        };
+        if let Some(length) =
+            request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            && length > service.limits.max_request_bytes
+        {
+            let detail = format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail);
+        }
+        let Some(endpoint) = version.pick_endpoint().cloned() else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "no_endpoint", Some(service), "the version has no endpoint");
+        };
+        let series = version.series.clone();
+        series.started();
+        self.feedback.remember(request_id, series.clone());
+        let outbound = match outbound(request, &endpoint, service.limits.max_request_bytes) {
+            Ok(outbound) => outbound,
+            Err(detail) => {
+                series.finished(Outcome::ClientError, started.elapsed());
+                return error(StatusCode::BAD_REQUEST, "bad_request", Some(service), &detail);
+            }
+        };
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        let release_endpoint = endpoint.clone();
+        let release = move || {
+            release_endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        };
+        let deadline = Box::pin(tokio::time::sleep(service.total_timeout));
+        let sent =
+            tokio::time::timeout(service.first_byte_timeout.min(service.total_timeout), self.client.request(outbound))
+                .await;
+        let answer = match sent {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                release();
+                series.finished(Outcome::ConnectionFailure, started.elapsed());
+                let detail = format!("the model server at {} failed: {}", endpoint.authority, error_chain(&e));
+                return error(StatusCode::BAD_GATEWAY, "upstream_failed", Some(service), &detail);
+            }
+            Err(_) => {
+                release();
+                series.finished(Outcome::Timeout, started.elapsed());
+                let detail = format!("no response headers within {:?}", service.first_byte_timeout);
+                return error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", Some(service), &detail);
+            }
+        };
+        series.first_byte(started.elapsed());
+        let status = answer.status();
+        let on_end = if status.is_server_error() {
+            Outcome::ServerError
+        } else if status.is_client_error() {
+            Outcome::ClientError
+        } else {
+            Outcome::Ok
+        };
+        let (mut parts, body) = answer.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if let Ok(name) = HeaderValue::from_str(&version.name) {
+            parts.headers.insert(SERVED_BY, name);
+        }
+        let finish = Finish { series, started, on_end, release: Some(Box::new(release)) };
+        let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline);
+        Response::from_parts(parts, measured.boxed())
+    }
+}
+
+fn sticky_key<'a>(service: &ServiceRoute, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    match service.sticky.as_ref()? {
+        StickyKey::Header(name) => headers.get(name).map(HeaderValue::as_bytes),
+        StickyKey::Cookie(name) => {
+            headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+                cookies.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k == name).then_some(v.as_bytes())
+                })
+            })
+        }
+    }
+}
+
+/// The request as the model server gets it: its path under the endpoint's, hop headers gone.
+fn outbound(request: Request<Incoming>, endpoint: &Endpoint, limit: u64) -> Result<Request<ProxyBody>, String> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme(endpoint.scheme.clone())
+        .authority(endpoint.authority.clone())
+        .path_and_query(format!("{}{path}", endpoint.base_path))
+        .build()
+        .map_err(|e| format!("cannot forward this path: {e}"))?;
+    parts.uri = uri;
+    strip_hop_by_hop(&mut parts.headers);
+    if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
+        parts.headers.insert(header::HOST, host);
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let body = Limited::new(body, limit).map_err(BoxError::from).boxed();
+    Ok(Request::from_parts(parts, body))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+pub fn full(body: impl Into<Bytes>) -> ProxyBody {
+    Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+/// The gateway's own answer when it cannot get the model's, saying which part failed.
+pub fn error(status: StatusCode, code: &str, service: Option<&ServiceRoute>, detail: &str) -> Response<ProxyBody> {
+    let body =
+        json!({ "error": code, "status": status.as_u16(), "service": service.map(|s| &*s.name), "detail": detail });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn metrics(stats: &Stats) -> Response<ProxyBody> {
+    let mut response = Response::new(full(stats.render()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}

@@ -1,0 +1,267 @@
+//! What the gateway measures, per service, version and arm: requests,
+//! errors by class, latency and time to first byte in HDR histograms. The
+//! series outlive route tables (a weight change must not reset a counter);
+//! the hot path touches only atomics and one short, await-free lock per
+//! histogram.
+
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Which side of a comparison a version is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arm {
+    Stable,
+    Canary,
+    Shadow,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Stable => "stable",
+            Arm::Canary => "canary",
+            Arm::Shadow => "shadow",
+        }
+    }
+}
+
+/// How a proxied request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The model answered 1xx-3xx.
+    Ok,
+    /// The model answered 4xx: the client's fault, counted apart.
+    ClientError,
+    /// The model answered 5xx.
+    ServerError,
+    Timeout,
+    /// Refused, reset, or an answer that was not HTTP.
+    ConnectionFailure,
+}
+
+/// Latencies are kept from 1 µs to 10 minutes with 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("constant, valid bounds"))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 600_000_000)
+}
+
+/// One series: one version of one service, on one arm.
+pub struct Series {
+    pub requests: AtomicU64,
+    pub ok: AtomicU64,
+    pub client_errors: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub connection_failures: AtomicU64,
+    pub ratings: AtomicU64,
+    pub rating_sum: AtomicU64,
+    pub complaints: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+    ttfb: Mutex<Histogram<u64>>,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            requests: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            connection_failures: AtomicU64::new(0),
+            ratings: AtomicU64::new(0),
+            rating_sum: AtomicU64::new(0),
+            complaints: AtomicU64::new(0),
+            latency: Mutex::new(histogram()),
+            ttfb: Mutex::new(histogram()),
+        }
+    }
+}
+
+impl Series {
+    pub fn started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn first_byte(&self, after: Duration) {
+        let _ = self.ttfb.lock().unwrap_or_else(PoisonError::into_inner).record(micros(after));
+    }
+
+    pub fn finished(&self, outcome: Outcome, after: Duration) {
+        let counter = match outcome {
+            Outcome::Ok => &self.ok,
+            Outcome::ClientError => &self.client_errors,
+            Outcome::ServerError => &self.server_errors,
+            Outcome::Timeout => &self.timeouts,
+            Outcome::ConnectionFailure => &self.connection_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let _ = self.latency.lock().unwrap_or_else(PoisonError::into_inner).record(micros(after));
+    }
+
+    /// Feedback on a response this series served: a rating (0..=5) or a complaint.
+    pub fn feedback(&self, rating: Option<u8>, complaint: bool) {
+        if let Some(r) = rating {
+            self.ratings.fetch_add(1, Ordering::Relaxed);
+            self.rating_sum.fetch_add(u64::from(r), Ordering::Relaxed);
+        }
+        if complaint {
+            self.complaints.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The latency histogram so far (a copy).
+    pub fn latency(&self) -> Histogram<u64> {
+        self.latency.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn ttfb(&self) -> Histogram<u64> {
+        self.ttfb.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    pub service: String,
+    pub version: String,
+    pub arm: Arm,
+}
+
+/// All series, created on first use when a route table is built.
+#[derive(Default)]
+pub struct Stats {
+    series: Mutex<BTreeMap<SeriesKey, Arc<Series>>>,
+    pub mirror_dropped: AtomicU64,
+    pub unrouted: AtomicU64,
+}
+
+/// Bucket bounds of the Prometheus histograms, in seconds.
+const BUCKETS: [f64; 16] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+impl Stats {
+    pub fn series(&self, service: &str, version: &str, arm: Arm) -> Arc<Series> {
+        let key = SeriesKey { service: service.to_string(), version: version.to_string(), arm };
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default().clone()
+    }
+
+    pub fn all(&self) -> Vec<(SeriesKey, Arc<Series>)> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Every series in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let all = self.all();
+        let mut o = String::new();
+        let labels = |k: &SeriesKey| {
+            format!("service=\"{}\",version=\"{}\",arm=\"{}\"", escape(&k.service), escape(&k.version), k.arm.as_str())
+        };
+        let _ = writeln!(o, "# HELP rollgate_requests_total Requests routed to a model version.");
+        let _ = writeln!(o, "# TYPE rollgate_requests_total counter");
+        for (k, s) in &all {
+            let _ = writeln!(o, "rollgate_requests_total{{{}}} {}", labels(k), s.requests.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            o,
+            "# HELP rollgate_responses_total Finished requests by outcome (4xx is the client's, not the model's)."
+        );
+        let _ = writeln!(o, "# TYPE rollgate_responses_total counter");
+        for (k, s) in &all {
+            for (class, n) in [
+                ("ok", &s.ok),
+                ("4xx", &s.client_errors),
+                ("5xx", &s.server_errors),
+                ("timeout", &s.timeouts),
+                ("connection_failure", &s.connection_failures),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "rollgate_responses_total{{{},outcome=\"{class}\"}} {}",
+                    labels(k),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        histogram_family(
+            &mut o,
+            "rollgate_request_duration_seconds",
+            "Time from request to the end of the response.",
+            &all,
+            &labels,
+            Series::latency,
+        );
+        histogram_family(
+            &mut o,
+            "rollgate_time_to_first_byte_seconds",
+            "Time from request to the response's headers.",
+            &all,
+            &labels,
+            Series::ttfb,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP rollgate_feedback_total Feedback on responses, attributed to the version that served them."
+        );
+        let _ = writeln!(o, "# TYPE rollgate_feedback_total counter");
+        for (k, s) in &all {
+            let _ = writeln!(
+                o,
+                "rollgate_feedback_total{{{},kind=\"rating\"}} {}",
+                labels(k),
+                s.ratings.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                o,
+                "rollgate_feedback_total{{{},kind=\"complaint\"}} {}",
+                labels(k),
+                s.complaints.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# HELP rollgate_unrouted_requests_total Requests that matched no service.");
+        let _ = writeln!(o, "# TYPE rollgate_unrouted_requests_total counter");
+        let _ = writeln!(o, "rollgate_unrouted_requests_total {}", self.unrouted.load(Ordering::Relaxed));
+        let _ = writeln!(o, "# HELP rollgate_mirror_dropped_total Shadow copies dropped to protect the primary path.");
+        let _ = writeln!(o, "# TYPE rollgate_mirror_dropped_total counter");
+        let _ = writeln!(o, "rollgate_mirror_dropped_total {}", self.mirror_dropped.load(Ordering::Relaxed));
+        o
+    }
+}
+
+fn histogram_family(
+    o: &mut String,
+    name: &str,
+    help: &str,
+    all: &[(SeriesKey, Arc<Series>)],
+    labels: &dyn Fn(&SeriesKey) -> String,
+    read: fn(&Series) -> Histogram<u64>,
+) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    for (k, s) in all {
+        let h = read(s);
+        let l = labels(k);
+        for bound in BUCKETS {
+            let at_most = (bound * 1_000_000.0) as u64;
+            let count: u64 =
+                h.iter_recorded().filter(|v| v.value_iterated_to() <= at_most).map(|v| v.count_at_value()).sum();
+            let _ = writeln!(o, "{name}_bucket{{{l},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(o, "{name}_bucket{{{l},le=\"+Inf\"}} {}", h.len());
+        let sum: f64 =
+            h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e6;
+        let _ = writeln!(o, "{name}_sum{{{l}}} {sum}");
+        let _ = writeln!(o, "{name}_count{{{l}}} {}", h.len());
+    }
+}
+
+/// Label values escaped as the text format requires.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

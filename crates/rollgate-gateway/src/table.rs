@@ -1,0 +1,251 @@
+//! The route table: which service a request belongs to, which version it
+//! goes to, on which endpoint. Immutable once built; the gateway swaps in a
+//! new one atomically, so a change applies to every request that starts
+//! after the swap while requests in flight finish where they began.
+
+use crate::stats::{Arm, Series, Stats};
+use crate::sticky::Split;
+use http::HeaderName;
+use rollgate_core::config::{Config, Limits, Service, Timeouts};
+use rollgate_core::weight::Weight;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("service `{service}`: endpoint `{endpoint}` is not a usable URL")]
+    BadEndpoint { service: String, endpoint: String },
+    #[error("service `{service}`: sticky header `{header}` is not a valid header name")]
+    BadHeader { service: String, header: String },
+    #[error("no service `{0}` in the route table")]
+    UnknownService(String),
+    #[error("service `{service}` has no version `{version}`")]
+    UnknownVersion { service: String, version: String },
+}
+
+/// One model server of a version. In-flight requests pick between endpoints.
+pub struct Endpoint {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// A path the endpoint's URL carried, prefixed to every request's path.
+    pub base_path: String,
+    pub in_flight: AtomicUsize,
+}
+
+pub struct VersionRoute {
+    pub name: Arc<str>,
+    pub arm: Arm,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub series: Arc<Series>,
+}
+
+impl VersionRoute {
+    /// Power of two choices on in-flight requests: two endpoints at random,
+    /// the less busy one wins.
+    pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
+        match self.endpoints.len() {
+            0 => None,
+            1 => self.endpoints.first(),
+            n => {
+                let (a, b) = (fastrand::usize(..n), fastrand::usize(..n));
+                let load = |i: usize| self.endpoints[i].in_flight.load(Ordering::Relaxed);
+                self.endpoints.get(if load(a) <= load(b) { a } else { b })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StickyKey {
+    Header(HeaderName),
+    Cookie(String),
+}
+
+pub struct ServiceRoute {
+    pub name: Arc<str>,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub sticky: Option<StickyKey>,
+    pub versions: Vec<VersionRoute>,
+    /// Versions by index, in split order.
+    pub split: Split,
+    pub weights: Vec<(usize, Weight)>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl ServiceRoute {
+    fn matches(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        if let Some(want) = &self.host {
+            let got = host.map(|h| h.split(':').next().unwrap_or(h));
+            if got != Some(want.as_str()) {
+                return None;
+            }
+        }
+        match &self.path_prefix {
+            Some(prefix) if path.starts_with(prefix.as_str()) => Some(prefix.len()),
+            Some(_) => None,
+            None => Some(0),
+        }
+    }
+
+    pub fn version_index(&self, name: &str) -> Option<usize> {
+        self.versions.iter().position(|v| &*v.name == name)
+    }
+}
+
+pub struct RouteTable {
+    pub services: Vec<ServiceRoute>,
+}
+
+impl RouteTable {
+    /// The service for a request: the host must match if the service names
+    /// one; among the matches the longest path prefix wins.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&ServiceRoute> {
+        self.services
+            .iter()
+            .filter_map(|s| s.matches(host, path).map(|len| (len + usize::from(s.host.is_some()) * 10_000, s)))
+            .max_by_key(|(score, _)| *score)
+            .map(|(_, s)| s)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceRoute> {
+        self.services.iter().find(|s| &*s.name == name)
+    }
+
+    /// The table for a config: each service on its static split, or all on stable.
+    pub fn from_config(config: &Config, stats: &Stats) -> Result<RouteTable, TableError> {
+        let services =
+            config.services.iter().map(|(name, s)| service_route(name, s, stats)).collect::<Result<_, _>>()?;
+        Ok(RouteTable { services })
+    }
+
+    /// A copy of this table where `service` sends `candidate_weight` to
+    /// `candidate` and the rest to `stable` (a rollout's weights).
+    pub fn with_weights(
+        &self,
+        service: &str,
+        stable: &str,
+        candidate: &str,
+        candidate_weight: Weight,
+        stats: &Stats,
+    ) -> Result<RouteTable, TableError> {
+        let old = self.service(service).ok_or_else(|| TableError::UnknownService(service.to_string()))?;
+        let find = |v: &str| {
+            old.version_index(v)
+                .ok_or_else(|| TableError::UnknownVersion { service: service.into(), version: v.into() })
+        };
+        let (stable_idx, candidate_idx) = (find(stable)?, find(candidate)?);
+        // The candidate first, as nginx's split_clients lists the canary: its range grows from 0.
+        let weights = vec![(candidate_idx, candidate_weight), (stable_idx, candidate_weight.complement())];
+        let services = self
+            .services
+            .iter()
+            .map(|s| {
+                if &*s.name != service {
+                    return s.clone_with(s.weights.clone(), None, stats);
+                }
+                s.clone_with(weights.clone(), Some((stable_idx, candidate_idx)), stats)
+            })
+            .collect();
+        Ok(RouteTable { services })
+    }
+}
+
+impl ServiceRoute {
+    /// The same service with other weights (and, for a rollout, its arms).
+    fn clone_with(&self, weights: Vec<(usize, Weight)>, arms: Option<(usize, usize)>, stats: &Stats) -> ServiceRoute {
+        let versions = self
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let arm = match arms {
+                    Some((stable, _)) if i == stable => Arm::Stable,
+                    Some(_) => Arm::Canary,
+                    None => v.arm,
+                };
+                VersionRoute {
+                    name: v.name.clone(),
+                    arm,
+                    endpoints: v.endpoints.clone(),
+                    series: if arm == v.arm { v.series.clone() } else { stats.series(&self.name, &v.name, arm) },
+                }
+            })
+            .collect();
+        ServiceRoute {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            path_prefix: self.path_prefix.clone(),
+            sticky: self.sticky.clone(),
+            versions,
+            split: Split::new(&weights),
+            weights,
+            connect_timeout: self.connect_timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            total_timeout: self.total_timeout,
+            limits: self.limits,
+        }
+    }
+}
+
+fn endpoint(service: &str, url: &str) -> Result<Endpoint, TableError> {
+    let bad = || TableError::BadEndpoint { service: service.into(), endpoint: url.into() };
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    let parts = uri.into_parts();
+    let base_path = parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default();
+    Ok(Endpoint {
+        scheme: parts.scheme.ok_or_else(bad)?,
+        authority: parts.authority.ok_or_else(bad)?,
+        base_path,
+        in_flight: AtomicUsize::new(0),
+    })
+}
+
+fn duration(hold: rollgate_core::hold::Hold) -> Duration {
+    Duration::from_secs(u64::try_from(hold.as_secs()).unwrap_or(0).max(1))
+}
+
+fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute, TableError> {
+    let stable = s.stable.get_ref();
+    let versions: Vec<VersionRoute> = s
+        .versions
+        .iter()
+        .map(|(version, v)| {
+            let endpoints =
+                v.endpoints.iter().map(|e| endpoint(name, e.get_ref()).map(Arc::new)).collect::<Result<_, _>>()?;
+            let arm = if version == stable { Arm::Stable } else { Arm::Canary };
+            Ok(VersionRoute { name: version.as_str().into(), arm, endpoints, series: stats.series(name, version, arm) })
+        })
+        .collect::<Result<_, TableError>>()?;
+    let index = |v: &str| versions.iter().position(|r| &*r.name == v);
+    let weights: Vec<(usize, Weight)> = match &s.split {
+        Some(split) => split.get_ref().iter().filter_map(|(v, w)| index(v).map(|i| (i, *w))).collect(),
+        None => index(stable).map(|i| vec![(i, Weight::FULL)]).unwrap_or_default(),
+    };
+    let sticky = match &s.sticky {
+        Some(rollgate_core::config::Sticky { header: Some(h), .. }) => Some(StickyKey::Header(
+            HeaderName::try_from(h.as_str())
+                .map_err(|_| TableError::BadHeader { service: name.into(), header: h.clone() })?,
+        )),
+        Some(rollgate_core::config::Sticky { cookie: Some(c), .. }) => Some(StickyKey::Cookie(c.clone())),
+        _ => None,
+    };
+    let Timeouts { connect, first_byte, total } = s.timeouts;
+    Ok(ServiceRoute {
+        name: name.into(),
+        host: s.route.host.clone(),
+        path_prefix: s.route.path_prefix.clone(),
+        sticky,
+        versions,
+        split: Split::new(&weights),
+        weights,
+        connect_timeout: duration(connect),
+        first_byte_timeout: duration(first_byte),
+        total_timeout: duration(total),
+        limits: s.limits,
+    })
+}

@@ -1,0 +1,364 @@
+//! The gateway with real sockets on loopback: model servers that answer,
+//! stream, fail, hang or talk garbage, and a gateway in front of them.
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::any;
+use bytes::Bytes;
+use rollgate_core::config::Config;
+use rollgate_core::weight::Weight;
+use rollgate_gateway::stats::Stats;
+use rollgate_gateway::table::RouteTable;
+use rollgate_gateway::{Gateway, RunningGateway, SERVED_BY, serve};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A model server answering with its name.
+async fn model(name: &'static str) -> String {
+    let app = Router::new().fallback(any(move || async move { format!("{{\"served_by\":\"{name}\"}}") }));
+    spawn(app).await
+}
+
+async fn spawn(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A raw TCP server that answers every connection with `reply` (then, if `hang`, stays silent).
+async fn raw(reply: &'static [u8], hang: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(reply).await;
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(v1: &str, v2: &str, split: Option<&str>, extra: &str) -> Config {
+    let split = split.map(|s| format!("split = {s}\n")).unwrap_or_default();
+    let text = format!(
+        r#"
+[services.scorer]
+route = {{ path_prefix = "/v1/score" }}
+protocol = "json"
+stable = "v1"
+sticky = {{ header = "x-user-id" }}
+{split}{extra}
+[services.scorer.versions.v1]
+endpoints = ["{v1}"]
+artifact = {{ uri = "s3://m/v1", sha256 = "{sha}" }}
+owner = "ml"
+
+[services.scorer.versions.v2]
+endpoints = ["{v2}"]
+artifact = {{ uri = "s3://m/v2", sha256 = "{sha}" }}
+owner = "ml"
+"#,
+        sha = "a".repeat(64)
+    );
+    Config::parse("gateway-test.toml", &text).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+async fn gateway(config: &Config) -> RunningGateway {
+    let stats = Arc::new(Stats::default());
+    let table = RouteTable::from_config(config, &stats).unwrap();
+    let gateway = Arc::new(Gateway::new(table, stats, Duration::from_secs(2)));
+    serve(gateway, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+fn url(g: &RunningGateway, path: &str) -> String {
+    format!("http://{}{path}", g.addr)
+}
+
+async fn served_by(client: &reqwest::Client, g: &RunningGateway, user: Option<&str>) -> String {
+    let mut request = client.post(url(g, "/v1/score")).body("{}");
+    if let Some(user) = user {
+        request = request.header("x-user-id", user);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()[SERVED_BY].to_str().unwrap().to_string()
+}
+
+/// Within five standard deviations of a binomial(n, p).
+fn plausible(hits: usize, n: usize, p: f64) -> bool {
+    (hits as f64 - n as f64 * p).abs() <= 5.0 * (n as f64 * p * (1.0 - p)).sqrt()
+}
+
+#[tokio::test]
+async fn a_static_split_sends_each_version_its_share() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let g = gateway(&config(&v1, &v2, Some("{ v1 = 90, v2 = 10 }"), "")).await;
+    let client = reqwest::Client::new();
+    let n = 3000;
+    let mut canary = 0;
+    for _ in 0..n {
+        if served_by(&client, &g, None).await == "v2" {
+            canary += 1;
+        }
+    }
+    assert!(plausible(canary, n, 0.10), "{canary} of {n} on a 10% canary");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_stay_on_their_version_and_canary_users_stay_when_it_grows() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let g = gateway(&config(&v1, &v2, None, "")).await;
+    let client = reqwest::Client::new();
+    let users: Vec<String> = (0..1500).map(|i| format!("user-{i}")).collect();
+    let at = |percent: f64| {
+        let table = g
+            .gateway
+            .table()
+            .with_weights("scorer", "v1", "v2", Weight::from_percent(percent).unwrap(), &g.gateway.stats)
+            .unwrap();
+        g.gateway.swap(table);
+    };
+    at(5.0);
+    let mut on_canary_at_5 = HashSet::new();
+    for user in &users {
+        let first = served_by(&client, &g, Some(user)).await;
+        assert_eq!(served_by(&client, &g, Some(user)).await, first, "{user} moved between requests");
+        if first == "v2" {
+            on_canary_at_5.insert(user.clone());
+        }
+    }
+    assert!(plausible(on_canary_at_5.len(), users.len(), 0.05), "{}", on_canary_at_5.len());
+    at(25.0);
+    let mut on_canary_at_25 = HashSet::new();
+    for user in &users {
+        if served_by(&client, &g, Some(user)).await == "v2" {
+            on_canary_at_25.insert(user.clone());
+        }
+    }
+    assert!(on_canary_at_5.is_subset(&on_canary_at_25), "a canary user was moved back to stable");
+    assert!(plausible(on_canary_at_25.len(), users.len(), 0.25), "{}", on_canary_at_25.len());
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn streamed_chunks_arrive_before_the_model_finishes() {
+    // The model streams what the test hands it, when the test hands it.
+    let (chunks, stream) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let stream = Arc::new(tokio::sync::Mutex::new(Some(stream)));
+    let app = Router::new().fallback(any(move || {
+        let stream = stream.clone();
+        async move {
+            let rx = stream.lock().await.take().expect("one streaming request");
+            Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        }
+    }));
+    let v1 = spawn(app).await;
+    let g = gateway(&config(&v1, &v1, None, "")).await;
+    chunks.send(Ok(Bytes::from_static(b"data: first token\n\n"))).await.unwrap();
+    let mut response = reqwest::Client::new().post(url(&g, "/v1/score/chat")).send().await.unwrap();
+    // The first event arrives while the model has not finished (it cannot: the test holds the rest).
+    let first =
+        tokio::time::timeout(Duration::from_secs(10), response.chunk()).await.expect("the first chunk was held back");
+    assert_eq!(first.unwrap().as_deref(), Some(&b"data: first token\n\n"[..]));
+    chunks.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await.unwrap();
+    drop(chunks);
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    assert_eq!(rest, b"data: [DONE]\n\n");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener); // nothing listens there any more
+        addr
+    };
+    let garbage = raw(b"this is not HTTP\r\n\r\n", false).await;
+    let hangs = raw(b"", true).await;
+    let cut = raw(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial", false).await;
+    let client = reqwest::Client::new();
+    for (backend, status, outcome) in
+        [(&refused, 502, "connection_failure"), (&garbage, 502, "connection_failure"), (&hangs, 504, "timeout")]
+    {
+        let extra = "timeouts = { first_byte = \"1s\" }\n";
+        let g = gateway(&config(backend, backend, None, extra)).await;
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), status, "{backend}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["service"], "scorer", "the error says which service: {body}");
+        let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
+        let line = format!(
+            "rollgate_responses_total{{service=\"scorer\",version=\"v1\",arm=\"stable\",outcome=\"{outcome}\"}} 1"
+        );
+        assert!(metrics.contains(&line), "missing {line}");
+        g.shutdown().await;
+    }
+    // A body cut short: the client sees the stream fail; the version is charged.
+    let g = gateway(&config(&cut, &cut, None, "")).await;
+    let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "a truncated body must not look complete");
+    let counted = wait_until(|| async {
+        let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.contains(
+            r#"rollgate_responses_total{service="scorer",version="v1",arm="stable",outcome="connection_failure"} 1"#,
+        )
+    })
+    .await;
+    assert!(counted);
+    // The gateway is still up after all of that.
+    let ok = model("v1").await;
+    let g2 = gateway(&config(&ok, &ok, None, "")).await;
+    assert_eq!(served_by(&client, &g2, None).await, "v1");
+    g.shutdown().await;
+    g2.shutdown().await;
+}
+
+async fn wait_until<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..250 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_ones() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let g = gateway(&config(&v1, &v2, None, "")).await;
+    let half = g
+        .gateway
+        .table()
+        .with_weights("scorer", "v1", "v2", Weight::from_percent(50.0).unwrap(), &g.gateway.stats)
+        .unwrap();
+    g.gateway.swap(half);
+    let client = reqwest::Client::new();
+    let base = url(&g, "/v1/score");
+    let (swapped_tx, swapped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, base, swapped) = (client.clone(), base.clone(), swapped.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut failures, mut after_swap_on_canary, mut sent) = (0, 0, 0);
+            for _ in 0..150 {
+                let was_swapped = *swapped.borrow();
+                match client.post(&base).body("{}").send().await {
+                    Ok(r) if r.status() == 200 => {
+                        if was_swapped && r.headers()[SERVED_BY] == "v2" {
+                            after_swap_on_canary += 1;
+                        }
+                    }
+                    _ => failures += 1,
+                }
+                sent += 1;
+            }
+            (failures, after_swap_on_canary, sent)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rollback = g.gateway.table().with_weights("scorer", "v1", "v2", Weight::ZERO, &g.gateway.stats).unwrap();
+    g.gateway.swap(rollback);
+    swapped_tx.send(true).unwrap();
+    let mut total = 0;
+    for worker in workers {
+        let (failures, late, sent) = worker.await.unwrap();
+        assert_eq!(failures, 0, "no request fails during the swap");
+        assert_eq!(late, 0, "no request that started after the rollback reached the canary");
+        total += sent;
+    }
+    assert_eq!(total, 1200);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn feedback_is_credited_to_the_version_that_answered() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let g = gateway(&config(&v1, &v2, Some("{ v1 = 50, v2 = 50 }"), "")).await;
+    let client = reqwest::Client::new();
+    let mut by_version: HashMap<String, Vec<String>> = HashMap::new();
+    for _ in 0..40 {
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_string();
+        by_version.entry(response.headers()[SERVED_BY].to_str().unwrap().to_string()).or_default().push(id);
+    }
+    let given = client.post(url(&g, "/v1/score")).header("x-request-id", "client-chosen-42").send().await.unwrap();
+    assert_eq!(given.headers()["x-request-id"], "client-chosen-42", "a client's own id is kept");
+    for id in &by_version["v2"] {
+        let sent = client
+            .post(url(&g, "/feedback"))
+            .body(format!(r#"{{"request_id":"{id}","complaint":true}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 202);
+    }
+    let unknown = client.post(url(&g, "/feedback")).body(r#"{"request_id":"nope","rating":1}"#).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let bad = client.post(url(&g, "/feedback")).body(r#"{"request_id":"x","rating":9}"#).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let complaints = |v: &str, arm: &str| {
+        format!("rollgate_feedback_total{{service=\"scorer\",version=\"{v}\",arm=\"{arm}\",kind=\"complaint\"}} ")
+    };
+    assert!(metrics.contains(&format!("{}{}", complaints("v2", "canary"), by_version["v2"].len())), "{metrics}");
+    assert!(metrics.contains(&format!("{}0", complaints("v1", "stable"))));
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let g = gateway(&config(&v1, &v2, Some("{ v1 = 50, v2 = 50 }"), "")).await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        served_by(&client, &g, None).await;
+    }
+    let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("rollgate_request_duration_seconds_bucket"));
+    let out = promtool_check(&metrics)
+        .expect("promtool (Debian's prometheus package) must be installed: scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    g.shutdown().await;
+}
+
+/// `promtool check metrics` with the exposition on its standard input.
+fn promtool_check(metrics: &str) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped stdin").write_all(metrics.as_bytes())?;
+    child.wait_with_output()
+}
