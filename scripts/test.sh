@@ -8,14 +8,15 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
 missing=()
-for pkg in libssl-dev pkg-config curl; do
+# prometheus brings promtool (the /metrics test); nginx is the reference for sticky bucketing.
+for pkg in libssl-dev pkg-config curl prometheus nginx; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-echo "ok: libssl-dev pkg-config curl"
+echo "ok: libssl-dev pkg-config curl prometheus nginx"
 
 step "PostgreSQL on 127.0.0.1:5432"
 scripts/start-postgres.sh

@@ -362,3 +362,64 @@ fn promtool_check(metrics: &str) -> std::io::Result<std::process::Output> {
     child.stdin.take().expect("piped stdin").write_all(metrics.as_bytes())?;
     child.wait_with_output()
 }
+
+/// nginx (Debian's package) running `split_clients` in a temporary prefix.
+struct Nginx {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_split(split: &str) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
+         events {{ worker_connections 64; }}
+         http {{
+           access_log off;
+           client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+           split_clients \"${{http_x_user_id}}\" $variant {{ {split} }}
+           server {{ listen 127.0.0.1:{port}; location / {{ return 200 $variant; }} }}
+         }}"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = std::process::Command::new("nginx")
+        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (Debian's package) must be installed: scripts/test.sh installs it");
+    Nginx { child, _dir: dir, port }
+}
+
+#[tokio::test]
+async fn sticky_buckets_are_the_ones_nginx_split_clients_picks() {
+    let nginx = nginx_split("5% canary; 20% other; *  stable;");
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}/", nginx.port);
+    assert!(wait_until(|| async { client.get(&base).send().await.is_ok() }).await, "nginx did not start");
+    let names = ["canary", "other", "stable"];
+    let ours = rollgate_gateway::sticky::Split::new(&[
+        (0, Weight::from_percent(5.0).unwrap()),
+        (1, Weight::from_percent(20.0).unwrap()),
+        (2, Weight::from_percent(75.0).unwrap()),
+    ]);
+    let mut seen = HashSet::new();
+    for i in 0..2000 {
+        // Keys of every length class, and some non-ASCII ones.
+        let key = if i % 7 == 0 { format!("usér-{i}") } else { format!("{}{i}", "u".repeat(i % 5)) };
+        let theirs = client.get(&base).header("x-user-id", key.as_bytes()).send().await.unwrap().text().await.unwrap();
+        let mine = names[ours.pick_key(key.as_bytes()).unwrap()];
+        assert_eq!(mine, theirs, "key {key:?}");
+        seen.insert(theirs);
+    }
+    assert_eq!(seen.len(), 3, "every bucket was exercised");
+}
