@@ -2,13 +2,16 @@
 //! streams are never buffered), counted against the size limit, cut at the
 //! total timeout, and measured when it ends however it ends.
 
+use crate::mirror::Captured;
 use crate::stats::{Outcome, Series};
 use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -40,17 +43,59 @@ impl Finish {
     }
 }
 
+/// A copy of the answer kept for the shadow comparison, sent when the body ends.
+pub struct Capture {
+    pub to: oneshot::Sender<Captured>,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub limit: usize,
+    pub body: Vec<u8>,
+    pub truncated: bool,
+}
+
+impl Capture {
+    fn keep(&mut self, data: &Bytes) {
+        let room = self.limit.saturating_sub(self.body.len());
+        self.truncated |= data.len() > room;
+        self.body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn send(self) {
+        let captured =
+            Captured { status: self.status, headers: self.headers, body: self.body.into(), truncated: self.truncated };
+        let _ = self.to.send(captured);
+    }
+}
+
 pub struct Measured<B> {
     inner: B,
     finish: Finish,
     sent: u64,
     limit: u64,
     deadline: Pin<Box<Sleep>>,
+    capture: Option<Capture>,
 }
 
 impl<B> Measured<B> {
-    pub fn new(inner: B, finish: Finish, limit: u64, deadline: Pin<Box<Sleep>>) -> Measured<B> {
-        Measured { inner, finish, sent: 0, limit, deadline }
+    pub fn new(
+        inner: B,
+        finish: Finish,
+        limit: u64,
+        deadline: Pin<Box<Sleep>>,
+        capture: Option<Capture>,
+    ) -> Measured<B> {
+        Measured { inner, finish, sent: 0, limit, deadline, capture }
+    }
+}
+
+impl<B> Measured<B> {
+    /// The body ended cleanly: measure it and hand the copy to the comparison.
+    fn complete(&mut self) {
+        let outcome = self.finish.on_end;
+        self.finish.done(outcome);
+        if let Some(capture) = self.capture.take() {
+            capture.send();
+        }
     }
 }
 
@@ -70,8 +115,7 @@ where
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                let outcome = self.finish.on_end;
-                self.finish.done(outcome);
+                self.complete();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
@@ -80,12 +124,20 @@ where
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    if let Some(capture) = self.capture.as_mut() {
+                        capture.keep(data);
+                    }
                     self.sent += data.len() as u64;
                     if self.sent > self.limit {
                         let limit = self.limit;
                         self.finish.done(Outcome::ServerError);
                         return Poll::Ready(Some(Err(BodyError::TooLarge(limit).into())));
                     }
+                }
+                // A server stops polling once a body says it has ended, so
+                // the last frame may be the last this wrapper ever sees.
+                if self.inner.is_end_stream() {
+                    self.complete();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

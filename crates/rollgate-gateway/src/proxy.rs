@@ -2,10 +2,11 @@
 //! it, and stream the answer back while measuring it. Nothing here waits on
 //! the control plane: the route table is an atomic snapshot.
 
-use crate::body::{BoxError, Finish, Measured};
+use crate::body::{BoxError, Capture, Finish, Measured};
 use crate::feedback::Feedback;
+use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits};
 use crate::stats::{Outcome, Stats};
-use crate::table::{Endpoint, RouteTable, ServiceRoute, StickyKey};
+use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, VersionRoute};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -20,6 +21,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
@@ -44,10 +46,18 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     pub feedback: Feedback,
     client: Client<HttpConnector, ProxyBody>,
+    mirror: Mirror,
 }
 
 impl Gateway {
-    pub fn new(table: RouteTable, stats: Arc<Stats>, connect_timeout: Duration) -> Gateway {
+    /// A gateway on `table`. Must be called inside a Tokio runtime (it starts the mirror workers).
+    pub fn new(
+        table: RouteTable,
+        stats: Arc<Stats>,
+        connect_timeout: Duration,
+        hook: Arc<dyn ComparisonHook>,
+        limits: MirrorLimits,
+    ) -> Gateway {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -55,7 +65,8 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Gateway { table: ArcSwap::from_pointee(table), stats, feedback: Feedback::new(100_000), client }
+        let mirror = Mirror::start(client.clone(), stats.clone(), hook, limits);
+        Gateway { table: ArcSwap::from_pointee(table), stats, feedback: Feedback::new(100_000), client, mirror }
     }
 
     /// The table requests are routed by now.
@@ -120,7 +131,31 @@ impl Gateway {
         let series = version.series.clone();
         series.started();
         self.feedback.remember(request_id, series.clone());
-        let outbound = match outbound(request, &endpoint, service.limits.max_request_bytes) {
+        let (parts, body) = request.into_parts();
+        let shadow = service.mirror.as_ref().filter(|m| m.take() && self.can_mirror(&parts.headers));
+        let (body, capture) = match shadow {
+            None => {
+                (Limited::new(body, limit_of(service.limits.max_request_bytes)).map_err(BoxError::from).boxed(), None)
+            }
+            Some(mirror) => match Limited::new(body, self.mirror.limits.max_body).collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    let (to, primary) = oneshot::channel();
+                    self.queue_shadow(service, version, mirror, &parts, bytes.clone(), primary);
+                    (full(bytes), Some(to))
+                }
+                Err(e) => {
+                    series.finished(Outcome::ClientError, started.elapsed());
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        Some(service),
+                        &format!("cannot read the request body: {e}"),
+                    );
+                }
+            },
+        };
+        let outbound = match outbound(parts, body, &endpoint) {
             Ok(outbound) => outbound,
             Err(detail) => {
                 series.finished(Outcome::ClientError, started.elapsed());
@@ -165,10 +200,72 @@ impl Gateway {
         if let Ok(name) = HeaderValue::from_str(&version.name) {
             parts.headers.insert(SERVED_BY, name);
         }
+        let capture = capture.map(|to| Capture {
+            to,
+            status,
+            headers: parts.headers.clone(),
+            limit: self.mirror.limits.capture,
+            body: Vec::new(),
+            truncated: false,
+        });
         let finish = Finish { series, started, on_end, release: Some(Box::new(release)) };
-        let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline);
+        let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline, capture);
         Response::from_parts(parts, measured.boxed())
     }
+
+    /// Only bodies of a known, small size are copied: a stream of unknown
+    /// length cannot be duplicated without holding the primary back.
+    fn can_mirror(&self, headers: &HeaderMap) -> bool {
+        let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+        let fits = match length {
+            Some(n) => n <= self.mirror.limits.max_body,
+            None => !chunked,
+        };
+        if !fits {
+            self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        fits
+    }
+
+    fn queue_shadow(
+        &self,
+        service: &ServiceRoute,
+        primary: &VersionRoute,
+        mirror: &MirrorRoute,
+        parts: &http::request::Parts,
+        body: Bytes,
+        primary_answer: oneshot::Receiver<Captured>,
+    ) {
+        let Some(shadow) = service.versions.get(mirror.version) else { return };
+        let Some(endpoint) = shadow.pick_endpoint().cloned() else {
+            self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut headers = parts.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        let job = MirrorJob {
+            service: service.name.clone(),
+            primary_version: primary.name.clone(),
+            shadow_version: shadow.name.clone(),
+            endpoint,
+            series: mirror.series.clone(),
+            method: parts.method.clone(),
+            path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            headers,
+            body,
+            timeout: service.total_timeout,
+            primary: primary_answer,
+        };
+        self.mirror.offer(job, &self.stats);
+    }
+}
+
+fn limit_of(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 fn sticky_key<'a>(service: &ServiceRoute, headers: &'a HeaderMap) -> Option<&'a [u8]> {
@@ -186,8 +283,11 @@ fn sticky_key<'a>(service: &ServiceRoute, headers: &'a HeaderMap) -> Option<&'a 
 }
 
 /// The request as the model server gets it: its path under the endpoint's, hop headers gone.
-fn outbound(request: Request<Incoming>, endpoint: &Endpoint, limit: u64) -> Result<Request<ProxyBody>, String> {
-    let (mut parts, body) = request.into_parts();
+fn outbound(
+    mut parts: http::request::Parts,
+    body: ProxyBody,
+    endpoint: &Endpoint,
+) -> Result<Request<ProxyBody>, String> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
         .scheme(endpoint.scheme.clone())
@@ -200,8 +300,6 @@ fn outbound(request: Request<Incoming>, endpoint: &Endpoint, limit: u64) -> Resu
     if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
         parts.headers.insert(header::HOST, host);
     }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let body = Limited::new(body, limit).map_err(BoxError::from).boxed();
     Ok(Request::from_parts(parts, body))
 }
 

@@ -138,7 +138,9 @@ pub struct SeriesKey {
 #[derive(Default)]
 pub struct Stats {
     series: Mutex<BTreeMap<SeriesKey, Arc<Series>>>,
+    pub mirror_sent: AtomicU64,
     pub mirror_dropped: AtomicU64,
+    pub mirror_failed: AtomicU64,
     pub unrouted: AtomicU64,
 }
 
@@ -227,9 +229,19 @@ impl Stats {
         let _ = writeln!(o, "# HELP rollgate_unrouted_requests_total Requests that matched no service.");
         let _ = writeln!(o, "# TYPE rollgate_unrouted_requests_total counter");
         let _ = writeln!(o, "rollgate_unrouted_requests_total {}", self.unrouted.load(Ordering::Relaxed));
-        let _ = writeln!(o, "# HELP rollgate_mirror_dropped_total Shadow copies dropped to protect the primary path.");
-        let _ = writeln!(o, "# TYPE rollgate_mirror_dropped_total counter");
-        let _ = writeln!(o, "rollgate_mirror_dropped_total {}", self.mirror_dropped.load(Ordering::Relaxed));
+        for (name, help, value) in [
+            ("rollgate_mirror_sent_total", "Shadow copies queued for the shadow version.", &self.mirror_sent),
+            (
+                "rollgate_mirror_dropped_total",
+                "Shadow copies dropped to protect the primary path.",
+                &self.mirror_dropped,
+            ),
+            ("rollgate_mirror_failed_total", "Shadow copies the shadow version did not answer.", &self.mirror_failed),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} counter");
+            let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
+        }
         o
     }
 }

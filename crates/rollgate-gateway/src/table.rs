@@ -62,6 +62,21 @@ pub enum StickyKey {
     Cookie(String),
 }
 
+/// Where a share of a service's traffic is copied.
+#[derive(Clone)]
+pub struct MirrorRoute {
+    pub version: usize,
+    pub share: Weight,
+    pub series: Arc<Series>,
+}
+
+impl MirrorRoute {
+    /// Whether this request is copied: a uniform draw against the share.
+    pub fn take(&self) -> bool {
+        fastrand::u32(..10_000) < u32::from(self.share.basis_points())
+    }
+}
+
 pub struct ServiceRoute {
     pub name: Arc<str>,
     pub host: Option<String>,
@@ -71,6 +86,7 @@ pub struct ServiceRoute {
     /// Versions by index, in split order.
     pub split: Split,
     pub weights: Vec<(usize, Weight)>,
+    pub mirror: Option<MirrorRoute>,
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
     pub total_timeout: Duration,
@@ -146,9 +162,38 @@ impl RouteTable {
             .iter()
             .map(|s| {
                 if &*s.name != service {
-                    return s.clone_with(s.weights.clone(), None, stats);
+                    return s.clone_with(s.weights.clone(), None, s.mirror.clone(), stats);
                 }
-                s.clone_with(weights.clone(), Some((stable_idx, candidate_idx)), stats)
+                s.clone_with(weights.clone(), Some((stable_idx, candidate_idx)), s.mirror.clone(), stats)
+            })
+            .collect();
+        Ok(RouteTable { services })
+    }
+
+    /// A copy of this table where `service` mirrors `share` of its traffic
+    /// to `shadow` (or, with `None`, mirrors nothing).
+    pub fn with_mirror(
+        &self,
+        service: &str,
+        shadow: Option<(&str, Weight)>,
+        stats: &Stats,
+    ) -> Result<RouteTable, TableError> {
+        let old = self.service(service).ok_or_else(|| TableError::UnknownService(service.to_string()))?;
+        let mirror = match shadow {
+            Some((version, share)) => {
+                let index = old
+                    .version_index(version)
+                    .ok_or_else(|| TableError::UnknownVersion { service: service.into(), version: version.into() })?;
+                Some(MirrorRoute { version: index, share, series: stats.series(service, version, Arm::Shadow) })
+            }
+            None => None,
+        };
+        let services = self
+            .services
+            .iter()
+            .map(|s| {
+                let mirror = if &*s.name == service { mirror.clone() } else { s.mirror.clone() };
+                s.clone_with(s.weights.clone(), None, mirror, stats)
             })
             .collect();
         Ok(RouteTable { services })
@@ -157,7 +202,13 @@ impl RouteTable {
 
 impl ServiceRoute {
     /// The same service with other weights (and, for a rollout, its arms).
-    fn clone_with(&self, weights: Vec<(usize, Weight)>, arms: Option<(usize, usize)>, stats: &Stats) -> ServiceRoute {
+    fn clone_with(
+        &self,
+        weights: Vec<(usize, Weight)>,
+        arms: Option<(usize, usize)>,
+        mirror: Option<MirrorRoute>,
+        stats: &Stats,
+    ) -> ServiceRoute {
         let versions = self
             .versions
             .iter()
@@ -184,6 +235,7 @@ impl ServiceRoute {
             versions,
             split: Split::new(&weights),
             weights,
+            mirror,
             connect_timeout: self.connect_timeout,
             first_byte_timeout: self.first_byte_timeout,
             total_timeout: self.total_timeout,
@@ -234,6 +286,14 @@ fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute,
         Some(rollgate_core::config::Sticky { cookie: Some(c), .. }) => Some(StickyKey::Cookie(c.clone())),
         _ => None,
     };
+    let mirror = s.mirror.as_ref().and_then(|m| {
+        let version = m.version.get_ref();
+        index(version).map(|i| MirrorRoute {
+            version: i,
+            share: m.percent,
+            series: stats.series(name, version, Arm::Shadow),
+        })
+    });
     let Timeouts { connect, first_byte, total } = s.timeouts;
     Ok(ServiceRoute {
         name: name.into(),
@@ -243,6 +303,7 @@ fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute,
         versions,
         split: Split::new(&weights),
         weights,
+        mirror,
         connect_timeout: duration(connect),
         first_byte_timeout: duration(first_byte),
         total_timeout: duration(total),

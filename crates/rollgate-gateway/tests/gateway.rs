@@ -7,6 +7,7 @@ use axum::routing::any;
 use bytes::Bytes;
 use rollgate_core::config::Config;
 use rollgate_core::weight::Weight;
+use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits, MirrorPair};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
 use rollgate_gateway::{Gateway, RunningGateway, SERVED_BY, serve};
@@ -75,9 +76,13 @@ owner = "ml"
 }
 
 async fn gateway(config: &Config) -> RunningGateway {
+    gateway_with(config, Arc::new(DiscardPairs), MirrorLimits::default()).await
+}
+
+async fn gateway_with(config: &Config, hook: Arc<dyn ComparisonHook>, limits: MirrorLimits) -> RunningGateway {
     let stats = Arc::new(Stats::default());
     let table = RouteTable::from_config(config, &stats).unwrap();
-    let gateway = Arc::new(Gateway::new(table, stats, Duration::from_secs(2)));
+    let gateway = Arc::new(Gateway::new(table, stats, Duration::from_secs(2), hook, limits));
     serve(gateway, "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 
@@ -422,4 +427,65 @@ async fn sticky_buckets_are_the_ones_nginx_split_clients_picks() {
         seen.insert(theirs);
     }
     assert_eq!(seen.len(), 3, "every bucket was exercised");
+}
+
+#[derive(Default)]
+struct Pairs(std::sync::Mutex<Vec<MirrorPair>>);
+
+impl ComparisonHook for Pairs {
+    fn compare(&self, pair: MirrorPair) {
+        self.0.lock().unwrap().push(pair);
+    }
+}
+
+#[tokio::test]
+async fn mirroring_never_holds_the_primary_and_pairs_both_answers() {
+    let v1 = model("v1").await;
+    // The shadow holds every request until the test lets it answer.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = gate.clone();
+    let shadow = spawn(Router::new().fallback(any(move |body: Bytes| {
+        let held = held.clone();
+        async move {
+            let _permit = held.acquire().await.unwrap();
+            format!("shadow saw {}", String::from_utf8_lossy(&body))
+        }
+    })))
+    .await;
+    let pairs = Arc::new(Pairs::default());
+    let limits = MirrorLimits { queue: 8, concurrency: 2, ..MirrorLimits::default() };
+    let extra = "mirror = { version = \"v2\", percent = 100 }\n";
+    let g = gateway_with(&config(&v1, &shadow, None, extra), pairs.clone(), limits).await;
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let response = client.post(url(&g, "/v1/score")).body(format!("{{\"n\":{i}}}")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), r#"{"served_by":"v1"}"#);
+    }
+    // Every user got the primary's answer while the shadow had answered nothing.
+    assert!(pairs.0.lock().unwrap().is_empty());
+    let stats = &g.gateway.stats;
+    let (sent, dropped) = (
+        stats.mirror_sent.load(std::sync::atomic::Ordering::Relaxed),
+        stats.mirror_dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(sent + dropped, 20);
+    assert!(dropped >= 1 && sent >= 8, "a full queue drops copies: sent {sent}, dropped {dropped}");
+    gate.add_permits(1000);
+    let all_paired = wait_until(|| async { pairs.0.lock().unwrap().len() as u64 == sent }).await;
+    assert!(all_paired, "the comparison hook got every copy that was sent");
+    for pair in pairs.0.lock().unwrap().iter() {
+        let primary = pair.primary.as_ref().expect("the primary's answer is captured");
+        assert_eq!(primary.body.as_ref(), br#"{"served_by":"v1"}"#);
+        let shadow = pair.shadow.as_ref().expect("the shadow answered");
+        assert_eq!(shadow.body, format!("shadow saw {}", String::from_utf8_lossy(&pair.request_body)));
+        assert_eq!((&*pair.primary_version, &*pair.shadow_version), ("v1", "v2"));
+    }
+    let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("rollgate_mirror_dropped_total {dropped}")));
+    assert!(
+        metrics
+            .contains(&format!("rollgate_requests_total{{service=\"scorer\",version=\"v2\",arm=\"shadow\"}} {sent}"))
+    );
+    g.shutdown().await;
 }

@@ -52,12 +52,22 @@ pub struct Service {
     /// A fixed split outside any rollout (A/B tests): version → percent, summing to 100.
     #[serde(default)]
     pub split: Option<Spanned<BTreeMap<String, Weight>>>,
+    /// Copy a share of the traffic to a shadow version outside any rollout.
+    #[serde(default)]
+    pub mirror: Option<MirrorSpec>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub versions: BTreeMap<String, Version>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorSpec {
+    pub version: Spanned<String>,
+    pub percent: Weight,
 }
 
 /// How long the gateway waits on a model server.

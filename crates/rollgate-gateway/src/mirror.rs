@@ -1,0 +1,201 @@
+//! Shadow traffic. A share of a service's requests is copied to a shadow
+//! version off the request path: the copy is queued (a bounded queue, a
+//! fixed number of workers) and dropped, counted, when the queue is full,
+//! so a slow shadow never slows a user's request. When both answers are in,
+//! the pair goes to a comparison hook.
+
+use crate::proxy::{ProxyBody, full};
+use crate::stats::{Outcome, Series, Stats};
+use crate::table::Endpoint;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// One side's answer, as far as the comparison needs it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body up to the capture limit.
+    pub body: Bytes,
+    /// Whether the body was longer than the limit.
+    pub truncated: bool,
+}
+
+/// The primary's and the shadow's answers to the same request.
+#[derive(Debug, Clone)]
+pub struct MirrorPair {
+    pub service: Arc<str>,
+    pub primary_version: Arc<str>,
+    pub shadow_version: Arc<str>,
+    pub method: Method,
+    pub path: String,
+    pub request_body: Bytes,
+    pub primary: Option<Captured>,
+    /// `Err` when the shadow failed (connection, timeout), with why.
+    pub shadow: Result<Captured, String>,
+}
+
+/// Where pairs go; the shadow comparison fills this in.
+pub trait ComparisonHook: Send + Sync {
+    fn compare(&self, pair: MirrorPair);
+}
+
+/// Keeps nothing: for a gateway with no comparison wired in yet.
+pub struct DiscardPairs;
+
+impl ComparisonHook for DiscardPairs {
+    fn compare(&self, _pair: MirrorPair) {}
+}
+
+/// A copy waiting to be sent to the shadow.
+pub struct MirrorJob {
+    pub service: Arc<str>,
+    pub primary_version: Arc<str>,
+    pub shadow_version: Arc<str>,
+    pub endpoint: Arc<Endpoint>,
+    pub series: Arc<Series>,
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub primary: oneshot::Receiver<Captured>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorLimits {
+    /// Copies waiting for a worker; more are dropped.
+    pub queue: usize,
+    /// Shadow requests in flight at once.
+    pub concurrency: usize,
+    /// Request bodies larger than this are not mirrored.
+    pub max_body: usize,
+    /// How much of each answer is kept for comparison.
+    pub capture: usize,
+}
+
+impl Default for MirrorLimits {
+    fn default() -> Self {
+        MirrorLimits { queue: 1024, concurrency: 64, max_body: 1024 * 1024, capture: 256 * 1024 }
+    }
+}
+
+pub struct Mirror {
+    queue: mpsc::Sender<MirrorJob>,
+    pub limits: MirrorLimits,
+}
+
+impl Mirror {
+    /// Starts the workers.
+    pub fn start(
+        client: Client<HttpConnector, ProxyBody>,
+        stats: Arc<Stats>,
+        hook: Arc<dyn ComparisonHook>,
+        limits: MirrorLimits,
+    ) -> Mirror {
+        let (queue, mut jobs) = mpsc::channel::<MirrorJob>(limits.queue.max(1));
+        let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+        tokio::spawn(async move {
+            while let Some(job) = jobs.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let (client, stats, hook) = (client.clone(), stats.clone(), hook.clone());
+                tokio::spawn(async move {
+                    let pair = shadow(&client, job, limits.capture).await;
+                    if pair.shadow.is_err() {
+                        stats.mirror_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    hook.compare(pair);
+                    drop(slot);
+                });
+            }
+        });
+        Mirror { queue, limits }
+    }
+
+    /// Queues a copy; false (and counted as dropped) when the queue is full.
+    pub fn offer(&self, job: MirrorJob, stats: &Stats) -> bool {
+        match self.queue.try_send(job) {
+            Ok(()) => {
+                stats.mirror_sent.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+async fn shadow(client: &Client<HttpConnector, ProxyBody>, job: MirrorJob, capture: usize) -> MirrorPair {
+    let started = Instant::now();
+    job.series.started();
+    let uri = Uri::builder()
+        .scheme(job.endpoint.scheme.clone())
+        .authority(job.endpoint.authority.clone())
+        .path_and_query(format!("{}{}", job.endpoint.base_path, job.path))
+        .build();
+    let answer = match uri {
+        Ok(uri) => {
+            let mut request = Request::new(full(job.body.clone()));
+            *request.method_mut() = job.method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = job.headers.clone();
+            match tokio::time::timeout(job.timeout, exchange(client, request, capture)).await {
+                Ok(Ok(captured)) => {
+                    job.series.first_byte(started.elapsed());
+                    let outcome = if captured.status.is_server_error() {
+                        Outcome::ServerError
+                    } else if captured.status.is_client_error() {
+                        Outcome::ClientError
+                    } else {
+                        Outcome::Ok
+                    };
+                    job.series.finished(outcome, started.elapsed());
+                    Ok(captured)
+                }
+                Ok(Err(e)) => {
+                    job.series.finished(Outcome::ConnectionFailure, started.elapsed());
+                    Err(e)
+                }
+                Err(_) => {
+                    job.series.finished(Outcome::Timeout, started.elapsed());
+                    Err(format!("no answer within {:?}", job.timeout))
+                }
+            }
+        }
+        Err(e) => Err(format!("cannot build the shadow request: {e}")),
+    };
+    MirrorPair {
+        service: job.service,
+        primary_version: job.primary_version,
+        shadow_version: job.shadow_version,
+        method: job.method,
+        path: job.path,
+        request_body: job.body,
+        primary: job.primary.await.ok(),
+        shadow: answer,
+    }
+}
+
+async fn exchange(
+    client: &Client<HttpConnector, ProxyBody>,
+    request: Request<ProxyBody>,
+    capture: usize,
+) -> Result<Captured, String> {
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let (body, truncated) = match Limited::new(body, capture).collect().await {
+        Ok(collected) => (collected.to_bytes(), false),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => (Bytes::new(), true),
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(Captured { status: parts.status, headers: parts.headers, body, truncated })
+}
