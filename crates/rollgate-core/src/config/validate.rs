@@ -66,14 +66,14 @@ pub(super) fn check(
                 ));
             }
         }
-        if let Some(mirror) = &service.mirror {
-            if !service.versions.contains_key(mirror.version.get_ref()) {
-                out.push(locate.at(
-                    Some(mirror.version.span()),
-                    format!("service `{name}` mirrors to `{}`, which it does not define", mirror.version.get_ref()),
-                    Some("mirror to one of the service's versions".into()),
-                ));
-            }
+        if let Some(mirror) = &service.mirror
+            && !service.versions.contains_key(mirror.version.get_ref())
+        {
+            out.push(locate.at(
+                Some(mirror.version.span()),
+                format!("service `{name}` mirrors to `{}`, which it does not define", mirror.version.get_ref()),
+                Some("mirror to one of the service's versions".into()),
+            ));
         }
         for (version_name, version) in &service.versions {
             let vat = |path: &[&str]| at(&[&["versions", version_name], path].concat());
