@@ -25,7 +25,7 @@ cd "$work"
 admin=$("$bin" token create --name fuzzer --role admin 2>/dev/null)
 # A clock parked on a Thursday so the deploy window never refuses a start.
 ROLLGATE_CLOCK="speed=1,origin=2026-11-26T09:00:00Z" ROLLGATE_WEBHOOK_KEY=fuzz \
-  "$bin" serve --listen 127.0.0.1:0 >server.out 2>server.err &
+  "$bin" serve --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 >server.out 2>server.err &
 server=$!
 for _ in $(seq 1 100); do
   addr=$(grep -o 'http://[0-9.:]*' server.out 2>/dev/null | head -n 1 || true)

@@ -10,6 +10,7 @@ mod controller;
 pub mod notify;
 mod registry;
 mod state;
+mod traffic;
 pub mod views;
 
 pub use registry::VersionSpec;
@@ -17,6 +18,8 @@ pub use registry::VersionSpec;
 use notify::{Hook, Notifier, RetryPolicy};
 use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
+use rollgate_gateway::Gateway;
+use rollgate_store::EventStore;
 use rollgate_store::{AnyStore, Rollouts};
 use state::{AppState, Inner};
 use std::net::SocketAddr;
@@ -26,6 +29,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use traffic::Effects;
 
 pub struct ServerOptions {
     pub config: Config,
@@ -36,6 +40,8 @@ pub struct ServerOptions {
     pub tick: Duration,
     /// Webhooks with their signing keys (see [`Hook::from_config`]).
     pub hooks: Vec<Hook>,
+    /// The gateway that carries out traffic effects, when it runs in this process.
+    pub gateway: Option<Arc<Gateway>>,
     pub retry: RetryPolicy,
 }
 
@@ -45,6 +51,8 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot finish the effects left pending by an earlier run: {0}")]
     Resume(#[from] rollgate_store::SubmitError),
+    #[error("cannot put the gateway where the rollouts left traffic: {0}")]
+    Restore(String),
 }
 
 /// A running server: its address, and a way to stop it gracefully.
@@ -71,14 +79,23 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
     let hooks = Arc::new(options.hooks);
     let wake = Arc::new(Notify::new());
     let notifier = Notifier::new(options.store.clone(), hooks.clone(), wake.clone());
+    let effects = Effects { notifier, gateway: options.gateway };
     let state = AppState::new(Inner {
         rollouts: Rollouts::new(options.store.clone()),
         config: options.config,
         clock: options.clock,
-        notifier,
+        effects,
         ready: AtomicBool::new(false),
     });
     let resumed = state.finish_pending().await?;
+    let mut current = Vec::new();
+    let streams = options.store.streams().await.map_err(rollgate_store::SubmitError::from)?;
+    for id in streams.iter().filter(|s| rollgate_store::is_rollout_stream(s)) {
+        if let Some(rollout) = state.rollouts().load(id).await? {
+            current.push(rollout);
+        }
+    }
+    state.effects().restore(&mut current).map_err(|e| ServeError::Restore(e.to_string()))?;
     if resumed > 0 {
         tracing::info!(effects = resumed, "carried out effects left pending by an earlier run");
     }

@@ -1,7 +1,7 @@
 //! What every request handler and the controller share.
 
 use crate::api::problem::ApiError;
-use crate::notify::Notifier;
+use crate::traffic::Effects;
 use crate::views::RolloutView;
 use rollgate_core::Timestamp;
 use rollgate_core::clock::Clock;
@@ -18,7 +18,7 @@ pub struct Inner {
     pub rollouts: Rollouts<AnyStore>,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
-    pub notifier: Notifier,
+    pub effects: Effects,
     pub ready: AtomicBool,
 }
 
@@ -43,6 +43,10 @@ impl AppState {
         &self.0.rollouts
     }
 
+    pub fn effects(&self) -> &Effects {
+        &self.0.effects
+    }
+
     pub fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::Acquire)
     }
@@ -54,13 +58,13 @@ impl AppState {
     /// Applies a command to a rollout and carries out its effects.
     pub async fn submit(&self, id: &str, command: &Command) -> Result<Submitted, SubmitError> {
         let submitted = self.0.rollouts.submit(id, command, self.now()).await?;
-        carry_out_pending_in(&self.0.rollouts, id, &self.0.notifier).await?;
+        carry_out_pending_in(&self.0.rollouts, id, &self.0.effects).await?;
         Ok(submitted)
     }
 
     /// Effects left pending by a process that died, in every rollout.
     pub async fn finish_pending(&self) -> Result<usize, SubmitError> {
-        rollgate_store::carry_out_pending(&self.0.rollouts, &self.0.notifier).await
+        rollgate_store::carry_out_pending(&self.0.rollouts, &self.0.effects).await
     }
 
     pub async fn view(&self, id: &str) -> Result<RolloutView, ApiError> {

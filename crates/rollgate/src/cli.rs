@@ -60,8 +60,16 @@ pub enum Command {
         #[command(subcommand)]
         command: VersionCommand,
     },
-    /// Run the control plane: the API, the controller and notifications.
+    /// Run the control plane (API, controller, notifications) and the gateway in one process.
     Serve(ServeArgs),
+    /// Run only the gateway, on the config's static splits (no rollouts).
+    Gateway {
+        #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+        config: PathBuf,
+        /// Address of the gateway; port 0 picks a free port (the chosen address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080", env = "ROLLGATE_GATEWAY_LISTEN")]
+        listen: std::net::SocketAddr,
+    },
     /// Create, list and revoke API tokens, directly on the data directory or database.
     Token {
         #[command(flatten)]
@@ -80,6 +88,9 @@ pub struct ServeArgs {
     /// Address of the API; port 0 picks a free port (the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:7070", env = "ROLLGATE_LISTEN")]
     pub listen: std::net::SocketAddr,
+    /// Address of the gateway in front of the model servers; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ROLLGATE_GATEWAY_LISTEN")]
+    pub gateway_listen: std::net::SocketAddr,
     /// How often the controller lets time pass for every rollout (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = parse_tick)]
     pub tick: std::time::Duration,

@@ -253,7 +253,7 @@ struct Served {
 impl Served {
     fn start(ws: &Workspace) -> Served {
         let mut child = ws
-            .command(&["serve", "--listen", "127.0.0.1:0", "--tick", "100ms"])
+            .command(&["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--tick", "100ms"])
             .env_remove("ROLLGATE_NOW")
             // A clock parked on Thursday morning, running at real speed.
             .env("ROLLGATE_CLOCK", format!("speed=1,origin={THURSDAY}"))

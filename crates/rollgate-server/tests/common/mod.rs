@@ -39,6 +39,7 @@ impl Setup {
             clock: Arc::new(self.clock.clone()),
             tick: Duration::from_millis(50),
             hooks,
+            gateway: None,
             retry,
         }
     }

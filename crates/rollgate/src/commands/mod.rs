@@ -2,6 +2,7 @@
 
 mod audit;
 mod config;
+mod gateway;
 mod plan;
 mod remote;
 mod rollout;
@@ -33,6 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Serve(args) => serve::run(args).await,
+        Command::Gateway { config, listen } => gateway::run(&config, listen).await,
         Command::Token { store, command } => token::run(&store, command).await,
     }
 }

@@ -22,6 +22,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let hooks = Hook::from_config(&config).map_err(crate::Refused)?;
+    let gateway = super::gateway::start(&config, args.gateway_listen).await?;
     let options = ServerOptions {
         config,
         store,
@@ -29,19 +30,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock,
         tick: args.tick,
         hooks,
+        gateway: Some(gateway.gateway.clone()),
         retry: RetryPolicy::default(),
     };
     let server = start(options).await?;
     println!("rollgate API listening on http://{}", server.addr);
     println!("OpenAPI document: http://{}/api/v1/openapi.json", server.addr);
+    println!("rollgate gateway listening on http://{}", gateway.addr);
     std::io::stdout().flush()?;
     shutdown_signal().await;
     eprintln!("shutting down: finishing requests in flight");
     server.shutdown().await;
+    gateway.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,65 @@
+//! The server's effect sink: notifications go to the notifier; traffic
+//! effects become route-table swaps on the in-process gateway, which apply
+//! to the very next request.
+
+use crate::notify::Notifier;
+use rollgate_core::rollout::{Effect, Rollout, Stage};
+use rollgate_core::weight::Weight;
+use rollgate_gateway::Gateway;
+use rollgate_gateway::table::TableError;
+use rollgate_store::{EffectKey, EffectSink};
+use std::sync::Arc;
+
+pub struct Effects {
+    pub notifier: Notifier,
+    pub gateway: Option<Arc<Gateway>>,
+}
+
+impl Effects {
+    fn set_weights(&self, service: &str, stable: &str, candidate: &str, weight: Weight) -> Result<(), TableError> {
+        let Some(gateway) = &self.gateway else { return Ok(()) };
+        let table = gateway.table().with_weights(service, stable, candidate, weight, &gateway.stats)?;
+        gateway.swap(table);
+        Ok(())
+    }
+
+    fn set_mirror(&self, service: &str, shadow: Option<(&str, Weight)>) -> Result<(), TableError> {
+        let Some(gateway) = &self.gateway else { return Ok(()) };
+        let table = gateway.table().with_mirror(service, shadow, &gateway.stats)?;
+        gateway.swap(table);
+        Ok(())
+    }
+
+    /// Puts the gateway where the rollouts' logs say traffic is (after a
+    /// restart): each service as its latest rollout left it.
+    pub fn restore(&self, rollouts: &mut [Rollout]) -> Result<(), TableError> {
+        rollouts.sort_by_key(|r| r.started_at);
+        for r in rollouts.iter() {
+            if r.stage != Stage::PreDeployment && r.stage != Stage::Staging {
+                self.set_weights(&r.service, &r.stable, &r.candidate, r.weight)?;
+            }
+            self.set_mirror(&r.service, r.mirroring.map(|share| (r.candidate.as_str(), share)))?;
+        }
+        Ok(())
+    }
+}
+
+impl EffectSink for Effects {
+    async fn carry_out(&self, key: &EffectKey, effect: &Effect) -> Result<(), String> {
+        let applied = match effect {
+            Effect::Notify { .. } => return self.notifier.carry_out(key, effect).await,
+            Effect::SetWeights { service, stable, candidate, candidate_weight } => {
+                self.set_weights(service, stable, candidate, *candidate_weight)
+            }
+            Effect::StartMirroring { service, shadow, share } => self.set_mirror(service, Some((shadow, *share))),
+            Effect::StopMirroring { service } => self.set_mirror(service, None),
+            other => {
+                // Staging, keep-warm, redeploy and retire act on deployments
+                // rollgate does not run itself yet; they stay in the log.
+                tracing::info!(key = %key, effect = ?other, "effect recorded");
+                Ok(())
+            }
+        };
+        applied.map_err(|e| e.to_string())
+    }
+}
