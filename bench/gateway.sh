@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The gateway against nginx, side by side in one run, on loopback:
+#   direct     - straight to the backend
+#   nginx      - nginx proxy_pass, keep-alive upstream, split_clients 5%
+#   rollgate   - the rollgate gateway, 5% canary split, metrics on
+#   rg+mirror  - the same with 100% of traffic mirrored to the canary's server
+# For each: an open-loop run at fixed rates (loadgen: latency from the due
+# time, so stalls count) and a saturated closed-loop run (wrk), then the
+# proxy's peak RSS. Run by hand (not in CI): bash bench/gateway.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+rates=${RATES:-"1000 5000 10000"}
+
+for tool in nginx wrk; do
+  command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install nginx wrk" >&2; exit 1; }
+done
+cargo build --release --quiet -p rollgate -p rollgate-bench
+rg="$PWD/target/release/rollgate"
+loadgen="$PWD/target/release/loadgen"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+b1=$(port); b2=$(port); ng=$(port); gw=$(port); gm=$(port)
+
+nginx_conf() { # name, http-block body
+  mkdir -p "$work/$1"
+  cat >"$work/$1/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $work/$1/pid; error_log $work/$1/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/$1; proxy_temp_path $work/$1; fastcgi_temp_path $work/$1; uwsgi_temp_path $work/$1; scgi_temp_path $work/$1;
+  $2
+}
+CONF
+  nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+  pids+=($!)
+}
+
+body='{"label":"approve","score":0.9731,"model":"fraud-v1","ok":1}'
+nginx_conf backend "server { listen 127.0.0.1:$b1; location / { default_type application/json; return 200 '$body'; } }
+  server { listen 127.0.0.1:$b2; location / { default_type application/json; return 200 '$body'; } }"
+nginx_conf proxy "upstream v1 { server 127.0.0.1:$b1; keepalive 64; }
+  upstream v2 { server 127.0.0.1:$b2; keepalive 64; }
+  split_clients \"\${request_id}\" \$variant { 5% v2; * v1; }
+  server { listen 127.0.0.1:$ng; location / { proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://\$variant; } }"
+
+gateway_conf() { # file, extra service lines
+  cat >"$1" <<CONF
+[services.bench]
+route = { path_prefix = "/" }
+protocol = "json"
+stable = "v1"
+split = { v1 = 95, v2 = 5 }
+$2
+[services.bench.versions.v1]
+endpoints = ["http://127.0.0.1:$b1"]
+artifact = { uri = "bench://v1", sha256 = "$(printf 'a%.0s' $(seq 64))" }
+owner = "bench"
+[services.bench.versions.v2]
+endpoints = ["http://127.0.0.1:$b2"]
+artifact = { uri = "bench://v2", sha256 = "$(printf 'a%.0s' $(seq 64))" }
+owner = "bench"
+CONF
+}
+gateway_conf "$work/split.toml" ""
+gateway_conf "$work/mirror.toml" 'mirror = { version = "v2", percent = 100 }'
+"$rg" gateway --config "$work/split.toml" --listen "127.0.0.1:$gw" >/dev/null &
+gw_pid=$!; pids+=($gw_pid)
+"$rg" gateway --config "$work/mirror.toml" --listen "127.0.0.1:$gm" >/dev/null &
+gm_pid=$!; pids+=($gm_pid)
+
+for p in $b1 $b2 $ng $gw $gm; do
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$p/" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+ng_pid=$(cat "$work/proxy/pid")
+
+rss() { [ -n "$1" ] && awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" || echo "-"; }
+
+printf '%-10s %7s %10s %9s %9s %9s %7s\n' target rate achieved p50_us p99_us p999_us errors
+declare -A sat mem
+for target in direct nginx rollgate rg+mirror; do
+  case $target in
+    direct) url="http://127.0.0.1:$b1/score"; pid="" ;;
+    nginx) url="http://127.0.0.1:$ng/score"; pid=$ng_pid ;;
+    rollgate) url="http://127.0.0.1:$gw/score"; pid=$gw_pid ;;
+    rg+mirror) url="http://127.0.0.1:$gm/score"; pid=$gm_pid ;;
+  esac
+  for rate in $rates; do
+    r=$("$loadgen" "$url" "$rate" "$secs" 128)
+    python3 - "$target" "$rate" "$r" <<'PY'
+import json, sys
+t, rate, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(f"{t:<10} {rate:>7} {r['achieved_rps']:>10.0f} {r['p50_us']:>9} {r['p99_us']:>9} {r['p999_us']:>9} {r['errors']:>7}")
+PY
+  done
+  sat[$target]=$(wrk -t2 -c32 -d"${secs}s" "$url" | awk '/Requests\/sec/ { print $2 }')
+  mem[$target]=$(rss "$pid")
+done
+echo
+printf '%-10s %14s %12s\n' target "wrk c=32 rps" "peak RSS"
+for target in direct nginx rollgate rg+mirror; do
+  printf '%-10s %14s %12s\n' "$target" "${sat[$target]}" "${mem[$target]}"
+done
