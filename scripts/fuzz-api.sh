@@ -17,7 +17,7 @@ fi
 st() { python3 -c 'import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())' "$@"; }
 
 cargo build --quiet --locked -p rollgate
-bin="$PWD/target/debug/rollgate"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/rollgate"
 work=$(mktemp -d)
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"

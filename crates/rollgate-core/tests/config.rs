@@ -101,6 +101,18 @@ fn every_problem_is_reported_in_one_run() {
 }
 
 #[test]
+fn splits_mirrors_and_roles_are_checked() {
+    let text = example_with("sticky = { header = \"x-user-id\" }", "sticky = { header = \"x-user-id\" }\nsplit = { v1 = 90, v9 = 5 }\nmirror = { version = \"v7\", percent = 100 }")
+        .replacen("dana = [\"admin\"]", "dana = [\"admin\", \"system\"]", 1);
+    let found: Vec<String> = problems(&text).iter().map(ToString::to_string).collect();
+    for needle in
+        ["splits traffic to `v9`", "the split adds up to 95%", "mirrors to `v7`", "`dana` is given the role system"]
+    {
+        assert!(found.iter().any(|d| d.contains(needle)), "missing {needle:?} in {found:#?}");
+    }
+}
+
+#[test]
 fn syntax_errors_are_located() {
     let found = problems("[services.a]\nprotocol = \"json\nroute = { path_prefix = \"/a\" }\n");
     assert!(!found.is_empty());

@@ -36,9 +36,12 @@ impl Effects {
         rollouts.sort_by_key(|r| r.started_at);
         for r in rollouts.iter() {
             if r.stage != Stage::PreDeployment && r.stage != Stage::Staging {
-                self.set_weights(&r.service, &r.stable, &r.candidate, r.weight)?;
+                unrouted_is_fine(self.set_weights(&r.service, &r.stable, &r.candidate, r.weight), &r.id)?;
             }
-            self.set_mirror(&r.service, r.mirroring.map(|share| (r.candidate.as_str(), share)))?;
+            unrouted_is_fine(
+                self.set_mirror(&r.service, r.mirroring.map(|share| (r.candidate.as_str(), share))),
+                &r.id,
+            )?;
         }
         Ok(())
     }
@@ -60,6 +63,18 @@ impl EffectSink for Effects {
                 Ok(())
             }
         };
-        applied.map_err(|e| e.to_string())
+        unrouted_is_fine(applied, &key.to_string()).map_err(|e| e.to_string())
+    }
+}
+
+/// A rollout of a service the gateway does not route (the config changed
+/// since) cannot move traffic; that is logged and must not wedge its log.
+fn unrouted_is_fine(result: Result<(), TableError>, what: &str) -> Result<(), TableError> {
+    match result {
+        Err(e @ (TableError::UnknownService(_) | TableError::UnknownVersion { .. })) => {
+            tracing::warn!(%what, error = %e, "traffic for a route the gateway does not have");
+            Ok(())
+        }
+        other => other,
     }
 }

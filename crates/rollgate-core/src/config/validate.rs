@@ -80,6 +80,15 @@ pub(super) fn check(
             check_version(name, version_name, version, &vat, locate, &mut out);
         }
     }
+    for (person, roles) in &config.roles {
+        if roles.contains(&crate::roles::Role::System) {
+            out.push(locate.at(
+                span_at(root, &["roles", person]),
+                format!("`{person}` is given the role system, which is rollgate's own (timers, judge verdicts)"),
+                Some("give people viewer, deployer, admin or approver:KIND".into()),
+            ));
+        }
+    }
     for hook in &config.notifications.webhooks {
         if let Err(why) = check_endpoint(hook.url.get_ref()) {
             out.push(locate.at(
