@@ -50,6 +50,9 @@ impl FromStr for Hold {
         if trimmed.is_empty() || trimmed.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err(" (a unit is required)"));
         }
+        if let Some(ms) = trimmed.strip_suffix("ms").and_then(|n| n.trim().parse::<i64>().ok()) {
+            return Ok(Hold(SignedDuration::from_millis(ms)));
+        }
         parse_units(trimmed).map(|secs| Hold(SignedDuration::from_secs(secs))).ok_or_else(|| err(""))
     }
 }
@@ -77,8 +80,9 @@ fn parse_units(s: &str) -> Option<i64> {
 impl fmt::Display for Hold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut secs = self.0.as_secs();
+        let millis = self.0.subsec_millis();
         if secs == 0 {
-            return f.write_str("0s");
+            return if millis > 0 { write!(f, "{millis}ms") } else { f.write_str("0s") };
         }
         for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
             if secs >= size {
@@ -114,6 +118,7 @@ mod tests {
         assert_eq!("1h30m".parse::<Hold>().unwrap().as_secs(), 5400);
         assert_eq!("2d".parse::<Hold>().unwrap().as_secs(), 2 * 86_400);
         assert_eq!("90s".parse::<Hold>().unwrap().as_secs(), 90);
+        assert_eq!("250ms".parse::<Hold>().unwrap().duration(), SignedDuration::from_millis(250));
     }
 
     #[test]
@@ -125,7 +130,7 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["4h", "1d12h", "30m", "1h0m5s", "0s"] {
+        for text in ["4h", "1d12h", "30m", "1h0m5s", "0s", "500ms"] {
             let hold: Hold = text.parse().unwrap();
             assert_eq!(hold.to_string().parse::<Hold>().unwrap(), hold);
         }

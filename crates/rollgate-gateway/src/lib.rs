@@ -6,6 +6,7 @@
 
 mod body;
 mod feedback;
+pub mod health;
 pub mod mirror;
 mod proxy;
 mod server;

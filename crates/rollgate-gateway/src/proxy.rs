@@ -69,6 +69,11 @@ impl Gateway {
         Gateway { table: ArcSwap::from_pointee(table), stats, feedback: Feedback::new(100_000), client, mirror }
     }
 
+    /// The client the gateway forwards with (health probes share its pool).
+    pub fn client(&self) -> Client<HttpConnector, ProxyBody> {
+        self.client.clone()
+    }
+
     /// The table requests are routed by now.
     pub fn table(&self) -> Arc<RouteTable> {
         self.table.load_full()
@@ -175,18 +180,21 @@ impl Gateway {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
                 release();
+                endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::ConnectionFailure, started.elapsed());
                 let detail = format!("the model server at {} failed: {}", endpoint.authority, error_chain(&e));
                 return error(StatusCode::BAD_GATEWAY, "upstream_failed", Some(service), &detail);
             }
             Err(_) => {
                 release();
+                endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::Timeout, started.elapsed());
                 let detail = format!("no response headers within {:?}", service.first_byte_timeout);
                 return error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", Some(service), &detail);
             }
         };
         series.first_byte(started.elapsed());
+        endpoint.health.request_ended(false, service.ejection.after, service.ejection.duration);
         let status = answer.status();
         let on_end = if status.is_server_error() {
             Outcome::ServerError

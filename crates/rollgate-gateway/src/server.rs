@@ -30,6 +30,8 @@ pub async fn serve(gateway: Arc<Gateway>, listen: SocketAddr) -> std::io::Result
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    let probed = gateway.clone();
+    tokio::spawn(crate::health::check_forever(gateway.client(), move || probed.table(), stopped.clone()));
     let shared = gateway.clone();
     let task = tokio::spawn(async move {
         loop {

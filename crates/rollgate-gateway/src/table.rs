@@ -3,6 +3,7 @@
 //! new one atomically, so a change applies to every request that starts
 //! after the swap while requests in flight finish where they began.
 
+use crate::health::EndpointHealth;
 use crate::stats::{Arm, Series, Stats};
 use crate::sticky::Split;
 use http::HeaderName;
@@ -31,6 +32,7 @@ pub struct Endpoint {
     /// A path the endpoint's URL carried, prefixed to every request's path.
     pub base_path: String,
     pub in_flight: AtomicUsize,
+    pub health: EndpointHealth,
 }
 
 pub struct VersionRoute {
@@ -41,18 +43,22 @@ pub struct VersionRoute {
 }
 
 impl VersionRoute {
-    /// Power of two choices on in-flight requests: two endpoints at random,
-    /// the less busy one wins.
+    /// Power of two choices on in-flight requests among the usable
+    /// endpoints: two at random, the less busy one wins. When none is
+    /// usable, all are tried rather than none (a failing check must not turn
+    /// into a full outage by itself).
     pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
-        match self.endpoints.len() {
-            0 => None,
-            1 => self.endpoints.first(),
-            n => {
-                let (a, b) = (fastrand::usize(..n), fastrand::usize(..n));
-                let load = |i: usize| self.endpoints[i].in_flight.load(Ordering::Relaxed);
-                self.endpoints.get(if load(a) <= load(b) { a } else { b })
-            }
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
         }
+        // From a random start, the first usable endpoint (or the start itself if none is).
+        let usable_from = |start: usize| {
+            (0..n).map(|k| (start + k) % n).find(|&i| self.endpoints[i].health.usable()).unwrap_or(start)
+        };
+        let (a, b) = (usable_from(fastrand::usize(..n)), usable_from(fastrand::usize(..n)));
+        let load = |i: usize| self.endpoints[i].in_flight.load(Ordering::Relaxed);
+        self.endpoints.get(if load(a) <= load(b) { a } else { b })
     }
 }
 
@@ -91,6 +97,25 @@ pub struct ServiceRoute {
     pub first_byte_timeout: Duration,
     pub total_timeout: Duration,
     pub limits: Limits,
+    pub health: Option<HealthProbe>,
+    pub ejection: Ejection,
+}
+
+/// A service's active health check, in the gateway's units.
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+/// A service's passive ejection, in the gateway's units.
+#[derive(Debug, Clone, Copy)]
+pub struct Ejection {
+    pub after: u32,
+    pub duration: Duration,
 }
 
 impl ServiceRoute {
@@ -240,6 +265,8 @@ impl ServiceRoute {
             first_byte_timeout: self.first_byte_timeout,
             total_timeout: self.total_timeout,
             limits: self.limits,
+            health: self.health.clone(),
+            ejection: self.ejection,
         }
     }
 }
@@ -254,11 +281,13 @@ fn endpoint(service: &str, url: &str) -> Result<Endpoint, TableError> {
         authority: parts.authority.ok_or_else(bad)?,
         base_path,
         in_flight: AtomicUsize::new(0),
+        health: EndpointHealth::default(),
     })
 }
 
+/// A config duration for the gateway: at least a millisecond.
 fn duration(hold: rollgate_core::hold::Hold) -> Duration {
-    Duration::from_secs(u64::try_from(hold.as_secs()).unwrap_or(0).max(1))
+    hold.duration().try_into().unwrap_or(Duration::ZERO).max(Duration::from_millis(1))
 }
 
 fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute, TableError> {
@@ -308,5 +337,13 @@ fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute,
         first_byte_timeout: duration(first_byte),
         total_timeout: duration(total),
         limits: s.limits,
+        health: s.health.as_ref().map(|h| HealthProbe {
+            path: h.path.clone(),
+            interval: duration(h.interval),
+            timeout: duration(h.timeout),
+            unhealthy_after: h.unhealthy_after,
+            healthy_after: h.healthy_after,
+        }),
+        ejection: Ejection { after: s.ejection.after, duration: duration(s.ejection.duration) },
     })
 }

@@ -489,3 +489,70 @@ async fn mirroring_never_holds_the_primary_and_pairs_both_answers() {
     );
     g.shutdown().await;
 }
+
+/// A model server whose health probe answers `probe_status`, and which
+/// serves requests with its name either way.
+async fn model_with_probe(name: &'static str, probe_status: u16) -> String {
+    let app = Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(move || async move { axum::http::StatusCode::from_u16(probe_status).unwrap() }),
+        )
+        .fallback(any(move || async move { format!("{{\"served_by\":\"{name}\"}}") }));
+    spawn(app).await
+}
+
+/// Two endpoints for one version, as the config's endpoint list.
+fn two(a: &str, b: &str) -> String {
+    format!("{a}\", \"{b}")
+}
+
+async fn bodies(client: &reqwest::Client, g: &RunningGateway, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let response = client.post(url(g, "/v1/score")).body("{}").send().await.unwrap();
+        *seen.entry(response.text().await.unwrap()).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn endpoints_failing_their_probes_get_no_requests() {
+    let (good, sick) = (model_with_probe("good", 200).await, model_with_probe("sick", 503).await);
+    let extra = "health = { path = \"/healthz\", interval = \"50ms\", timeout = \"1s\", unhealthy_after = 2, healthy_after = 1 }\n";
+    let g = gateway(&config(&two(&good, &sick), &good, None, extra)).await;
+    let marked = wait_until(|| async {
+        let table = g.gateway.table();
+        let v1 = &table.service("scorer").unwrap().versions[0];
+        v1.endpoints.iter().any(|e| !e.health.probed_healthy())
+    })
+    .await;
+    assert!(marked, "the sick endpoint was never marked unhealthy");
+    let seen = bodies(&reqwest::Client::new(), &g, 60).await;
+    assert_eq!(seen.get(r#"{"served_by":"good"}"#), Some(&60), "{seen:?}");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_real_requests_is_ejected() {
+    let good = model("good").await;
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        addr
+    };
+    let extra = "ejection = { after = 3, for = \"1h\" }\n";
+    let g = gateway(&config(&two(&good, &refused), &good, None, extra)).await;
+    let client = reqwest::Client::new();
+    // Until the refusing endpoint has failed 3 times in a row, some requests fail.
+    let ejected = wait_until(|| async {
+        let _ = client.post(url(&g, "/v1/score")).body("{}").send().await;
+        g.gateway.table().service("scorer").unwrap().versions[0].endpoints.iter().any(|e| e.health.ejected())
+    })
+    .await;
+    assert!(ejected, "the refusing endpoint was never ejected");
+    let seen = bodies(&client, &g, 60).await;
+    assert_eq!(seen.get(r#"{"served_by":"good"}"#), Some(&60), "{seen:?}");
+    g.shutdown().await;
+}

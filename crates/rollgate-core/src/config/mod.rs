@@ -57,6 +57,12 @@ pub struct Service {
     pub mirror: Option<MirrorSpec>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Active health checks of every endpoint (off unless set).
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    /// Passive ejection of endpoints that keep failing real requests.
+    #[serde(default)]
+    pub ejection: Ejection,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -68,6 +74,46 @@ pub struct Service {
 pub struct MirrorSpec {
     pub version: Spanned<String>,
     pub percent: Weight,
+}
+
+/// Probing each endpoint: `GET path` every `interval`; an endpoint is taken
+/// out after `unhealthy_after` failed probes and back after `healthy_after` good ones.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Hold,
+    pub timeout: Hold,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/healthz".into(),
+            interval: Hold::from_secs(5),
+            timeout: Hold::from_secs(1),
+            unhealthy_after: 3,
+            healthy_after: 2,
+        }
+    }
+}
+
+/// An endpoint whose real requests fail `after` times in a row (refused,
+/// reset, timed out) is left out for `for` (unless it is the last one).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ejection {
+    pub after: u32,
+    #[serde(rename = "for")]
+    pub duration: Hold,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Ejection { after: 5, duration: Hold::from_secs(30) }
+    }
 }
 
 /// How long the gateway waits on a model server.

@@ -1,0 +1,139 @@
+//! Whether an endpoint should get requests: active probes (`GET path`
+//! every interval, with thresholds both ways) and passive ejection after
+//! consecutive failures of real requests. State lives on the endpoint, so it
+//! survives route-table swaps.
+
+use crate::proxy::ProxyBody;
+use crate::table::{Endpoint, RouteTable};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A process-wide monotonic origin for ejection deadlines kept in atomics.
+fn now_ms(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug)]
+pub struct EndpointHealth {
+    origin: Instant,
+    probed_healthy: AtomicBool,
+    probe_failures: AtomicU32,
+    probe_passes: AtomicU32,
+    request_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+}
+
+impl Default for EndpointHealth {
+    fn default() -> Self {
+        EndpointHealth {
+            origin: Instant::now(),
+            probed_healthy: AtomicBool::new(true),
+            probe_failures: AtomicU32::new(0),
+            probe_passes: AtomicU32::new(0),
+            request_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EndpointHealth {
+    /// Passes its probes and is not ejected.
+    pub fn usable(&self) -> bool {
+        self.probed_healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms(self.origin)
+    }
+
+    pub fn probed_healthy(&self) -> bool {
+        self.probed_healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms(self.origin)
+    }
+
+    /// A real request ended: failures in a row eject the endpoint for a while.
+    pub fn request_ended(&self, failed: bool, after: u32, eject_for: Duration) {
+        if !failed {
+            self.request_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.request_failures.fetch_add(1, Ordering::Relaxed) + 1 >= after.max(1) {
+            self.request_failures.store(0, Ordering::Relaxed);
+            let until = now_ms(self.origin).saturating_add(u64::try_from(eject_for.as_millis()).unwrap_or(u64::MAX));
+            self.ejected_until_ms.store(until, Ordering::Relaxed);
+            tracing::warn!(for_ms = eject_for.as_millis() as u64, "endpoint ejected after consecutive failures");
+        }
+    }
+
+    /// A probe's result, with the thresholds that flip the state.
+    pub fn probed(&self, ok: bool, unhealthy_after: u32, healthy_after: u32) {
+        if ok {
+            self.probe_failures.store(0, Ordering::Relaxed);
+            if self.probe_passes.fetch_add(1, Ordering::Relaxed) + 1 >= healthy_after.max(1) {
+                self.probed_healthy.store(true, Ordering::Relaxed);
+            }
+        } else {
+            self.probe_passes.store(0, Ordering::Relaxed);
+            if self.probe_failures.fetch_add(1, Ordering::Relaxed) + 1 >= unhealthy_after.max(1) {
+                self.probed_healthy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn probe(client: &Client<HttpConnector, ProxyBody>, endpoint: &Endpoint, path: &str, timeout: Duration) -> bool {
+    let uri = Uri::builder()
+        .scheme(endpoint.scheme.clone())
+        .authority(endpoint.authority.clone())
+        .path_and_query(format!("{}{path}", endpoint.base_path))
+        .build();
+    let Ok(uri) = uri else { return false };
+    let Ok(request) = Request::get(uri).body(Empty::new().map_err(|never| match never {}).boxed()) else {
+        return false;
+    };
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Ok(Ok(response)) => {
+            let ok = response.status().is_success();
+            let _ = response.into_body().collect().await;
+            ok
+        }
+        _ => false,
+    }
+}
+
+/// Probes every endpoint of every service that asks for it, until `stop`.
+pub async fn check_forever(
+    client: Client<HttpConnector, ProxyBody>,
+    table: impl Fn() -> Arc<RouteTable> + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let current = table();
+        let mut next = Duration::from_secs(5);
+        let mut probes = Vec::new();
+        for service in &current.services {
+            let Some(check) = &service.health else { continue };
+            next = next.min(check.interval);
+            for endpoint in service.versions.iter().flat_map(|v| v.endpoints.iter()) {
+                let (client, endpoint, check) = (client.clone(), endpoint.clone(), check.clone());
+                probes.push(tokio::spawn(async move {
+                    let ok = probe(&client, &endpoint, &check.path, check.timeout).await;
+                    endpoint.health.probed(ok, check.unhealthy_after, check.healthy_after);
+                }));
+            }
+        }
+        for p in probes {
+            let _ = p.await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(next) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
