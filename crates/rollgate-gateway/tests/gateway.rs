@@ -30,6 +30,12 @@ async fn spawn(app: Router) -> String {
     addr
 }
 
+/// An address where nothing listens: connections are refused.
+fn refused_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
 /// A raw TCP server that answers every connection with `reply` (then, if `hang`, stays silent).
 async fn raw(reply: &'static [u8], hang: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -189,12 +195,7 @@ async fn streamed_chunks_arrive_before_the_model_finishes() {
 
 #[tokio::test]
 async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version() {
-    let refused = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
-        drop(listener); // nothing listens there any more
-        addr
-    };
+    let refused = refused_address();
     let garbage = raw(b"this is not HTTP\r\n\r\n", false).await;
     let hangs = raw(b"", true).await;
     let cut = raw(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial", false).await;
@@ -536,12 +537,7 @@ async fn endpoints_failing_their_probes_get_no_requests() {
 #[tokio::test]
 async fn an_endpoint_failing_real_requests_is_ejected() {
     let good = model("good").await;
-    let refused = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = format!("http://{}", listener.local_addr().unwrap());
-        drop(listener);
-        addr
-    };
+    let refused = refused_address();
     let extra = "ejection = { after = 3, for = \"1h\" }\n";
     let g = gateway(&config(&two(&good, &refused), &good, None, extra)).await;
     let client = reqwest::Client::new();
