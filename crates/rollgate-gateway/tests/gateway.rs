@@ -265,9 +265,10 @@ async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_one
     let client = reqwest::Client::new();
     let base = url(&g, "/v1/score");
     let (swapped_tx, swapped) = tokio::sync::watch::channel(false);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let (client, base, swapped) = (client.clone(), base.clone(), swapped.clone());
+        let (client, base, swapped, done) = (client.clone(), base.clone(), swapped.clone(), done.clone());
         workers.push(tokio::spawn(async move {
             let (mut failures, mut after_swap_on_canary, mut sent) = (0, 0, 0);
             for _ in 0..150 {
@@ -281,11 +282,13 @@ async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_one
                     _ => failures += 1,
                 }
                 sent += 1;
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             (failures, after_swap_on_canary, sent)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Swap while the load is running: after some requests, well before the last.
+    assert!(wait_until(|| async { done.load(std::sync::atomic::Ordering::Relaxed) >= 100 }).await);
     let rollback = g.gateway.table().with_weights("scorer", "v1", "v2", Weight::ZERO, &g.gateway.stats).unwrap();
     g.gateway.swap(rollback);
     swapped_tx.send(true).unwrap();
