@@ -57,21 +57,39 @@ pub fn is_rollout_stream(stream: &str) -> bool {
 /// How many times a writer re-reads a stream after losing a race to another writer.
 const CONFLICT_RETRIES: usize = 8;
 
+/// Appends the event `decide` builds from the stream as it stands, reading
+/// the stream again and deciding anew when another writer takes the
+/// position first; gives up with the conflict after a few tries.
+pub(crate) async fn append_deciding<S, T, E>(
+    store: &S,
+    stream: &str,
+    mut decide: impl FnMut(&[RecordedEvent]) -> Result<(RecordedEvent, T), E>,
+) -> Result<T, E>
+where
+    S: EventStore,
+    E: From<StoreError>,
+{
+    for attempt in 1..=CONFLICT_RETRIES {
+        let events = store.read(stream).await?;
+        let (event, decided) = decide(&events)?;
+        match store.append(std::slice::from_ref(&event)).await {
+            Ok(()) => return Ok(decided),
+            Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the last attempt returns either way")
+}
+
 /// Appends a record (any body text) to a stream that is not a rollout, such
 /// as the version registry or the token audit trail, chained like every
 /// event; retries when another writer takes the position first.
 pub async fn append_record<S: EventStore>(store: &S, stream: &str, body: String) -> Result<RecordedEvent, StoreError> {
-    let mut last = None;
-    for _ in 0..CONFLICT_RETRIES {
-        let events = store.read(stream).await?;
+    append_deciding(store, stream, |events| {
         let event = RecordedEvent::next_text(stream, events.last(), body.clone());
-        match store.append(std::slice::from_ref(&event)).await {
-            Ok(()) => return Ok(event),
-            Err(e) if e.is_conflict() => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or(StoreError::MalformedBatch))
+        Ok((event.clone(), event))
+    })
+    .await
 }
 
 /// The store chosen at start-up: the binary holds one of these.

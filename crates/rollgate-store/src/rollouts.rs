@@ -8,7 +8,7 @@
 //! sink at least once, under a key that is the same every time
 //! (stream/seq/index), so sinks drop repeats.
 
-use crate::{CONFLICT_RETRIES, EventStore, StoreError};
+use crate::{EventStore, StoreError, append_deciding};
 use rollgate_core::Timestamp;
 use rollgate_core::event::{EventBody, RecordedEvent, ReplayError, replay};
 use rollgate_core::rollout::{Command, Effect, Rejection, Rollout, step};
@@ -83,23 +83,19 @@ impl<S: EventStore> Rollouts<S> {
     }
 
     /// Decides `command` at `now` against the latest log and appends its event.
+    // A refusal carries every gate and why; it is returned once per refused
+    // command, so its size costs nothing that matters.
+    #[allow(clippy::result_large_err)]
     pub async fn submit(&self, id: &str, command: &Command, now: Timestamp) -> Result<Submitted, SubmitError> {
-        let mut last_conflict = None;
-        for _ in 0..CONFLICT_RETRIES {
-            let events = self.store.read(id).await?;
-            let state = replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
+        append_deciding(&self.store, id, |events| {
+            let state = replay(events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
             let transition = step(state.as_ref(), command, now)?;
             let body = EventBody { at: now, command: command.clone(), effects: transition.effects.clone() };
             let event = RecordedEvent::next(id, events.last(), &body);
-            match self.store.append(std::slice::from_ref(&event)).await {
-                Ok(()) => {
-                    return Ok(Submitted { state: transition.state, event, effects: transition.effects });
-                }
-                Err(e) if e.is_conflict() => last_conflict = Some(e),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last_conflict.map_or_else(|| StoreError::MalformedBatch.into(), SubmitError::from))
+            let submitted = Submitted { state: transition.state, event: event.clone(), effects: transition.effects };
+            Ok((event, submitted))
+        })
+        .await
     }
 
     /// Every event, across all rollouts, whose effects are not marked done.

@@ -36,7 +36,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<Refused>() {
             Some(refused) => {
-                eprintln!("{refused}");
+                // `--json` refusals have said everything on stdout already.
+                if !refused.0.is_empty() {
+                    eprintln!("{refused}");
+                }
                 ExitCode::from(3)
             }
             None => {
