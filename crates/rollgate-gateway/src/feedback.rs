@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, Deserialize)]
@@ -29,23 +30,37 @@ struct Served {
     order: VecDeque<HeaderValue>,
 }
 
+/// Shards, so that threads recording different requests rarely meet on a lock.
+const SHARDS: usize = 16;
+
 /// Which series served each recent request; the oldest are forgotten first.
 pub struct Feedback {
-    capacity: usize,
-    served: Mutex<Served>,
+    capacity_per_shard: usize,
+    hasher: RandomState,
+    shards: [Mutex<Served>; SHARDS],
 }
 
 impl Feedback {
+    /// Remembers about `capacity` recent requests (each shard keeps its share).
     pub fn new(capacity: usize) -> Feedback {
-        Feedback { capacity, served: Mutex::new(Served::default()) }
+        Feedback {
+            capacity_per_shard: capacity.div_ceil(SHARDS),
+            hasher: RandomState::new(),
+            shards: std::array::from_fn(|_| Mutex::new(Served::default())),
+        }
+    }
+
+    fn shard(&self, request_id: &HeaderValue) -> &Mutex<Served> {
+        let hash = self.hasher.hash_one(request_id.as_bytes());
+        &self.shards[(hash % SHARDS as u64) as usize]
     }
 
     pub fn remember(&self, request_id: &HeaderValue, series: Arc<Series>) {
-        let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut served = self.shard(request_id).lock().unwrap_or_else(PoisonError::into_inner);
         if served.by_id.insert(request_id.clone(), series).is_none() {
             served.order.push_back(request_id.clone());
         }
-        while served.order.len() > self.capacity {
+        while served.order.len() > self.capacity_per_shard {
             if let Some(old) = served.order.pop_front() {
                 served.by_id.remove(&old);
             }
@@ -54,7 +69,7 @@ impl Feedback {
 
     fn find(&self, request_id: &str) -> Option<Arc<Series>> {
         let key = HeaderValue::from_str(request_id).ok()?;
-        self.served.lock().unwrap_or_else(PoisonError::into_inner).by_id.get(&key).cloned()
+        self.shard(&key).lock().unwrap_or_else(PoisonError::into_inner).by_id.get(&key).cloned()
     }
 
     pub async fn receive(&self, request: Request<Incoming>) -> Response<ProxyBody> {

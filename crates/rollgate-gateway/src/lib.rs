@@ -15,4 +15,4 @@ pub mod sticky;
 pub mod table;
 
 pub use proxy::{Gateway, REQUEST_ID, SERVED_BY};
-pub use server::{RunningGateway, serve};
+pub use server::{RunningGateway, serve, serve_on_threads};

@@ -21,6 +21,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use thread_local::ThreadLocal;
 use tokio::sync::oneshot;
 
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -41,11 +42,16 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+type Upstream = Client<HttpConnector, ProxyBody>;
+
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
     pub stats: Arc<Stats>,
     pub feedback: Feedback,
-    client: Client<HttpConnector, ProxyBody>,
+    connect_timeout: Duration,
+    /// One connection pool per thread: a pooled connection's task then runs
+    /// on the thread that uses it, with no cross-thread wake-ups per request.
+    clients: ThreadLocal<Upstream>,
     mirror: Mirror,
 }
 
@@ -58,20 +64,20 @@ impl Gateway {
         hook: Arc<dyn ComparisonHook>,
         limits: MirrorLimits,
     ) -> Gateway {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        let mirror = Mirror::start(client.clone(), stats.clone(), hook, limits);
-        Gateway { table: ArcSwap::from_pointee(table), stats, feedback: Feedback::new(100_000), client, mirror }
+        let mirror = Mirror::start(upstream(connect_timeout), stats.clone(), hook, limits);
+        Gateway {
+            table: ArcSwap::from_pointee(table),
+            stats,
+            feedback: Feedback::new(100_000),
+            connect_timeout,
+            clients: ThreadLocal::new(),
+            mirror,
+        }
     }
 
-    /// The client the gateway forwards with (health probes share its pool).
-    pub fn client(&self) -> Client<HttpConnector, ProxyBody> {
-        self.client.clone()
+    /// The calling thread's client (health probes share its pool).
+    pub fn client(&self) -> Upstream {
+        self.clients.get_or(|| upstream(self.connect_timeout)).clone()
     }
 
     /// The table requests are routed by now.
@@ -86,10 +92,7 @@ impl Gateway {
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
-        let request_id = request.headers().get(REQUEST_ID).cloned().unwrap_or_else(|| {
-            HeaderValue::from_str(&format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
-                .unwrap_or(HeaderValue::from_static("0"))
-        });
+        let request_id = request.headers().get(REQUEST_ID).cloned().unwrap_or_else(new_request_id);
         let mut response = match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => metrics(&self.stats),
             (&Method::POST, "/feedback") => self.feedback.receive(request).await,
@@ -173,9 +176,11 @@ impl Gateway {
             release_endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
         };
         let deadline = Box::pin(tokio::time::sleep(service.total_timeout));
-        let sent =
-            tokio::time::timeout(service.first_byte_timeout.min(service.total_timeout), self.client.request(outbound))
-                .await;
+        let sent = tokio::time::timeout(
+            service.first_byte_timeout.min(service.total_timeout),
+            self.client().request(outbound),
+        )
+        .await;
         let answer = match sent {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
@@ -270,6 +275,27 @@ impl Gateway {
         };
         self.mirror.offer(job, &self.stats);
     }
+}
+
+/// 32 random hex digits, written without a format string.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| unreachable!("hex digits are valid header bytes"))
+}
+
+fn upstream(connect_timeout: Duration) -> Upstream {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 fn limit_of(bytes: u64) -> usize {

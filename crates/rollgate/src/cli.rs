@@ -69,6 +69,9 @@ pub enum Command {
         /// Address of the gateway; port 0 picks a free port (the chosen address is printed).
         #[arg(long, default_value = "127.0.0.1:8080", env = "ROLLGATE_GATEWAY_LISTEN")]
         listen: std::net::SocketAddr,
+        /// Threads serving requests, each with its own listener and backend pool (default: one per core).
+        #[arg(long, env = "ROLLGATE_GATEWAY_THREADS")]
+        threads: Option<std::num::NonZeroUsize>,
     },
     /// Create, list and revoke API tokens, directly on the data directory or database.
     Token {
@@ -91,6 +94,9 @@ pub struct ServeArgs {
     /// Address of the gateway in front of the model servers; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ROLLGATE_GATEWAY_LISTEN")]
     pub gateway_listen: std::net::SocketAddr,
+    /// Threads serving gateway requests, each with its own listener and backend pool (default: one per core).
+    #[arg(long, env = "ROLLGATE_GATEWAY_THREADS")]
+    pub gateway_threads: Option<std::num::NonZeroUsize>,
     /// How often the controller lets time pass for every rollout (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = parse_tick)]
     pub tick: std::time::Duration,

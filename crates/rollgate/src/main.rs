@@ -8,6 +8,11 @@ mod effects;
 mod render;
 
 use clap::Parser;
+
+/// mimalloc keeps per-thread heaps small and returns memory to the system,
+/// where glibc's arenas grow under many short-lived connection buffers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// A run that did its job but must report a refusal (exit code 3): a config

@@ -207,6 +207,38 @@ pub struct RollbackTriggers {
     pub false_rollback_budget: f64,
     /// Redeploy the previous version instead of only moving traffic back.
     pub full_rollback: bool,
+    /// After each weight change the judge ignores this long (new pods warming
+    /// up, requests routed at the old weight finishing).
+    pub warm_up: Hold,
+    /// Canary events a statistical trigger needs before it may fire.
+    pub min_canary_events: u32,
+    /// Canary requests the judge wants to have seen before it calls the canary healthy.
+    pub min_canary_requests: u64,
+    /// Metrics computed elsewhere, read from Prometheus.
+    pub external: Vec<ExternalMetric>,
+}
+
+/// A PromQL query judged per version: `{version}` in the query stands for
+/// the version's name. Either an absolute bound on the canary's value
+/// (`max`) or a bound on canary ÷ baseline (`max_ratio`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalMetric {
+    pub name: String,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ratio: Option<f64>,
+    /// How often it is queried.
+    #[serde(default = "ExternalMetric::default_interval")]
+    pub interval: Hold,
+}
+
+impl ExternalMetric {
+    fn default_interval() -> Hold {
+        Hold::from_secs(15)
+    }
 }
 
 impl Default for RollbackTriggers {
@@ -221,6 +253,10 @@ impl Default for RollbackTriggers {
             max_saturation: 0.05,
             false_rollback_budget: 0.05,
             full_rollback: false,
+            warm_up: Hold::from_secs(30),
+            min_canary_events: 3,
+            min_canary_requests: 100,
+            external: Vec::new(),
         }
     }
 }
@@ -374,6 +410,29 @@ impl Plan {
                 format!("max_saturation is {}", r.max_saturation),
                 "use a share above 0 and at most 1, e.g. 0.05",
             );
+        }
+        for (i, metric) in r.external.iter().enumerate() {
+            let at = format!("{i}");
+            let at: &[&str] = &["rollback", "external", &at];
+            if !crate::config::is_slug(&metric.name) {
+                problem(at, format!("external metric name `{}` is not a plain name", metric.name), crate::config::SLUG_HINT);
+            }
+            match (metric.max, metric.max_ratio) {
+                (Some(_), Some(_)) | (None, None) => problem(
+                    at,
+                    format!("external metric `{}` needs exactly one of max and max_ratio", metric.name),
+                    "max bounds the canary's value; max_ratio bounds canary / baseline",
+                ),
+                (None, Some(ratio)) if !metric.query.contains("{version}") || !(ratio > 0.0) => problem(
+                    at,
+                    format!("external metric `{}` compares versions, so its query must name `{{version}}`", metric.name),
+                    "e.g. query = 'avg(gpu_memory_used{version=\"{version}\"})', max_ratio = 1.2",
+                ),
+                _ => {}
+            }
+            if metric.interval.as_secs() < 1 {
+                problem(at, format!("external metric `{}` is queried more than once a second", metric.name), "use an interval of at least 1s, e.g. 15s");
+            }
         }
         if self.shadow.mirror_percent == Weight::ZERO {
             problem(

@@ -6,26 +6,34 @@ use rollgate_core::config::Config;
 use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{Gateway, RunningGateway, serve};
+use rollgate_gateway::{Gateway, RunningGateway, serve_on_threads};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the gateway for a config and starts listening.
-pub async fn start(config: &Config, listen: SocketAddr) -> anyhow::Result<RunningGateway> {
+/// Builds the gateway for a config and starts listening on `threads` threads (default: one per core).
+pub async fn start(
+    config: &Config,
+    listen: SocketAddr,
+    threads: Option<NonZeroUsize>,
+) -> anyhow::Result<RunningGateway> {
     let stats = Arc::new(Stats::default());
     let table = RouteTable::from_config(config, &stats).map_err(|e| crate::Refused(e.to_string()))?;
     // One connection pool serves every service, so it takes the shortest connect timeout.
     let connect = table.services.iter().map(|s| s.connect_timeout).min().unwrap_or(Duration::from_secs(2));
     let gateway = Arc::new(Gateway::new(table, stats, connect, Arc::new(DiscardPairs), MirrorLimits::default()));
-    serve(gateway, listen).await.with_context(|| format!("cannot listen on {listen} for the gateway"))
+    let threads = threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
+    serve_on_threads(gateway, listen, threads)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for the gateway"))
 }
 
-pub async fn run(config: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn run(config: &Path, listen: SocketAddr, threads: Option<NonZeroUsize>) -> anyhow::Result<()> {
     let config = load(config)?;
-    let gateway = start(&config, listen).await?;
+    let gateway = start(&config, listen, threads).await?;
     println!("rollgate gateway listening on http://{}", gateway.addr);
     std::io::stdout().flush()?;
     super::serve::shutdown_signal().await;

@@ -34,7 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Serve(args) => serve::run(args).await,
-        Command::Gateway { config, listen } => gateway::run(&config, listen).await,
+        Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
         Command::Token { store, command } => token::run(&store, command).await,
     }
 }

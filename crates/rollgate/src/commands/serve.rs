@@ -22,7 +22,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let hooks = Hook::from_config(&config).map_err(crate::Refused)?;
-    let gateway = super::gateway::start(&config, args.gateway_listen).await?;
+    let gateway = super::gateway::start(&config, args.gateway_listen, args.gateway_threads).await?;
     let options = ServerOptions {
         config,
         store,

@@ -1,0 +1,167 @@
+//! "Latency at p99 > 1.5x baseline" as scaled exceedances
+//! (canary-statistics.md §3.2A). With c a trailing estimate of the
+//! baseline's p99, a canary request slower than 1.5·c and a baseline request
+//! slower than c are each an event. If the canary is at most 1.5x slower,
+//! the canary's share of events is at most its routing weight, so the
+//! conditional-binomial e-process with ρ0 = 1 tests it, and drift shared by
+//! both arms cancels. c only ever comes from data seen before it is used.
+//!
+//! Beside it, per-step confidence bounds on each arm's quantile (Howard &
+//! Ramdas) are kept for the status page; they do not decide.
+
+use crate::config::JudgeConfig;
+use crate::judge::{TriggerReport, sequential_report};
+use crate::quantile::{QuantileBounds, quantile_bounds};
+use crate::ratio::{EXCEEDANCE_MULTIPLIERS, RatioTest};
+use hdrhistogram::Histogram;
+use std::collections::VecDeque;
+
+/// How often the reference quantile c is re-estimated, and over how many such periods.
+const REFRESH_MS: u64 = 60_000;
+const PERIODS: usize = 5;
+
+/// 1 µs to 10 minutes at two significant digits: the judge's own histograms are small.
+fn histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, 600_000_000, 2).unwrap_or_else(|_| unreachable!("constant, valid bounds"))
+}
+
+#[derive(Debug, Clone)]
+pub struct LatencyTrigger {
+    ratio: f64,
+    quantile: f64,
+    alpha: f64,
+    min_baseline: u64,
+    test: RatioTest,
+    /// The reference: the baseline's quantile, in µs, when enough samples back it.
+    reference_us: Option<f64>,
+    /// Baseline latencies since the last refresh.
+    period: Histogram<u32>,
+    period_started_ms: Option<u64>,
+    /// (quantile, samples) of the last few periods.
+    periods: VecDeque<(f64, u64)>,
+    /// This traffic step's latencies, for the quantile bounds.
+    step_weight: f64,
+    step_canary: Histogram<u32>,
+    step_baseline: Histogram<u32>,
+}
+
+impl LatencyTrigger {
+    pub fn new(config: &JudgeConfig, alpha: f64) -> LatencyTrigger {
+        LatencyTrigger {
+            ratio: config.latency_ratio,
+            quantile: config.latency_quantile,
+            alpha,
+            min_baseline: config.min_baseline_samples,
+            test: RatioTest::new(1.0, &EXCEEDANCE_MULTIPLIERS),
+            reference_us: None,
+            period: histogram(),
+            period_started_ms: None,
+            periods: VecDeque::new(),
+            step_weight: 0.0,
+            step_canary: histogram(),
+            step_baseline: histogram(),
+        }
+    }
+
+    /// Baseline latencies feed the reference, warm-up or not (they say nothing about the canary).
+    pub fn observe_baseline(&mut self, at_ms: u64, baseline: &[u32]) {
+        let started = *self.period_started_ms.get_or_insert(at_ms);
+        if at_ms >= started + REFRESH_MS {
+            self.refresh(at_ms);
+        }
+        record_all(&mut self.period, baseline);
+    }
+
+    fn refresh(&mut self, at_ms: u64) {
+        if !self.period.is_empty() {
+            self.periods.push_back((self.period.value_at_quantile(self.quantile) as f64, self.period.len()));
+            if self.periods.len() > PERIODS {
+                self.periods.pop_front();
+            }
+        }
+        self.period.reset();
+        self.period_started_ms = Some(at_ms);
+        let samples: u64 = self.periods.iter().map(|&(_, n)| n).sum();
+        if samples >= self.min_baseline {
+            let weighted: f64 = self.periods.iter().map(|&(q, n)| q * n as f64).sum();
+            self.reference_us = Some(weighted / samples as f64);
+        }
+    }
+
+    /// One tick's latencies of both arms, outside warm-up.
+    pub fn observe(&mut self, weight: f64, canary: &[u32], baseline: &[u32]) {
+        if weight != self.step_weight {
+            self.step_weight = weight;
+            self.step_canary.reset();
+            self.step_baseline.reset();
+        }
+        record_all(&mut self.step_canary, canary);
+        record_all(&mut self.step_baseline, baseline);
+        let Some(reference) = self.reference_us else { return };
+        let bar = self.ratio * reference;
+        let canary_slow = canary.iter().filter(|&&us| f64::from(us) > bar).count() as u64;
+        let baseline_slow = baseline.iter().filter(|&&us| f64::from(us) > reference).count() as u64;
+        self.test.add(weight, canary_slow, baseline_slow);
+    }
+
+    pub fn fired(&self, min_events: u64) -> bool {
+        self.test.canary_events() >= min_events && self.test.log_e() >= (1.0 / self.alpha).ln()
+    }
+
+    pub fn reason(&self) -> String {
+        format!(
+            "canary p{} latency above {}x baseline: {} canary requests slower than {:.0} ms and {} baseline requests slower than {:.0} ms give e-value {:.1} >= {:.0}",
+            self.quantile * 100.0,
+            self.ratio,
+            self.test.canary_events(),
+            self.ratio * self.reference_us.unwrap_or(0.0) / 1000.0,
+            self.test.baseline_events(),
+            self.reference_us.unwrap_or(0.0) / 1000.0,
+            self.test.log_e().exp(),
+            1.0 / self.alpha
+        )
+    }
+
+    pub fn report(&self, min_events: u64) -> TriggerReport {
+        let bounds = |h: &Histogram<u32>| quantile_bounds(h, self.quantile, self.alpha / 2.0, 1000.0);
+        let detail = match self.reference_us {
+            None => format!(
+                "waiting for {} baseline latencies to estimate its p{}",
+                self.min_baseline,
+                self.quantile * 100.0
+            ),
+            Some(c) => format!(
+                "baseline p{q} reference {:.1} ms; this step: canary p{q} {}, baseline p{q} {}",
+                c / 1000.0,
+                describe(bounds(&self.step_canary)),
+                describe(bounds(&self.step_baseline)),
+                q = self.quantile * 100.0,
+            ),
+        };
+        let mut report = sequential_report(
+            "latency",
+            format!("canary p{} latency > {}x baseline", self.quantile * 100.0, self.ratio),
+            &self.test,
+            self.alpha,
+            min_events,
+            detail,
+        );
+        report.guard = format!(
+            "{} baseline latencies for the reference, then at least {min_events} slow canary requests",
+            self.min_baseline
+        );
+        report.guard_met &= self.reference_us.is_some();
+        report
+    }
+}
+
+fn describe(b: QuantileBounds) -> String {
+    let ms = |v: Option<u64>| v.map_or("?".to_string(), |v| format!("{:.1}", v as f64 / 1000.0));
+    format!("in [{}, {}] ms ({} samples)", ms(b.lower_us), ms(b.upper_us), b.samples)
+}
+
+fn record_all(into: &mut Histogram<u32>, latencies_us: &[u32]) {
+    for &us in latencies_us {
+        let _ = into.record(u64::from(us).clamp(1, 600_000_000));
+    }
+}
