@@ -1,7 +1,8 @@
 //! Shadow traffic. A share of a service's requests is copied to a shadow
-//! version off the request path: the copy is queued (a bounded queue, a
-//! fixed number of workers) and dropped, counted, when the queue is full,
-//! so a slow shadow never slows a user's request. When both answers are in,
+//! version off the request path: the copy is sent by a task of its own on
+//! the thread that took the request, with bounded waiting and concurrency,
+//! and dropped, counted, when too many wait, so a slow shadow never slows a
+//! user's request. When both answers are in,
 //! the pair goes to a comparison hook.
 
 use crate::proxy::{ProxyBody, full};
@@ -15,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
 /// One side's answer, as far as the comparison needs it.
 #[derive(Debug, Clone)]
@@ -88,49 +89,46 @@ impl Default for MirrorLimits {
 }
 
 pub struct Mirror {
-    queue: mpsc::Sender<MirrorJob>,
+    /// Copies admitted (waiting or in flight); past it, copies are dropped.
+    admitted: Arc<Semaphore>,
+    /// Copies in flight to the shadow.
+    sending: Arc<Semaphore>,
+    stats: Arc<Stats>,
+    hook: Arc<dyn ComparisonHook>,
     pub limits: MirrorLimits,
 }
 
 impl Mirror {
-    /// Starts the workers.
-    pub fn start(
-        client: Client<HttpConnector, ProxyBody>,
-        stats: Arc<Stats>,
-        hook: Arc<dyn ComparisonHook>,
-        limits: MirrorLimits,
-    ) -> Mirror {
-        let (queue, mut jobs) = mpsc::channel::<MirrorJob>(limits.queue.max(1));
-        let slots = Arc::new(Semaphore::new(limits.concurrency.max(1)));
-        tokio::spawn(async move {
-            while let Some(job) = jobs.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else { return };
-                let (client, stats, hook) = (client.clone(), stats.clone(), hook.clone());
-                tokio::spawn(async move {
-                    let pair = shadow(&client, job, limits.capture).await;
-                    if pair.shadow.is_err() {
-                        stats.mirror_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    hook.compare(pair);
-                    drop(slot);
-                });
-            }
-        });
-        Mirror { queue, limits }
+    pub fn new(stats: Arc<Stats>, hook: Arc<dyn ComparisonHook>, limits: MirrorLimits) -> Mirror {
+        Mirror {
+            admitted: Arc::new(Semaphore::new(limits.queue.max(1) + limits.concurrency.max(1))),
+            sending: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            stats,
+            hook,
+            limits,
+        }
     }
 
-    /// Queues a copy; false (and counted as dropped) when the queue is full.
-    pub fn offer(&self, job: MirrorJob, stats: &Stats) -> bool {
-        match self.queue.try_send(job) {
-            Ok(()) => {
-                stats.mirror_sent.fetch_add(1, Ordering::Relaxed);
-                true
+    /// Sends a copy from the calling thread (with that thread's pool), or
+    /// drops it, counted, when too many are waiting already. Never waits.
+    pub fn offer(&self, job: MirrorJob, client: Client<HttpConnector, ProxyBody>) -> bool {
+        let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
+            self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        self.stats.mirror_sent.fetch_add(1, Ordering::Relaxed);
+        let (sending, stats, hook, capture) =
+            (self.sending.clone(), self.stats.clone(), self.hook.clone(), self.limits.capture);
+        tokio::spawn(async move {
+            let Ok(_slot) = sending.acquire_owned().await else { return };
+            let pair = shadow(&client, job, capture).await;
+            if pair.shadow.is_err() {
+                stats.mirror_failed.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => {
-                stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+            hook.compare(pair);
+            drop(admitted);
+        });
+        true
     }
 }
 

@@ -56,7 +56,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway on `table`. Must be called inside a Tokio runtime (it starts the mirror workers).
+    /// A gateway on `table`.
     pub fn new(
         table: RouteTable,
         stats: Arc<Stats>,
@@ -64,7 +64,7 @@ impl Gateway {
         hook: Arc<dyn ComparisonHook>,
         limits: MirrorLimits,
     ) -> Gateway {
-        let mirror = Mirror::start(upstream(connect_timeout), stats.clone(), hook, limits);
+        let mirror = Mirror::new(stats.clone(), hook, limits);
         Gateway {
             table: ArcSwap::from_pointee(table),
             stats,
@@ -273,7 +273,7 @@ impl Gateway {
             timeout: service.total_timeout,
             primary: primary_answer,
         };
-        self.mirror.offer(job, &self.stats);
+        self.mirror.offer(job, self.client());
     }
 }
 

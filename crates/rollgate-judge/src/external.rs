@@ -116,9 +116,8 @@ impl ExternalState {
             let value = Self::value(rule, reading.as_ref()).ok()?;
             let limit = Self::limit(rule);
             let what = if rule.needs_baseline() { "canary / baseline" } else { "canary value" };
-            (value > limit).then(|| {
-                (format!("external:{}", rule.name), format!("{} {what} {value:.4} > {limit}", rule.name))
-            })
+            (value > limit)
+                .then(|| (format!("external:{}", rule.name), format!("{} {what} {value:.4} > {limit}", rule.name)))
         })
     }
 

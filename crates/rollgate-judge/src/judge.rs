@@ -238,14 +238,21 @@ impl Judge {
         self.health_failures = tick.canary_health.map(<[u32]>::to_vec).unwrap_or_default();
         self.external.observe(tick.external);
         self.latency.observe_baseline(tick.at_ms, tick.baseline.latencies_us);
+        // Errors, bad outputs and complaints count from the first request:
+        // each is one a user got. Events are tagged with the weight in force
+        // when they are measured; weights only rise while the judge runs, so
+        // an event routed at the previous step is tagged with a larger weight,
+        // which makes it weaker evidence against the canary, never stronger.
+        self.errors.test.add(tick.weight, tick.canary.errors, tick.baseline.errors);
+        for cell in tick.bad_outputs {
+            self.quality.test.add(cell.weight, cell.canary, cell.baseline);
+        }
+        for cell in tick.complaints {
+            self.complaints.test.add(cell.weight, cell.canary, cell.baseline);
+        }
+        // Latency waits out the warm-up: cold caches and new connections make
+        // a new step's first seconds slow without anything being wrong.
         if !self.warming_up() {
-            self.errors.test.add(tick.weight, tick.canary.errors, tick.baseline.errors);
-            for cell in tick.bad_outputs {
-                self.quality.test.add(cell.weight, cell.canary, cell.baseline);
-            }
-            for cell in tick.complaints {
-                self.complaints.test.add(cell.weight, cell.canary, cell.baseline);
-            }
             self.latency.observe(tick.weight, tick.canary.latencies_us, tick.baseline.latencies_us);
         }
         self.verdict = self.decide();
@@ -297,7 +304,7 @@ impl Judge {
         }
         if self.warming_up() {
             let left = (self.warm_until_ms - self.now_ms).div_ceil(1000);
-            return Verdict::Hold { reason: format!("warming up after the weight change ({left}s left)") };
+            return Verdict::Hold { reason: format!("latency warming up after the weight change ({left}s left)") };
         }
         if let Some(warning) = self.external.warnings().into_iter().next() {
             return Verdict::Hold { reason: warning };
@@ -317,7 +324,10 @@ impl Judge {
         let limit = self.config.health_check_failures;
         let all_failing = !self.health_failures.is_empty() && self.health_failures.iter().all(|&f| f >= limit);
         all_failing.then(|| {
-            format!("every canary endpoint ({}) failed at least {limit} health checks in a row", self.health_failures.len())
+            format!(
+                "every canary endpoint ({}) failed at least {limit} health checks in a row",
+                self.health_failures.len()
+            )
         })
     }
 

@@ -19,3 +19,4 @@ pub mod ratio;
 
 pub use config::JudgeConfig;
 pub use judge::{ArmTick, Judge, Report, Tick, TriggerReport, Verdict};
+pub mod sim;

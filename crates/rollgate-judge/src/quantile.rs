@@ -18,7 +18,9 @@ pub fn log_mixture(successes: u64, trials: u64, p: f64, t_opt: f64, alpha_opt: f
     let rho_star = v_opt / (2.0 * l + (1.0 + 2.0 * l).ln());
     let r = (rho_star - p * (1.0 - p)).max(1e-3 * p * (1.0 - p));
     let (a, b) = (r / (1.0 - p), r / p);
-    ln_beta(a + c, b + t - c) + beta_reg(b + t - c, a + c, 1.0 - p).ln() - ln_beta(a, b) - beta_reg(b, a, 1.0 - p).ln()
+    ln_beta(a + c, b + t - c) + beta_reg(b + t - c, a + c, 1.0 - p).ln()
+        - ln_beta(a, b)
+        - beta_reg(b, a, 1.0 - p).ln()
         - c * p.ln()
         - (t - c) * (1.0 - p).ln()
 }

@@ -73,6 +73,11 @@ pub enum Command {
         #[arg(long, env = "ROLLGATE_GATEWAY_THREADS")]
         threads: Option<std::num::NonZeroUsize>,
     },
+    /// Benchmarks that run on their own: `rollgate bench judge`.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Create, list and revoke API tokens, directly on the data directory or database.
     Token {
         #[command(flatten)]
@@ -80,6 +85,38 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Race rollgate's judge against Flagger-, Argo- and Kayenta-like judges and an oracle on seeded simulations.
+    Judge(BenchJudgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchJudgeArgs {
+    /// A TOML file of scenarios (default: the built-in set; `rollgate bench judge --print-scenarios` shows it).
+    #[arg(long)]
+    pub scenarios: Option<PathBuf>,
+    /// Simulated rollouts per scenario, drift condition and rate.
+    #[arg(long, default_value_t = 200)]
+    pub runs: u64,
+    #[arg(long, default_value_t = rollgate_judge::sim::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Only these scenario ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Option<Vec<String>>,
+    /// Only these total request rates (comma-separated), instead of the file's.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Option<Vec<u32>>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<std::num::NonZeroUsize>,
+    #[arg(long)]
+    pub json: bool,
+    /// Print the built-in scenario file (a starting point for your own) and exit.
+    #[arg(long)]
+    pub print_scenarios: bool,
 }
 
 #[derive(Debug, Args)]

@@ -207,8 +207,9 @@ pub struct RollbackTriggers {
     pub false_rollback_budget: f64,
     /// Redeploy the previous version instead of only moving traffic back.
     pub full_rollback: bool,
-    /// After each weight change the judge ignores this long (new pods warming
-    /// up, requests routed at the old weight finishing).
+    /// After each weight change the latency trigger ignores this long (cold
+    /// caches and new connections are slow without anything being wrong).
+    /// Errors, bad outputs and complaints count from the first request.
     pub warm_up: Hold,
     /// Canary events a statistical trigger needs before it may fire.
     pub min_canary_events: u32,
@@ -415,7 +416,11 @@ impl Plan {
             let at = format!("{i}");
             let at: &[&str] = &["rollback", "external", &at];
             if !crate::config::is_slug(&metric.name) {
-                problem(at, format!("external metric name `{}` is not a plain name", metric.name), crate::config::SLUG_HINT);
+                problem(
+                    at,
+                    format!("external metric name `{}` is not a plain name", metric.name),
+                    crate::config::SLUG_HINT,
+                );
             }
             match (metric.max, metric.max_ratio) {
                 (Some(_), Some(_)) | (None, None) => problem(
@@ -423,15 +428,22 @@ impl Plan {
                     format!("external metric `{}` needs exactly one of max and max_ratio", metric.name),
                     "max bounds the canary's value; max_ratio bounds canary / baseline",
                 ),
-                (None, Some(ratio)) if !metric.query.contains("{version}") || !(ratio > 0.0) => problem(
+                (None, Some(ratio)) if !metric.query.contains("{version}") || ratio.is_nan() || ratio <= 0.0 => problem(
                     at,
-                    format!("external metric `{}` compares versions, so its query must name `{{version}}`", metric.name),
+                    format!(
+                        "external metric `{}` compares versions, so its query must name `{{version}}`",
+                        metric.name
+                    ),
                     "e.g. query = 'avg(gpu_memory_used{version=\"{version}\"})', max_ratio = 1.2",
                 ),
                 _ => {}
             }
             if metric.interval.as_secs() < 1 {
-                problem(at, format!("external metric `{}` is queried more than once a second", metric.name), "use an interval of at least 1s, e.g. 15s");
+                problem(
+                    at,
+                    format!("external metric `{}` is queried more than once a second", metric.name),
+                    "use an interval of at least 1s, e.g. 15s",
+                );
             }
         }
         if self.shadow.mirror_percent == Weight::ZERO {

@@ -1,6 +1,7 @@
 //! One module per group of subcommands; `run` dispatches.
 
 mod audit;
+mod bench;
 mod config;
 mod gateway;
 mod plan;
@@ -9,7 +10,7 @@ mod rollout;
 mod serve;
 mod token;
 
-use crate::cli::Command;
+use crate::cli::{BenchCommand, Command};
 use crate::client::Client;
 use rollgate_core::Timestamp;
 
@@ -36,6 +37,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
         Command::Token { store, command } => token::run(&store, command).await,
+        Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),
     }
 }
 
