@@ -53,6 +53,11 @@ impl EndpointHealth {
         self.probed_healthy.load(Ordering::Relaxed)
     }
 
+    /// Probes failed in a row, up to now.
+    pub fn consecutive_probe_failures(&self) -> u32 {
+        self.probe_failures.load(Ordering::Relaxed)
+    }
+
     pub fn ejected(&self) -> bool {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms(self.origin)
     }

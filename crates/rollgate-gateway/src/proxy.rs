@@ -201,6 +201,9 @@ impl Gateway {
         series.first_byte(started.elapsed());
         endpoint.health.request_ended(false, service.ejection.after, service.ejection.duration);
         let status = answer.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            series.refused_for_capacity();
+        }
         let on_end = if status.is_server_error() {
             Outcome::ServerError
         } else if status.is_client_error() {

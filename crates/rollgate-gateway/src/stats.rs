@@ -60,11 +60,51 @@ pub struct Series {
     pub server_errors: AtomicU64,
     pub timeouts: AtomicU64,
     pub connection_failures: AtomicU64,
+    /// Timeouts and 429/503 answers: the model out of capacity.
+    pub saturated: AtomicU64,
     pub ratings: AtomicU64,
     pub rating_sum: AtomicU64,
+    /// Ratings of 0 or 1: the output was bad.
+    pub bad_outputs: AtomicU64,
     pub complaints: AtomicU64,
-    latency: Mutex<Histogram<u64>>,
+    latency: Mutex<Latencies>,
     ttfb: Mutex<Histogram<u64>>,
+}
+
+/// Latencies since start (for `/metrics`) and a uniform sample of those
+/// since the judge last looked (for the judge).
+struct Latencies {
+    histogram: Histogram<u64>,
+    recent: Vec<u32>,
+    seen_since_drain: u64,
+}
+
+/// Latencies the judge keeps per series between two looks; beyond it, a
+/// uniform sample (reservoir) of this many.
+const RECENT_LATENCIES: usize = 4096;
+
+/// A series' cumulative counters, as the judge reads them once a tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    /// 5xx answers, timeouts and connection failures.
+    pub errors: u64,
+    pub saturated: u64,
+    pub bad_outputs: u64,
+    pub complaints: u64,
+}
+
+impl Counters {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            requests: self.requests.saturating_sub(earlier.requests),
+            errors: self.errors.saturating_sub(earlier.errors),
+            saturated: self.saturated.saturating_sub(earlier.saturated),
+            bad_outputs: self.bad_outputs.saturating_sub(earlier.bad_outputs),
+            complaints: self.complaints.saturating_sub(earlier.complaints),
+        }
+    }
 }
 
 impl Default for Series {
@@ -76,10 +116,12 @@ impl Default for Series {
             server_errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             connection_failures: AtomicU64::new(0),
+            saturated: AtomicU64::new(0),
             ratings: AtomicU64::new(0),
             rating_sum: AtomicU64::new(0),
+            bad_outputs: AtomicU64::new(0),
             complaints: AtomicU64::new(0),
-            latency: Mutex::new(histogram()),
+            latency: Mutex::new(Latencies { histogram: histogram(), recent: Vec::new(), seen_since_drain: 0 }),
             ttfb: Mutex::new(histogram()),
         }
     }
@@ -103,7 +145,45 @@ impl Series {
             Outcome::ConnectionFailure => &self.connection_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let _ = self.latency.lock().unwrap_or_else(PoisonError::into_inner).record(micros(after));
+        if outcome == Outcome::Timeout {
+            self.saturated.fetch_add(1, Ordering::Relaxed);
+        }
+        let us = micros(after);
+        let mut latencies = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = latencies.histogram.record(us);
+        latencies.seen_since_drain += 1;
+        let value = u32::try_from(us).unwrap_or(u32::MAX);
+        if latencies.recent.len() < RECENT_LATENCIES {
+            latencies.recent.push(value);
+        } else {
+            let pick = fastrand::usize(..usize::try_from(latencies.seen_since_drain).unwrap_or(usize::MAX));
+            if let Some(slot) = latencies.recent.get_mut(pick) {
+                *slot = value;
+            }
+        }
+    }
+
+    /// The backend said it is out of capacity (429 or 503).
+    pub fn refused_for_capacity(&self) {
+        self.saturated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counters(&self) -> Counters {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counters {
+            requests: load(&self.requests),
+            errors: load(&self.server_errors) + load(&self.timeouts) + load(&self.connection_failures),
+            saturated: load(&self.saturated),
+            bad_outputs: load(&self.bad_outputs),
+            complaints: load(&self.complaints),
+        }
+    }
+
+    /// The latencies (µs) finished since the last call: all of them, or a uniform sample.
+    pub fn drain_latencies(&self) -> Vec<u32> {
+        let mut latencies = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        latencies.seen_since_drain = 0;
+        std::mem::take(&mut latencies.recent)
     }
 
     /// Feedback on a response this series served: a rating (0..=5) or a complaint.
@@ -111,6 +191,9 @@ impl Series {
         if let Some(r) = rating {
             self.ratings.fetch_add(1, Ordering::Relaxed);
             self.rating_sum.fetch_add(u64::from(r), Ordering::Relaxed);
+            if r <= 1 {
+                self.bad_outputs.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if complaint {
             self.complaints.fetch_add(1, Ordering::Relaxed);
@@ -119,7 +202,7 @@ impl Series {
 
     /// The latency histogram so far (a copy).
     pub fn latency(&self) -> Histogram<u64> {
-        self.latency.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.latency.lock().unwrap_or_else(PoisonError::into_inner).histogram.clone()
     }
 
     pub fn ttfb(&self) -> Histogram<u64> {

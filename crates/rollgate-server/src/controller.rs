@@ -1,11 +1,13 @@
 //! The controller loop: time passes for every active rollout (holds end,
-//! windows open) once a tick. Holds are measured from the recorded stage
+//! windows open) once a tick, and each canary's judge gets the tick's
+//! measurements; a verdict that changes, and a rollback at once, is recorded. Holds are measured from the recorded stage
 //! times, so a restart resumes each rollout exactly where its log says it
 //! was and a hold ends when it would have without the outage.
 
+use crate::judging::Outcome;
 use crate::state::AppState;
 use rollgate_core::roles::Actor;
-use rollgate_core::rollout::{Command, Input, Rejection};
+use rollgate_core::rollout::{Command, Input, Rejection, Verdict};
 use rollgate_store::{EventStore, SubmitError, is_rollout_stream};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -21,7 +23,7 @@ pub async fn run(state: AppState, tick: Duration, mut stop: watch::Receiver<bool
                     streams.iter().filter(|s| is_rollout_stream(s) && !finished.contains(*s)).collect();
                 for id in active {
                     match state.submit(id, &timer).await {
-                        Ok(_) | Err(SubmitError::Rejected(Rejection::Unchanged)) => {}
+                        Ok(_) | Err(SubmitError::Rejected(Rejection::Unchanged)) => judge(&state, id).await,
                         Err(SubmitError::Rejected(Rejection::Terminal { .. })) => {
                             finished.insert(id.clone());
                         }
@@ -35,5 +37,25 @@ pub async fn run(state: AppState, tick: Duration, mut stop: watch::Receiver<bool
             () = tokio::time::sleep(tick) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+/// Feeds the rollout's judge and records what it says, if that is news.
+async fn judge(state: &AppState, id: &str) {
+    let rollout = match state.rollouts().load(id).await {
+        Ok(Some(rollout)) => rollout,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(rollout = %id, error = %e, "cannot load the rollout to judge it");
+            return;
+        }
+    };
+    let Outcome::Record(verdict) = state.judging().tick(&rollout, state.now()).await else { return };
+    let rollback = matches!(verdict, Verdict::Rollback { .. });
+    let command = Command::new(Actor::system(), Input::Verdict { verdict });
+    match state.submit(id, &command).await {
+        Ok(_) if rollback => tracing::warn!(rollout = %id, "the judge rolled the canary back"),
+        Ok(_) | Err(SubmitError::Rejected(Rejection::Unchanged)) => {}
+        Err(e) => tracing::warn!(rollout = %id, error = %e, "cannot record the judge's verdict"),
     }
 }

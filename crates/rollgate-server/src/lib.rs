@@ -7,7 +7,9 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 mod controller;
+mod judging;
 pub mod notify;
+pub mod prometheus;
 mod registry;
 mod state;
 mod traffic;
@@ -15,7 +17,9 @@ pub mod views;
 
 pub use registry::VersionSpec;
 
+use judging::Judging;
 use notify::{Hook, Notifier, RetryPolicy};
+use prometheus::Prometheus;
 use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
 use rollgate_gateway::Gateway;
@@ -53,6 +57,8 @@ pub enum ServeError {
     Resume(#[from] rollgate_store::SubmitError),
     #[error("cannot put the gateway where the rollouts left traffic: {0}")]
     Restore(String),
+    #[error("cannot read metrics from Prometheus: {0}")]
+    Prometheus(String),
 }
 
 /// A running server: its address, and a way to stop it gracefully.
@@ -79,12 +85,18 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
     let hooks = Arc::new(options.hooks);
     let wake = Arc::new(Notify::new());
     let notifier = Notifier::new(options.store.clone(), hooks.clone(), wake.clone());
+    let prometheus = match &options.config.metrics.prometheus {
+        Some(url) => Some(Prometheus::new(url.get_ref()).map_err(ServeError::Prometheus)?),
+        None => None,
+    };
+    let judging = Judging::new(options.gateway.clone(), prometheus);
     let effects = Effects { notifier, gateway: options.gateway };
     let state = AppState::new(Inner {
         rollouts: Rollouts::new(options.store.clone()),
         config: options.config,
         clock: options.clock,
         effects,
+        judging,
         ready: AtomicBool::new(false),
     });
     let resumed = state.finish_pending().await?;

@@ -1,6 +1,7 @@
 //! What every request handler and the controller share.
 
 use crate::api::problem::ApiError;
+use crate::judging::Judging;
 use crate::traffic::Effects;
 use crate::views::RolloutView;
 use rollgate_core::Timestamp;
@@ -19,6 +20,7 @@ pub struct Inner {
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     pub effects: Effects,
+    pub judging: Judging,
     pub ready: AtomicBool,
 }
 
@@ -47,6 +49,10 @@ impl AppState {
         &self.0.effects
     }
 
+    pub fn judging(&self) -> &Judging {
+        &self.0.judging
+    }
+
     pub fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::Acquire)
     }
@@ -71,6 +77,8 @@ impl AppState {
         let rollout =
             self.0.rollouts.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
         let deliveries = self.store().deliveries_for(id).await?;
-        Ok(RolloutView::new(&rollout, self.now(), &deliveries))
+        let mut view = RolloutView::new(&rollout, self.now(), &deliveries);
+        view.judge = self.judging().report(id).and_then(|r| serde_json::to_value(r).ok());
+        Ok(view)
     }
 }

@@ -155,6 +155,11 @@ pub struct RolloutView {
     pub overrides: Vec<OverrideView>,
     /// Webhook deliveries of this rollout's notifications, failures included.
     pub notifications: Vec<NotificationView>,
+    /// The judge's live report while a canary step runs under `serve`: the
+    /// verdict, and per trigger its events, e-value, threshold, confidence
+    /// sequence and sample guard.
+    #[schema(value_type = Option<Object>)]
+    pub judge: Option<serde_json::Value>,
 }
 
 /// The stage's machine-readable name.
@@ -276,6 +281,7 @@ impl RolloutView {
                 })
                 .collect(),
             notifications: deliveries.iter().map(NotificationView::from).collect(),
+            judge: None,
         }
     }
 }

@@ -226,6 +226,9 @@ pub fn status(r: &RolloutView) -> String {
             let _ = writeln!(o, "  [{}] {}{how}", if item.done { "x" } else { " " }, item.text);
         }
     }
+    if let Some(judge) = &r.judge {
+        o.push_str(&judge_report(judge));
+    }
     let _ = writeln!(o, "\nhistory:");
     for visit in &r.history {
         let _ = writeln!(o, "  {}  {}", visit.entered_at, visit.stage);
@@ -255,6 +258,49 @@ pub fn status(r: &RolloutView) -> String {
                 n.last_error.as_deref().unwrap_or("-")
             );
         }
+    }
+    o
+}
+
+/// The judge's live report (as the API sends it): the verdict, then one line per trigger.
+fn judge_report(j: &serde_json::Value) -> String {
+    let mut o = String::new();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let verdict = &j["verdict"];
+    let why = verdict.get("reason").map(|r| format!(": {}", text(r))).unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "\njudge: {}{why} (canary weight {:.2}%, {} canary / {} baseline requests)",
+        text(&verdict["verdict"]),
+        j["weight"].as_f64().unwrap_or(0.0) * 100.0,
+        j["canary_requests"],
+        j["baseline_requests"]
+    );
+    for t in j["triggers"].as_array().into_iter().flatten() {
+        let mark = if t["fired"].as_bool() == Some(true) { "✗" } else { "·" };
+        let evidence = match (t["e_value"].as_f64(), t["threshold"].as_f64()) {
+            (Some(e), Some(bar)) => format!("e-value {e:.2} of {bar:.0}"),
+            _ => text(&t["detail"]),
+        };
+        let bound = |b: &serde_json::Value| b.as_f64().map_or("?".into(), |v| format!("{v:.2}"));
+        let cs = t["confidence"]
+            .as_object()
+            .map_or(String::new(), |c| format!(", ratio in [{}, {}]", bound(&c["lower"]), bound(&c["upper"])));
+        let guard = if t["guard_met"].as_bool() == Some(true) {
+            String::new()
+        } else {
+            format!(" (waiting: {})", text(&t["guard"]))
+        };
+        let _ = writeln!(
+            o,
+            "  {mark} {:<14} {evidence}; events {} canary / {} baseline{cs}{guard}",
+            text(&t["trigger"]),
+            t["canary_events"],
+            t["baseline_events"]
+        );
+    }
+    for warning in j["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(o, "  ! {}", text(warning));
     }
     o
 }

@@ -35,6 +35,16 @@ pub struct Config {
     pub roles: BTreeMap<String, Vec<Role>>,
     pub policy: Policy,
     pub notifications: Notifications,
+    pub metrics: Metrics,
+}
+
+/// Where the judge reads metrics computed elsewhere.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// A Prometheus server's base URL, for the plans' `rollback.external` queries.
+    #[serde(default)]
+    pub prometheus: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,10 +287,15 @@ impl Config {
                         config.notifications = notifications;
                     }
                 }
+                "metrics" => {
+                    if let Some(metrics) = read_value(value, &locate, &mut problems) {
+                        config.metrics = metrics;
+                    }
+                }
                 other => problems.push(locate.at(
                     Some(key.span()),
                     format!("unknown section `{other}`"),
-                    Some("the sections are services, plans, roles, policy and notifications".into()),
+                    Some("the sections are services, plans, roles, policy, notifications and metrics".into()),
                 )),
             }
         }

@@ -98,7 +98,23 @@ pub(super) fn check(
             ));
         }
     }
+    if let Some(url) = &config.metrics.prometheus
+        && let Err(why) = check_endpoint(url.get_ref())
+    {
+        out.push(locate.at(
+            Some(url.span()),
+            format!("the Prometheus address `{}` {why}", url.get_ref()),
+            Some("write it as http://HOST:PORT, e.g. http://127.0.0.1:9090".into()),
+        ));
+    }
     for (name, plan) in &config.plans {
+        if !plan.rollback.external.is_empty() && config.metrics.prometheus.is_none() {
+            out.push(locate.at(
+                span_at(root, &["plans", name, "rollback", "external"]),
+                format!("plan `{name}` judges external metrics, but no Prometheus is configured"),
+                Some("add [metrics] prometheus = \"http://HOST:9090\"".into()),
+            ));
+        }
         for problem in plan.problems() {
             let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
             let span = span_at(root, &[&["plans", name], path.as_slice()].concat());

@@ -428,14 +428,16 @@ impl Plan {
                     format!("external metric `{}` needs exactly one of max and max_ratio", metric.name),
                     "max bounds the canary's value; max_ratio bounds canary / baseline",
                 ),
-                (None, Some(ratio)) if !metric.query.contains("{version}") || ratio.is_nan() || ratio <= 0.0 => problem(
-                    at,
-                    format!(
-                        "external metric `{}` compares versions, so its query must name `{{version}}`",
-                        metric.name
-                    ),
-                    "e.g. query = 'avg(gpu_memory_used{version=\"{version}\"})', max_ratio = 1.2",
-                ),
+                (None, Some(ratio)) if !metric.query.contains("{version}") || ratio.is_nan() || ratio <= 0.0 => {
+                    problem(
+                        at,
+                        format!(
+                            "external metric `{}` compares versions, so its query must name `{{version}}`",
+                            metric.name
+                        ),
+                        "e.g. query = 'avg(gpu_memory_used{version=\"{version}\"})', max_ratio = 1.2",
+                    )
+                }
                 _ => {}
             }
             if metric.interval.as_secs() < 1 {

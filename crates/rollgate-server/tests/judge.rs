@@ -1,0 +1,124 @@
+//! The judge wired in: real traffic through the in-process gateway to two
+//! model servers; the controller feeds the gateway's measurements to the
+//! judge, which calls a healthy canary healthy and rolls a failing one back
+//! on its own, with the evidence in the event log.
+
+mod common;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::any;
+use common::*;
+use rollgate_core::config::{Config, EXAMPLE};
+use rollgate_core::event::EventBody;
+use rollgate_core::roles::Role;
+use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
+use rollgate_gateway::stats::Stats;
+use rollgate_gateway::table::RouteTable;
+use rollgate_gateway::{Gateway, serve};
+use rollgate_server::notify::RetryPolicy;
+use rollgate_server::start;
+use rollgate_store::EventStore;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// A model server that answers 200, or 500 to every other request while `failing` is set.
+async fn model(failing: Arc<AtomicBool>) -> String {
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let app = Router::new().fallback(any(move || {
+        let (failing, count) = (failing.clone(), count.clone());
+        async move {
+            let n = count.fetch_add(1, Ordering::Relaxed);
+            if failing.load(Ordering::Relaxed) && n % 2 == 0 {
+                (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"model crashed\"}")
+            } else {
+                (StatusCode::OK, "{\"score\":0.5}")
+            }
+        }
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn the_judge_passes_a_healthy_canary_and_rolls_back_a_failing_one() {
+    let (stable_fails, canary_fails) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (v1, v2) = (model(stable_fails).await, model(canary_fails.clone()).await);
+    let text = EXAMPLE
+        .replace("[\"http://127.0.0.1:9001\"]", &format!("[\"{v1}\"]"))
+        .replace("[\"http://127.0.0.1:9002\", \"http://127.0.0.1:9003\"]", &format!("[\"{v2}\"]"))
+        // A first step of 20% (then 22%) so that the test needs little traffic.
+        .replace("{ percent = 1, hold = \"4h\" }", "{ percent = 20, hold = \"4h\" }")
+        .replace("{ percent = 5, hold = \"8h\" }", "{ percent = 22, hold = \"8h\" }")
+        .replace("latency_ratio = 1.5 ", "warm_up = \"1s\"\nlatency_ratio = 1.5 ");
+    let config = Config::parse("judge.toml", &text).unwrap();
+
+    let setup = Setup::new(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let stats = Arc::new(Stats::default());
+    let table = RouteTable::from_config(&config, &stats).unwrap();
+    let gateway =
+        Arc::new(Gateway::new(table, stats, Duration::from_secs(1), Arc::new(DiscardPairs), MirrorLimits::default()));
+    let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut options = setup.options(Vec::new(), RetryPolicy::default());
+    options.config = config;
+    options.gateway = Some(gateway);
+    let server = start(options).await.unwrap();
+    let api = Api { base: format!("http://{}", server.addr), server: Some(server), http: reqwest::Client::new() };
+    api.post("/api/v1/rollouts", &alice, json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r1" })).await;
+    for _ in 0..3 {
+        api.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "judge test" })).await;
+    }
+    let (_, view) = api.get("/api/v1/rollouts/r1", &alice).await;
+    assert_eq!(view["stage"], "canary", "{view}");
+
+    // Traffic runs in the background until the test ends.
+    let url = format!("http://{}/v2/models/fraud/infer", front.addr);
+    let traffic = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let _ = http.post(&url).body("{}").send().await;
+        }
+    });
+
+    let verdict = || async {
+        let (_, view) = api.get("/api/v1/rollouts/r1", &alice).await;
+        view
+    };
+    let healthy =
+        wait_for(Duration::from_secs(30), || async { verdict().await["judge"]["verdict"]["verdict"] == "healthy" })
+            .await;
+    let view = verdict().await;
+    assert!(healthy, "a healthy canary is called healthy once it has had enough traffic: {}", view["judge"]);
+    let gates = view["gates"].to_string();
+    assert!(gates.contains("judge healthy"), "the state machine heard the verdict: {gates}");
+
+    canary_fails.store(true, Ordering::Relaxed);
+    let rolled_back = wait_for(Duration::from_secs(30), || async { verdict().await["stage"] == "rolled_back" }).await;
+    traffic.abort();
+    let view = verdict().await;
+    assert!(rolled_back, "a canary failing half its requests is rolled back: {view}");
+    assert_eq!(view["candidate_percent"], 0.0);
+
+    // The log holds the rollback verdict with its numbers.
+    let events = setup.store.read("r1").await.unwrap();
+    let rollback = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<EventBody>(&e.body).ok())
+        .map(|b| serde_json::to_value(&b).unwrap())
+        .find(|b| b.to_string().contains("\"verdict\":\"rollback\""))
+        .expect("a rollback verdict in the log");
+    let text = rollback.to_string();
+    assert!(text.contains("\"trigger\":\"error_rate\""), "{text}");
+    for number in ["e_value", "threshold", "canary_events", "baseline_events", "confidence"] {
+        assert!(text.contains(number), "the evidence carries {number}: {text}");
+    }
+    api.stop().await;
+    front.shutdown().await;
+}
