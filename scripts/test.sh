@@ -8,7 +8,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "system packages"
 missing=()
-# prometheus brings promtool (the /metrics test); nginx is the reference for sticky bucketing.
+# prometheus brings promtool (the /metrics test) and the server the external-metrics test queries;
+# nginx is the reference for sticky bucketing.
 for pkg in libssl-dev pkg-config curl prometheus nginx; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
@@ -17,6 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 echo "ok: libssl-dev pkg-config curl prometheus nginx"
+
+step "scipy, the Mann-Whitney oracle"
+python3 -c "import scipy" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore scipy
+echo "ok: scipy $(python3 -c 'import scipy; print(scipy.__version__)')"
 
 step "PostgreSQL on 127.0.0.1:5432"
 scripts/start-postgres.sh

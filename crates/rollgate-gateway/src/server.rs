@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 /// Connections one thread serves at once. Past it, new connections wait in
 /// the kernel's accept queue instead of costing memory here.
-const MAX_CONNECTIONS_PER_THREAD: usize = 4096;
+const MAX_CONNECTIONS_PER_THREAD: usize = 1024;
 
 /// How long a stop waits for requests in flight.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);

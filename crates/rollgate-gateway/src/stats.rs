@@ -179,11 +179,12 @@ impl Series {
         }
     }
 
-    /// The latencies (µs) finished since the last call: all of them, or a uniform sample.
-    pub fn drain_latencies(&self) -> Vec<u32> {
+    /// The latencies (µs) of requests finished since the last call (all of
+    /// them, or a uniform sample), and how many requests finished.
+    pub fn drain_latencies(&self) -> (Vec<u32>, u64) {
         let mut latencies = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        latencies.seen_since_drain = 0;
-        std::mem::take(&mut latencies.recent)
+        let seen = std::mem::take(&mut latencies.seen_since_drain);
+        (std::mem::take(&mut latencies.recent), seen)
     }
 
     /// Feedback on a response this series served: a rating (0..=5) or a complaint.

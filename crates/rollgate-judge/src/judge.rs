@@ -23,8 +23,10 @@ pub struct ArmTick<'a> {
     /// Timeouts and 429/503 answers: the model is out of capacity.
     pub saturated: u64,
     /// Latencies of the requests that completed in this tick, in microseconds
-    /// (all of them, or a sample drawn without looking at the values).
+    /// (all of them, or a uniform sample drawn without looking at the values).
     pub latencies_us: &'a [u32],
+    /// How many completed requests `latencies_us` was sampled from.
+    pub latency_population: u64,
 }
 
 /// What the shell measured since the last tick.
@@ -180,6 +182,10 @@ impl Saturation {
     }
 }
 
+/// How often each sequential test starts another e-process, so that a fault
+/// beginning late is not judged against a long healthy past.
+const RESTART_EVERY_MS: u64 = 60_000;
+
 /// The judge of one canary.
 #[derive(Debug, Clone)]
 pub struct Judge {
@@ -193,6 +199,8 @@ pub struct Judge {
     last_weight: f64,
     warm_until_ms: u64,
     now_ms: u64,
+    /// When the sequential tests next start another e-process (see [`RatioTest::restart`]).
+    next_restart_ms: u64,
     canary_requests: u64,
     baseline_requests: u64,
     health_failures: Vec<u32>,
@@ -212,6 +220,7 @@ impl Judge {
             last_weight: 0.0,
             warm_until_ms: 0,
             now_ms: 0,
+            next_restart_ms: 0,
             canary_requests: 0,
             baseline_requests: 0,
             health_failures: Vec::new(),
@@ -230,6 +239,15 @@ impl Judge {
         if tick.weight != self.last_weight {
             self.last_weight = tick.weight;
             self.warm_until_ms = tick.at_ms + self.config.warm_up_ms;
+        }
+        if tick.at_ms >= self.next_restart_ms {
+            if self.next_restart_ms > 0 {
+                for test in [&mut self.errors.test, &mut self.quality.test, &mut self.complaints.test] {
+                    test.restart();
+                }
+                self.latency.restart();
+            }
+            self.next_restart_ms = tick.at_ms + RESTART_EVERY_MS;
         }
         self.now_ms = tick.at_ms;
         self.canary_requests += tick.canary.requests;
@@ -253,7 +271,7 @@ impl Judge {
         // Latency waits out the warm-up: cold caches and new connections make
         // a new step's first seconds slow without anything being wrong.
         if !self.warming_up() {
-            self.latency.observe(tick.weight, tick.canary.latencies_us, tick.baseline.latencies_us);
+            self.latency.observe(tick.weight, &tick.canary, &tick.baseline);
         }
         self.verdict = self.decide();
         &self.verdict

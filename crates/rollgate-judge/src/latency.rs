@@ -10,9 +10,9 @@
 //! Ramdas) are kept for the status page; they do not decide.
 
 use crate::config::JudgeConfig;
-use crate::judge::{TriggerReport, sequential_report};
+use crate::judge::{ArmTick, TriggerReport, sequential_report};
 use crate::quantile::{QuantileBounds, quantile_bounds};
-use crate::ratio::{EXCEEDANCE_MULTIPLIERS, RatioTest};
+use crate::ratio::{EXCEEDANCE_MULTIPLIERS, RatioTest, thinned_weight};
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
 
@@ -89,7 +89,8 @@ impl LatencyTrigger {
     }
 
     /// One tick's latencies of both arms, outside warm-up.
-    pub fn observe(&mut self, weight: f64, canary: &[u32], baseline: &[u32]) {
+    pub fn observe(&mut self, weight: f64, canary_arm: &ArmTick<'_>, baseline_arm: &ArmTick<'_>) {
+        let (canary, baseline) = (canary_arm.latencies_us, baseline_arm.latencies_us);
         if weight != self.step_weight {
             self.step_weight = weight;
             self.step_canary.reset();
@@ -101,7 +102,13 @@ impl LatencyTrigger {
         let bar = self.ratio * reference;
         let canary_slow = canary.iter().filter(|&&us| f64::from(us) > bar).count() as u64;
         let baseline_slow = baseline.iter().filter(|&&us| f64::from(us) > reference).count() as u64;
-        self.test.add(weight, canary_slow, baseline_slow);
+        // Each arm may be sampled at its own rate; the events' weight says so.
+        let sampled = thinned_weight(weight, sampled_share(canary_arm), sampled_share(baseline_arm));
+        self.test.add(sampled, canary_slow, baseline_slow);
+    }
+
+    pub fn restart(&mut self) {
+        self.test.restart();
     }
 
     pub fn fired(&self, min_events: u64) -> bool {
@@ -158,6 +165,12 @@ impl LatencyTrigger {
 fn describe(b: QuantileBounds) -> String {
     let ms = |v: Option<u64>| v.map_or("?".to_string(), |v| format!("{:.1}", v as f64 / 1000.0));
     format!("in [{}, {}] ms ({} samples)", ms(b.lower_us), ms(b.upper_us), b.samples)
+}
+
+/// The share of an arm's completed requests whose latency is in the sample.
+pub(crate) fn sampled_share(arm: &ArmTick<'_>) -> f64 {
+    let sampled = arm.latencies_us.len() as u64;
+    if arm.latency_population > sampled { sampled as f64 / arm.latency_population as f64 } else { 1.0 }
 }
 
 fn record_all(into: &mut Histogram<u32>, latencies_us: &[u32]) {

@@ -24,6 +24,16 @@ pub fn canary_share(weight: f64, ratio: f64) -> f64 {
     weight * ratio / (weight * ratio + 1.0 - weight)
 }
 
+/// The canary's share of *sampled* requests when each arm's requests are
+/// sampled at its own rate (canary `f_canary`, baseline `f_baseline`): an
+/// event in the sample is the canary's with probability π(this, r), so the
+/// tests stay exact when one arm is thinned more than the other.
+pub fn thinned_weight(weight: f64, f_canary: f64, f_baseline: f64) -> f64 {
+    let canary = weight * f_canary;
+    let total = canary + (1.0 - weight) * f_baseline;
+    if total > 0.0 { canary / total } else { weight }
+}
+
 /// Events seen while one canary weight was in force.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct WeightCell {
@@ -49,19 +59,65 @@ enum Side {
     Below,
 }
 
+/// One e-process of the mixture over start times: the likelihood ratios
+/// (one per alternative) of the events since it started, and its prior weight.
+#[derive(Debug, Clone, PartialEq)]
+struct Start {
+    log_weight: f64,
+    log_likelihoods: Vec<f64>,
+}
+
+impl Start {
+    fn log_e(&self) -> f64 {
+        self.log_weight + log_mean_exp(&self.log_likelihoods)
+    }
+}
+
+/// Prior weight of the e-process that starts with the canary; the rest is
+/// spread over later starts, 0.2 / (k (k + 1)) for the k-th.
+const FIRST_START_WEIGHT: f64 = 0.8;
+/// Later starts kept at once; the weakest is dropped for a new one.
+const LIVE_RESTARTS: usize = 8;
+
 /// H0: canary rate ≤ `limit` × baseline rate, tested on attributed events.
+///
+/// A fault that begins late would find an e-process that started with the
+/// canary deep below 1 after a long healthy stretch. So the test is a
+/// mixture over start times: besides the e-process from the first event,
+/// a new one starts at each [`RatioTest::restart`] (the judge calls it every
+/// minute) with a prior weight fixed by its index; the weights sum to 1, so
+/// the mixture is an e-process too. Dropping a component (replacing a
+/// non-negative term by 0) keeps it one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RatioTest {
     limit: f64,
     multipliers: &'static [f64],
     cells: Vec<WeightCell>,
-    /// log E at the limit, kept up to date as events arrive (per alternative).
-    log_likelihoods: Vec<f64>,
+    /// The first start, then the live later ones.
+    starts: Vec<Start>,
+    restarts: u32,
+    /// Scratch: this batch's log likelihood ratio per alternative.
+    batch: Vec<f64>,
 }
 
 impl RatioTest {
     pub fn new(limit: f64, multipliers: &'static [f64]) -> RatioTest {
-        RatioTest { limit, multipliers, cells: Vec::new(), log_likelihoods: vec![0.0; multipliers.len()] }
+        let first = Start { log_weight: FIRST_START_WEIGHT.ln(), log_likelihoods: vec![0.0; multipliers.len()] };
+        RatioTest { limit, multipliers, cells: Vec::new(), starts: vec![first], restarts: 0, batch: Vec::new() }
+    }
+
+    /// Starts another e-process here (at a time chosen without looking at the events).
+    pub fn restart(&mut self) {
+        self.restarts += 1;
+        let k = f64::from(self.restarts);
+        let log_weight = ((1.0 - FIRST_START_WEIGHT) / (k * (k + 1.0))).ln();
+        self.starts.push(Start { log_weight, log_likelihoods: vec![0.0; self.multipliers.len()] });
+        if self.starts.len() > LIVE_RESTARTS + 1 {
+            let weakest = (1..self.starts.len())
+                .min_by(|&a, &b| self.starts[a].log_e().total_cmp(&self.starts[b].log_e()))
+                .unwrap_or(1);
+            self.starts.remove(weakest);
+        }
     }
 
     pub fn limit(&self) -> f64 {
@@ -74,8 +130,12 @@ impl RatioTest {
             return;
         }
         let batch = WeightCell { weight, canary, baseline };
-        for (log_l, m) in self.log_likelihoods.iter_mut().zip(self.multipliers) {
-            *log_l += batch.log_ratio(self.limit * m, self.limit);
+        self.batch.clear();
+        self.batch.extend(self.multipliers.iter().map(|m| batch.log_ratio(self.limit * m, self.limit)));
+        for start in &mut self.starts {
+            for (log_l, step) in start.log_likelihoods.iter_mut().zip(&self.batch) {
+                *log_l += step;
+            }
         }
         match self.cells.iter_mut().find(|c| c.weight == weight) {
             Some(cell) => {
@@ -100,7 +160,9 @@ impl RatioTest {
 
     /// log of the e-value against H0: r ≤ limit.
     pub fn log_e(&self) -> f64 {
-        log_mean_exp(&self.log_likelihoods)
+        let per_start: Vec<f64> = self.starts.iter().map(Start::log_e).collect();
+        let max = per_start.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        max + per_start.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
     }
 
     /// log E for the null r ≤ rho (Above) or r ≥ rho (Below), from the counts.
@@ -120,7 +182,7 @@ impl RatioTest {
     }
 
     /// A (1 − α) confidence sequence for the rate ratio r: the ratios that
-    /// neither one-sided test (each at α/2) rejects. Valid at every look;
+    /// neither one-sided test (each at α/2, on all events since the start) rejects. Valid at every look;
     /// `None` for an end means the data do not bound it yet.
     pub fn confidence_sequence(&self, alpha: f64) -> ConfidenceSequence {
         let threshold = (2.0 / alpha).ln();
@@ -179,7 +241,9 @@ mod tests {
         // canary-statistics.md §3.1: w = 1%, ρ0 = 2, 12 canary and 300 baseline errors.
         let mut test = RatioTest::new(2.0, &RATE_MULTIPLIERS);
         test.add(0.01, 12, 300);
-        assert!((test.log_e() - 1.255346).abs() < 1e-6, "{}", test.log_e());
+        // Our mixture puts prior weight 0.8 on the e-process the note describes.
+        let note = test.log_e() - FIRST_START_WEIGHT.ln();
+        assert!((note - 1.255346).abs() < 1e-6, "{note}");
     }
 
     #[test]
@@ -191,7 +255,40 @@ mod tests {
         whole.add(0.01, 12, 300);
         assert!((split.log_e() - whole.log_e()).abs() < 1e-9);
         assert_eq!(split.cells().len(), 1);
-        assert!((split.log_e() - split.log_e_at(2.0, Side::Above)).abs() < 1e-9);
+        assert!((split.log_e() - FIRST_START_WEIGHT.ln() - split.log_e_at(2.0, Side::Above)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_late_fault_is_found_by_a_later_start() {
+        // 20 minutes healthy at 5% (r = 1), then r = 5: one event batch per second.
+        let (healthy, faulty) = ((0.5, 9.5), (2.5, 9.5));
+        let run = |restart: bool| {
+            let mut test = RatioTest::new(2.0, &RATE_MULTIPLIERS);
+            for second in 0..1200 {
+                if restart && second % 60 == 0 && second > 0 {
+                    test.restart();
+                }
+                test.add(0.05, healthy.0 as u64 + u64::from(second % 2 == 0), healthy.1 as u64);
+            }
+            (0..600).position(|second| {
+                if restart && second % 60 == 0 {
+                    test.restart();
+                }
+                test.add(0.05, faulty.0 as u64 + u64::from(second % 2 == 0), faulty.1 as u64);
+                test.log_e() >= 20f64.ln()
+            })
+        };
+        let (with, without) = (run(true), run(false));
+        assert!(with.is_some_and(|s| s < 120), "with restarts: {with:?}");
+        assert!(without.is_none_or(|s| s > 2 * with.unwrap_or(0)), "without: {without:?}");
+    }
+
+    #[test]
+    fn thinning_both_arms_alike_keeps_the_weight() {
+        assert_eq!(thinned_weight(0.05, 0.5, 0.5), 0.05);
+        // All 50 canary requests sampled, 250 of 950 baseline ones: the sample is 16.7% canary.
+        let w = thinned_weight(0.05, 1.0, 250.0 / 950.0);
+        assert!((w - 50.0 / 300.0).abs() < 1e-12, "{w}");
     }
 
     #[test]
@@ -199,7 +296,7 @@ mod tests {
         let mut test = RatioTest::new(2.0, &RATE_MULTIPLIERS);
         test.add(0.0, 0, 50);
         test.add(1.0, 50, 0);
-        assert_eq!(test.log_e(), 0.0);
+        assert_eq!(test.log_e(), FIRST_START_WEIGHT.ln());
         assert_eq!(test.canary_events(), 0);
     }
 

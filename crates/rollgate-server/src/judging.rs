@@ -102,7 +102,8 @@ fn judge_once(
     let (c, s) = (canary_now.since(&slot.canary_seen), stable_now.since(&slot.stable_seen));
     slot.canary_seen = canary_now;
     slot.stable_seen = stable_now;
-    let (canary_latencies, stable_latencies) = (canary.drain_latencies(), stable.drain_latencies());
+    let ((canary_latencies, canary_finished), (stable_latencies, stable_finished)) =
+        (canary.drain_latencies(), stable.drain_latencies());
     let w = f64::from(weight.basis_points()) / 10_000.0;
     let bad = [WeightCell { weight: w, canary: c.bad_outputs, baseline: s.bad_outputs }];
     let complaints = [WeightCell { weight: w, canary: c.complaints, baseline: s.complaints }];
@@ -114,12 +115,14 @@ fn judge_once(
             errors: c.errors,
             saturated: c.saturated,
             latencies_us: &canary_latencies,
+            latency_population: canary_finished,
         },
         baseline: ArmTick {
             requests: s.requests,
             errors: s.errors,
             saturated: s.saturated,
             latencies_us: &stable_latencies,
+            latency_population: stable_finished,
         },
         bad_outputs: &bad,
         complaints: &complaints,

@@ -7,7 +7,7 @@ use super::world::TickData;
 use crate::config::JudgeConfig;
 use crate::judge::{ArmTick, Judge, Tick, Verdict};
 use crate::mann_whitney::shift_interval;
-use crate::ratio::{WeightCell, canary_share};
+use crate::ratio::{WeightCell, canary_share, thinned_weight};
 use std::collections::VecDeque;
 
 /// A judge in the race: sees each second, says whether it rolls back now.
@@ -37,12 +37,14 @@ impl SimJudge for Rollgate {
                 errors: t.canary.errors,
                 saturated: 0,
                 latencies_us: &t.canary.latencies_us,
+                latency_population: t.canary.latency_population,
             },
             baseline: ArmTick {
                 requests: t.baseline.requests,
                 errors: t.baseline.errors,
                 saturated: 0,
                 latencies_us: &t.baseline.latencies_us,
+                latency_population: t.baseline.latency_population,
             },
             bad_outputs: &bad,
             complaints: &t.complaints,
@@ -282,7 +284,11 @@ impl SimJudge for Oracle {
         let slow_canary = t.canary.latencies_us.iter().filter(|&&v| f64::from(v) > c.latency_ratio * bar).count();
         let slow_baseline = t.baseline.latencies_us.iter().filter(|&&v| f64::from(v) > bar).count();
         self.log_lr[0] += log_lr(t.weight, t.canary.errors, t.baseline.errors, truth.error_ratio, c.error_ratio);
-        self.log_lr[1] += log_lr(t.weight, slow_canary as u64, slow_baseline as u64, truth.exceedance_ratio, 1.0);
+        let share = |arm: &super::world::ArmData| {
+            arm.latencies_us.len() as f64 / arm.latency_population.max(arm.latencies_us.len() as u64).max(1) as f64
+        };
+        let sampled = thinned_weight(t.weight, share(&t.canary), share(&t.baseline));
+        self.log_lr[1] += log_lr(sampled, slow_canary as u64, slow_baseline as u64, truth.exceedance_ratio, 1.0);
         self.log_lr[2] +=
             log_lr(t.weight, t.canary.bad_outputs, t.baseline.bad_outputs, truth.bad_output_ratio, c.quality_ratio);
         for cell in &t.complaints {

@@ -100,6 +100,12 @@ pub struct Summary {
     pub faster_than: Vec<(&'static str, usize, usize)>,
     /// Cells where rollgate is faster than every anchor, of all positive cells.
     pub faster_than_all: (usize, usize),
+    /// The same, but an anchor that rolls back more than `credible_limit` of
+    /// healthy canaries at that rate and drift does not count as detecting:
+    /// its quick rollbacks happen whether or not there is a fault.
+    pub faster_than_credible: Vec<(&'static str, usize, usize)>,
+    pub faster_than_all_credible: (usize, usize),
+    pub credible_limit: f64,
     /// Median rollgate time to detect ÷ the oracle's, on error scenarios, worst cell.
     pub worst_oracle_ratio_on_errors: Option<(f64, String)>,
 }
@@ -112,7 +118,16 @@ fn faster(ours: Option<u64>, theirs: Option<u64>) -> bool {
     }
 }
 
-pub fn summarize(cells: &[CellFigures], error_scenarios: &[&str]) -> Summary {
+/// Whether judge `j`'s rollbacks at this rate and drift mean anything: at most
+/// `limit` of healthy (negative) canaries rolled back there.
+fn credible(cells: &[CellFigures], at: &CellFigures, j: usize, limit: f64) -> bool {
+    cells
+        .iter()
+        .filter(|c| c.truth == "negative" && c.rate == at.rate && c.drift == at.drift)
+        .all(|c| c.judges[j].rollback_rate <= limit)
+}
+
+pub fn summarize(cells: &[CellFigures], error_scenarios: &[&str], credible_limit: f64) -> Summary {
     let label = |c: &CellFigures| format!("{} {} {} rps", c.scenario, if c.drift { "drift" } else { "flat" }, c.rate);
     let worst = |truth: &str| {
         cells.iter().filter(|c| c.truth == truth).fold((0.0, String::new()), |acc, c| {
@@ -133,6 +148,15 @@ pub fn summarize(cells: &[CellFigures], error_scenarios: &[&str]) -> Summary {
         .iter()
         .filter(|c| anchors.clone().all(|j| faster(c.judges[0].median_s, c.judges[j].median_s)))
         .count();
+    let beats = |c: &CellFigures, j: usize| {
+        faster(c.judges[0].median_s, c.judges[j].median_s)
+            || (!credible(cells, c, j, credible_limit) && c.judges[0].median_s.is_some())
+    };
+    let faster_than_credible = anchors
+        .clone()
+        .map(|j| (JUDGES[j], positives.iter().filter(|c| beats(c, j)).count(), positives.len()))
+        .collect();
+    let all_credible = positives.iter().filter(|c| anchors.clone().all(|j| beats(c, j))).count();
     let oracle = JUDGES.len() - 1;
     let worst_oracle_ratio_on_errors = positives
         .iter()
@@ -148,6 +172,9 @@ pub fn summarize(cells: &[CellFigures], error_scenarios: &[&str]) -> Summary {
         worst_boundary: worst("boundary"),
         faster_than,
         faster_than_all: (all_wins, positives.len()),
+        faster_than_credible,
+        faster_than_all_credible: (all_credible, positives.len()),
+        credible_limit,
         worst_oracle_ratio_on_errors,
     }
 }
@@ -215,6 +242,16 @@ pub fn render(cells: &[CellFigures], summary: &Summary, runs: u64, seed: u64) ->
     }
     let (wins, total) = summary.faster_than_all;
     let _ = writeln!(o, "  faster than every anchor: {wins} of {total} positive cells");
+    let _ = writeln!(
+        o,
+        "  counting an anchor's rollbacks only where it rolls back at most {:.0}% of healthy canaries at that rate:",
+        summary.credible_limit * 100.0
+    );
+    for (anchor, wins, total) in &summary.faster_than_credible {
+        let _ = writeln!(o, "    faster than {anchor}: {wins} of {total} positive cells");
+    }
+    let (wins, total) = summary.faster_than_all_credible;
+    let _ = writeln!(o, "    faster than every anchor: {wins} of {total} positive cells");
     if let Some((ratio, at)) = &summary.worst_oracle_ratio_on_errors {
         let _ = writeln!(o, "  median time to detect / oracle SPRT's on error faults, worst cell: {ratio:.2}x ({at})");
     }

@@ -23,6 +23,8 @@ pub struct ArmData {
     pub bad_outputs: u64,
     /// A uniform sample of this second's latencies (at most the settings' cap).
     pub latencies_us: Vec<u32>,
+    /// How many requests that sample was drawn from.
+    pub latency_population: u64,
 }
 
 /// What only the simulation knows: the true parameters of this second.
@@ -148,6 +150,7 @@ impl<'a> World<'a> {
             arm.errors = binomial(&mut self.rng, n, p);
             arm.bad_outputs = binomial(&mut self.rng, n, q);
             arm.latencies_us.clear();
+            arm.latency_population = n;
         }
         let cap = s.latency_samples_per_s as u64;
         for _ in 0..canary_n.min(cap) {

@@ -58,7 +58,7 @@ pub fn judge(args: BenchJudgeArgs) -> anyhow::Result<()> {
     });
     let cells: Vec<CellFigures> =
         done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).into_iter().flatten().collect();
-    let summary = summarize(&cells, &ERROR_SCENARIOS);
+    let summary = summarize(&cells, &ERROR_SCENARIOS, config.false_rollback_budget);
     if args.json {
         let out = serde_json::json!({ "runs": args.runs, "seed": args.seed, "cells": cells, "summary": summary });
         println!("{}", serde_json::to_string_pretty(&out)?);
