@@ -79,6 +79,19 @@ pub fn plan(name: &str, plan: &Plan) -> String {
         "     - resource exhaustion: over {}% of requests time out or are refused (429/503)",
         r.max_saturation * 100.0
     );
+    for m in &r.external {
+        let bound = match (m.max, m.max_ratio) {
+            (_, Some(ratio)) => format!("> {ratio}x the baseline's"),
+            (Some(max), None) => format!("> {max}"),
+            (None, None) => "(no bound)".into(),
+        };
+        let _ = writeln!(o, "     - external `{}`: the canary's `{}` {bound} (every {})", m.name, m.query, m.interval);
+    }
+    let _ = writeln!(
+        o,
+        "     judged continuously: at least {} canary events per trigger, latency ignores {} after each weight change",
+        r.min_canary_events, r.warm_up
+    );
     let kind = if r.full_rollback {
         "full (redeploy the previous version, retire the candidate)"
     } else {

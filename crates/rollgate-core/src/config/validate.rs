@@ -260,6 +260,22 @@ mod tests {
     }
 
     #[test]
+    fn external_metrics_need_a_prometheus_and_a_well_formed_rule() {
+        let plan = "[plans.gpu.rollback]\nexternal = [\n  { name = \"gpu\", query = 'max(gpu{v=\"{version}\"})', max_ratio = 1.2 },\n  { name = \"both\", query = \"q\", max = 1, max_ratio = 2 },\n  { name = \"ratio\", query = \"no_placeholder\", max_ratio = 2 },\n]\n";
+        let errors = crate::config::Config::parse("x.toml", plan).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+        let all = text.join("\n");
+        assert!(all.contains("no Prometheus is configured"), "{all}");
+        assert!(all.contains("needs exactly one of max and max_ratio"), "{all}");
+        assert!(all.contains("must name `{version}`"), "{all}");
+        let fixed = format!(
+            "[metrics]\nprometheus = \"http://127.0.0.1:9090\"\n{}",
+            plan.lines().take(3).collect::<Vec<_>>().join("\n") + "\n]\n"
+        );
+        assert!(crate::config::Config::parse("x.toml", &fixed).is_ok(), "{fixed}");
+    }
+
+    #[test]
     fn slugs_are_plain_names() {
         assert!(is_slug("fraud-scorer"));
         assert!(is_slug("v1.2"));
