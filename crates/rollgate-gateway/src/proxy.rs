@@ -213,8 +213,8 @@ impl Gateway {
         };
         let (mut parts, body) = answer.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        if let Ok(name) = HeaderValue::from_str(&version.name) {
-            parts.headers.insert(SERVED_BY, name);
+        if let Some(name) = &version.served_by {
+            parts.headers.insert(SERVED_BY, name.clone());
         }
         let capture = capture.map(|to| Capture {
             to,
@@ -260,9 +260,7 @@ impl Gateway {
         };
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
-        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
-            headers.insert(header::HOST, host);
-        }
+        headers.insert(header::HOST, endpoint.host.clone());
         let job = MirrorJob {
             service: service.name.clone(),
             primary_version: primary.name.clone(),
@@ -325,18 +323,23 @@ fn outbound(
     body: ProxyBody,
     endpoint: &Endpoint,
 ) -> Result<Request<ProxyBody>, String> {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path_and_query = match (parts.uri.path_and_query(), endpoint.base_path.is_empty()) {
+        // The common case reuses the request's own (shared) bytes.
+        (Some(p), true) => p.clone(),
+        (p, _) => {
+            let path = p.map_or("/", |p| p.as_str());
+            format!("{}{path}", endpoint.base_path).parse().map_err(|e| format!("cannot forward this path: {e}"))?
+        }
+    };
     let uri = Uri::builder()
         .scheme(endpoint.scheme.clone())
         .authority(endpoint.authority.clone())
-        .path_and_query(format!("{}{path}", endpoint.base_path))
+        .path_and_query(path_and_query)
         .build()
         .map_err(|e| format!("cannot forward this path: {e}"))?;
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers);
-    if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
-        parts.headers.insert(header::HOST, host);
-    }
+    parts.headers.insert(header::HOST, endpoint.host.clone());
     Ok(Request::from_parts(parts, body))
 }
 

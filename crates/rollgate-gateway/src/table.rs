@@ -29,6 +29,8 @@ pub enum TableError {
 pub struct Endpoint {
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// The Host header requests to it carry (made once, not per request).
+    pub host: http::HeaderValue,
     /// A path the endpoint's URL carried, prefixed to every request's path.
     pub base_path: String,
     pub in_flight: AtomicUsize,
@@ -37,6 +39,8 @@ pub struct Endpoint {
 
 pub struct VersionRoute {
     pub name: Arc<str>,
+    /// The name as the `x-rollgate-version` header value (made once).
+    pub served_by: Option<http::HeaderValue>,
     pub arm: Arm,
     pub endpoints: Vec<Arc<Endpoint>>,
     pub series: Arc<Series>,
@@ -246,6 +250,7 @@ impl ServiceRoute {
                 };
                 VersionRoute {
                     name: v.name.clone(),
+                    served_by: v.served_by.clone(),
                     arm,
                     endpoints: v.endpoints.clone(),
                     series: if arm == v.arm { v.series.clone() } else { stats.series(&self.name, &v.name, arm) },
@@ -276,9 +281,11 @@ fn endpoint(service: &str, url: &str) -> Result<Endpoint, TableError> {
     let uri: http::Uri = url.parse().map_err(|_| bad())?;
     let parts = uri.into_parts();
     let base_path = parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default();
+    let authority = parts.authority.ok_or_else(bad)?;
     Ok(Endpoint {
         scheme: parts.scheme.ok_or_else(bad)?,
-        authority: parts.authority.ok_or_else(bad)?,
+        host: http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?,
+        authority,
         base_path,
         in_flight: AtomicUsize::new(0),
         health: EndpointHealth::default(),
@@ -299,7 +306,13 @@ fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute,
             let endpoints =
                 v.endpoints.iter().map(|e| endpoint(name, e.get_ref()).map(Arc::new)).collect::<Result<_, _>>()?;
             let arm = if version == stable { Arm::Stable } else { Arm::Canary };
-            Ok(VersionRoute { name: version.as_str().into(), arm, endpoints, series: stats.series(name, version, arm) })
+            Ok(VersionRoute {
+                name: version.as_str().into(),
+                served_by: http::HeaderValue::from_str(version).ok(),
+                arm,
+                endpoints,
+                series: stats.series(name, version, arm),
+            })
         })
         .collect::<Result<_, TableError>>()?;
     let index = |v: &str| versions.iter().position(|r| &*r.name == v);
