@@ -50,7 +50,7 @@ async fn judge(state: &AppState, id: &str) {
             return;
         }
     };
-    let Outcome::Record(verdict) = state.judging().tick(&rollout, state.now()).await else { return };
+    let Outcome::Record(verdict) = state.judging().tick(&rollout).await else { return };
     let rollback = matches!(verdict, Verdict::Rollback { .. });
     let command = Command::new(Actor::system(), Input::Verdict { verdict });
     match state.submit(id, &command).await {

@@ -6,7 +6,6 @@
 //! after a restart each starts afresh, which only costs evidence, never validity.
 
 use crate::prometheus::Prometheus;
-use rollgate_core::Timestamp;
 use rollgate_core::rollout::{Rollout, Stage, Verdict as CoreVerdict};
 use rollgate_core::weight::Weight;
 use rollgate_gateway::Gateway;
@@ -16,6 +15,7 @@ use rollgate_judge::ratio::WeightCell;
 use rollgate_judge::{ArmTick, Judge, JudgeConfig, Report, Tick, Verdict};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 struct Slot {
     judge: Judge,
@@ -25,6 +25,10 @@ struct Slot {
 }
 
 pub struct Judging {
+    /// The judge measures traffic in real seconds, whatever clock the
+    /// rollout runs on (a rehearsal's compressed clock makes hours of holds
+    /// pass in seconds, not the traffic).
+    origin: Instant,
     gateway: Option<Arc<Gateway>>,
     prometheus: Option<Prometheus>,
     slots: Mutex<HashMap<String, Slot>>,
@@ -39,7 +43,7 @@ pub enum Outcome {
 
 impl Judging {
     pub fn new(gateway: Option<Arc<Gateway>>, prometheus: Option<Prometheus>) -> Judging {
-        Judging { gateway, prometheus, slots: Mutex::new(HashMap::new()) }
+        Judging { origin: Instant::now(), gateway, prometheus, slots: Mutex::new(HashMap::new()) }
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -52,18 +56,23 @@ impl Judging {
     }
 
     /// One tick for one rollout.
-    pub async fn tick(&self, rollout: &Rollout, now: Timestamp) -> Outcome {
+    pub async fn tick(&self, rollout: &Rollout) -> Outcome {
         let Some(gateway) = &self.gateway else { return Outcome::Unchanged };
-        let judged = matches!(rollout.stage, Stage::Canary { .. })
-            && rollout.weight > Weight::ZERO
-            && rollout.weight < Weight::FULL;
+        // In a canary step the judge compares; in full deployment (no
+        // baseline left to compare with) its ratio tests learn nothing and
+        // the absolute triggers (health, saturation, external metrics) watch.
+        let judged = match rollout.stage {
+            Stage::Canary { .. } => rollout.weight > Weight::ZERO,
+            Stage::Full => true,
+            _ => false,
+        };
         if !judged || rollout.paused.is_some() {
             self.slots().remove(&rollout.id);
             return Outcome::Unchanged;
         }
         let canary = gateway.stats.series(&rollout.service, &rollout.candidate, Arm::Canary);
         let stable = gateway.stats.series(&rollout.service, &rollout.stable, Arm::Stable);
-        let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
+        let now_ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         let due: Vec<_> = {
             let mut slots = self.slots();
             let slot = slots.entry(rollout.id.clone()).or_insert_with(|| fresh(rollout, &canary, &stable));

@@ -73,6 +73,8 @@ pub enum Command {
         #[arg(long, env = "ROLLGATE_GATEWAY_THREADS")]
         threads: Option<std::num::NonZeroUsize>,
     },
+    /// See rollgate do its job in under a minute: simulated models, gateway, control plane, two rollouts.
+    Demo(DemoArgs),
     /// Benchmarks that run on their own: `rollgate bench judge`.
     Bench {
         #[command(subcommand)]
@@ -85,6 +87,19 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Requests a second the simulated users send through the gateway.
+    #[arg(long, default_value_t = 800.0)]
+    pub rate: f64,
+    /// Stay up after the two rollouts (the API and gateway addresses are printed).
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Keep the event log in this directory (default: a temporary one, removed at the end).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -332,3 +332,31 @@ fn the_cli_drives_a_server_with_tokens_and_the_server_stops_on_sigterm() {
     let status = served.terminate();
     assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
 }
+
+#[test]
+fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
+    let ws = Workspace::new();
+    let data = ws.path().join("demo-data");
+    let out = ws.run(&["demo", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The outcomes, as the event log has them (the status is the fold of the log).
+    let status = |id: &str| -> serde_json::Value {
+        let text = ws.ok(&["rollout", "status", id, "--json", "--data-dir", data.to_str().unwrap()]);
+        serde_json::from_str(&text).unwrap()
+    };
+    let v3 = status("fraud-v3");
+    assert_eq!(v3["stage"], "rolled_back", "{v3}");
+    assert!(v3["outcome"].as_str().unwrap().contains("error_rate"), "the judge's error trigger: {}", v3["outcome"]);
+    let v2 = status("fraud-v2");
+    assert_eq!(v2["stage"], "completed", "{v2}");
+    let visited: Vec<&str> = v2["history"].as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
+    for stage in ["pre-deployment", "staging", "canary step 1", "canary step 3", "full deployment", "completed"] {
+        assert!(visited.contains(&stage), "v2 went through {stage}: {visited:?}");
+    }
+    // Staging's drill recorded its timings as evidence.
+    let drill =
+        v2["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "staging.rollback_drill").unwrap().clone();
+    assert_eq!(drill["passed"], true, "{drill}");
+    let audit = ws.ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(audit.contains("fraud-v2") && audit.contains("fraud-v3"), "{audit}");
+}

@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod config;
+mod demo;
 mod gateway;
 mod plan;
 mod remote;
@@ -37,6 +38,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
         Command::Token { store, command } => token::run(&store, command).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),
     }
 }

@@ -1,0 +1,233 @@
+//! `rollgate sim model`: a stand-in for a team's model server. It speaks
+//! OpenAI-compatible chat (with server-sent-event streaming), KServe v2 and
+//! plain JSON, answers deterministically from its seed and the request, and
+//! injects faults set at start or at run time through `PUT /_sim/faults`:
+//! an error rate, a latency distribution with a heavy tail, wrong outputs,
+//! hangs and slow starts.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// What goes wrong, and how slow it is. Every field can be changed while it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Share of requests answered 500.
+    pub error_rate: f64,
+    /// Median latency, milliseconds (lognormal around it).
+    pub latency_ms: f64,
+    /// Spread of the lognormal; 0 for a fixed latency.
+    pub latency_sigma: f64,
+    /// Share of requests that are this many times slower (a heavy tail).
+    pub tail_share: f64,
+    pub tail_factor: f64,
+    /// Share of answers with the wrong label.
+    pub wrong_rate: f64,
+    /// Never answer (until the fault is cleared and the client gives up).
+    pub hang: bool,
+    /// Answer 503 to everything, health checks included, for this long after start.
+    pub slow_start_ms: u64,
+    /// Delay between streamed tokens, milliseconds.
+    pub token_ms: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            error_rate: 0.0,
+            latency_ms: 5.0,
+            latency_sigma: 0.3,
+            tail_share: 0.0,
+            tail_factor: 1.0,
+            wrong_rate: 0.0,
+            hang: false,
+            slow_start_ms: 0,
+            token_ms: 2,
+        }
+    }
+}
+
+struct Model {
+    name: String,
+    seed: u64,
+    faults: RwLock<Faults>,
+    started: Instant,
+    served: AtomicU64,
+}
+
+/// A running simulated model: its address and its fault switch.
+pub struct RunningModel {
+    pub addr: SocketAddr,
+    model: Arc<Model>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningModel {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.model.faults.write().unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.model.faults.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve(listen: SocketAddr, name: &str, seed: u64, faults: Faults) -> std::io::Result<RunningModel> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let model = Arc::new(Model {
+        name: name.to_string(),
+        seed,
+        faults: RwLock::new(faults),
+        started: Instant::now(),
+        served: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/_sim/faults", get(get_faults).put(put_faults))
+        .fallback(any(infer))
+        .with_state(model.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(RunningModel { addr, model, task })
+}
+
+async fn health(State(model): State<Arc<Model>>) -> StatusCode {
+    let faults = model.faults();
+    if faults.hang || model.starting(&faults) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
+}
+
+async fn get_faults(State(model): State<Arc<Model>>) -> axum::Json<Faults> {
+    axum::Json(model.faults())
+}
+
+async fn put_faults(State(model): State<Arc<Model>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(faults) => {
+            *model.faults.write().unwrap_or_else(std::sync::PoisonError::into_inner) = faults.clone();
+            axum::Json(faults).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{{\"error\":\"bad faults: {e}\"}}")).into_response(),
+    }
+}
+
+impl Model {
+    fn faults(&self) -> Faults {
+        self.faults.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn starting(&self, faults: &Faults) -> bool {
+        (self.started.elapsed().as_millis() as u64) < faults.slow_start_ms
+    }
+}
+
+/// FNV-1a: the same input and seed always give the same answer.
+fn fingerprint(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Bytes) -> Response {
+    let faults = model.faults();
+    let n = model.served.fetch_add(1, Ordering::Relaxed);
+    let mut rng = fastrand::Rng::with_seed(model.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    if model.starting(&faults) {
+        return json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": "starting" }));
+    }
+    if faults.hang {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    let z = normal(&mut rng);
+    let mut ms = faults.latency_ms * (faults.latency_sigma * z).exp();
+    if rng.f64() < faults.tail_share {
+        ms *= faults.tail_factor;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(ms.max(0.0) / 1000.0)).await;
+    if rng.f64() < faults.error_rate {
+        return json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "error": "injected fault" }));
+    }
+    let print = fingerprint(model.seed, &body);
+    let score = (print % 10_000) as f64 / 10_000.0;
+    let mut label = if score >= 0.5 { "approve" } else { "review" };
+    if rng.f64() < faults.wrong_rate {
+        label = if label == "approve" { "review" } else { "approve" };
+    }
+    let path = uri.path();
+    if path.ends_with("/chat/completions") {
+        return chat(&model, &body, label, score, faults.token_ms);
+    }
+    if path.starts_with("/v2/models/") && path.ends_with("/infer") {
+        let outputs = serde_json::json!([
+            { "name": "score", "datatype": "FP32", "shape": [1], "data": [score] },
+            { "name": "label", "datatype": "BYTES", "shape": [1], "data": [label] }
+        ]);
+        return json(StatusCode::OK, serde_json::json!({ "model_name": model.name, "outputs": outputs }));
+    }
+    json(StatusCode::OK, serde_json::json!({ "model": model.name, "label": label, "score": score }))
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+/// OpenAI-compatible chat: one message, or with `"stream": true` one SSE event per token.
+fn chat(model: &Model, body: &[u8], label: &str, score: f64, token_ms: u64) -> Response {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let content = format!("The model {} says {label} with confidence {score:.2}.", model.name);
+    if request["stream"].as_bool() != Some(true) {
+        let message = serde_json::json!({
+            "id": "chatcmpl-sim", "object": "chat.completion", "model": model.name,
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }]
+        });
+        return json(StatusCode::OK, message);
+    }
+    let name = model.name.clone();
+    let words: Vec<String> = content.split_inclusive(' ').map(str::to_string).collect();
+    let events = futures_util::stream::unfold((0usize, words, name), move |(i, words, name)| async move {
+        if i > words.len() {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(token_ms)).await;
+        }
+        let text = match words.get(i) {
+            Some(word) => {
+                let chunk = serde_json::json!({
+                    "id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": name,
+                    "choices": [{ "index": 0, "delta": { "content": word } }]
+                });
+                format!("data: {chunk}\n\n")
+            }
+            None => "data: [DONE]\n\n".to_string(),
+        };
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(text)), (i + 1, words, name)))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(events))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let (u, v) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+}

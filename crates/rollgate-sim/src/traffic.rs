@@ -1,0 +1,109 @@
+//! `rollgate sim traffic`: open-loop load at a fixed rate from a population
+//! of users (each request carries a sticky `x-user-id`), replaying a JSONL
+//! file of request bodies or generating them, and sending feedback (ratings)
+//! and complaints about the answers at given rates to the gateway's `/feedback`.
+
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct TrafficOptions {
+    /// Where requests go (the gateway's URL with the service's path).
+    pub url: String,
+    /// The gateway's `/feedback` URL; no feedback without it.
+    pub feedback_url: Option<String>,
+    pub rate_per_s: f64,
+    pub users: u64,
+    /// Request bodies to replay in turn; generated ones when empty.
+    pub bodies: Vec<String>,
+    /// Share of answers rated (0-5; a rating of 0 or 1 marks a bad output).
+    pub rating_rate: f64,
+    /// Share of answers complained about.
+    pub complaint_rate: f64,
+    /// At most this many requests in flight; past it, requests are counted as dropped.
+    pub max_in_flight: u64,
+}
+
+/// What the generator did so far.
+#[derive(Debug, Default, Serialize)]
+pub struct TrafficCounts {
+    pub sent: AtomicU64,
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+    pub dropped: AtomicU64,
+    pub feedback: AtomicU64,
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(options: TrafficOptions, counts: Arc<TrafficCounts>, mut stop: watch::Receiver<bool>) {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default();
+    let interval = Duration::from_secs_f64(1.0 / options.rate_per_s.max(0.001));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let options = Arc::new(options);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        n += 1;
+        if in_flight.load(Ordering::Relaxed) >= options.max_in_flight {
+            counts.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let (http, options, counts, in_flight) = (http.clone(), options.clone(), counts.clone(), in_flight.clone());
+        tokio::spawn(async move {
+            one_request(&http, &options, &counts, n).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &TrafficCounts, n: u64) {
+    let user = fastrand::u64(..options.users.max(1));
+    let body = match options.bodies.len() {
+        0 => format!("{{\"inputs\":{{\"amount\":{},\"user\":{user}}}}}", n % 997),
+        len => options.bodies[(n % len as u64) as usize].clone(),
+    };
+    counts.sent.fetch_add(1, Ordering::Relaxed);
+    let answer = http
+        .post(&options.url)
+        .header("x-user-id", format!("user-{user}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    let Ok(response) = answer else {
+        counts.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let good = response.status().is_success();
+    let text = response.text().await.unwrap_or_default();
+    if !good {
+        counts.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    counts.ok.fetch_add(1, Ordering::Relaxed);
+    let (Some(url), Some(id)) = (&options.feedback_url, id) else { return };
+    let rate = fastrand::f64() < options.rating_rate;
+    let complain = fastrand::f64() < options.complaint_rate;
+    if !rate && !complain {
+        return;
+    }
+    // A user rates a "review" answer badly: the simulator's wrong outputs show up as bad ratings.
+    let rating = rate.then(|| if text.contains("review") { 1 } else { 5 });
+    let feedback = serde_json::json!({ "request_id": id, "rating": rating, "complaint": complain });
+    if http.post(url).json(&feedback).send().await.is_ok() {
+        counts.feedback.fetch_add(1, Ordering::Relaxed);
+    }
+}

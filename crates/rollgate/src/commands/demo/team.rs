@@ -1,0 +1,92 @@
+//! The demo's team, acting through the API as people and CI would: "ci"
+//! brings evidence, bob and carol approve, alice ticks checklist items.
+//! Staging evidence comes from the real checks in `staging`; the other
+//! evidence gates stand in for a team's suites and say so.
+
+use super::staging::Check;
+use reqwest::Client;
+use rollgate_server::views::RolloutView;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub struct Team<'a> {
+    pub http: Client,
+    pub api: &'a str,
+    pub tokens: &'a BTreeMap<&'static str, String>,
+}
+
+impl Team<'_> {
+    async fn post(&self, who: &str, path: &str, body: Value) -> anyhow::Result<Value> {
+        let token = self.tokens.get(who).map(String::as_str).unwrap_or_default();
+        let response = self.http.post(format!("{}{path}", self.api)).bearer_auth(token).json(&body).send().await?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            anyhow::bail!("{path} as {who}: {status}: {}", value["detail"].as_str().unwrap_or(""));
+        }
+        Ok(value)
+    }
+
+    pub async fn view(&self, id: &str) -> anyhow::Result<RolloutView> {
+        let token = self.tokens.get("alice").map(String::as_str).unwrap_or_default();
+        let response = self.http.get(format!("{}/api/v1/rollouts/{id}", self.api)).bearer_auth(token).send().await?;
+        Ok(response.json().await?)
+    }
+
+    pub async fn events(&self, id: &str) -> anyhow::Result<Vec<Value>> {
+        let token = self.tokens.get("alice").map(String::as_str).unwrap_or_default();
+        let url = format!("{}/api/v1/rollouts/{id}/events", self.api);
+        Ok(self.http.get(url).bearer_auth(token).send().await?.json().await?)
+    }
+
+    pub async fn start(&self, candidate: &str, id: &str) -> anyhow::Result<()> {
+        let body = json!({ "service": "fraud-scorer", "candidate": candidate, "id": id, "skip_shadow": true });
+        self.post("alice", "/api/v1/rollouts", body).await.map(drop)
+    }
+
+    /// Brings what the open gates of the current stage ask for; returns what was done, in words.
+    pub async fn answer_gates(&self, view: &RolloutView, staging: &[Check]) -> anyhow::Result<Vec<String>> {
+        let id = &view.id;
+        let mut done = Vec::new();
+        if let Some(failed) = view.gates.iter().find(|g| g.blocking && g.status == "failed") {
+            let reason = format!("{} failed: {}", failed.gate, failed.detail);
+            self.post("alice", &format!("/api/v1/rollouts/{id}/abort"), json!({ "reason": reason })).await?;
+            return Ok(vec![format!("✗ alice aborts: {reason}")]);
+        }
+        for gate in view.gates.iter().filter(|g| g.blocking && g.status == "pending") {
+            match gate.kind.as_str() {
+                "evidence" => {
+                    let (passed, summary, details) = match staging.iter().find(|c| c.gate == gate.gate) {
+                        Some(check) => (check.passed, check.summary.clone(), check.details.clone()),
+                        None => (
+                            true,
+                            "passed (the demo stands in for your CI suite here)".to_string(),
+                            json!({ "demo": true }),
+                        ),
+                    };
+                    let body = json!({ "gate": gate.gate, "passed": passed, "summary": summary, "details": details });
+                    self.post("ci", &format!("/api/v1/rollouts/{id}/evidence"), body).await?;
+                    done.push(format!("{} {}: {summary}", if passed { "✓" } else { "✗" }, gate.gate));
+                }
+                "approval" => {
+                    let kind = gate.gate.trim_start_matches("approval.");
+                    let who = if kind == "technical" { "bob" } else { "carol" };
+                    let body = json!({ "kind": kind, "comment": "looks good (demo)" });
+                    self.post(who, &format!("/api/v1/rollouts/{id}/approvals"), body).await?;
+                    done.push(format!("✓ {} by {who}", gate.gate));
+                }
+                "checklist" => {
+                    let name = gate.gate.trim_start_matches("checklist.");
+                    let list = view.checklists.iter().find(|c| c.checklist == name);
+                    for item in list.into_iter().flat_map(|c| &c.items).filter(|i| !i.done) {
+                        let path = format!("/api/v1/rollouts/{id}/checklists/{name}/items/{}", item.id);
+                        self.post("alice", &path, json!({ "note": "demo" })).await?;
+                    }
+                    done.push(format!("✓ {} ticked by alice", gate.gate));
+                }
+                _ => {}
+            }
+        }
+        Ok(done)
+    }
+}

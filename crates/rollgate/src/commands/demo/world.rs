@@ -1,0 +1,142 @@
+//! The demo's little production: three simulated versions of a fraud model,
+//! the gateway in front of them, the control plane on a temporary SQLite
+//! directory, all on free loopback ports, and a clock on which an hour
+//! passes in a second.
+
+use anyhow::Context;
+use rollgate_core::clock::Clock;
+use rollgate_core::config::Config;
+use rollgate_core::roles::{ApprovalKind, Role};
+use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
+use rollgate_gateway::stats::Stats;
+use rollgate_gateway::table::RouteTable;
+use rollgate_gateway::{Gateway, RunningGateway, serve};
+use rollgate_server::auth::create_token;
+use rollgate_server::clock::ScaledClock;
+use rollgate_server::notify::RetryPolicy;
+use rollgate_server::{RunningServer, ServerOptions, start};
+use rollgate_sim::model::{Faults, RunningModel};
+use rollgate_store::{AnyStore, SqliteStore};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Baseline error rate of the simulated models; v3 fails three times as often.
+pub const BASE_ERROR_RATE: f64 = 0.05;
+/// One real second is this many seconds on the rollouts' clock.
+pub const SPEED: f64 = 3600.0;
+
+pub struct World {
+    /// Where the event log is: the caller's directory, or a temporary one removed at the end.
+    pub data: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+    pub models: BTreeMap<&'static str, RunningModel>,
+    pub gateway: RunningGateway,
+    pub server: RunningServer,
+    pub api: String,
+    /// Tokens of the demo's team: alice deploys, bob and carol approve, "ci" brings evidence.
+    pub tokens: BTreeMap<&'static str, String>,
+}
+
+/// The demo's config: one service, three versions, a plan whose holds fit a minute at [`SPEED`].
+fn config_text(endpoints: &BTreeMap<&'static str, RunningModel>) -> String {
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let mut text = String::from(
+        r#"[services.fraud-scorer]
+route = { path_prefix = "/v2/models/fraud" }
+protocol = "kserve-v2"
+stable = "v1"
+plan = "demo"
+sticky = { header = "x-user-id" }
+"#,
+    );
+    text.push_str(
+        "[services.fraud-staging]\nroute = { path_prefix = \"/staging\" }\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"demo\"\n",
+    );
+    for (service, (name, model)) in endpoints.iter().flat_map(|e| [("fraud-scorer", e), ("fraud-staging", e)]) {
+        text.push_str(&format!(
+            "[services.{service}.versions.{name}]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"sim://fraud/{name}\", sha256 = \"{sha}\" }}\nmodel_card = \"cards/fraud-{name}.md\"\nowner = \"fraud-ml@example.com\"\n",
+            model.url()
+        ));
+    }
+    text.push_str(
+        r#"[plans.demo]
+description = "The default process with holds short enough for a demo: every gate, a real staging drill, a canary judged live."
+[plans.demo.canary]
+steps = [
+  { percent = 10, hold = "8h" },
+  { percent = 30, hold = "8h" },
+  { percent = 60, hold = "8h" },
+  { percent = 100 },
+]
+[plans.demo.rollback]
+warm_up = "1s"
+[plans.demo.full]
+keep_warm = "3h"
+observe = "2h"
+[roles]
+alice = ["deployer"]
+bob = ["approver:technical"]
+carol = ["approver:stakeholder"]
+ci = ["deployer"]
+"#,
+    );
+    text
+}
+
+pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
+    let mut models = BTreeMap::new();
+    let any_port = "127.0.0.1:0".parse()?;
+    for (i, (name, error_rate)) in
+        [("v1", BASE_ERROR_RATE), ("v2", BASE_ERROR_RATE), ("v3", 3.0 * BASE_ERROR_RATE)].into_iter().enumerate()
+    {
+        let faults = Faults { error_rate, latency_ms: 2.0, ..Faults::default() };
+        models.insert(name, rollgate_sim::model::serve(any_port, name, 42 + i as u64, faults).await?);
+    }
+    let config = Config::parse("demo.toml", &config_text(&models)).map_err(|problems| {
+        anyhow::anyhow!(
+            "the demo's own config is wrong: {}",
+            problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+        )
+    })?;
+    let temporary = match data_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("cannot make a temporary data directory")?),
+    };
+    let data = data_dir
+        .map_or_else(|| temporary.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default(), Path::to_path_buf);
+    let store = AnyStore::Sqlite(
+        SqliteStore::open(&data).await.with_context(|| format!("cannot open the data directory {}", data.display()))?,
+    );
+    let stats = Arc::new(Stats::default());
+    let table = RouteTable::from_config(&config, &stats)?;
+    let gateway =
+        Arc::new(Gateway::new(table, stats, Duration::from_secs(1), Arc::new(DiscardPairs), MirrorLimits::default()));
+    let front = serve(gateway.clone(), any_port).await?;
+    // Thursday morning: the plan's deploy window refuses Friday starts.
+    let clock = ScaledClock { origin: "2026-11-26T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
+    let options = ServerOptions {
+        config,
+        store: store.clone(),
+        listen: any_port,
+        clock: Arc::new(clock.clone()),
+        tick: Duration::from_millis(100),
+        hooks: Vec::new(),
+        gateway: Some(gateway),
+        retry: RetryPolicy::default(),
+    };
+    let server = start(options).await?;
+    let mut tokens = BTreeMap::new();
+    for (name, role) in [
+        ("alice", Role::Deployer),
+        ("bob", Role::Approver(ApprovalKind::Technical)),
+        ("carol", Role::Approver(ApprovalKind::Stakeholder)),
+        ("ci", Role::Deployer),
+    ] {
+        let token = create_token(&store, name, &[role], "demo", clock.now()).await?;
+        tokens.insert(name, token.token);
+    }
+    let api = format!("http://{}", server.addr);
+    Ok(World { data, _temporary: temporary, models, gateway: front, server, api, tokens })
+}
