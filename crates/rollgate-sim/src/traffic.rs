@@ -37,13 +37,13 @@ pub struct TrafficCounts {
     pub feedback: AtomicU64,
 }
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` turns true, then waits for the requests in flight.
 pub async fn run(options: TrafficOptions, counts: Arc<TrafficCounts>, mut stop: watch::Receiver<bool>) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default();
     let interval = Duration::from_secs_f64(1.0 / options.rate_per_s.max(0.001));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let in_flight = Arc::new(AtomicU64::new(0));
+    let mut in_flight = tokio::task::JoinSet::new();
     let options = Arc::new(options);
     let mut n: u64 = 0;
     loop {
@@ -55,17 +55,15 @@ pub async fn run(options: TrafficOptions, counts: Arc<TrafficCounts>, mut stop: 
             break;
         }
         n += 1;
-        if in_flight.load(Ordering::Relaxed) >= options.max_in_flight {
+        while in_flight.try_join_next().is_some() {}
+        if in_flight.len() as u64 >= options.max_in_flight {
             counts.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let (http, options, counts, in_flight) = (http.clone(), options.clone(), counts.clone(), in_flight.clone());
-        tokio::spawn(async move {
-            one_request(&http, &options, &counts, n).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
+        let (http, options, counts) = (http.clone(), options.clone(), counts.clone());
+        in_flight.spawn(async move { one_request(&http, &options, &counts, n).await });
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &TrafficCounts, n: u64) {

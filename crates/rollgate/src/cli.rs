@@ -75,6 +75,11 @@ pub enum Command {
     },
     /// See rollgate do its job in under a minute: simulated models, gateway, control plane, two rollouts.
     Demo(DemoArgs),
+    /// Stand-ins for your model servers and your users: `rollgate sim model`, `rollgate sim traffic`.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// Benchmarks that run on their own: `rollgate bench judge`.
     Bench {
         #[command(subcommand)]
@@ -86,6 +91,45 @@ pub enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// A simulated model server (OpenAI chat with streaming, KServe v2, plain JSON) that injects faults;
+    /// change them while it runs with `curl -X PUT URL/_sim/faults -d '{"error_rate":0.2}'`.
+    Model {
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "model")]
+        name: String,
+        /// Answers are a function of the seed and the request.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Initial faults as JSON, e.g. '{"error_rate":0.05,"latency_ms":20,"tail_share":0.01,"tail_factor":10}'.
+        #[arg(long, default_value = "{}")]
+        faults: String,
+    },
+    /// Open-loop traffic from many users (sticky x-user-id), with ratings and complaints.
+    Traffic {
+        /// Where requests go, e.g. http://127.0.0.1:8080/v2/models/fraud/infer.
+        url: String,
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// A JSONL file of request bodies to replay in turn (e.g. sanitized production samples).
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// The gateway's feedback URL (http://HOST:PORT/feedback) for ratings and complaints.
+        #[arg(long)]
+        feedback: Option<String>,
+        #[arg(long, default_value_t = 0.0)]
+        rating_rate: f64,
+        #[arg(long, default_value_t = 0.0)]
+        complaint_rate: f64,
     },
 }
 

@@ -9,6 +9,7 @@ mod plan;
 mod remote;
 mod rollout;
 mod serve;
+mod sim;
 mod token;
 
 use crate::cli::{BenchCommand, Command};
@@ -39,6 +40,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
         Command::Token { store, command } => token::run(&store, command).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Sim { command } => sim::run(command).await,
         Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),
     }
 }

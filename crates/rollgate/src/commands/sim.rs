@@ -1,0 +1,63 @@
+//! `rollgate sim model` and `rollgate sim traffic`: the simulator's command line.
+
+use crate::cli::SimCommand;
+use anyhow::Context;
+use rollgate_sim::model::Faults;
+use rollgate_sim::traffic::{TrafficCounts, TrafficOptions};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub async fn run(command: SimCommand) -> anyhow::Result<()> {
+    match command {
+        SimCommand::Model { listen, name, seed, faults } => {
+            let faults: Faults = serde_json::from_str(&faults).map_err(|e| {
+                crate::Refused(format!("--faults is not a fault description: {e} (e.g. '{{\"error_rate\":0.05}}')"))
+            })?;
+            let model = rollgate_sim::model::serve(listen, &name, seed, faults)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!("simulated model `{name}` on {} (faults: GET/PUT {}/_sim/faults)", model.url(), model.url());
+            super::serve::shutdown_signal().await;
+            model.stop();
+            Ok(())
+        }
+        SimCommand::Traffic { url, rate, seconds, users, replay, feedback, rating_rate, complaint_rate } => {
+            let bodies = match replay {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let options = TrafficOptions {
+                url,
+                feedback_url: feedback,
+                rate_per_s: rate,
+                users,
+                bodies,
+                rating_rate,
+                complaint_rate,
+                max_in_flight: 1024,
+            };
+            let counts = Arc::new(TrafficCounts::default());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(rollgate_sim::traffic::run(options, counts.clone(), stopped));
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let _ = stop.send(true);
+            let _ = task.await;
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            println!(
+                "sent {}, ok {}, errors {}, dropped {}, feedback {}",
+                load(&counts.sent),
+                load(&counts.ok),
+                load(&counts.errors),
+                load(&counts.dropped),
+                load(&counts.feedback)
+            );
+            Ok(())
+        }
+    }
+}
