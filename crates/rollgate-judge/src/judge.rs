@@ -56,6 +56,31 @@ pub enum Verdict {
     Rollback { trigger: String, reason: String },
 }
 
+impl Verdict {
+    /// The verdict as the rollout state machine records it; a rollback
+    /// carries the whole report as its evidence.
+    pub fn to_core(&self, report: &Report) -> rollgate_core::rollout::Verdict {
+        self.core_with(serde_json::to_value(report).unwrap_or_default())
+    }
+
+    /// The same without the report (cheaper; a rollback then carries only its reason).
+    pub fn to_core_without_report(&self) -> rollgate_core::rollout::Verdict {
+        self.core_with(serde_json::Value::Null)
+    }
+
+    fn core_with(&self, report: serde_json::Value) -> rollgate_core::rollout::Verdict {
+        use rollgate_core::rollout::Verdict as Core;
+        match self {
+            Verdict::Healthy => Core::Healthy,
+            Verdict::Hold { reason } => Core::Hold { reason: reason.clone() },
+            Verdict::Rollback { trigger, reason } => Core::Rollback {
+                trigger: trigger.clone(),
+                evidence: serde_json::json!({ "reason": reason, "judge": report }),
+            },
+        }
+    }
+}
+
 /// A trigger's state, with the numbers behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TriggerReport {

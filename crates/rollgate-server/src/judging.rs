@@ -21,7 +21,6 @@ struct Slot {
     judge: Judge,
     canary_seen: Counters,
     stable_seen: Counters,
-    report: Report,
 }
 
 pub struct Judging {
@@ -50,9 +49,10 @@ impl Judging {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The live report of a rollout's judge, if one is running.
+    /// The live report of a rollout's judge, if one is running (computed on
+    /// request: the confidence sequences cost more than a tick).
     pub fn report(&self, rollout: &str) -> Option<Report> {
-        self.slots().get(rollout).map(|s| s.report.clone())
+        self.slots().get(rollout).map(|s| s.judge.report())
     }
 
     /// One tick for one rollout.
@@ -86,8 +86,7 @@ impl Judging {
         let mut slots = self.slots();
         let Some(slot) = slots.get_mut(&rollout.id) else { return Outcome::Unchanged };
         let verdict = judge_once(slot, &canary, &stable, rollout.weight, now_ms, health.as_deref(), &readings);
-        slot.report = slot.judge.report();
-        to_record(rollout, &verdict, &slot.report)
+        to_record(rollout, &verdict, &slot.judge)
     }
 }
 
@@ -95,7 +94,7 @@ fn fresh(rollout: &Rollout, canary: &Series, stable: &Series) -> Slot {
     // What happened before the judge started is not its business.
     let _ = (canary.drain_latencies(), stable.drain_latencies());
     let judge = Judge::new(JudgeConfig::from_plan(&rollout.plan.rollback));
-    Slot { report: judge.report(), judge, canary_seen: canary.counters(), stable_seen: stable.counters() }
+    Slot { judge, canary_seen: canary.counters(), stable_seen: stable.counters() }
 }
 
 fn judge_once(
@@ -151,15 +150,12 @@ fn canary_health(gateway: &Gateway, rollout: &Rollout) -> Option<Vec<u32>> {
 }
 
 /// The state machine hears of a verdict when its kind changes; a rollback always.
-fn to_record(rollout: &Rollout, verdict: &Verdict, report: &Report) -> Outcome {
+fn to_record(rollout: &Rollout, verdict: &Verdict, judge: &Judge) -> Outcome {
     let core = match verdict {
-        Verdict::Healthy => CoreVerdict::Healthy,
-        Verdict::Hold { reason } => CoreVerdict::Hold { reason: reason.clone() },
-        Verdict::Rollback { trigger, reason } => {
-            let evidence = serde_json::json!({ "reason": reason, "judge": report });
-            return Outcome::Record(CoreVerdict::Rollback { trigger: trigger.clone(), evidence });
-        }
+        Verdict::Rollback { .. } => verdict.to_core(&judge.report()),
+        _ => verdict.to_core_without_report(),
     };
-    let same = rollout.verdict.as_ref().is_some_and(|v| v.verdict.same_kind(&core));
-    if same { Outcome::Unchanged } else { Outcome::Record(core) }
+    let news = matches!(verdict, Verdict::Rollback { .. })
+        || !rollout.verdict.as_ref().is_some_and(|v| v.verdict.same_kind(&core));
+    if news { Outcome::Record(core) } else { Outcome::Unchanged }
 }

@@ -75,6 +75,28 @@ pub enum Command {
     },
     /// See rollgate do its job in under a minute: simulated models, gateway, control plane, two rollouts.
     Demo(DemoArgs),
+    /// Rehearse a plan on a virtual clock against simulated traffic and a fault scenario: the timeline,
+    /// the hour each step would advance, and where and why a rollback would happen.
+    Rehearse {
+        /// The plan (the built-in `default`, or one from the config).
+        #[arg(default_value = "default")]
+        plan: String,
+        #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+        config: PathBuf,
+        /// A scenario id from the judge benchmark's set (N0 healthy, P3 crash-like errors, P5 latency x2, …).
+        #[arg(long, default_value = "N0")]
+        scenario: String,
+        /// A scenario file in the judge benchmark's format (`rollgate bench judge --print-scenarios`).
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+        /// Total requests a second.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stand-ins for your model servers and your users: `rollgate sim model`, `rollgate sim traffic`.
     Sim {
         #[command(subcommand)]

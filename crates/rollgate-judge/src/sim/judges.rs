@@ -5,9 +5,9 @@
 
 use super::world::TickData;
 use crate::config::JudgeConfig;
-use crate::judge::{ArmTick, Judge, Tick, Verdict};
+use crate::judge::{Judge, Verdict};
 use crate::mann_whitney::shift_interval;
-use crate::ratio::{WeightCell, canary_share, thinned_weight};
+use crate::ratio::{canary_share, thinned_weight};
 use std::collections::VecDeque;
 
 /// A judge in the race: sees each second, says whether it rolls back now.
@@ -28,29 +28,8 @@ impl Rollgate {
 
 impl SimJudge for Rollgate {
     fn observe(&mut self, t: &TickData) -> bool {
-        let bad = [WeightCell { weight: t.weight, canary: t.canary.bad_outputs, baseline: t.baseline.bad_outputs }];
-        let tick = Tick {
-            at_ms: t.t * 1000,
-            weight: t.weight,
-            canary: ArmTick {
-                requests: t.canary.requests,
-                errors: t.canary.errors,
-                saturated: 0,
-                latencies_us: &t.canary.latencies_us,
-                latency_population: t.canary.latency_population,
-            },
-            baseline: ArmTick {
-                requests: t.baseline.requests,
-                errors: t.baseline.errors,
-                saturated: 0,
-                latencies_us: &t.baseline.latencies_us,
-                latency_population: t.baseline.latency_population,
-            },
-            bad_outputs: &bad,
-            complaints: &t.complaints,
-            canary_health: None,
-            external: &[],
-        };
+        let bad = t.bad_outputs();
+        let tick = t.judge_tick(t.t * 1000, &bad);
         matches!(self.judge.tick(&tick), Verdict::Rollback { .. })
     }
 }

@@ -5,6 +5,7 @@
 //! same stream, and every judge of a run sees that one stream.
 
 use super::scenario::{Scenario, Settings};
+use crate::judge::{ArmTick, Tick};
 use crate::ratio::WeightCell;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,6 +52,39 @@ pub struct TickData {
     /// Complaints that reached the judge this second, tagged with their exposure weight.
     pub complaints: Vec<WeightCell>,
     pub truth: TruthAt,
+}
+
+impl ArmData {
+    fn as_arm(&self) -> ArmTick<'_> {
+        ArmTick {
+            requests: self.requests,
+            errors: self.errors,
+            saturated: 0,
+            latencies_us: &self.latencies_us,
+            latency_population: self.latency_population,
+        }
+    }
+}
+
+impl TickData {
+    /// This tick's bad outputs, as the judge takes them.
+    pub fn bad_outputs(&self) -> [WeightCell; 1] {
+        [WeightCell { weight: self.weight, canary: self.canary.bad_outputs, baseline: self.baseline.bad_outputs }]
+    }
+
+    /// What the judge is fed for this tick, at `at_ms` on its clock.
+    pub fn judge_tick<'a>(&'a self, at_ms: u64, bad_outputs: &'a [WeightCell]) -> Tick<'a> {
+        Tick {
+            at_ms,
+            weight: self.weight,
+            canary: self.canary.as_arm(),
+            baseline: self.baseline.as_arm(),
+            bad_outputs,
+            complaints: &self.complaints,
+            canary_health: None,
+            external: &[],
+        }
+    }
 }
 
 pub struct World<'a> {
@@ -107,19 +141,26 @@ impl<'a> World<'a> {
         }
     }
 
-    /// The next second, or `None` after the last step.
+    /// The next second of the settings' schedule, or `None` after the last step.
     pub fn next_tick(&mut self) -> Option<&TickData> {
         if self.t >= self.settings.horizon_s() {
             return None;
         }
+        let weight = self.settings.weight_at(self.t);
+        Some(self.advance(weight, 1))
+    }
+
+    /// The next `seconds` at canary `weight` as one tick (counts are exact
+    /// sums; latencies a sample). Rehearsals step hours this way.
+    pub fn advance(&mut self, weight: f64, seconds: u64) -> &TickData {
         let (s, sc, t) = (self.settings, self.scenario, self.t);
+        let span = seconds.max(1) as f64;
         let wave = self.drift_phase.map_or(0.0, |phi| (2.0 * PI * t as f64 / 7200.0 + phi).sin());
         let stepped = self.shared_step_at.is_some_and(|at| t >= at);
         let (step_latency, step_errors) = if stepped { (1.5, 3.0) } else { (1.0, 1.0) };
         let fault = t >= sc.onset_s;
-        let weight = s.weight_at(t);
 
-        let arrivals = poisson(&mut self.rng, self.rate * (1.0 + 0.5 * wave));
+        let arrivals = poisson(&mut self.rng, span * self.rate * (1.0 + 0.5 * wave));
         let canary_n = binomial(&mut self.rng, arrivals, weight);
         let baseline_n = arrivals - canary_n;
 
@@ -174,16 +215,15 @@ impl<'a> World<'a> {
             }
         }
         tick.complaints.clear();
-        if let Some(arrived) = self.pending.remove(&t) {
-            for (w, canary) in arrived {
-                let (c, b) = if canary { (1, 0) } else { (0, 1) };
-                match tick.complaints.iter_mut().find(|cell| cell.weight == w) {
-                    Some(cell) => {
-                        cell.canary += c;
-                        cell.baseline += b;
-                    }
-                    None => tick.complaints.push(WeightCell { weight: w, canary: c, baseline: b }),
+        let later = self.pending.split_off(&(t + seconds.max(1)));
+        for (w, canary) in std::mem::replace(&mut self.pending, later).into_values().flatten() {
+            let (c, b) = if canary { (1, 0) } else { (0, 1) };
+            match tick.complaints.iter_mut().find(|cell| cell.weight == w) {
+                Some(cell) => {
+                    cell.canary += c;
+                    cell.baseline += b;
                 }
+                None => tick.complaints.push(WeightCell { weight: w, canary: c, baseline: b }),
             }
         }
 
@@ -197,8 +237,8 @@ impl<'a> World<'a> {
             complaint_ratio,
             harm: canary_n as f64 * ((p_b - p_a) + (q_b - q_a) + slow_excess + c_rate * (complaint_ratio - 1.0)),
         };
-        self.t += 1;
-        Some(&self.tick)
+        self.t += seconds.max(1);
+        &self.tick
     }
 }
 

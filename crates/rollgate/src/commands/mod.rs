@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod gateway;
 mod plan;
+mod rehearse;
 mod remote;
 mod rollout;
 mod serve;
@@ -40,6 +41,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
         Command::Token { store, command } => token::run(&store, command).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Rehearse { plan, config, scenario, scenarios, rate, seed, json } => {
+            rehearse::run(&plan, &config, &scenario, scenarios.as_deref(), rate, seed, json)
+        }
         Command::Sim { command } => sim::run(command).await,
         Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),
     }

@@ -31,7 +31,7 @@ pub fn run(command: PlanCommand) -> anyhow::Result<()> {
 }
 
 /// The built-in default needs no config file; other plans come from it.
-fn find(name: &str, path: &Path) -> anyhow::Result<Plan> {
+pub fn find(name: &str, path: &Path) -> anyhow::Result<Plan> {
     let config = optional_config(path)?;
     config.plan(name).ok_or_else(|| {
         Refused(format!("no plan named `{name}` in {}; plans: {}", path.display(), config.plan_names().join(", ")))

@@ -1,0 +1,176 @@
+//! `rollgate rehearse`: a whole plan on a virtual clock, against simulated
+//! traffic and a scenario of faults (the judge benchmark's format). Gates
+//! that need people or CI are passed by stand-ins; holds and deploy windows
+//! pass as the clock jumps; during the canary, traffic is simulated a minute
+//! at a time and the real judge decides. A 48-hour canary takes well under a
+//! second. Pure: no sockets, no wall clock.
+
+use jiff::{SignedDuration, Timestamp};
+use rollgate_core::plan::Plan;
+use rollgate_core::roles::Actor;
+use rollgate_core::rollout::rehearsal::{Rehearsal, inputs_to_pass};
+use rollgate_core::rollout::{Command, Input, Rollout, Stage};
+use rollgate_judge::sim::scenario::{Scenario, Settings};
+use rollgate_judge::sim::world::World;
+use rollgate_judge::{Judge, JudgeConfig, Verdict};
+use serde::Serialize;
+
+/// Traffic is simulated in ticks this long while the candidate has traffic.
+const TICK_S: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Moment {
+    /// Hours since the rollout started.
+    pub hour: f64,
+    pub at: String,
+    pub stage: String,
+    pub candidate_percent: f64,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rehearsed {
+    pub timeline: Vec<Moment>,
+    /// completed, rolled_back, aborted, or stuck (with why).
+    pub outcome: String,
+    pub events: usize,
+}
+
+fn moment(r: &Rollout, started: Timestamp, now: Timestamp, note: String) -> Moment {
+    Moment {
+        hour: now.duration_since(started).as_secs_f64() / 3600.0,
+        at: now.to_string(),
+        stage: r.stage.to_string(),
+        candidate_percent: r.weight.percent(),
+        note,
+    }
+}
+
+/// Runs `plan` from `start` (a Start command's inputs) at `start_at` with `rate` requests a second.
+pub fn rehearse(
+    plan: &Plan,
+    settings: &Settings,
+    scenario: &Scenario,
+    rate: u32,
+    seed: u64,
+    start_at: Timestamp,
+) -> Rehearsed {
+    let mut rehearsal = Rehearsal::new();
+    let start = Input::Start {
+        rollout_id: "rehearsal".into(),
+        service: "service".into(),
+        candidate: "candidate".into(),
+        stable: "stable".into(),
+        plan_name: "rehearsed".into(),
+        plan: Box::new(plan.clone()),
+        skip_shadow: true,
+    };
+    let mut now = start_at;
+    let mut timeline = Vec::new();
+    if let Err(e) =
+        rehearsal.send(Command::new(Actor::new("rehearsal", [rollgate_core::roles::Role::Deployer]), start), now)
+    {
+        return Rehearsed { timeline, outcome: format!("refused at the start: {e}"), events: 0 };
+    }
+    let config = JudgeConfig::from_plan(&plan.rollback);
+    let mut judge = Judge::new(config.clone());
+    let mut world = World::new(settings, scenario, rate, false, seed, config.latency_ratio);
+    let mut last_stage = String::new();
+    let mut judge_ms = 0u64;
+    // Bounded: a plan that never ends must not loop forever.
+    for _ in 0..1_000_000 {
+        let Some(state) = rehearsal.state().cloned() else { break };
+        let stage = state.stage.to_string();
+        if stage != last_stage {
+            timeline.push(moment(&state, start_at, now, String::new()));
+            last_stage = stage;
+        }
+        if state.stage.is_terminal() {
+            break;
+        }
+        // People and CI: every stand-in input that passes a gate (the judge speaks for itself).
+        let stand_ins: Vec<Command> =
+            inputs_to_pass(&state, now).into_iter().filter(|c| !matches!(c.input, Input::Verdict { .. })).collect();
+        if let Some(command) = stand_ins.into_iter().next()
+            && rehearsal.send(command, now).is_ok()
+        {
+            continue;
+        }
+        let judged = matches!(state.stage, Stage::Canary { .. } | Stage::Full) && state.weight.percent() > 0.0;
+        if judged {
+            let w = state.weight.percent() / 100.0;
+            let t = world.advance(w, TICK_S);
+            judge_ms += TICK_S * 1000;
+            let bad = t.bad_outputs();
+            let tick = t.judge_tick(judge_ms, &bad);
+            let verdict = judge.tick(&tick).clone();
+            // The full report (confidence sequences, quantile bounds) only matters as a rollback's evidence.
+            let core = match &verdict {
+                Verdict::Rollback { .. } => verdict.to_core(&judge.report()),
+                _ => verdict.to_core_without_report(),
+            };
+            let news = matches!(verdict, Verdict::Rollback { .. })
+                || !state.verdict.as_ref().is_some_and(|v| v.verdict.same_kind(&core));
+            let recorded =
+                news && rehearsal.send(Command::new(Actor::system(), Input::Verdict { verdict: core }), now).is_ok();
+            if recorded
+                && let Verdict::Rollback { reason, .. } = &verdict
+                && let Some(after) = rehearsal.state()
+            {
+                timeline.push(moment(after, start_at, now, format!("the judge rolls back: {reason}")));
+                last_stage = after.stage.to_string();
+            }
+            now += SignedDuration::from_secs(TICK_S as i64);
+        } else {
+            match rehearsal.next_timer(now) {
+                Some(at) => now = at,
+                None => {
+                    return Rehearsed {
+                        outcome: format!("stuck in {}: nothing left to wait for", state.stage),
+                        events: rehearsal.events().len(),
+                        timeline,
+                    };
+                }
+            }
+        }
+        let _ = rehearsal.send(Command::new(Actor::system(), Input::Timer), now);
+    }
+    let outcome = rehearsal.state().map_or("not started".into(), |s| s.stage.to_string());
+    Rehearsed { timeline, outcome, events: rehearsal.events().len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollgate_judge::sim::scenario::{BUILT_IN, parse};
+
+    fn run(id: &str) -> Rehearsed {
+        let file = parse(BUILT_IN).unwrap();
+        let scenario = file.scenarios.iter().find(|s| s.id == id).unwrap();
+        let thursday: Timestamp = "2026-11-26T09:00:00Z".parse().unwrap();
+        rehearse(&Plan::default(), &file.settings, scenario, 100, 7, thursday)
+    }
+
+    #[test]
+    fn a_healthy_canary_goes_through_the_default_48_hours() {
+        let wall = std::time::Instant::now();
+        let done = run("N0");
+        eprintln!("48-hour default plan with traffic rehearsed in {:?}", wall.elapsed());
+        assert_eq!(done.outcome, "completed", "{:#?}", done.timeline);
+        let hours: Vec<(String, f64)> = done.timeline.iter().map(|m| (m.stage.clone(), m.hour)).collect();
+        let step = |name: &str| hours.iter().find(|(s, _)| s == name).map(|(_, h)| *h).unwrap();
+        // The guide's hours 0 / 4 / 12 / 24 / 48 (each step waits for its hold and a healthy judge).
+        assert!(step("canary step 2") >= 4.0 && step("canary step 2") < 4.2, "{hours:?}");
+        assert!(step("full deployment") >= 48.0 && step("full deployment") < 48.2, "{hours:?}");
+        assert!(step("completed") >= 72.0, "keep warm 72 h: {hours:?}");
+    }
+
+    #[test]
+    fn a_crash_like_fault_is_rolled_back_in_the_first_step() {
+        let done = run("P3");
+        assert_eq!(done.outcome, "rolled back (quick)", "{:#?}", done.timeline);
+        let rollback = done.timeline.iter().find(|m| m.note.contains("rolls back")).unwrap();
+        assert!(rollback.hour < 1.0, "within the first hour: {rollback:?}");
+        assert!(rollback.note.contains("error rate"), "{}", rollback.note);
+    }
+}
