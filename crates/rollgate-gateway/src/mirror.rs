@@ -1,11 +1,11 @@
 //! Shadow traffic. A share of a service's requests is copied to a shadow
 //! version off the request path: the copy is sent by a task of its own on
-//! the thread that took the request, with bounded waiting and concurrency,
+//! a runtime apart from the request threads, with bounded waiting and concurrency,
 //! and dropped, counted, when too many wait, so a slow shadow never slows a
 //! user's request. When both answers are in,
 //! the pair goes to a comparison hook.
 
-use crate::proxy::{ProxyBody, full};
+use crate::proxy::{ProxyBody, Upstream, full, upstream};
 use crate::stats::{Outcome, Series, Stats};
 use crate::table::Endpoint;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use thread_local::ThreadLocal;
 use tokio::sync::{Semaphore, oneshot};
 
 /// One side's answer, as far as the comparison needs it.
@@ -89,6 +90,12 @@ impl Default for MirrorLimits {
 }
 
 pub struct Mirror {
+    /// Where shadow copies run: the runtime the gateway was made on, not the
+    /// request threads, so that shadow work never queues ahead of a user's request.
+    runtime: tokio::runtime::Handle,
+    /// The shadow side's own connection pools (one per thread that sends copies).
+    clients: Arc<ThreadLocal<Upstream>>,
+    connect_timeout: Duration,
     /// Copies admitted (waiting or in flight); past it, copies are dropped.
     admitted: Arc<Semaphore>,
     /// Copies in flight to the shadow.
@@ -99,8 +106,17 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    pub fn new(stats: Arc<Stats>, hook: Arc<dyn ComparisonHook>, limits: MirrorLimits) -> Mirror {
+    /// Must be called inside a Tokio runtime: shadow copies will run on it.
+    pub fn new(
+        stats: Arc<Stats>,
+        hook: Arc<dyn ComparisonHook>,
+        limits: MirrorLimits,
+        connect_timeout: Duration,
+    ) -> Mirror {
         Mirror {
+            runtime: tokio::runtime::Handle::current(),
+            clients: Arc::new(ThreadLocal::new()),
+            connect_timeout,
             admitted: Arc::new(Semaphore::new(limits.queue.max(1) + limits.concurrency.max(1))),
             sending: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             stats,
@@ -109,9 +125,9 @@ impl Mirror {
         }
     }
 
-    /// Sends a copy from the calling thread (with that thread's pool), or
-    /// drops it, counted, when too many are waiting already. Never waits.
-    pub fn offer(&self, job: MirrorJob, client: Client<HttpConnector, ProxyBody>) -> bool {
+    /// Hands a copy to the shadow runtime, or drops it, counted, when too
+    /// many are waiting already. Never waits.
+    pub fn offer(&self, job: MirrorJob) -> bool {
         let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
             self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -119,8 +135,10 @@ impl Mirror {
         self.stats.mirror_sent.fetch_add(1, Ordering::Relaxed);
         let (sending, stats, hook, capture) =
             (self.sending.clone(), self.stats.clone(), self.hook.clone(), self.limits.capture);
-        tokio::spawn(async move {
+        let (clients, timeout) = (self.clients.clone(), self.connect_timeout);
+        self.runtime.spawn(async move {
             let Ok(_slot) = sending.acquire_owned().await else { return };
+            let client = clients.get_or(|| upstream(timeout)).clone();
             let pair = shadow(&client, job, capture).await;
             if pair.shadow.is_err() {
                 stats.mirror_failed.fetch_add(1, Ordering::Relaxed);

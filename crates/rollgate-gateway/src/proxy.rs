@@ -42,7 +42,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-type Upstream = Client<HttpConnector, ProxyBody>;
+pub(crate) type Upstream = Client<HttpConnector, ProxyBody>;
 
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
@@ -56,7 +56,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway on `table`.
+    /// A gateway on `table`. Must be called inside a Tokio runtime: shadow copies run on it.
     pub fn new(
         table: RouteTable,
         stats: Arc<Stats>,
@@ -64,7 +64,7 @@ impl Gateway {
         hook: Arc<dyn ComparisonHook>,
         limits: MirrorLimits,
     ) -> Gateway {
-        let mirror = Mirror::new(stats.clone(), hook, limits);
+        let mirror = Mirror::new(stats.clone(), hook, limits, connect_timeout);
         Gateway {
             table: ArcSwap::from_pointee(table),
             stats,
@@ -274,7 +274,7 @@ impl Gateway {
             timeout: service.total_timeout,
             primary: primary_answer,
         };
-        self.mirror.offer(job, self.client());
+        self.mirror.offer(job);
     }
 }
 
@@ -289,7 +289,7 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| unreachable!("hex digits are valid header bytes"))
 }
 
-fn upstream(connect_timeout: Duration) -> Upstream {
+pub(crate) fn upstream(connect_timeout: Duration) -> Upstream {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
