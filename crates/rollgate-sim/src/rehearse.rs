@@ -6,7 +6,7 @@
 //! second. Pure: no sockets, no wall clock.
 
 use jiff::{SignedDuration, Timestamp};
-use rollgate_core::plan::Plan;
+use rollgate_core::plan::{Plan, ShadowMode};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::rehearsal::{Rehearsal, inputs_to_pass};
 use rollgate_core::rollout::{Command, Input, Rollout, Stage};
@@ -63,7 +63,8 @@ pub fn rehearse(
         stable: "stable".into(),
         plan_name: "rehearsed".into(),
         plan: Box::new(plan.clone()),
-        skip_shadow: true,
+        // A shadow stage runs only when the plan requires it (its gates are passed by stand-ins).
+        skip_shadow: plan.shadow.mode != ShadowMode::Required,
     };
     let mut now = start_at;
     let mut timeline = Vec::new();

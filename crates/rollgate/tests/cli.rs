@@ -357,6 +357,16 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     let drill =
         v2["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "staging.rollback_drill").unwrap().clone();
     assert_eq!(drill["passed"], true, "{drill}");
+    // Its times agree with the log: detection before traffic off, both within the time staging took
+    // (the demo's clock runs 3600 times real time).
+    let (detect, off) = (
+        drill["details"]["fault_to_detection_s"].as_f64().unwrap(),
+        drill["details"]["fault_to_traffic_off_s"].as_f64().unwrap(),
+    );
+    let ts = |v: &serde_json::Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let staging = v2["history"].as_array().unwrap().iter().find(|v| v["stage"] == "staging").unwrap();
+    let staging_real_s = ts(&drill["at"]).duration_since(ts(&staging["entered_at"])).as_secs_f64() / 3600.0;
+    assert!(0.0 < detect && detect <= off && off <= staging_real_s, "{detect} <= {off} <= {staging_real_s}");
     let audit = ws.ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
     assert!(audit.contains("fraud-v2") && audit.contains("fraud-v3"), "{audit}");
 }
