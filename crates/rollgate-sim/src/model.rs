@@ -3,7 +3,7 @@
 //! plain JSON, answers deterministically from its seed and the request, and
 //! injects faults set at start or at run time through `PUT /_sim/faults`:
 //! an error rate, a latency distribution with a heavy tail, wrong outputs,
-//! hangs and slow starts.
+//! hangs, crashes (connections cut) and slow starts.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -35,6 +35,8 @@ pub struct Faults {
     pub wrong_rate: f64,
     /// Never answer (until the fault is cleared and the client gives up).
     pub hang: bool,
+    /// Behave like a process that died: every connection is cut mid-answer, health checks included.
+    pub crash: bool,
     /// Answer 503 to everything, health checks included, for this long after start.
     pub slow_start_ms: u64,
     /// Delay between streamed tokens, milliseconds.
@@ -51,6 +53,7 @@ impl Default for Faults {
             tail_factor: 1.0,
             wrong_rate: 0.0,
             hang: false,
+            crash: false,
             slow_start_ms: 0,
             token_ms: 2,
         }
@@ -111,9 +114,19 @@ pub async fn serve(listen: SocketAddr, name: &str, seed: u64, faults: Faults) ->
     Ok(RunningModel { addr, model, task })
 }
 
-async fn health(State(model): State<Arc<Model>>) -> StatusCode {
+async fn health(State(model): State<Arc<Model>>) -> Response {
     let faults = model.faults();
+    if faults.crash {
+        return cut();
+    }
     if faults.hang || model.starting(&faults) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
+        .into_response()
+}
+
+/// A response whose body fails at once: the server drops the connection, as a crashed process would.
+fn cut() -> Response {
+    let broken = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("crashed")) });
+    Response::new(Body::from_stream(broken))
 }
 
 async fn get_faults(State(model): State<Arc<Model>>) -> axum::Json<Faults> {
@@ -149,6 +162,9 @@ async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Byte
     let faults = model.faults();
     let n = model.served.fetch_add(1, Ordering::Relaxed);
     let mut rng = fastrand::Rng::with_seed(model.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    if faults.crash {
+        return cut();
+    }
     if model.starting(&faults) {
         return json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({ "error": "starting" }));
     }

@@ -40,6 +40,12 @@ async fn faults_change_while_it_runs() {
     assert_eq!(post(&url, "{}").await.0, 500);
     let bad = http.put(format!("{}/_sim/faults", model.url())).body(r#"{"eror_rate":1}"#).send().await.unwrap();
     assert_eq!(bad.status(), 400, "a misspelt fault is refused");
+    model.set_faults(Faults { crash: true, ..Faults::default() });
+    let cut = match http.post(&url).body("{}").send().await {
+        Err(_) => true,
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(cut, "a crashed model cuts the connection");
     model.set_faults(Faults { slow_start_ms: 60_000, ..Faults::default() });
     let health = http.get(format!("{}/health", model.url())).send().await.unwrap();
     assert_eq!(health.status(), 503, "a model still starting fails its health check");
