@@ -1,6 +1,6 @@
 //! Shadow traffic. A share of a service's requests is copied to a shadow
 //! version off the request path: the copy is sent by a task of its own on
-//! a runtime apart from the request threads, with bounded waiting and concurrency,
+//! a low-priority thread apart from the request threads, with bounded waiting and concurrency,
 //! and dropped, counted, when too many wait, so a slow shadow never slows a
 //! user's request. When both answers are in,
 //! the pair goes to a comparison hook.
@@ -90,8 +90,8 @@ impl Default for MirrorLimits {
 }
 
 pub struct Mirror {
-    /// Where shadow copies run: the runtime the gateway was made on, not the
-    /// request threads, so that shadow work never queues ahead of a user's request.
+    /// Where shadow copies run: a thread of their own at the lowest OS
+    /// priority, so that shadow work never queues ahead of a user's request.
     runtime: tokio::runtime::Handle,
     /// The shadow side's own connection pools (one per thread that sends copies).
     clients: Arc<ThreadLocal<Upstream>>,
@@ -106,7 +106,6 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Must be called inside a Tokio runtime: shadow copies will run on it.
     pub fn new(
         stats: Arc<Stats>,
         hook: Arc<dyn ComparisonHook>,
@@ -114,7 +113,7 @@ impl Mirror {
         connect_timeout: Duration,
     ) -> Mirror {
         Mirror {
-            runtime: tokio::runtime::Handle::current(),
+            runtime: shadow_runtime(),
             clients: Arc::new(ThreadLocal::new()),
             connect_timeout,
             admitted: Arc::new(Semaphore::new(limits.queue.max(1) + limits.concurrency.max(1))),
@@ -148,6 +147,35 @@ impl Mirror {
         });
         true
     }
+}
+
+/// The process's one shadow runtime, started on first use.
+fn shadow_runtime() -> tokio::runtime::Handle {
+    static SHADOW: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    SHADOW
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let started = std::thread::Builder::new().name("rollgate-shadow".into()).spawn(move || {
+                // Unprivileged processes may lower their priority; if even that fails, shadow work
+                // still runs apart from the request threads.
+                let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => {
+                        let _ = tx.send(Some(runtime.handle().clone()));
+                        runtime.block_on(std::future::pending::<()>());
+                    }
+                    Err(_) => {
+                        let _ = tx.send(None);
+                    }
+                }
+            });
+            match started.ok().and_then(|_| rx.recv().ok().flatten()) {
+                Some(handle) => handle,
+                // No thread of its own: the caller's runtime does the work.
+                None => tokio::runtime::Handle::current(),
+            }
+        })
+        .clone()
 }
 
 async fn shadow(client: &Client<HttpConnector, ProxyBody>, job: MirrorJob, capture: usize) -> MirrorPair {

@@ -56,7 +56,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway on `table`. Must be called inside a Tokio runtime: shadow copies run on it.
+    /// A gateway on `table`.
     pub fn new(
         table: RouteTable,
         stats: Arc<Stats>,
