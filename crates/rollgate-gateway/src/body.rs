@@ -4,6 +4,7 @@
 
 use crate::mirror::Captured;
 use crate::stats::{Outcome, Series};
+use crate::table::InFlight;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -30,14 +31,14 @@ pub struct Finish {
     pub started: Instant,
     /// The outcome if the body ends cleanly (from the status code).
     pub on_end: Outcome,
-    /// Released when the exchange is over (the endpoint's in-flight count).
-    pub release: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Released when the exchange is over; `None` once it has been measured.
+    pub in_flight: Option<InFlight>,
 }
 
 impl Finish {
     fn done(&mut self, outcome: Outcome) {
-        if let Some(release) = self.release.take() {
-            release();
+        if let Some(in_flight) = self.in_flight.take() {
+            drop(in_flight);
             self.series.finished(outcome, self.started.elapsed());
         }
     }

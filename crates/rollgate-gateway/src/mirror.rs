@@ -16,8 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use thread_local::ThreadLocal;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// One side's answer, as far as the comparison needs it.
 #[derive(Debug, Clone)]
@@ -73,7 +72,7 @@ pub struct MirrorJob {
 
 #[derive(Debug, Clone, Copy)]
 pub struct MirrorLimits {
-    /// Copies waiting for a worker; more are dropped.
+    /// Copies waiting to be sent; more are dropped.
     pub queue: usize,
     /// Shadow requests in flight at once.
     pub concurrency: usize,
@@ -90,12 +89,8 @@ impl Default for MirrorLimits {
 }
 
 pub struct Mirror {
-    /// Where shadow copies run: a thread of their own at the lowest OS
-    /// priority, so that shadow work never queues ahead of a user's request.
-    runtime: tokio::runtime::Handle,
-    /// The shadow side's own connection pools (one per thread that sends copies).
-    clients: Arc<ThreadLocal<Upstream>>,
-    connect_timeout: Duration,
+    /// The shadow side's connection pool (copies run on one thread, see [`shadow_runtime`]).
+    client: Upstream,
     /// Copies admitted (waiting or in flight); past it, copies are dropped.
     admitted: Arc<Semaphore>,
     /// Copies in flight to the shadow.
@@ -113,9 +108,7 @@ impl Mirror {
         connect_timeout: Duration,
     ) -> Mirror {
         Mirror {
-            runtime: shadow_runtime(),
-            clients: Arc::new(ThreadLocal::new()),
-            connect_timeout,
+            client: upstream(connect_timeout),
             admitted: Arc::new(Semaphore::new(limits.queue.max(1) + limits.concurrency.max(1))),
             sending: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             stats,
@@ -124,20 +117,24 @@ impl Mirror {
         }
     }
 
-    /// Hands a copy to the shadow runtime, or drops it, counted, when too
-    /// many are waiting already. Never waits.
-    pub fn offer(&self, job: MirrorJob) -> bool {
-        let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
+    /// Room for one more copy, or `None` (counted as dropped) when too many
+    /// wait already. Asked before any work is done for the copy. Never waits.
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        let admitted = self.admitted.clone().try_acquire_owned().ok();
+        if admitted.is_none() {
             self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
+        }
+        admitted
+    }
+
+    /// Hands an admitted copy to the shadow runtime.
+    pub fn send(&self, admitted: OwnedSemaphorePermit, job: MirrorJob) {
         self.stats.mirror_sent.fetch_add(1, Ordering::Relaxed);
         let (sending, stats, hook, capture) =
             (self.sending.clone(), self.stats.clone(), self.hook.clone(), self.limits.capture);
-        let (clients, timeout) = (self.clients.clone(), self.connect_timeout);
-        self.runtime.spawn(async move {
+        let client = self.client.clone();
+        shadow_runtime().spawn(async move {
             let Ok(_slot) = sending.acquire_owned().await else { return };
-            let client = clients.get_or(|| upstream(timeout)).clone();
             let pair = shadow(&client, job, capture).await;
             if pair.shadow.is_err() {
                 stats.mirror_failed.fetch_add(1, Ordering::Relaxed);
@@ -145,11 +142,12 @@ impl Mirror {
             hook.compare(pair);
             drop(admitted);
         });
-        true
     }
 }
 
-/// The process's one shadow runtime, started on first use.
+/// The process's one shadow runtime, started on the first copy: a thread of
+/// its own at the lowest OS priority, so that shadow work never queues ahead
+/// of a user's request.
 fn shadow_runtime() -> tokio::runtime::Handle {
     static SHADOW: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
     SHADOW
@@ -191,18 +189,11 @@ async fn shadow(client: &Client<HttpConnector, ProxyBody>, job: MirrorJob, captu
             let mut request = Request::new(full(job.body.clone()));
             *request.method_mut() = job.method.clone();
             *request.uri_mut() = uri;
-            *request.headers_mut() = job.headers.clone();
+            *request.headers_mut() = job.headers;
             match tokio::time::timeout(job.timeout, exchange(client, request, capture)).await {
                 Ok(Ok(captured)) => {
                     job.series.first_byte(started.elapsed());
-                    let outcome = if captured.status.is_server_error() {
-                        Outcome::ServerError
-                    } else if captured.status.is_client_error() {
-                        Outcome::ClientError
-                    } else {
-                        Outcome::Ok
-                    };
-                    job.series.finished(outcome, started.elapsed());
+                    job.series.finished(Outcome::of_status(captured.status), started.elapsed());
                     Ok(captured)
                 }
                 Ok(Err(e)) => {

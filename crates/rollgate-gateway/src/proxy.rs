@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use thread_local::ThreadLocal;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
@@ -140,17 +140,20 @@ impl Gateway {
         series.started();
         self.feedback.remember(request_id, series.clone());
         let (parts, body) = request.into_parts();
-        let shadow = service.mirror.as_ref().filter(|m| m.take() && self.can_mirror(&parts.headers));
+        let shadow = service
+            .mirror
+            .as_ref()
+            .filter(|m| m.take() && self.can_mirror(&parts.headers))
+            .and_then(|m| Some((m, self.mirror.admit()?)));
         let (body, capture) = match shadow {
             None => {
                 (Limited::new(body, limit_of(service.limits.max_request_bytes)).map_err(BoxError::from).boxed(), None)
             }
-            Some(mirror) => match Limited::new(body, self.mirror.limits.max_body).collect().await {
+            Some((mirror, admitted)) => match Limited::new(body, self.mirror.limits.max_body).collect().await {
                 Ok(collected) => {
                     let bytes = collected.to_bytes();
-                    let (to, primary) = oneshot::channel();
-                    self.queue_shadow(service, version, mirror, &parts, bytes.clone(), primary);
-                    (full(bytes), Some(to))
+                    let to = self.queue_shadow(service, version, mirror, &parts, bytes.clone(), admitted);
+                    (full(bytes), to)
                 }
                 Err(e) => {
                     series.finished(Outcome::ClientError, started.elapsed());
@@ -170,11 +173,7 @@ impl Gateway {
                 return error(StatusCode::BAD_REQUEST, "bad_request", Some(service), &detail);
             }
         };
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
-        let release_endpoint = endpoint.clone();
-        let release = move || {
-            release_endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
-        };
+        let in_flight = endpoint.begin();
         let deadline = Box::pin(tokio::time::sleep(service.total_timeout));
         let sent = tokio::time::timeout(
             service.first_byte_timeout.min(service.total_timeout),
@@ -184,14 +183,14 @@ impl Gateway {
         let answer = match sent {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
-                release();
+                drop(in_flight);
                 endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::ConnectionFailure, started.elapsed());
                 let detail = format!("the model server at {} failed: {}", endpoint.authority, error_chain(&e));
                 return error(StatusCode::BAD_GATEWAY, "upstream_failed", Some(service), &detail);
             }
             Err(_) => {
-                release();
+                drop(in_flight);
                 endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::Timeout, started.elapsed());
                 let detail = format!("no response headers within {:?}", service.first_byte_timeout);
@@ -204,13 +203,7 @@ impl Gateway {
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             series.refused_for_capacity();
         }
-        let on_end = if status.is_server_error() {
-            Outcome::ServerError
-        } else if status.is_client_error() {
-            Outcome::ClientError
-        } else {
-            Outcome::Ok
-        };
+        let on_end = Outcome::of_status(status);
         let (mut parts, body) = answer.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         if let Some(name) = &version.served_by {
@@ -224,7 +217,7 @@ impl Gateway {
             body: Vec::new(),
             truncated: false,
         });
-        let finish = Finish { series, started, on_end, release: Some(Box::new(release)) };
+        let finish = Finish { series, started, on_end, in_flight: Some(in_flight) };
         let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline, capture);
         Response::from_parts(parts, measured.boxed())
     }
@@ -244,6 +237,7 @@ impl Gateway {
         fits
     }
 
+    /// Sends the copy; the returned sender takes the primary's answer for the comparison.
     fn queue_shadow(
         &self,
         service: &ServiceRoute,
@@ -251,13 +245,14 @@ impl Gateway {
         mirror: &MirrorRoute,
         parts: &http::request::Parts,
         body: Bytes,
-        primary_answer: oneshot::Receiver<Captured>,
-    ) {
-        let Some(shadow) = service.versions.get(mirror.version) else { return };
+        admitted: OwnedSemaphorePermit,
+    ) -> Option<oneshot::Sender<Captured>> {
+        let shadow = service.versions.get(mirror.version)?;
         let Some(endpoint) = shadow.pick_endpoint().cloned() else {
             self.stats.mirror_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         };
+        let (to, primary_answer) = oneshot::channel();
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
         headers.insert(header::HOST, endpoint.host.clone());
@@ -274,7 +269,8 @@ impl Gateway {
             timeout: service.total_timeout,
             primary: primary_answer,
         };
-        self.mirror.offer(job);
+        self.mirror.send(admitted, job);
+        Some(to)
     }
 }
 

@@ -43,6 +43,19 @@ pub enum Outcome {
     ConnectionFailure,
 }
 
+impl Outcome {
+    /// How an answer with this status ends if its body arrives whole.
+    pub fn of_status(status: http::StatusCode) -> Outcome {
+        if status.is_server_error() {
+            Outcome::ServerError
+        } else if status.is_client_error() {
+            Outcome::ClientError
+        } else {
+            Outcome::Ok
+        }
+    }
+}
+
 /// Latencies are kept from 1 µs to 10 minutes with 3 significant digits.
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("constant, valid bounds"))

@@ -37,6 +37,23 @@ pub struct Endpoint {
     pub health: EndpointHealth,
 }
 
+/// One request counted in its endpoint's in-flight number until dropped,
+/// however the request ends (a client that goes away included).
+pub struct InFlight(Arc<Endpoint>);
+
+impl Endpoint {
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub struct VersionRoute {
     pub name: Arc<str>,
     /// The name as the `x-rollgate-version` header value (made once).

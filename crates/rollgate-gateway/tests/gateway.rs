@@ -555,3 +555,24 @@ async fn an_endpoint_failing_real_requests_is_ejected() {
     assert_eq!(seen.get(r#"{"served_by":"good"}"#), Some(&60), "{seen:?}");
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_releases_the_endpoint() {
+    // The model never answers; the client leaves while the gateway waits for headers.
+    let silent = raw(b"", true).await;
+    let g = gateway(&config(&silent, &silent, None, "")).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    assert!(client.post(url(&g, "/v1/score")).body("{}").send().await.is_err());
+    let in_flight = || {
+        let table = g.gateway.table();
+        let service = table.service("scorer").unwrap();
+        service
+            .versions
+            .iter()
+            .flat_map(|v| &v.endpoints)
+            .map(|e| e.in_flight.load(std::sync::atomic::Ordering::Relaxed))
+            .sum::<usize>()
+    };
+    assert!(wait_until(|| async { in_flight() == 0 }).await, "the balancer still counts {} requests", in_flight());
+    g.shutdown().await;
+}
