@@ -56,31 +56,6 @@ pub enum Verdict {
     Rollback { trigger: String, reason: String },
 }
 
-impl Verdict {
-    /// The verdict as the rollout state machine records it; a rollback
-    /// carries the whole report as its evidence.
-    pub fn to_core(&self, report: &Report) -> rollgate_core::rollout::Verdict {
-        self.core_with(serde_json::to_value(report).unwrap_or_default())
-    }
-
-    /// The same without the report (cheaper; a rollback then carries only its reason).
-    pub fn to_core_without_report(&self) -> rollgate_core::rollout::Verdict {
-        self.core_with(serde_json::Value::Null)
-    }
-
-    fn core_with(&self, report: serde_json::Value) -> rollgate_core::rollout::Verdict {
-        use rollgate_core::rollout::Verdict as Core;
-        match self {
-            Verdict::Healthy => Core::Healthy,
-            Verdict::Hold { reason } => Core::Hold { reason: reason.clone() },
-            Verdict::Rollback { trigger, reason } => Core::Rollback {
-                trigger: trigger.clone(),
-                evidence: serde_json::json!({ "reason": reason, "judge": report }),
-            },
-        }
-    }
-}
-
 /// A trigger's state, with the numbers behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TriggerReport {
@@ -140,7 +115,7 @@ impl CountTrigger {
     }
 
     fn fired(&self, min_events: u64) -> bool {
-        self.test.canary_events() >= min_events && self.test.log_e() >= (1.0 / self.alpha).ln()
+        self.test.rejects(self.alpha, min_events)
     }
 
     fn report(&self, min_events: u64) -> TriggerReport {
@@ -171,7 +146,7 @@ pub(crate) fn sequential_report(
         trigger: name.to_string(),
         kind: "sequential",
         rule,
-        fired: guard_met && log_e >= (1.0 / alpha).ln(),
+        fired: test.rejects(alpha, min_events),
         canary_events,
         baseline_events: test.baseline_events(),
         cells: test.cells().to_vec(),
@@ -308,6 +283,22 @@ impl Judge {
 
     pub fn verdict(&self) -> &Verdict {
         &self.verdict
+    }
+
+    /// What the rollout's log should hear after this tick, given the verdict
+    /// it holds (`recorded`): the verdict when its kind differs, a rollback
+    /// always, with the whole report as its evidence.
+    pub fn news(&self, recorded: Option<&rollgate_core::rollout::Verdict>) -> Option<rollgate_core::rollout::Verdict> {
+        use rollgate_core::rollout::Verdict as Core;
+        let core = match &self.verdict {
+            Verdict::Healthy => Core::Healthy,
+            Verdict::Hold { reason } => Core::Hold { reason: reason.clone() },
+            Verdict::Rollback { trigger, reason } => {
+                let evidence = serde_json::json!({ "reason": reason, "judge": self.report() });
+                return Some(Core::Rollback { trigger: trigger.clone(), evidence });
+            }
+        };
+        (!recorded.is_some_and(|r| r.same_kind(&core))).then_some(core)
     }
 
     fn min_events(&self) -> u64 {

@@ -112,7 +112,7 @@ impl LatencyTrigger {
     }
 
     pub fn fired(&self, min_events: u64) -> bool {
-        self.test.canary_events() >= min_events && self.test.log_e() >= (1.0 / self.alpha).ln()
+        self.test.rejects(self.alpha, min_events)
     }
 
     pub fn reason(&self) -> String {

@@ -91,9 +91,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn research_note_tied_sample_p_value() {
-        // The research note quotes p = 0.00370067 on "a tied sample"; our own
-        // oracle comparison with scipy runs in tests/oracles.rs. Here: textbook facts.
+    fn separated_samples_lean_one_way_and_identical_ones_not_at_all() {
+        // The comparison with scipy, ties included, is tests/oracles.rs.
         let x = [1.0, 2.0, 3.0];
         let y = [4.0, 5.0, 6.0];
         let t = mann_whitney(&x, &y);

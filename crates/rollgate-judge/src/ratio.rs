@@ -158,6 +158,11 @@ impl RatioTest {
         self.cells.iter().map(|c| c.baseline).sum()
     }
 
+    /// The null is rejected at level `alpha`, once the canary has `min_events` events.
+    pub fn rejects(&self, alpha: f64, min_events: u64) -> bool {
+        self.canary_events() >= min_events && self.log_e() >= (1.0 / alpha).ln()
+    }
+
     /// log of the e-value against H0: r ≤ limit.
     pub fn log_e(&self) -> f64 {
         let per_start: Vec<f64> = self.starts.iter().map(Start::log_e).collect();

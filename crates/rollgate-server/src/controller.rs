@@ -4,7 +4,6 @@
 //! times, so a restart resumes each rollout exactly where its log says it
 //! was and a hold ends when it would have without the outage.
 
-use crate::judging::Outcome;
 use crate::state::AppState;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rejection, Verdict};
@@ -50,7 +49,7 @@ async fn judge(state: &AppState, id: &str) {
             return;
         }
     };
-    let Outcome::Record(verdict) = state.judging().tick(&rollout).await else { return };
+    let Some(verdict) = state.judging().tick(&rollout).await else { return };
     let rollback = matches!(verdict, Verdict::Rollback { .. });
     let command = Command::new(Actor::system(), Input::Verdict { verdict });
     match state.submit(id, &command).await {

@@ -17,10 +17,63 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-struct Slot {
-    judge: Judge,
+/// A canary and its baseline as the gateway measures them, read a tick at a
+/// time: what each did since the last read, as the judge takes it.
+pub struct ArmPair {
+    canary: Arc<Series>,
+    stable: Arc<Series>,
     canary_seen: Counters,
     stable_seen: Counters,
+}
+
+impl ArmPair {
+    /// Starts reading now: what happened before is not the judge's business.
+    pub fn new(canary: Arc<Series>, stable: Arc<Series>) -> ArmPair {
+        let _ = (canary.drain_latencies(), stable.drain_latencies());
+        let (canary_seen, stable_seen) = (canary.counters(), stable.counters());
+        ArmPair { canary, stable, canary_seen, stable_seen }
+    }
+
+    /// Feeds `judge` what both arms did since the last call, at canary `weight` (0..1).
+    pub fn feed(
+        &mut self,
+        judge: &mut Judge,
+        at_ms: u64,
+        weight: f64,
+        canary_health: Option<&[u32]>,
+        external: &[ExternalReading],
+    ) -> Verdict {
+        let (canary_now, stable_now) = (self.canary.counters(), self.stable.counters());
+        let (c, s) = (canary_now.since(&self.canary_seen), stable_now.since(&self.stable_seen));
+        (self.canary_seen, self.stable_seen) = (canary_now, stable_now);
+        let ((canary_latencies, canary_finished), (stable_latencies, stable_finished)) =
+            (self.canary.drain_latencies(), self.stable.drain_latencies());
+        let arm = |d: &Counters, latencies_us, latency_population| ArmTick {
+            requests: d.requests,
+            errors: d.errors,
+            saturated: d.saturated,
+            latencies_us,
+            latency_population,
+        };
+        let bad = [WeightCell { weight, canary: c.bad_outputs, baseline: s.bad_outputs }];
+        let complaints = [WeightCell { weight, canary: c.complaints, baseline: s.complaints }];
+        let tick = Tick {
+            at_ms,
+            weight,
+            canary: arm(&c, &canary_latencies, canary_finished),
+            baseline: arm(&s, &stable_latencies, stable_finished),
+            bad_outputs: &bad,
+            complaints: &complaints,
+            canary_health,
+            external,
+        };
+        judge.tick(&tick).clone()
+    }
+}
+
+struct Slot {
+    judge: Judge,
+    arms: ArmPair,
 }
 
 pub struct Judging {
@@ -31,13 +84,6 @@ pub struct Judging {
     gateway: Option<Arc<Gateway>>,
     prometheus: Option<Prometheus>,
     slots: Mutex<HashMap<String, Slot>>,
-}
-
-/// What a tick of judging asks of the state machine.
-pub enum Outcome {
-    /// Nothing new to record.
-    Unchanged,
-    Record(CoreVerdict),
 }
 
 impl Judging {
@@ -55,9 +101,9 @@ impl Judging {
         self.slots().get(rollout).map(|s| s.judge.report())
     }
 
-    /// One tick for one rollout.
-    pub async fn tick(&self, rollout: &Rollout) -> Outcome {
-        let Some(gateway) = &self.gateway else { return Outcome::Unchanged };
+    /// One tick for one rollout: the verdict its log should record now, if any.
+    pub async fn tick(&self, rollout: &Rollout) -> Option<CoreVerdict> {
+        let gateway = self.gateway.as_ref()?;
         // In a canary step the judge compares; in full deployment (no
         // baseline left to compare with) its ratio tests learn nothing and
         // the absolute triggers (health, saturation, external metrics) watch.
@@ -68,14 +114,18 @@ impl Judging {
         };
         if !judged || rollout.paused.is_some() {
             self.slots().remove(&rollout.id);
-            return Outcome::Unchanged;
+            return None;
         }
-        let canary = gateway.stats.series(&rollout.service, &rollout.candidate, Arm::Canary);
-        let stable = gateway.stats.series(&rollout.service, &rollout.stable, Arm::Stable);
         let now_ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         let due: Vec<_> = {
             let mut slots = self.slots();
-            let slot = slots.entry(rollout.id.clone()).or_insert_with(|| fresh(rollout, &canary, &stable));
+            let slot = slots.entry(rollout.id.clone()).or_insert_with(|| Slot {
+                judge: Judge::new(JudgeConfig::from_plan(&rollout.plan.rollback)),
+                arms: ArmPair::new(
+                    gateway.stats.series(&rollout.service, &rollout.candidate, Arm::Canary),
+                    gateway.stats.series(&rollout.service, &rollout.stable, Arm::Stable),
+                ),
+            });
             slot.judge.external_due(now_ms).into_iter().cloned().collect()
         };
         let readings = match &self.prometheus {
@@ -84,60 +134,11 @@ impl Judging {
         };
         let health = canary_health(gateway, rollout);
         let mut slots = self.slots();
-        let Some(slot) = slots.get_mut(&rollout.id) else { return Outcome::Unchanged };
-        let verdict = judge_once(slot, &canary, &stable, rollout.weight, now_ms, health.as_deref(), &readings);
-        to_record(rollout, &verdict, &slot.judge)
+        let slot = slots.get_mut(&rollout.id)?;
+        let weight = rollout.weight.percent() / 100.0;
+        slot.arms.feed(&mut slot.judge, now_ms, weight, health.as_deref(), &readings);
+        slot.judge.news(rollout.verdict.as_ref().map(|v| &v.verdict))
     }
-}
-
-fn fresh(rollout: &Rollout, canary: &Series, stable: &Series) -> Slot {
-    // What happened before the judge started is not its business.
-    let _ = (canary.drain_latencies(), stable.drain_latencies());
-    let judge = Judge::new(JudgeConfig::from_plan(&rollout.plan.rollback));
-    Slot { judge, canary_seen: canary.counters(), stable_seen: stable.counters() }
-}
-
-fn judge_once(
-    slot: &mut Slot,
-    canary: &Series,
-    stable: &Series,
-    weight: Weight,
-    now_ms: u64,
-    health: Option<&[u32]>,
-    external: &[ExternalReading],
-) -> Verdict {
-    let (canary_now, stable_now) = (canary.counters(), stable.counters());
-    let (c, s) = (canary_now.since(&slot.canary_seen), stable_now.since(&slot.stable_seen));
-    slot.canary_seen = canary_now;
-    slot.stable_seen = stable_now;
-    let ((canary_latencies, canary_finished), (stable_latencies, stable_finished)) =
-        (canary.drain_latencies(), stable.drain_latencies());
-    let w = f64::from(weight.basis_points()) / 10_000.0;
-    let bad = [WeightCell { weight: w, canary: c.bad_outputs, baseline: s.bad_outputs }];
-    let complaints = [WeightCell { weight: w, canary: c.complaints, baseline: s.complaints }];
-    let tick = Tick {
-        at_ms: now_ms,
-        weight: w,
-        canary: ArmTick {
-            requests: c.requests,
-            errors: c.errors,
-            saturated: c.saturated,
-            latencies_us: &canary_latencies,
-            latency_population: canary_finished,
-        },
-        baseline: ArmTick {
-            requests: s.requests,
-            errors: s.errors,
-            saturated: s.saturated,
-            latencies_us: &stable_latencies,
-            latency_population: stable_finished,
-        },
-        bad_outputs: &bad,
-        complaints: &complaints,
-        canary_health: health,
-        external,
-    };
-    slot.judge.tick(&tick).clone()
 }
 
 /// Probe failures in a row of each of the candidate's endpoints, when the service is probed.
@@ -147,15 +148,4 @@ fn canary_health(gateway: &Gateway, rollout: &Rollout) -> Option<Vec<u32>> {
     service.health.as_ref()?;
     let version = service.versions.get(service.version_index(&rollout.candidate)?)?;
     Some(version.endpoints.iter().map(|e| e.health.consecutive_probe_failures()).collect())
-}
-
-/// The state machine hears of a verdict when its kind changes; a rollback always.
-fn to_record(rollout: &Rollout, verdict: &Verdict, judge: &Judge) -> Outcome {
-    let core = match verdict {
-        Verdict::Rollback { .. } => verdict.to_core(&judge.report()),
-        _ => verdict.to_core_without_report(),
-    };
-    let news = matches!(verdict, Verdict::Rollback { .. })
-        || !rollout.verdict.as_ref().is_some_and(|v| v.verdict.same_kind(&core));
-    if news { Outcome::Record(core) } else { Outcome::Unchanged }
 }

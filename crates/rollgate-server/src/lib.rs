@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 mod controller;
 mod judging;
+pub use judging::ArmPair;
 pub mod notify;
 pub mod prometheus;
 mod registry;

@@ -46,8 +46,9 @@ fn moment(r: &Rollout, started: Timestamp, now: Timestamp, note: String) -> Mome
     }
 }
 
-/// Runs `plan` from `start` (a Start command's inputs) at `start_at` with `rate` requests a second.
+/// Runs the plan called `plan_name` from `start_at`, with `rate` requests a second.
 pub fn rehearse(
+    plan_name: &str,
     plan: &Plan,
     settings: &Settings,
     scenario: &Scenario,
@@ -61,7 +62,7 @@ pub fn rehearse(
         service: "service".into(),
         candidate: "candidate".into(),
         stable: "stable".into(),
-        plan_name: "rehearsed".into(),
+        plan_name: plan_name.into(),
         plan: Box::new(plan.clone()),
         // A shadow stage runs only when the plan requires it (its gates are passed by stand-ins).
         skip_shadow: plan.shadow.mode != ShadowMode::Required,
@@ -104,18 +105,12 @@ pub fn rehearse(
             judge_ms += TICK_S * 1000;
             let bad = t.bad_outputs();
             let tick = t.judge_tick(judge_ms, &bad);
-            let verdict = judge.tick(&tick).clone();
-            // The full report (confidence sequences, quantile bounds) only matters as a rollback's evidence.
-            let core = match &verdict {
-                Verdict::Rollback { .. } => verdict.to_core(&judge.report()),
-                _ => verdict.to_core_without_report(),
-            };
-            let news = matches!(verdict, Verdict::Rollback { .. })
-                || !state.verdict.as_ref().is_some_and(|v| v.verdict.same_kind(&core));
-            let recorded =
-                news && rehearsal.send(Command::new(Actor::system(), Input::Verdict { verdict: core }), now).is_ok();
+            judge.tick(&tick);
+            let recorded = judge.news(state.verdict.as_ref().map(|v| &v.verdict)).is_some_and(|verdict| {
+                rehearsal.send(Command::new(Actor::system(), Input::Verdict { verdict }), now).is_ok()
+            });
             if recorded
-                && let Verdict::Rollback { reason, .. } = &verdict
+                && let Verdict::Rollback { reason, .. } = judge.verdict()
                 && let Some(after) = rehearsal.state()
             {
                 timeline.push(moment(after, start_at, now, format!("the judge rolls back: {reason}")));
@@ -149,7 +144,7 @@ mod tests {
         let file = parse(BUILT_IN).unwrap();
         let scenario = file.scenarios.iter().find(|s| s.id == id).unwrap();
         let thursday: Timestamp = "2026-11-26T09:00:00Z".parse().unwrap();
-        rehearse(&Plan::default(), &file.settings, scenario, 100, 7, thursday)
+        rehearse("default", &Plan::default(), &file.settings, scenario, 100, 7, thursday)
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use super::world::TickData;
 use crate::config::JudgeConfig;
 use crate::judge::{Judge, Verdict};
+use crate::latency::sampled_share;
 use crate::mann_whitney::shift_interval;
 use crate::ratio::{canary_share, thinned_weight};
 use std::collections::VecDeque;
@@ -263,9 +264,7 @@ impl SimJudge for Oracle {
         let slow_canary = t.canary.latencies_us.iter().filter(|&&v| f64::from(v) > c.latency_ratio * bar).count();
         let slow_baseline = t.baseline.latencies_us.iter().filter(|&&v| f64::from(v) > bar).count();
         self.log_lr[0] += log_lr(t.weight, t.canary.errors, t.baseline.errors, truth.error_ratio, c.error_ratio);
-        let share = |arm: &super::world::ArmData| {
-            arm.latencies_us.len() as f64 / arm.latency_population.max(arm.latencies_us.len() as u64).max(1) as f64
-        };
+        let share = |arm: &super::world::ArmData| sampled_share(&arm.as_arm());
         let sampled = thinned_weight(t.weight, share(&t.canary), share(&t.baseline));
         self.log_lr[1] += log_lr(sampled, slow_canary as u64, slow_baseline as u64, truth.exceedance_ratio, 1.0);
         self.log_lr[2] +=

@@ -55,7 +55,7 @@ pub struct TickData {
 }
 
 impl ArmData {
-    fn as_arm(&self) -> ArmTick<'_> {
+    pub(crate) fn as_arm(&self) -> ArmTick<'_> {
         ArmTick {
             requests: self.requests,
             errors: self.errors,

@@ -28,7 +28,7 @@ pub fn run(
         return Err(Refused(format!("no scenario `{scenario_id}`; there are {}", ids.join(", "))).into());
     };
     let wall = std::time::Instant::now();
-    let done = rehearse(&plan, &file.settings, scenario, rate, seed, super::now()?);
+    let done = rehearse(plan_name, &plan, &file.settings, scenario, rate, seed, super::now()?);
     if json {
         println!("{}", serde_json::to_string_pretty(&done)?);
         return Ok(());

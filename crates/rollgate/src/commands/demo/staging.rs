@@ -9,8 +9,9 @@
 
 use rollgate_core::weight::Weight;
 use rollgate_gateway::Gateway;
-use rollgate_gateway::stats::{Arm, Counters};
-use rollgate_judge::{ArmTick, Judge, JudgeConfig, Tick, Verdict};
+use rollgate_gateway::stats::Arm;
+use rollgate_judge::{Judge, JudgeConfig, Verdict};
+use rollgate_server::ArmPair;
 use rollgate_sim::model::{Faults, RunningModel};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -168,11 +169,11 @@ async fn drill(gateway: &Gateway, front: &str, candidate: &str, model: &RunningM
     };
     swap(half);
     let url = format!("{front}/staging{INFER}");
-    let canary = gateway.stats.series(STAGING_SERVICE, candidate, Arm::Canary);
-    let stable = gateway.stats.series(STAGING_SERVICE, "v1", Arm::Stable);
+    let mut arms = ArmPair::new(
+        gateway.stats.series(STAGING_SERVICE, candidate, Arm::Canary),
+        gateway.stats.series(STAGING_SERVICE, "v1", Arm::Stable),
+    );
     let mut judge = Judge::new(JudgeConfig { warm_up_ms: 0, min_canary_requests: 20, ..JudgeConfig::default() });
-    let (mut seen_c, mut seen_s) = (canary.counters(), stable.counters());
-    let _ = (canary.drain_latencies(), stable.drain_latencies());
     let healthy = model.faults();
     let origin = Instant::now();
     let mut fault_at = None;
@@ -183,30 +184,9 @@ async fn drill(gateway: &Gateway, front: &str, candidate: &str, model: &RunningM
             model.set_faults(Faults { error_rate: 0.5, ..healthy.clone() });
             fault_at = Some(Instant::now());
         }
-        let (now_c, now_s) = (canary.counters(), stable.counters());
-        let (c, s): (Counters, Counters) = (now_c.since(&seen_c), now_s.since(&seen_s));
-        (seen_c, seen_s) = (now_c, now_s);
-        let ((lc, nc), (ls, ns)) = (canary.drain_latencies(), stable.drain_latencies());
-        let tick = Tick {
-            at_ms: origin.elapsed().as_millis() as u64,
-            weight: 0.5,
-            canary: ArmTick {
-                requests: c.requests,
-                errors: c.errors,
-                saturated: c.saturated,
-                latencies_us: &lc,
-                latency_population: nc,
-            },
-            baseline: ArmTick {
-                requests: s.requests,
-                errors: s.errors,
-                saturated: s.saturated,
-                latencies_us: &ls,
-                latency_population: ns,
-            },
-            ..Tick::default()
-        };
-        if let (Verdict::Rollback { reason, .. }, Some(fault)) = (judge.tick(&tick).clone(), fault_at) {
+        let at_ms = origin.elapsed().as_millis() as u64;
+        let verdict = arms.feed(&mut judge, at_ms, 0.5, None, &[]);
+        if let (Verdict::Rollback { reason, .. }, Some(fault)) = (verdict, fault_at) {
             out.detected_after = Some(fault.elapsed());
             out.verdict = reason;
             swap(Weight::ZERO);
