@@ -30,7 +30,13 @@ pub fn judge(args: BenchJudgeArgs) -> anyhow::Result<()> {
     if let Some(only) = &args.only {
         specs.retain(|s| only.iter().any(|id| id == &file.scenarios[s.scenario].id));
         if specs.is_empty() {
-            return Err(crate::Refused(format!("no scenario in {source} is called {}", only.join(" or "))).into());
+            let ids: Vec<&str> = file.scenarios.iter().map(|s| s.id.as_str()).collect();
+            let wanted = only.join(" or ");
+            return Err(crate::Refused(format!(
+                "no scenario in {source} is called {wanted}; there are {}",
+                ids.join(", ")
+            ))
+            .into());
         }
     }
     let config = JudgeConfig::default();

@@ -53,7 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::spawn(rollgate_sim::traffic::run(traffic, counts.clone(), stopped));
     say(&format!("traffic: {} requests a second from 10,000 users, with ratings and complaints\n", args.rate));
 
-    let team = Team { http: reqwest::Client::new(), api: &world.api, tokens: &world.tokens };
+    let team = Team::new(&world.api, &world.tokens)?;
     let v3 = rollout(&team, &world, &front, "v3", "fraud-v3").await?;
     let v2 = rollout(&team, &world, &front, "v2", "fraud-v2").await?;
     let _ = stop_traffic.send(true);
@@ -91,13 +91,7 @@ fn say(line: &str) {
 }
 
 /// One rollout from start to its end, printing each stage and what moved it.
-async fn rollout(
-    team: &Team<'_>,
-    world: &world::World,
-    front: &str,
-    candidate: &str,
-    id: &str,
-) -> anyhow::Result<Ending> {
+async fn rollout(team: &Team, world: &world::World, front: &str, candidate: &str, id: &str) -> anyhow::Result<Ending> {
     let started = Instant::now();
     say(&format!("── rollout {id}: fraud-scorer v1 → {candidate}"));
     team.start(candidate, id).await?;
@@ -164,7 +158,7 @@ fn judge_line(view: &RolloutView) -> Option<(String, String)> {
 
 /// Why the judge rolled a rollout back, with its numbers, and how long after
 /// the faulty version got its first users (read from the event log).
-async fn rollback_story(team: &Team<'_>, id: &str) -> Option<String> {
+async fn rollback_story(team: &Team, id: &str) -> Option<String> {
     let events = team.events(id).await.ok()?;
     let at = |e: &serde_json::Value| e["at"].as_str()?.parse::<jiff::Timestamp>().ok();
     let first_users = |e: &&serde_json::Value| {

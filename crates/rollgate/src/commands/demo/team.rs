@@ -4,39 +4,40 @@
 //! evidence gates stand in for a team's suites and say so.
 
 use super::staging::Check;
-use reqwest::Client;
+use crate::client::Client;
+use anyhow::Context;
 use rollgate_server::views::RolloutView;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-pub struct Team<'a> {
-    pub http: Client,
-    pub api: &'a str,
-    pub tokens: &'a BTreeMap<&'static str, String>,
+/// Each member's own API client, by name.
+pub struct Team {
+    members: BTreeMap<&'static str, Client>,
 }
 
-impl Team<'_> {
-    async fn post(&self, who: &str, path: &str, body: Value) -> anyhow::Result<Value> {
-        let token = self.tokens.get(who).map(String::as_str).unwrap_or_default();
-        let response = self.http.post(format!("{}{path}", self.api)).bearer_auth(token).json(&body).send().await?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            anyhow::bail!("{path} as {who}: {status}: {}", value["detail"].as_str().unwrap_or(""));
+impl Team {
+    pub fn new(api: &str, tokens: &BTreeMap<&'static str, String>) -> anyhow::Result<Team> {
+        let mut members = BTreeMap::new();
+        for (name, token) in tokens {
+            members.insert(*name, Client::new(api, Some(token.clone()))?);
         }
-        Ok(value)
+        Ok(Team { members })
+    }
+
+    fn member(&self, who: &str) -> anyhow::Result<&Client> {
+        self.members.get(who).ok_or_else(|| anyhow::anyhow!("the demo has no team member `{who}`"))
+    }
+
+    async fn post(&self, who: &str, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.member(who)?.post(path, &body).await.with_context(|| format!("the demo's {who}: POST {path}"))
     }
 
     pub async fn view(&self, id: &str) -> anyhow::Result<RolloutView> {
-        let token = self.tokens.get("alice").map(String::as_str).unwrap_or_default();
-        let response = self.http.get(format!("{}/api/v1/rollouts/{id}", self.api)).bearer_auth(token).send().await?;
-        Ok(response.json().await?)
+        self.member("alice")?.get(&format!("/api/v1/rollouts/{id}")).await
     }
 
     pub async fn events(&self, id: &str) -> anyhow::Result<Vec<Value>> {
-        let token = self.tokens.get("alice").map(String::as_str).unwrap_or_default();
-        let url = format!("{}/api/v1/rollouts/{id}/events", self.api);
-        Ok(self.http.get(url).bearer_auth(token).send().await?.json().await?)
+        self.member("alice")?.get(&format!("/api/v1/rollouts/{id}/events")).await
     }
 
     pub async fn start(&self, candidate: &str, id: &str) -> anyhow::Result<()> {

@@ -7,10 +7,7 @@ use anyhow::Context;
 use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
 use rollgate_core::roles::{ApprovalKind, Role};
-use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
-use rollgate_gateway::stats::Stats;
-use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{Gateway, RunningGateway, serve};
+use rollgate_gateway::RunningGateway;
 use rollgate_server::auth::create_token;
 use rollgate_server::clock::ScaledClock;
 use rollgate_server::notify::RetryPolicy;
@@ -100,20 +97,18 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
             problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
         )
     })?;
-    let temporary = match data_dir {
-        Some(_) => None,
-        None => Some(tempfile::tempdir().context("cannot make a temporary data directory")?),
+    let mut temporary = None;
+    let data = match data_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let made = tempfile::tempdir().context("cannot make a temporary data directory")?;
+            temporary.insert(made).path().to_path_buf()
+        }
     };
-    let data = data_dir
-        .map_or_else(|| temporary.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default(), Path::to_path_buf);
     let store = AnyStore::Sqlite(
         SqliteStore::open(&data).await.with_context(|| format!("cannot open the data directory {}", data.display()))?,
     );
-    let stats = Arc::new(Stats::default());
-    let table = RouteTable::from_config(&config, &stats)?;
-    let gateway =
-        Arc::new(Gateway::new(table, stats, Duration::from_secs(1), Arc::new(DiscardPairs), MirrorLimits::default()));
-    let front = serve(gateway.clone(), any_port).await?;
+    let front = super::super::gateway::start(&config, any_port, None).await?;
     // Thursday morning: the plan's deploy window refuses Friday starts.
     let clock = ScaledClock { origin: "2026-11-26T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
     let options = ServerOptions {
@@ -123,7 +118,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         clock: Arc::new(clock.clone()),
         tick: Duration::from_millis(100),
         hooks: Vec::new(),
-        gateway: Some(gateway),
+        gateway: Some(front.gateway.clone()),
         retry: RetryPolicy::default(),
     };
     let server = start(options).await?;
