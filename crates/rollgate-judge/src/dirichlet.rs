@@ -2,7 +2,7 @@
 //! (canary-statistics.md §2.2): an e-value against "the arms' shares of
 //! events equal their allocation θ0", i.e. canary and baseline rates are the
 //! same. Two-sided, so it also notices a canary that is *better*; the judge
-//! reports it beside the one-sided triggers. Per traffic step the allocation
+//! reports it beside the one-sided triggers (`equal_rates_e`), never acts on it. Per traffic step the allocation
 //! is constant; the product of the steps' factors is still an e-process.
 
 use statrs::function::gamma::ln_gamma;

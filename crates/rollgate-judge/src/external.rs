@@ -148,6 +148,7 @@ impl ExternalState {
                     threshold: Some(limit),
                     alpha: None,
                     confidence: None,
+                    equal_rates_e: None,
                     guard: "a value from Prometheus".into(),
                     guard_met: value.is_ok(),
                     detail: match value {

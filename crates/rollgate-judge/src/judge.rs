@@ -8,6 +8,7 @@
 //! further correction, since an e-process may be looked at every second.
 
 use crate::config::JudgeConfig;
+use crate::dirichlet::{CONCENTRATION, log_bayes_factor};
 use crate::external::{ExternalReading, ExternalRule, ExternalState};
 use crate::latency::LatencyTrigger;
 use crate::ratio::{ConfidenceSequence, RATE_MULTIPLIERS, RatioTest, WeightCell};
@@ -79,6 +80,10 @@ pub struct TriggerReport {
     /// Where the canary/baseline ratio lies (valid at every look).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<ConfidenceSequence>,
+    /// Evidence that the arms' rates differ at all, either way (a better
+    /// canary too): Lindon & Malek's Dirichlet mixture per traffic step. Shown, never acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equal_rates_e: Option<f64>,
     /// The sample guard, and whether it is met.
     pub guard: String,
     pub guard_met: bool,
@@ -154,10 +159,20 @@ pub(crate) fn sequential_report(
         threshold: Some(1.0 / alpha),
         alpha: Some(alpha),
         confidence: Some(test.confidence_sequence(alpha)),
+        equal_rates_e: Some(equal_rates_e(test)),
         guard: format!("at least {min_events} canary events"),
         guard_met,
         detail,
     }
+}
+
+/// The product over traffic steps of the two-sided Dirichlet-mixture e-value.
+fn equal_rates_e(test: &RatioTest) -> f64 {
+    test.cells()
+        .iter()
+        .map(|c| log_bayes_factor(&[c.baseline, c.canary], &[1.0 - c.weight, c.weight], CONCENTRATION))
+        .sum::<f64>()
+        .exp()
 }
 
 /// Share of capacity refusals over the last minute.
@@ -227,10 +242,6 @@ impl Judge {
             verdict: Verdict::Hold { reason: "no measurements yet".into() },
             config,
         }
-    }
-
-    pub fn config(&self) -> &JudgeConfig {
-        &self.config
     }
 
     /// Takes one tick of measurements and returns the verdict. Cheap: the
@@ -395,6 +406,7 @@ impl Judge {
             threshold: Some(f64::from(limit)),
             alpha: None,
             confidence: None,
+            equal_rates_e: None,
             guard: "health checks configured".into(),
             guard_met: !self.health_failures.is_empty(),
             detail: format!("consecutive failures per endpoint: {:?}", self.health_failures),
@@ -412,6 +424,7 @@ impl Judge {
             threshold: Some(self.config.max_saturation),
             alpha: None,
             confidence: None,
+            equal_rates_e: None,
             guard: format!("at least {} canary requests in the last minute", Saturation::MIN_REQUESTS),
             guard_met: requests >= Saturation::MIN_REQUESTS,
             detail: format!("{saturated} of {requests} in the last minute"),
@@ -432,5 +445,21 @@ impl Judge {
     /// The external metrics to query now, if any are due.
     pub fn external_due(&self, now_ms: u64) -> Vec<&ExternalRule> {
         self.external.due(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_better_canary_shows_as_different_and_is_never_rolled_back() {
+        let mut better = RatioTest::new(2.0, &RATE_MULTIPLIERS);
+        better.add(0.5, 5, 200);
+        assert!(!better.rejects(0.02, 3));
+        assert!(equal_rates_e(&better) > 1e6, "{}", equal_rates_e(&better));
+        let mut alike = RatioTest::new(2.0, &RATE_MULTIPLIERS);
+        alike.add(0.5, 100, 100);
+        assert!(equal_rates_e(&alike) < 1.0, "{}", equal_rates_e(&alike));
     }
 }

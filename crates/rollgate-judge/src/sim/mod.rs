@@ -10,7 +10,7 @@ pub mod world;
 
 use crate::config::JudgeConfig;
 use judges::{IntervalCheck, Kayenta, Oracle, Rollgate, SimJudge};
-use scenario::{Scenario, ScenarioFile, Truth};
+use scenario::{Scenario, ScenarioFile};
 use serde::Serialize;
 use world::{World, splitmix64};
 
@@ -127,9 +127,4 @@ pub fn run_cell(file: &ScenarioFile, spec: CellSpec, runs: u64, seed: u64, confi
         tally.add(run_once(file, spec, run, seed, config));
     }
     tally
-}
-
-/// Whether a rollback in this scenario is right.
-pub fn truth_of(file: &ScenarioFile, spec: CellSpec) -> Truth {
-    file.scenarios[spec.scenario].truth
 }
