@@ -11,6 +11,7 @@ pub struct Weight(u16);
 impl Weight {
     pub const ZERO: Weight = Weight(0);
     pub const FULL: Weight = Weight(10_000);
+    pub const HALF: Weight = Weight(5_000);
 
     /// A weight from basis points; `None` above 10000.
     pub fn from_basis_points(bp: u16) -> Option<Weight> {

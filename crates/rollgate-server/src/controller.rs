@@ -1,7 +1,7 @@
 //! The controller loop: time passes for every active rollout (holds end,
-//! windows open) once a tick, and each canary's judge gets the tick's
-//! measurements; a verdict that changes, and a rollback at once, is
-//! recorded. Holds are measured from the recorded stage times, so a restart
+//! windows open) once a tick, a rollout in staging gets its staging run,
+//! and each canary's judge gets the tick's measurements; a verdict that
+//! changes, and a rollback at once, is recorded. Holds are measured from the recorded stage times, so a restart
 //! resumes each rollout exactly where its log says it was and a hold ends
 //! when it would have without the outage.
 //!
@@ -29,7 +29,10 @@ pub async fn run(state: AppState, tick: Duration, mut stop: watch::Receiver<bool
                         Some(rollout) if rollout.is_terminal() => {
                             finished.insert(id.clone());
                         }
-                        Some(rollout) => judge(&state, &rollout).await,
+                        Some(rollout) => {
+                            state.staging().start_if_due(&state, &rollout);
+                            judge(&state, &rollout).await;
+                        }
                         None => {}
                     }
                 }

@@ -12,6 +12,7 @@ pub use judging::ArmPair;
 pub mod notify;
 pub mod prometheus;
 mod registry;
+mod staging;
 mod state;
 mod traffic;
 pub mod views;
@@ -26,6 +27,7 @@ use rollgate_core::config::Config;
 use rollgate_gateway::Gateway;
 use rollgate_store::EventStore;
 use rollgate_store::{AnyStore, Rollouts};
+use staging::Staging;
 use state::{AppState, Inner};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct ServerOptions {
     pub hooks: Vec<Hook>,
     /// The gateway that carries out traffic effects, when it runs in this process.
     pub gateway: Option<Arc<Gateway>>,
+    /// Where that gateway listens (`http://HOST:PORT`): staging traffic goes through it.
+    pub gateway_url: Option<String>,
     pub retry: RetryPolicy,
 }
 
@@ -91,6 +95,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         None => None,
     };
     let judging = Judging::new(options.gateway.clone(), prometheus);
+    let staging = Staging::new(options.gateway.clone().zip(options.gateway_url));
     let effects = Effects { notifier, gateway: options.gateway };
     let state = AppState::new(Inner {
         rollouts: Rollouts::new(options.store.clone()),
@@ -98,6 +103,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         clock: options.clock,
         effects,
         judging,
+        staging,
         ready: AtomicBool::new(false),
     });
     let resumed = state.finish_pending().await?;

@@ -2,6 +2,7 @@
 
 use crate::api::problem::ApiError;
 use crate::judging::Judging;
+use crate::staging::Staging;
 use crate::traffic::Effects;
 use crate::views::RolloutView;
 use rollgate_core::Timestamp;
@@ -21,6 +22,7 @@ pub struct Inner {
     pub clock: Arc<dyn Clock>,
     pub effects: Effects,
     pub judging: Judging,
+    pub staging: Staging,
     pub ready: AtomicBool,
 }
 
@@ -51,6 +53,14 @@ impl AppState {
 
     pub fn judging(&self) -> &Judging {
         &self.0.judging
+    }
+
+    pub fn staging(&self) -> &Staging {
+        &self.0.staging
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
     }
 
     pub fn is_ready(&self) -> bool {

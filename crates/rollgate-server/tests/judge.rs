@@ -12,12 +12,6 @@ use common::*;
 use rollgate_core::config::{Config, EXAMPLE};
 use rollgate_core::event::EventBody;
 use rollgate_core::roles::Role;
-use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
-use rollgate_gateway::stats::Stats;
-use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{Gateway, serve};
-use rollgate_server::notify::RetryPolicy;
-use rollgate_server::start;
 use rollgate_store::EventStore;
 use serde_json::json;
 use std::sync::Arc;
@@ -61,16 +55,7 @@ async fn the_judge_passes_a_healthy_canary_and_rolls_back_a_failing_one() {
     let setup = Setup::new(1.0).await;
     let alice = setup.token("alice", &[Role::Deployer]).await;
     let dana = setup.token("dana", &[Role::Admin]).await;
-    let stats = Arc::new(Stats::default());
-    let table = RouteTable::from_config(&config, &stats).unwrap();
-    let gateway =
-        Arc::new(Gateway::new(table, stats, Duration::from_secs(1), Arc::new(DiscardPairs), MirrorLimits::default()));
-    let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let mut options = setup.options(Vec::new(), RetryPolicy::default());
-    options.config = config;
-    options.gateway = Some(gateway);
-    let server = start(options).await.unwrap();
-    let api = Api { base: format!("http://{}", server.addr), server: Some(server), http: reqwest::Client::new() };
+    let (api, front) = setup.start_with_gateway(config, Duration::from_secs(1)).await;
     api.post("/api/v1/rollouts", &alice, json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r1" })).await;
     for _ in 0..3 {
         api.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "judge test" })).await;

@@ -357,6 +357,7 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     let drill =
         v2["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "staging.rollback_drill").unwrap().clone();
     assert_eq!(drill["passed"], true, "{drill}");
+    assert_eq!(drill["by"], "rollgate", "the server ran staging itself: {drill}");
     // Its times agree with the log: detection before traffic off, both within the time staging took
     // (the demo's clock runs 3600 times real time).
     let (detect, off) = (

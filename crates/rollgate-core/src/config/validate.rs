@@ -80,6 +80,13 @@ pub(super) fn check(
             check_version(name, version_name, version, &vat, locate, &mut out);
         }
     }
+    out.extend(
+        check_staging_environments(config, &|name: &str| {
+            span_at(root, &["services", name, "plan"]).or_else(|| span_at(root, &["services", name]))
+        })
+        .into_iter()
+        .map(|(span, message, hint)| locate.at(span, message, Some(hint))),
+    );
     for (person, roles) in &config.roles {
         if roles.contains(&crate::roles::Role::System) {
             out.push(locate.at(
@@ -169,6 +176,34 @@ fn check_route(
     routes.push((name.to_string(), key));
 }
 
+/// A service whose plan runs staging needs the staging service the plan
+/// names, unless it is itself another service's staging environment.
+fn check_staging_environments(
+    config: &Config,
+    span_of: &dyn Fn(&str) -> Option<Range<usize>>,
+) -> Vec<(Option<Range<usize>>, String, String)> {
+    let environment_of = |name: &str| {
+        let plan = config.plan(config.services[name].plan.get_ref())?;
+        Some(plan.staging.environment?.service_for(name))
+    };
+    let staging_services: Vec<String> = config.services.keys().filter_map(|name| environment_of(name)).collect();
+    config
+        .services
+        .keys()
+        .filter(|name| !staging_services.contains(name))
+        .filter_map(|name| {
+            let staging = environment_of(name)?;
+            (!config.services.contains_key(&staging)).then(|| {
+                (
+                    span_of(name),
+                    format!("service `{name}`'s plan runs staging in service `{staging}`, which is not defined"),
+                    format!("define [services.{staging}] with the staging endpoints of each version"),
+                )
+            })
+        })
+        .collect()
+}
+
 fn check_version(
     service: &str,
     name: &str,
@@ -248,6 +283,29 @@ fn span_at(root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_that_stages_needs_the_staging_service_and_sane_numbers() {
+        let service = |name: &str| {
+            format!(
+                "[services.{name}]\nroute = {{ path_prefix = \"/{name}\" }}\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"staged\"\n\
+                 [services.{name}.versions.v1]\nendpoints = [\"http://127.0.0.1:9001\"]\nowner = \"o\"\n\
+                 artifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\n",
+                "a".repeat(64)
+            )
+        };
+        let plan = "[plans.staged.staging.environment]\nrate = 0\n";
+        let errors = crate::config::Config::parse("x.toml", &(service("scorer") + plan)).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter().any(|e| e.contains("runs staging in service `scorer-staging`, which is not defined")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|e| e.contains("staging rate is 0")), "{text:?}");
+        // With the staging service defined (and a sane rate) the config is fine.
+        let fixed = service("scorer") + &service("scorer-staging") + "[plans.staged.staging.environment]\nrate = 20\n";
+        assert!(crate::config::Config::parse("x.toml", &fixed).is_ok());
+    }
 
     #[test]
     fn endpoints_must_be_http_urls_with_numeric_ports() {

@@ -99,9 +99,90 @@ impl Approvals {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Staging {
+    /// Where rollgate runs the staging checks itself. Unset: the staging
+    /// evidence comes from outside (a CI job posts it), as for validation.
+    pub environment: Option<StagingEnvironment>,
     /// The exit criteria: every required gate passed (no blocking issues,
     /// performance acceptable, all tests pass, monitoring working).
     pub gates: GateSet<StagingTests>,
+}
+
+/// The staging environment and what rollgate does in it: replay a traffic
+/// sample at a realistic rate through the gateway to the candidate's staging
+/// endpoints, check it, probe error handling, and run a timed fault drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StagingEnvironment {
+    /// The gateway service that fronts each version's staging endpoints;
+    /// `{service}` stands for the service being rolled out.
+    pub service: String,
+    /// Sanitized requests to replay: a JSONL file, one request body (a JSON
+    /// value) per line. Unset: generated inputs.
+    pub traffic: Option<String>,
+    /// Path of the requests, under the staging service's route.
+    pub path: String,
+    /// The realistic rate, requests per second.
+    pub rate: f64,
+    /// How long the sample is replayed at that rate.
+    pub duration: Hold,
+    /// The load check's bounds at that rate.
+    pub max_p99_ms: f64,
+    pub max_error_rate: f64,
+    pub drill: FaultDrill,
+}
+
+impl Default for StagingEnvironment {
+    fn default() -> Self {
+        StagingEnvironment {
+            service: "{service}-staging".into(),
+            traffic: None,
+            path: String::new(),
+            rate: 50.0,
+            duration: Hold::from_secs(10),
+            max_p99_ms: 500.0,
+            max_error_rate: 0.05,
+            drill: FaultDrill::default(),
+        }
+    }
+}
+
+impl StagingEnvironment {
+    /// The gateway service of `service`'s staging environment.
+    pub fn service_for(&self, service: &str) -> String {
+        self.service.replace("{service}", service)
+    }
+}
+
+/// The fault drill: the candidate is made to fail while staging traffic
+/// flows half to it and half to the stable version; the judge must see it,
+/// and the rollback must take the traffic off the candidate, in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultDrill {
+    /// How the fault is injected and cleared.
+    pub inject: FaultInjection,
+    /// Share of the candidate's requests that fail during the drill.
+    pub error_rate: f64,
+    /// The drill fails if the judge has not rolled back by then.
+    pub detect_within: Hold,
+}
+
+impl Default for FaultDrill {
+    fn default() -> Self {
+        FaultDrill { inject: FaultInjection::Simulator, error_rate: 0.5, detect_within: Hold::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultInjection {
+    /// The candidate's endpoints are `rollgate sim model` servers: the fault
+    /// is set through their control API (`PUT /_sim/faults`).
+    Simulator,
+    /// Shell commands that inject and clear the fault; they get
+    /// `ROLLGATE_SERVICE`, `ROLLGATE_CANDIDATE`, `ROLLGATE_ENDPOINTS` and
+    /// `ROLLGATE_ERROR_RATE` in their environment.
+    Command { inject: String, clear: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,6 +455,9 @@ impl Plan {
                 );
             }
         }
+        if let Some(env) = &self.staging.environment {
+            staging_problems(env, &mut problem);
+        }
         let r = &self.rollback;
         for (key, value) in [
             ("error_rate_ratio", r.error_rate_ratio),
@@ -471,6 +555,34 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+/// Bounds a staging environment's numbers must keep to make sense.
+fn staging_problems(env: &StagingEnvironment, problem: &mut impl FnMut(&[&str], String, &str)) {
+    let path = |key: &'static str| ["staging", "environment", key];
+    if !(env.rate > 0.0 && env.rate.is_finite()) {
+        problem(&path("rate"), format!("staging rate is {}", env.rate), "give a rate in requests per second above 0");
+    }
+    if !(env.max_p99_ms > 0.0 && env.max_p99_ms.is_finite()) {
+        problem(&path("max_p99_ms"), format!("max_p99_ms is {}", env.max_p99_ms), "give a bound above 0 ms");
+    }
+    if !(0.0..=1.0).contains(&env.max_error_rate) {
+        problem(&path("max_error_rate"), format!("max_error_rate is {}", env.max_error_rate), "give a share 0..1");
+    }
+    if env.duration == Hold::ZERO {
+        problem(&path("duration"), "the staging replay lasts no time".into(), "e.g. duration = \"5m\"");
+    }
+    let drill = &env.drill;
+    if !(drill.error_rate > 0.0 && drill.error_rate <= 1.0) {
+        problem(
+            &["staging", "environment", "drill"],
+            format!("the drill's error_rate is {}: the fault must fail some requests", drill.error_rate),
+            "give a share above 0 and at most 1, e.g. 0.5",
+        );
+    }
+    if drill.detect_within == Hold::ZERO {
+        problem(&["staging", "environment", "drill"], "detect_within is 0".into(), "e.g. detect_within = \"30s\"");
     }
 }
 

@@ -4,6 +4,10 @@ use reqwest::{Method, StatusCode};
 use rollgate_core::clock::Clock;
 use rollgate_core::config::{Config, EXAMPLE};
 use rollgate_core::roles::Role;
+use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
+use rollgate_gateway::stats::Stats;
+use rollgate_gateway::table::RouteTable;
+use rollgate_gateway::{Gateway, RunningGateway, serve};
 use rollgate_server::auth::create_token;
 use rollgate_server::clock::ScaledClock;
 use rollgate_server::notify::{Hook, RetryPolicy};
@@ -40,6 +44,7 @@ impl Setup {
             tick: Duration::from_millis(50),
             hooks,
             gateway: None,
+            gateway_url: None,
             retry,
         }
     }
@@ -47,6 +52,21 @@ impl Setup {
     pub async fn start(&self, hooks: Vec<Hook>, retry: RetryPolicy) -> Api {
         let server = start(self.options(hooks, retry)).await.unwrap();
         Api { base: format!("http://{}", server.addr), server: Some(server), http: reqwest::Client::new() }
+    }
+
+    /// The control plane over `config`, with an in-process gateway on a free
+    /// port in front of the config's endpoints (backend timeout `timeout`).
+    pub async fn start_with_gateway(&self, config: Config, timeout: Duration) -> (Api, RunningGateway) {
+        let stats = Arc::new(Stats::default());
+        let table = RouteTable::from_config(&config, &stats).unwrap();
+        let gateway = Arc::new(Gateway::new(table, stats, timeout, Arc::new(DiscardPairs), MirrorLimits::default()));
+        let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut options = self.options(Vec::new(), RetryPolicy::default());
+        options.config = config;
+        options.gateway = Some(gateway);
+        options.gateway_url = Some(format!("http://{}", front.addr));
+        let server = start(options).await.unwrap();
+        (Api { base: format!("http://{}", server.addr), server: Some(server), http: reqwest::Client::new() }, front)
     }
 
     pub async fn token(&self, name: &str, roles: &[Role]) -> String {

@@ -31,6 +31,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tick: args.tick,
         hooks,
         gateway: Some(gateway.gateway.clone()),
+        gateway_url: Some(format!("http://{}", gateway.addr)),
         retry: RetryPolicy::default(),
     };
     let server = start(options).await?;

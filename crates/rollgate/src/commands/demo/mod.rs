@@ -6,7 +6,6 @@
 //! by the judge during its canary; v2, which is good, goes through every
 //! stage to 100%.
 
-mod staging;
 mod team;
 mod world;
 
@@ -54,8 +53,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     say(&format!("traffic: {} requests a second from 10,000 users, with ratings and complaints\n", args.rate));
 
     let team = Team::new(&world.api, &world.tokens)?;
-    let v3 = rollout(&team, &world, &front, "v3", "fraud-v3").await?;
-    let v2 = rollout(&team, &world, &front, "v2", "fraud-v2").await?;
+    let v3 = rollout(&team, "v3", "fraud-v3").await?;
+    let v2 = rollout(&team, "v2", "fraud-v2").await?;
     let _ = stop_traffic.send(true);
     say(&format!(
         "\nsummary: v3 {} after {:.1} s; v2 {} after {:.1} s; {} requests served, whole demo {:.1} s",
@@ -91,11 +90,11 @@ fn say(line: &str) {
 }
 
 /// One rollout from start to its end, printing each stage and what moved it.
-async fn rollout(team: &Team, world: &world::World, front: &str, candidate: &str, id: &str) -> anyhow::Result<Ending> {
+async fn rollout(team: &Team, candidate: &str, id: &str) -> anyhow::Result<Ending> {
     let started = Instant::now();
     say(&format!("── rollout {id}: fraud-scorer v1 → {candidate}"));
     team.start(candidate, id).await?;
-    let mut staging_checks = Vec::new();
+    let mut reported = std::collections::HashSet::new();
     let mut last_stage = String::new();
     let mut last_verdict = String::new();
     loop {
@@ -109,10 +108,14 @@ async fn rollout(team: &Team, world: &world::World, front: &str, candidate: &str
                 view.stage_label,
                 bar(view.candidate_percent)
             ));
-            if view.stage == "staging" {
-                let model = world.models.get(candidate).ok_or_else(|| anyhow::anyhow!("no model {candidate}"))?;
-                staging_checks = staging::run(&world.gateway.gateway, front, candidate, model).await;
-            }
+        }
+        // The server runs staging itself and records each check as evidence.
+        let mut recorded: Vec<_> =
+            view.evidence.iter().filter(|e| e.gate.starts_with("staging.") && !reported.contains(&e.gate)).collect();
+        recorded.sort_by(|a, b| a.at.cmp(&b.at));
+        for e in recorded {
+            reported.insert(e.gate.clone());
+            say(&format!("          {} {}: {} (by {})", if e.passed { "✓" } else { "✗" }, e.gate, e.summary, e.by));
         }
         // A line when the judge's verdict changes kind, with its numbers.
         if let Some((kind, line)) = judge_line(&view)
@@ -129,7 +132,7 @@ async fn rollout(team: &Team, world: &world::World, front: &str, candidate: &str
             ));
             return Ok(Ending { stage: view.stage.clone(), took: started.elapsed() });
         }
-        for line in team.answer_gates(&view, &staging_checks).await? {
+        for line in team.answer_gates(&view).await? {
             say(&format!("          {line}"));
         }
         tokio::time::sleep(Duration::from_millis(150)).await;

@@ -28,7 +28,8 @@ pub struct World {
     /// Where the event log is: the caller's directory, or a temporary one removed at the end.
     pub data: PathBuf,
     _temporary: Option<tempfile::TempDir>,
-    pub models: BTreeMap<&'static str, RunningModel>,
+    /// The model servers, held for as long as the demo runs.
+    _models: BTreeMap<&'static str, RunningModel>,
     pub gateway: RunningGateway,
     pub server: RunningServer,
     pub api: String,
@@ -36,8 +37,10 @@ pub struct World {
     pub tokens: BTreeMap<&'static str, String>,
 }
 
-/// The demo's config: one service, three versions, a plan whose holds fit a minute at [`SPEED`].
-fn config_text(endpoints: &BTreeMap<&'static str, RunningModel>) -> String {
+/// The demo's config: one service, three versions, a plan whose holds fit a
+/// minute at [`SPEED`] and whose staging runs in `fraud-staging` with the
+/// traffic sample at `sample`.
+fn config_text(endpoints: &BTreeMap<&'static str, RunningModel>, sample: &Path) -> String {
     let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     let mut text = String::from(
         r#"[services.fraud-scorer]
@@ -60,6 +63,15 @@ sticky = { header = "x-user-id" }
     text.push_str(
         r#"[plans.demo]
 description = "The default process with holds short enough for a demo: every gate, a real staging drill, a canary judged live."
+[plans.demo.staging.environment]
+service = "fraud-staging"
+traffic = "SAMPLE"
+path = "/v2/models/fraud/infer"
+rate = 100
+duration = "1s"
+max_p99_ms = 250
+max_error_rate = 0.25
+drill = { inject = "simulator", error_rate = 0.5, detect_within = "20s" }
 [plans.demo.canary]
 steps = [
   { percent = 10, hold = "8h" },
@@ -79,7 +91,20 @@ carol = ["approver:stakeholder"]
 ci = ["deployer"]
 "#,
     );
-    text
+    text.replace("SAMPLE", &sample.display().to_string())
+}
+
+/// A sanitized traffic sample for staging: KServe v2 requests, one per line.
+fn write_sample(path: &Path) -> anyhow::Result<()> {
+    let lines: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"inputs\":[{{\"name\":\"amount\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[{}.0]}}]}}",
+                10 + i * 37 % 900
+            )
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
@@ -91,12 +116,6 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         let faults = Faults { error_rate, latency_ms: 2.0, ..Faults::default() };
         models.insert(name, rollgate_sim::model::serve(any_port, name, 42 + i as u64, faults).await?);
     }
-    let config = Config::parse("demo.toml", &config_text(&models)).map_err(|problems| {
-        anyhow::anyhow!(
-            "the demo's own config is wrong: {}",
-            problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
-        )
-    })?;
     let mut temporary = None;
     let data = match data_dir {
         Some(dir) => dir.to_path_buf(),
@@ -105,6 +124,15 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
             temporary.insert(made).path().to_path_buf()
         }
     };
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot make the data directory {}", data.display()))?;
+    let sample = data.join("staging-sample.jsonl");
+    write_sample(&sample)?;
+    let config = Config::parse("demo.toml", &config_text(&models, &sample)).map_err(|problems| {
+        anyhow::anyhow!(
+            "the demo's own config is wrong: {}",
+            problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+        )
+    })?;
     let store = AnyStore::Sqlite(
         SqliteStore::open(&data).await.with_context(|| format!("cannot open the data directory {}", data.display()))?,
     );
@@ -119,6 +147,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         tick: Duration::from_millis(100),
         hooks: Vec::new(),
         gateway: Some(front.gateway.clone()),
+        gateway_url: Some(format!("http://{}", front.addr)),
         retry: RetryPolicy::default(),
     };
     let server = start(options).await?;
@@ -133,5 +162,5 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         tokens.insert(name, token.token);
     }
     let api = format!("http://{}", server.addr);
-    Ok(World { data, _temporary: temporary, models, gateway: front, server, api, tokens })
+    Ok(World { data, _temporary: temporary, _models: models, gateway: front, server, api, tokens })
 }

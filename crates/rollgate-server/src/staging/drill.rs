@@ -1,0 +1,177 @@
+//! The timed fault drill. Staging traffic flows half to the candidate and
+//! half to the stable version; after a healthy second the fault goes in;
+//! a judge with the plan's triggers watches the gateway's measurements; on
+//! its rollback the route swap takes the candidate's traffic away, and the
+//! requests sent after the swap show whether it did.
+
+use super::inject::{Injected, Injector};
+use super::replay::{self, Answer, Target};
+use crate::judging::ArmPair;
+use rollgate_core::Timestamp;
+use rollgate_core::clock::Clock;
+use rollgate_core::plan::StagingEnvironment;
+use rollgate_core::weight::Weight;
+use rollgate_gateway::Gateway;
+use rollgate_gateway::stats::Arm;
+use rollgate_judge::{Judge, JudgeConfig, Verdict};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The routing the drill needs from the gateway.
+pub struct Route<'a> {
+    pub gateway: &'a Gateway,
+    pub service: &'a str,
+    pub stable: &'a str,
+    pub candidate: &'a str,
+}
+
+impl Route<'_> {
+    pub fn send_to_candidate(&self, weight: Weight) -> Result<(), String> {
+        let table = self
+            .gateway
+            .table()
+            .with_weights(self.service, self.stable, self.candidate, weight, &self.gateway.stats)
+            .map_err(|e| format!("the staging route cannot change: {e}"))?;
+        self.gateway.swap(table);
+        Ok(())
+    }
+}
+
+/// What the drill measured. Times are on the control plane's clock too, so
+/// they can be laid beside the event log's timestamps.
+#[derive(Debug, Default)]
+pub struct DrillRecord {
+    pub fault_at: Option<Timestamp>,
+    pub detected_at: Option<Timestamp>,
+    pub traffic_off_at: Option<Timestamp>,
+    pub fault_to_detection: Option<Duration>,
+    pub fault_to_traffic_off: Option<Duration>,
+    /// Requests sent after the swap, and how many of them the candidate served.
+    pub after_swap: usize,
+    pub candidate_after_swap: usize,
+    pub verdict: String,
+    pub problem: Option<String>,
+}
+
+impl DrillRecord {
+    pub fn detected(&self) -> bool {
+        self.fault_to_detection.is_some()
+    }
+
+    /// The rollback took the traffic off: requests after the swap reached only the stable version.
+    pub fn traffic_off(&self) -> bool {
+        self.fault_to_traffic_off.is_some() && self.after_swap > 0 && self.candidate_after_swap == 0
+    }
+
+    pub fn details(&self, env: &StagingEnvironment) -> serde_json::Value {
+        json!({
+            "fault": format!("candidate error rate {}", env.drill.error_rate),
+            "fault_at": self.fault_at,
+            "detected_at": self.detected_at,
+            "traffic_off_at": self.traffic_off_at,
+            "fault_to_detection_s": self.fault_to_detection.map(|d| d.as_secs_f64()),
+            "fault_to_traffic_off_s": self.fault_to_traffic_off.map(|d| d.as_secs_f64()),
+            "requests_after_swap": self.after_swap,
+            "served_by_candidate_after_swap": self.candidate_after_swap,
+            "verdict": self.verdict,
+            "problem": self.problem,
+        })
+    }
+}
+
+/// How long the traffic runs healthy before the fault goes in.
+const HEALTHY_LEAD: Duration = Duration::from_secs(1);
+/// How long requests keep flowing after the swap, to show where they go.
+const AFTER_SWAP: Duration = Duration::from_millis(500);
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// Everything a drill works with.
+pub struct Drill<'a> {
+    pub http: &'a reqwest::Client,
+    pub route: Route<'a>,
+    pub target: &'a Target,
+    pub sample: Arc<Vec<String>>,
+    pub env: &'a StagingEnvironment,
+    pub judge: JudgeConfig,
+    pub clock: &'a dyn Clock,
+    pub injector: Injector<'a>,
+}
+
+/// Runs the drill; the fault is cleared again whatever happens.
+pub async fn run(drill: Drill<'_>) -> DrillRecord {
+    let Drill { http, route, target, sample, env, judge: judge_config, clock, injector } = drill;
+    let mut record = DrillRecord::default();
+    if let Err(e) = route.send_to_candidate(Weight::HALF) {
+        record.problem = Some(e);
+        return record;
+    }
+    let mut arms = ArmPair::new(
+        route.gateway.stats.series(route.service, route.candidate, Arm::Canary),
+        route.gateway.stats.series(route.service, route.stable, Arm::Stable),
+    );
+    let mut judge = Judge::new(judge_config);
+    let budget = HEALTHY_LEAD + env.drill.detect_within.duration().unsigned_abs() + AFTER_SWAP;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let traffic = {
+        let (http, target) = (http.clone(), target.clone());
+        let rate = env.rate;
+        tokio::spawn(async move { replay::replay(&http, &target, sample, rate, budget, stopped).await })
+    };
+    let origin = Instant::now();
+    let mut fault: Option<(Instant, Injected)> = None;
+    let mut swapped_at = None;
+    while origin.elapsed() < budget {
+        tokio::time::sleep(LOOK_EVERY).await;
+        let at_ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let verdict = arms.feed(&mut judge, at_ms, 0.5, None, &[]);
+        if fault.is_none() && origin.elapsed() >= HEALTHY_LEAD {
+            match injector.inject().await {
+                Ok(injected) => {
+                    record.fault_at = Some(clock.now());
+                    fault = Some((Instant::now(), injected));
+                }
+                Err(e) => {
+                    record.problem = Some(format!("the fault could not be injected: {e}"));
+                    break;
+                }
+            }
+            continue;
+        }
+        let Verdict::Rollback { reason, .. } = verdict else { continue };
+        let Some((fault_at, _)) = &fault else {
+            record.problem = Some(format!("the judge rolled back before any fault was injected: {reason}"));
+            break;
+        };
+        record.fault_to_detection = Some(fault_at.elapsed());
+        record.detected_at = Some(clock.now());
+        record.verdict = reason;
+        if let Err(e) = route.send_to_candidate(Weight::ZERO) {
+            record.problem = Some(e);
+            break;
+        }
+        let swapped = Instant::now();
+        record.fault_to_traffic_off = Some(swapped - *fault_at);
+        record.traffic_off_at = Some(clock.now());
+        swapped_at = Some(swapped);
+        tokio::time::sleep(AFTER_SWAP).await;
+        break;
+    }
+    let _ = stop.send(true);
+    let answers: Vec<Answer> = traffic.await.unwrap_or_default();
+    if let Some(swapped) = swapped_at {
+        let after: Vec<&Answer> = answers.iter().filter(|a| a.sent >= swapped).collect();
+        record.after_swap = after.len();
+        record.candidate_after_swap = after.iter().filter(|a| a.served_by.as_deref() == Some(route.candidate)).count();
+    }
+    if record.problem.is_none() && !record.detected() {
+        record.problem = Some(format!("the judge did not detect the fault within {}", env.drill.detect_within));
+    }
+    let _ = route.send_to_candidate(Weight::ZERO);
+    if let Some((_, injected)) = fault
+        && let Err(e) = injector.clear(injected).await
+    {
+        record.problem.get_or_insert(format!("the fault could not be cleared: {e}"));
+    }
+    record
+}

@@ -1,0 +1,90 @@
+//! Injecting the drill's fault into the candidate's staging endpoints, and
+//! clearing it: through the model simulator's control API, or by the user's
+//! own commands.
+
+use rollgate_core::plan::FaultInjection;
+use serde_json::Value;
+
+/// What it takes to put the endpoints back as they were.
+pub enum Injected {
+    /// Each endpoint's faults before the drill.
+    Simulator(Vec<(String, Value)>),
+    Command {
+        clear: String,
+    },
+}
+
+/// The candidate's staging endpoints, and how a fault is put into them.
+pub struct Injector<'a> {
+    pub http: &'a reqwest::Client,
+    pub how: &'a FaultInjection,
+    pub endpoints: Vec<String>,
+    /// What a user's commands are told.
+    pub env: Vec<(&'static str, String)>,
+    pub error_rate: f64,
+}
+
+impl Injector<'_> {
+    pub async fn inject(&self) -> Result<Injected, String> {
+        match self.how {
+            FaultInjection::Simulator => {
+                let mut before = Vec::new();
+                for endpoint in &self.endpoints {
+                    let url = format!("{}/_sim/faults", endpoint.trim_end_matches('/'));
+                    let faults: Value = self
+                        .http
+                        .get(&url)
+                        .send()
+                        .await
+                        .and_then(reqwest::Response::error_for_status)
+                        .map_err(|e| format!("{url}: {e} (is the endpoint a `rollgate sim model`?)"))?
+                        .json()
+                        .await
+                        .map_err(|e| format!("{url}: {e}"))?;
+                    let mut faulty = faults.clone();
+                    faulty["error_rate"] = self.error_rate.into();
+                    put(self.http, &url, &faulty).await?;
+                    before.push((url, faults));
+                }
+                Ok(Injected::Simulator(before))
+            }
+            FaultInjection::Command { inject, clear } => {
+                run_command(inject, &self.env).await?;
+                Ok(Injected::Command { clear: clear.clone() })
+            }
+        }
+    }
+
+    pub async fn clear(&self, injected: Injected) -> Result<(), String> {
+        match injected {
+            Injected::Simulator(before) => {
+                for (url, faults) in before {
+                    put(self.http, &url, &faults).await?;
+                }
+                Ok(())
+            }
+            Injected::Command { clear } => run_command(&clear, &self.env).await,
+        }
+    }
+}
+
+async fn put(http: &reqwest::Client, url: &str, faults: &Value) -> Result<(), String> {
+    http.put(url)
+        .json(faults)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map(drop)
+        .map_err(|e| format!("{url}: {e}"))
+}
+
+async fn run_command(command: &str, env: &[(&'static str, String)]) -> Result<(), String> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .status()
+        .await
+        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`{command}` failed: {status}")) }
+}

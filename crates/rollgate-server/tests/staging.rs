@@ -1,0 +1,159 @@
+//! The staging stage run by the server: a plan that names a staging
+//! environment gets its staging checks and its timed fault drill from
+//! rollgate itself, against simulated model servers behind the in-process
+//! gateway, and each check lands in the log as its gate's evidence.
+
+mod common;
+
+use common::*;
+use rollgate_core::config::Config;
+use rollgate_core::roles::Role;
+use rollgate_gateway::RunningGateway;
+use rollgate_sim::model::{Faults, RunningModel};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const STAGING_GATES: [&str; 7] = [
+    "staging.functional_tests",
+    "staging.performance_under_load",
+    "staging.integration",
+    "staging.error_handling",
+    "staging.monitoring_captures_issues",
+    "staging.rollback_drill",
+    "staging.no_blocking_issues",
+];
+
+async fn model(name: &str, error_rate: f64) -> RunningModel {
+    let faults = Faults { error_rate, latency_ms: 1.0, ..Faults::default() };
+    rollgate_sim::model::serve("127.0.0.1:0".parse().unwrap(), name, 7, faults).await.unwrap()
+}
+
+/// Production and staging services for v1 and v2; staging has v3 only if `v3` is given.
+fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str]) -> Config {
+    let version = |service: &str, name: &str, model: &RunningModel| {
+        format!(
+            "[services.{service}.versions.{name}]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"sim://{name}\", sha256 = \"{}\" }}\nowner = \"ml@example.com\"\n",
+            model.url(),
+            "a".repeat(64)
+        )
+    };
+    let mut text = String::from(
+        "[services.scorer]\nroute = { path_prefix = \"/score\" }\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"staged\"\n\
+         [services.scorer-staging]\nroute = { path_prefix = \"/staging\" }\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"staged\"\n",
+    );
+    text += &version("scorer", "v1", stable);
+    text += &version("scorer", "v2", candidate);
+    text += &version("scorer-staging", "v1", stable);
+    for name in staged {
+        text += &version("scorer-staging", name, candidate);
+    }
+    text += "[plans.staged.staging.environment]\nrate = 100\nduration = \"1s\"\nmax_p99_ms = 500\nmax_error_rate = 0.1\n\
+             drill = { error_rate = 0.5, detect_within = \"20s\" }\n";
+    Config::parse("staging.toml", &text).unwrap()
+}
+
+struct World {
+    setup: Setup,
+    api: Api,
+    front: RunningGateway,
+    admin: String,
+}
+
+async fn world(config: Config) -> World {
+    let setup = Setup::new(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let admin = setup.token("dana", &[Role::Admin]).await;
+    let (api, front) = setup.start_with_gateway(config, Duration::from_secs(2)).await;
+    let (status, body) =
+        api.post("/api/v1/rollouts", &alice, json!({ "service": "scorer", "candidate": "v2", "id": "r1" })).await;
+    assert!(status.is_success(), "{body}");
+    // Past pre-deployment (its gates are another test's business).
+    api.post("/api/v1/rollouts/r1/force-promote", &admin, json!({ "reason": "staging test" })).await;
+    World { setup, api, front, admin }
+}
+
+/// Waits until every staging gate has evidence; returns the rollout's view.
+async fn staging_evidence(w: &World) -> Value {
+    let view = || async { w.api.get("/api/v1/rollouts/r1", &w.admin).await.1 };
+    let recorded = |v: &Value| {
+        v["evidence"]
+            .as_array()
+            .map_or(0, |e| e.iter().filter(|e| e["gate"].as_str().is_some_and(|g| g.starts_with("staging."))).count())
+    };
+    let done = wait_for(Duration::from_secs(60), || async { recorded(&view().await) == STAGING_GATES.len() }).await;
+    let v = view().await;
+    assert!(done, "every staging gate gets evidence: {v}");
+    v
+}
+
+fn evidence<'a>(view: &'a Value, gate: &str) -> &'a Value {
+    view["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == gate).unwrap()
+}
+
+fn ts(v: &Value) -> jiff::Timestamp {
+    v.as_str().unwrap_or_else(|| panic!("a timestamp: {v}")).parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_server_stages_a_good_candidate_and_times_its_drill_against_the_log() {
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
+    let w = world(config(&v1, &v2, &["v2"])).await;
+    let view = staging_evidence(&w).await;
+    for gate in STAGING_GATES {
+        let e = evidence(&view, gate);
+        assert_eq!(e["passed"], true, "{gate}: {e}");
+        assert_eq!(e["by"], "rollgate", "the server records its own checks: {e}");
+    }
+    // The drill's times: fault, then detection, then traffic off, all while
+    // staging ran (after it was entered, before the evidence was recorded);
+    // the durations it reports agree with its timestamps.
+    let drill = evidence(&view, "staging.rollback_drill");
+    let d = &drill["details"];
+    let entered = view["history"].as_array().unwrap().iter().find(|v| v["stage"] == "staging").unwrap();
+    let (fault, detected, off) = (ts(&d["fault_at"]), ts(&d["detected_at"]), ts(&d["traffic_off_at"]));
+    assert!(
+        ts(&entered["entered_at"]) <= fault && fault < detected && detected <= off && off <= ts(&drill["at"]),
+        "{d}"
+    );
+    let logged = detected.duration_since(fault).as_secs_f64();
+    let reported = d["fault_to_detection_s"].as_f64().unwrap();
+    assert!((logged - reported).abs() < 0.25, "fault → detection: {reported} s reported, {logged} s by the timestamps");
+    assert!(d["requests_after_swap"].as_u64().unwrap() > 0 && d["served_by_candidate_after_swap"] == 0, "{d}");
+    // The drill's fault was cleared: the candidate answers again.
+    assert_eq!(v2.faults().error_rate, 0.0);
+    // With every staging gate passed, the rollout has left staging.
+    let moved = wait_for(Duration::from_secs(10), || async {
+        w.api.get("/api/v1/rollouts/r1", &w.admin).await.1["stage"] != "staging"
+    })
+    .await;
+    assert!(moved, "the rollout moves on from staging");
+    w.api.stop().await;
+    w.front.shutdown().await;
+    drop(w.setup);
+}
+
+#[tokio::test]
+async fn a_failing_candidate_or_a_missing_staging_version_fails_staging_and_says_why() {
+    // The candidate fails 30% of requests in staging: more than the plan's 10% bound.
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.3).await);
+    let w = world(config(&v1, &v2, &["v2"])).await;
+    let view = staging_evidence(&w).await;
+    for gate in ["staging.functional_tests", "staging.performance_under_load", "staging.no_blocking_issues"] {
+        assert_eq!(evidence(&view, gate)["passed"], false, "{gate}: {}", evidence(&view, gate));
+    }
+    assert!(evidence(&view, "staging.no_blocking_issues")["summary"].as_str().unwrap().contains("functional_tests"));
+    assert_eq!(view["stage"], "staging", "a failed staging gate keeps the rollout in staging");
+    w.api.stop().await;
+    w.front.shutdown().await;
+
+    // No staging endpoints for the candidate: nothing can run, and every gate says so.
+    let w = world(config(&v1, &v2, &[])).await;
+    let view = staging_evidence(&w).await;
+    for gate in STAGING_GATES {
+        let e = evidence(&view, gate);
+        assert_eq!(e["passed"], false, "{e}");
+        assert!(e["summary"].as_str().unwrap().contains("has no version `v2`"), "{e}");
+    }
+    w.api.stop().await;
+    w.front.shutdown().await;
+}
