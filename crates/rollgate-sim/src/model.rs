@@ -1,8 +1,9 @@
 //! `rollgate sim model`: a stand-in for a team's model server. It speaks
 //! OpenAI-compatible chat (with server-sent-event streaming), KServe v2 and
 //! plain JSON, answers deterministically from its seed and the request, and
-//! injects faults set at start or at run time through `PUT /_sim/faults`:
-//! an error rate, a latency distribution with a heavy tail, wrong outputs,
+//! injects faults set at start, by schedule, or at run time through `PUT /_sim/faults`:
+//! an error rate, a latency distribution with a heavy tail, wrong outputs
+//! (on a share of inputs or on one group of them),
 //! hangs, crashes (connections cut) and slow starts.
 
 use axum::Router;
@@ -33,6 +34,9 @@ pub struct Faults {
     pub tail_factor: f64,
     /// Share of answers with the wrong label.
     pub wrong_rate: f64,
+    /// One group of inputs always gets the wrong label: the requests whose
+    /// body contains this text (e.g. `"country":"FR"`).
+    pub wrong_group: Option<String>,
     /// Never answer (until the fault is cleared and the client gives up).
     pub hang: bool,
     /// Behave like a process that died: every connection is cut mid-answer, health checks included.
@@ -52,6 +56,7 @@ impl Default for Faults {
             tail_share: 0.0,
             tail_factor: 1.0,
             wrong_rate: 0.0,
+            wrong_group: None,
             hang: false,
             crash: false,
             slow_start_ms: 0,
@@ -90,6 +95,70 @@ impl RunningModel {
 
     pub fn stop(self) {
         self.task.abort();
+    }
+
+    /// Changes the faults by schedule, each change at its time after the model started.
+    pub fn follow(&self, schedule: Schedule) -> tokio::task::JoinHandle<()> {
+        let model = self.model.clone();
+        tokio::spawn(async move {
+            for change in schedule.0 {
+                tokio::time::sleep_until((model.started + change.after).into()).await;
+                let mut faults = model.faults.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Ok(changed) = change.apply(&faults) {
+                    *faults = changed;
+                }
+            }
+        })
+    }
+}
+
+/// Fault changes by time: `[{"after": "30s", "faults": {"error_rate": 0.2}}, …]`;
+/// each change sets only the fields it names.
+#[derive(Debug, Clone, Default)]
+pub struct Schedule(Vec<FaultChange>);
+
+#[derive(Debug, Clone)]
+struct FaultChange {
+    after: Duration,
+    faults: serde_json::Map<String, serde_json::Value>,
+}
+
+impl FaultChange {
+    fn apply(&self, faults: &Faults) -> Result<Faults, serde_json::Error> {
+        let mut value = serde_json::to_value(faults)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.extend(self.faults.clone());
+        }
+        serde_json::from_value(value)
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    /// Parses the JSON list, refusing unknown fault names and bad times up front.
+    fn from_str(text: &str) -> Result<Schedule, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Entry {
+            after: String,
+            faults: serde_json::Map<String, serde_json::Value>,
+        }
+        let entries: Vec<Entry> = serde_json::from_str(text).map_err(|e| format!("not a fault schedule: {e}"))?;
+        let mut changes = Vec::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let after = entry
+                .after
+                .parse::<rollgate_core::hold::Hold>()
+                .map_err(|e| format!("change {}: {e}", i + 1))?
+                .duration()
+                .unsigned_abs();
+            let change = FaultChange { after, faults: entry.faults };
+            change.apply(&Faults::default()).map_err(|e| format!("change {}: {e}", i + 1))?;
+            changes.push(change);
+        }
+        changes.sort_by_key(|c| c.after);
+        Ok(Schedule(changes))
     }
 }
 
@@ -183,7 +252,8 @@ async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Byte
     let print = fingerprint(model.seed, &body);
     let score = (print % 10_000) as f64 / 10_000.0;
     let mut label = if score >= 0.5 { "approve" } else { "review" };
-    if rng.f64() < faults.wrong_rate {
+    let in_wrong_group = faults.wrong_group.as_deref().is_some_and(|g| contains(&body, g.as_bytes()));
+    if in_wrong_group || rng.f64() < faults.wrong_rate {
         label = if label == "approve" { "review" } else { "approve" };
     }
     let path = uri.path();
@@ -240,6 +310,10 @@ fn chat(model: &Model, body: &[u8], label: &str, score: f64, token_ms: u64) -> R
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(events))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A standard normal draw (Box-Muller).

@@ -71,3 +71,43 @@ async fn chat_streams_token_by_token() {
     assert!(chunks.len() > 3, "several chunks, not one body: {chunks:?}");
     assert!(chunks.last().unwrap().contains("[DONE]"));
 }
+
+#[tokio::test]
+async fn one_group_of_inputs_gets_wrong_answers_and_faults_follow_a_schedule() {
+    let quiet = Faults { latency_ms: 0.0, ..Faults::default() };
+    let (right, wrong) = (
+        serve("127.0.0.1:0".parse().unwrap(), "m", 3, quiet.clone()).await.unwrap(),
+        serve("127.0.0.1:0".parse().unwrap(), "m", 3, Faults { wrong_group: Some("\"FR\"".into()), ..quiet.clone() })
+            .await
+            .unwrap(),
+    );
+    let label = |text: String| serde_json::from_str::<serde_json::Value>(&text).unwrap()["label"].clone();
+    for country in ["FR", "DE"] {
+        let body = format!(r#"{{"country":"{country}","amount":12}}"#);
+        let (a, b) =
+            (post(&format!("{}/p", right.url()), &body).await.1, post(&format!("{}/p", wrong.url()), &body).await.1);
+        assert_eq!(label(a) != label(b), country == "FR", "only the FR group is answered wrongly");
+    }
+
+    let schedule: rollgate_sim::model::Schedule =
+        r#"[{"after":"200ms","faults":{"error_rate":1.0}},{"after":"400ms","faults":{"error_rate":0}}]"#.parse().unwrap();
+    let model = serve("127.0.0.1:0".parse().unwrap(), "m", 3, quiet).await.unwrap();
+    let done = model.follow(schedule);
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while !done.is_finished() && started.elapsed() < std::time::Duration::from_secs(10) {
+        let status = post(&format!("{}/p", model.url()), "{}").await.0;
+        if seen.last() != Some(&status) {
+            seen.push(status);
+        }
+    }
+    assert_eq!(model.faults().error_rate, 0.0, "the last change holds");
+    assert!(seen.starts_with(&[200, 500]), "healthy, then failing by schedule: {seen:?}");
+    assert!(" [{\"after\":\"1s\",\"faults\":{\"eror_rate\":1}}]".parse::<rollgate_sim::model::Schedule>().is_err());
+    assert!(
+        "[{\"after\":\"soon\",\"faults\":{}}]"
+            .parse::<rollgate_sim::model::Schedule>()
+            .unwrap_err()
+            .contains("change 1")
+    );
+}

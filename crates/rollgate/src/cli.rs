@@ -131,6 +131,10 @@ pub enum SimCommand {
         /// Initial faults as JSON, e.g. '{"error_rate":0.05,"latency_ms":20,"tail_share":0.01,"tail_factor":10}'.
         #[arg(long, default_value = "{}")]
         faults: String,
+        /// Fault changes by time after start, as JSON, e.g.
+        /// '[{"after":"30s","faults":{"error_rate":0.2}},{"after":"90s","faults":{"error_rate":0}}]'.
+        #[arg(long)]
+        schedule: Option<String>,
     },
     /// Open-loop traffic from many users (sticky x-user-id), with ratings and complaints.
     Traffic {

@@ -2,7 +2,7 @@
 
 use crate::cli::SimCommand;
 use anyhow::Context;
-use rollgate_sim::model::Faults;
+use rollgate_sim::model::{Faults, Schedule};
 use rollgate_sim::traffic::{TrafficCounts, TrafficOptions};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,13 +10,18 @@ use std::time::Duration;
 
 pub async fn run(command: SimCommand) -> anyhow::Result<()> {
     match command {
-        SimCommand::Model { listen, name, seed, faults } => {
+        SimCommand::Model { listen, name, seed, faults, schedule } => {
             let faults: Faults = serde_json::from_str(&faults).map_err(|e| {
                 crate::Refused(format!("--faults is not a fault description: {e} (e.g. '{{\"error_rate\":0.05}}')"))
             })?;
+            let schedule: Schedule = match schedule {
+                Some(text) => text.parse().map_err(|e| crate::Refused(format!("--schedule: {e}")))?,
+                None => Schedule::default(),
+            };
             let model = rollgate_sim::model::serve(listen, &name, seed, faults)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
+            model.follow(schedule);
             println!("simulated model `{name}` on {} (faults: GET/PUT {}/_sim/faults)", model.url(), model.url());
             super::serve::shutdown_signal().await;
             model.stop();
