@@ -43,8 +43,10 @@ CONF
 }
 
 body='{"label":"approve","score":0.9731,"model":"fraud-v1","ok":1}'
-nginx_conf backend "server { listen 127.0.0.1:$b1; location / { default_type application/json; return 200 '$body'; } }
-  server { listen 127.0.0.1:$b2; location / { default_type application/json; return 200 '$body'; } }"
+# Each version's backend is a process of its own, as two model deployments
+# would be: the shadow's copies must not queue in the primary's event loop.
+nginx_conf backend-v1 "server { listen 127.0.0.1:$b1; location / { default_type application/json; return 200 '$body'; } }"
+nginx_conf backend-v2 "server { listen 127.0.0.1:$b2; location / { default_type application/json; return 200 '$body'; } }"
 nginx_conf proxy "upstream v1 { server 127.0.0.1:$b1; keepalive 64; }
   upstream v2 { server 127.0.0.1:$b2; keepalive 64; }
   split_clients \"\${request_id}\" \$variant { 5% v2; * v1; }

@@ -4,6 +4,13 @@
 //! percentiles instead of hiding in a slower send rate (no coordinated
 //! omission). wrk, by contrast, is closed-loop.
 //!
+//! At most CONNECTIONS requests are in flight, so at most that many
+//! connections are open, as with wrk2's `-c`: a client with a bounded pool,
+//! like the services that call a model gateway. A request due while every
+//! connection is busy waits for one, and the wait counts in its latency.
+//! (An unbounded pool turns any hiccup into a storm of new connections that
+//! measures the load generator more than the proxy.)
+//!
 //! usage: loadgen URL RATE_PER_SECOND SECONDS [CONNECTIONS]
 //! prints one JSON object: sent, ok, errors, achieved rate, p50/p99/p99.9 in µs.
 
@@ -26,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections).build_http::<Empty<Bytes>>();
     let latencies = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections));
     let total = (rate * seconds) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now() + Duration::from_millis(100);
@@ -34,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
         let (client, url, latencies, errors) = (client.clone(), url.clone(), latencies.clone(), errors.clone());
+        let slots = slots.clone();
         tasks.push(tokio::spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else { return };
             let ok = match client.get(url).await {
                 Ok(response) => response.status().is_success() && response.into_body().collect().await.is_ok(),
                 Err(_) => false,
