@@ -9,7 +9,7 @@ use crate::stats::{Outcome, Stats};
 use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, VersionRoute};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,20 +26,22 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-pub const REQUEST_ID: &str = "x-request-id";
+// Header names as `HeaderName` constants, not `&str`: a `&str` is parsed
+// into a name again on every lookup, twice per request on the hot path.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The version that served the response, for clients and for debugging.
-pub const SERVED_BY: &str = "x-rollgate-version";
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-rollgate-version");
 
 /// Headers that belong to one hop and are not forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 pub(crate) type Upstream = Client<HttpConnector, ProxyBody>;
