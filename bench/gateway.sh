@@ -12,64 +12,11 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 rates=${RATES:-"1000 5000 10000"}
 
-for tool in nginx wrk; do
-  command -v "$tool" >/dev/null || { echo "needs $tool: apt-get install nginx wrk" >&2; exit 1; }
-done
-cargo build --release --quiet -p rollgate -p rollgate-bench
-rg="$PWD/target/release/rollgate"
-loadgen="$PWD/target/release/loadgen"
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-b1=$(port); b2=$(port); ng=$(port); gw=$(port); gm=$(port)
-
-nginx_conf() { # name, http-block body
-  mkdir -p "$work/$1"
-  cat >"$work/$1/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $work/$1/pid; error_log $work/$1/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/$1; proxy_temp_path $work/$1; fastcgi_temp_path $work/$1; uwsgi_temp_path $work/$1; scgi_temp_path $work/$1;
-  $2
-}
-CONF
-  nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
-  pids+=($!)
-}
-
-body='{"label":"approve","score":0.9731,"model":"fraud-v1","ok":1}'
-# Each version's backend is a process of its own, as two model deployments
-# would be: the shadow's copies must not queue in the primary's event loop.
-nginx_conf backend-v1 "server { listen 127.0.0.1:$b1; location / { default_type application/json; return 200 '$body'; } }"
-nginx_conf backend-v2 "server { listen 127.0.0.1:$b2; location / { default_type application/json; return 200 '$body'; } }"
-nginx_conf proxy "upstream v1 { server 127.0.0.1:$b1; keepalive 64; }
-  upstream v2 { server 127.0.0.1:$b2; keepalive 64; }
-  split_clients \"\${request_id}\" \$variant { 5% v2; * v1; }
-  server { listen 127.0.0.1:$ng; location / { proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://\$variant; } }"
-
-gateway_conf() { # file, extra service lines
-  cat >"$1" <<CONF
-[services.bench]
-route = { path_prefix = "/" }
-protocol = "json"
-stable = "v1"
-split = { v1 = 95, v2 = 5 }
-$2
-[services.bench.versions.v1]
-endpoints = ["http://127.0.0.1:$b1"]
-artifact = { uri = "bench://v1", sha256 = "$(printf 'a%.0s' $(seq 64))" }
-owner = "bench"
-[services.bench.versions.v2]
-endpoints = ["http://127.0.0.1:$b2"]
-artifact = { uri = "bench://v2", sha256 = "$(printf 'a%.0s' $(seq 64))" }
-owner = "bench"
-CONF
-}
+needs="nginx wrk"
+. bench/lib.sh
+ng=$(port); gw=$(port); gm=$(port)
+proxy_conf proxy "$ng"
+nginx_start proxy
 gateway_conf "$work/split.toml" ""
 gateway_conf "$work/mirror.toml" 'mirror = { version = "v2", percent = 100 }'
 "$rg" gateway --config "$work/split.toml" --listen "127.0.0.1:$gw" >/dev/null &
