@@ -5,8 +5,8 @@
 #   rollgate   - the rollgate gateway, 5% canary split, metrics on
 #   rg+mirror  - the same with 100% of traffic mirrored to the canary's server
 # For each: an open-loop run at fixed rates (loadgen: latency from the due
-# time, so stalls count) and a saturated closed-loop run (wrk), then the
-# proxy's peak RSS. Run by hand (not in CI): bash bench/gateway.sh [SECONDS]
+# time, so stalls count) and saturated closed-loop runs (wrk, targets taking
+# turns, median of ROUNDS), then the proxy's peak RSS. Run by hand (not in CI): bash bench/gateway.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -31,28 +31,41 @@ ng_pid=$(cat "$work/proxy/pid")
 
 rss() { [ -n "$1" ] && awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" || echo "-"; }
 
+declare -A url pid
+url[direct]="http://127.0.0.1:$b1/score"; pid[direct]=""
+url[nginx]="http://127.0.0.1:$ng/score"; pid[nginx]=$ng_pid
+url[rollgate]="http://127.0.0.1:$gw/score"; pid[rollgate]=$gw_pid
+url[rg+mirror]="http://127.0.0.1:$gm/score"; pid[rg+mirror]=$gm_pid
+targets="direct nginx rollgate rg+mirror"
+
 printf '%-10s %7s %10s %9s %9s %9s %7s\n' target rate achieved p50_us p99_us p999_us errors
-declare -A sat mem
-for target in direct nginx rollgate rg+mirror; do
-  case $target in
-    direct) url="http://127.0.0.1:$b1/score"; pid="" ;;
-    nginx) url="http://127.0.0.1:$ng/score"; pid=$ng_pid ;;
-    rollgate) url="http://127.0.0.1:$gw/score"; pid=$gw_pid ;;
-    rg+mirror) url="http://127.0.0.1:$gm/score"; pid=$gm_pid ;;
-  esac
+for target in $targets; do
   for rate in $rates; do
-    r=$("$loadgen" "$url" "$rate" "$secs" 128)
+    r=$("$loadgen" "${url[$target]}" "$rate" "$secs" 128)
     python3 - "$target" "$rate" "$r" <<'PY'
 import json, sys
 t, rate, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 print(f"{t:<10} {rate:>7} {r['achieved_rps']:>10.0f} {r['p50_us']:>9} {r['p99_us']:>9} {r['p999_us']:>9} {r['errors']:>7}")
 PY
   done
-  sat[$target]=$(wrk -t2 -c32 -d"${secs}s" "$url" | awk '/Requests\/sec/ { print $2 }')
-  mem[$target]=$(rss "$pid")
 done
+
+# Saturated: the targets take turns, round after round, so that a slow
+# moment of this shared machine does not land on one target only; the
+# median of the rounds is reported.
+rounds=${ROUNDS:-3}
+declare -A sat
+for _ in $(seq 1 "$rounds"); do
+  for target in $targets; do
+    sat[$target]+="$(wrk -t2 -c32 -d"${secs}s" "${url[$target]}" | awk '/Requests\/sec/ { print $2 }') "
+  done
+done
+rss() { [ -n "$1" ] && awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status" || echo "-"; }
 echo
-printf '%-10s %14s %12s\n' target "wrk c=32 rps" "peak RSS"
-for target in direct nginx rollgate rg+mirror; do
-  printf '%-10s %14s %12s\n' "$target" "${sat[$target]}" "${mem[$target]}"
+printf '%-10s %14s %10s %12s   %s\n' target "wrk c=32 rps" "÷ nginx" "peak RSS" "rounds"
+nginx_median=$(python3 -c 'import statistics,sys; print(statistics.median(map(float, sys.argv[1].split())))' "${sat[nginx]}")
+for target in $targets; do
+  median=$(python3 -c 'import statistics,sys; print(statistics.median(map(float, sys.argv[1].split())))' "${sat[$target]}")
+  ratio=$(python3 -c "print(f'{$median / $nginx_median:.3f}x')")
+  printf '%-10s %14.0f %10s %12s   %s\n' "$target" "$median" "$ratio" "$(rss "${pid[$target]}")" "${sat[$target]}"
 done
