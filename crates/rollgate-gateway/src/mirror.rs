@@ -160,7 +160,8 @@ fn shadow_runtime() -> tokio::runtime::Handle {
                 match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => {
                         let _ = tx.send(Some(runtime.handle().clone()));
-                        runtime.block_on(std::future::pending::<()>());
+                        // Shadow requests set timeouts too (see `keep_a_timer_due`).
+                        runtime.block_on(crate::server::keep_a_timer_due());
                     }
                     Err(_) => {
                         let _ = tx.send(None);

@@ -153,7 +153,7 @@ async fn accept_forever(listener: TcpListener, gateway: Arc<Gateway>, mut stoppe
 /// wheel holds (a quiet moment, nothing else in flight), tokio wakes its
 /// own driver through an eventfd: two system calls a request at low load.
 /// With this heartbeat a request's timeout is never the soonest.
-async fn keep_a_timer_due() {
+pub(crate) async fn keep_a_timer_due() {
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
         beat.tick().await;
