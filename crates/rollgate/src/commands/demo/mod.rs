@@ -99,6 +99,15 @@ async fn rollout(team: &Team, candidate: &str, id: &str) -> anyhow::Result<Endin
     let mut last_verdict = String::new();
     loop {
         let view = team.view(id).await?;
+        // The server runs staging itself and records each check as evidence
+        // (shown before the stage it let the rollout move on to).
+        let mut recorded: Vec<_> =
+            view.evidence.iter().filter(|e| e.gate.starts_with("staging.") && !reported.contains(&e.gate)).collect();
+        recorded.sort_by(|a, b| a.at.cmp(&b.at));
+        for e in recorded {
+            reported.insert(e.gate.clone());
+            say(&format!("          {} {}: {} (by {})", if e.passed { "✓" } else { "✗" }, e.gate, e.summary, e.by));
+        }
         if view.stage_label != last_stage {
             last_stage.clone_from(&view.stage_label);
             say(&format!(
@@ -108,14 +117,6 @@ async fn rollout(team: &Team, candidate: &str, id: &str) -> anyhow::Result<Endin
                 view.stage_label,
                 bar(view.candidate_percent)
             ));
-        }
-        // The server runs staging itself and records each check as evidence.
-        let mut recorded: Vec<_> =
-            view.evidence.iter().filter(|e| e.gate.starts_with("staging.") && !reported.contains(&e.gate)).collect();
-        recorded.sort_by(|a, b| a.at.cmp(&b.at));
-        for e in recorded {
-            reported.insert(e.gate.clone());
-            say(&format!("          {} {}: {} (by {})", if e.passed { "✓" } else { "✗" }, e.gate, e.summary, e.by));
         }
         // A line when the judge's verdict changes kind, with its numbers.
         if let Some((kind, line)) = judge_line(&view)
