@@ -28,8 +28,11 @@ async fn model(name: &str, error_rate: f64) -> RunningModel {
     rollgate_sim::model::serve("127.0.0.1:0".parse().unwrap(), name, 7, faults).await.unwrap()
 }
 
-/// Production and staging services for v1 and v2; staging has v3 only if `v3` is given.
-fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str]) -> Config {
+const SIMULATOR_DRILL: &str = "{ error_rate = 0.5, detect_within = \"20s\" }";
+
+/// Production has v1 and v2; staging has v1 and the versions in `staged`
+/// (on the candidate's model); the plan's drill is `drill`.
+fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str], drill: &str) -> Config {
     let version = |service: &str, name: &str, model: &RunningModel| {
         format!(
             "[services.{service}.versions.{name}]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"sim://{name}\", sha256 = \"{}\" }}\nowner = \"ml@example.com\"\n",
@@ -47,8 +50,9 @@ fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str]) -> C
     for name in staged {
         text += &version("scorer-staging", name, candidate);
     }
-    text += "[plans.staged.staging.environment]\nrate = 100\nduration = \"1s\"\nmax_p99_ms = 500\nmax_error_rate = 0.1\n\
-             drill = { error_rate = 0.5, detect_within = \"20s\" }\n";
+    text +=
+        "[plans.staged.staging.environment]\nrate = 100\nduration = \"1s\"\nmax_p99_ms = 500\nmax_error_rate = 0.1\n";
+    text += &format!("drill = {drill}\n");
     Config::parse("staging.toml", &text).unwrap()
 }
 
@@ -97,7 +101,7 @@ fn ts(v: &Value) -> jiff::Timestamp {
 #[tokio::test]
 async fn the_server_stages_a_good_candidate_and_times_its_drill_against_the_log() {
     let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
-    let w = world(config(&v1, &v2, &["v2"])).await;
+    let w = world(config(&v1, &v2, &["v2"], SIMULATOR_DRILL)).await;
     let view = staging_evidence(&w).await;
     for gate in STAGING_GATES {
         let e = evidence(&view, gate);
@@ -136,7 +140,7 @@ async fn the_server_stages_a_good_candidate_and_times_its_drill_against_the_log(
 async fn a_failing_candidate_or_a_missing_staging_version_fails_staging_and_says_why() {
     // The candidate fails 30% of requests in staging: more than the plan's 10% bound.
     let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.3).await);
-    let w = world(config(&v1, &v2, &["v2"])).await;
+    let w = world(config(&v1, &v2, &["v2"], SIMULATOR_DRILL)).await;
     let view = staging_evidence(&w).await;
     for gate in ["staging.functional_tests", "staging.performance_under_load", "staging.no_blocking_issues"] {
         assert_eq!(evidence(&view, gate)["passed"], false, "{gate}: {}", evidence(&view, gate));
@@ -147,13 +151,41 @@ async fn a_failing_candidate_or_a_missing_staging_version_fails_staging_and_says
     w.front.shutdown().await;
 
     // No staging endpoints for the candidate: nothing can run, and every gate says so.
-    let w = world(config(&v1, &v2, &[])).await;
+    let w = world(config(&v1, &v2, &[], SIMULATOR_DRILL)).await;
     let view = staging_evidence(&w).await;
     for gate in STAGING_GATES {
         let e = evidence(&view, gate);
         assert_eq!(e["passed"], false, "{e}");
         assert!(e["summary"].as_str().unwrap().contains("has no version `v2`"), "{e}");
     }
+    w.api.stop().await;
+    w.front.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_drill_can_inject_its_fault_with_the_users_own_commands() {
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
+    let dir = tempfile::tempdir().unwrap();
+    let told = dir.path().join("told");
+    // The commands set the fault through the simulator's API with curl, and note what they were told.
+    let put =
+        |faults: &str| format!("curl -fsS -X PUT \\\"$ROLLGATE_ENDPOINTS/_sim/faults\\\" -d '{faults}' >/dev/null");
+    let inject = format!(
+        "echo \\\"$ROLLGATE_SERVICE $ROLLGATE_CANDIDATE $ROLLGATE_ERROR_RATE\\\" > {} && {}",
+        told.display(),
+        put(r#"{\"error_rate\":0.5,\"latency_ms\":1}"#)
+    );
+    let clear = put(r#"{\"latency_ms\":1}"#);
+    let drill = format!(
+        "{{ inject = {{ command = {{ inject = \"{inject}\", clear = \"{clear}\" }} }}, error_rate = 0.5, detect_within = \"20s\" }}"
+    );
+    let w = world(config(&v1, &v2, &["v2"], &drill)).await;
+    let view = staging_evidence(&w).await;
+    for gate in ["staging.monitoring_captures_issues", "staging.rollback_drill"] {
+        assert_eq!(evidence(&view, gate)["passed"], true, "{gate}: {}", evidence(&view, gate));
+    }
+    assert_eq!(std::fs::read_to_string(&told).unwrap().trim(), "scorer-staging v2 0.5", "the command's environment");
+    assert_eq!(v2.faults().error_rate, 0.0, "the clear command ran");
     w.api.stop().await;
     w.front.shutdown().await;
 }

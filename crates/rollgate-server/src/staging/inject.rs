@@ -78,13 +78,19 @@ async fn put(http: &reqwest::Client, url: &str, faults: &Value) -> Result<(), St
         .map_err(|e| format!("{url}: {e}"))
 }
 
+/// A user's command gets this long; then it is killed and the drill fails, rather than staging hanging.
+const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn run_command(command: &str, env: &[(&'static str, String)]) -> Result<(), String> {
     let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .status()
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(COMMAND_LIMIT, status)
         .await
+        .map_err(|_| format!("`{command}` did not finish within {} s", COMMAND_LIMIT.as_secs()))?
         .map_err(|e| format!("cannot run `{command}`: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`{command}` failed: {status}")) }
 }
