@@ -6,7 +6,7 @@ use crate::body::{BoxError, Capture, Finish, Measured};
 use crate::feedback::Feedback;
 use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits};
 use crate::stats::{Outcome, Stats};
-use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, VersionRoute};
+use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, TableError, VersionRoute};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rollgate_core::weight::Weight;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -90,6 +91,34 @@ impl Gateway {
     /// Replaces the route table: requests that start after this use the new one.
     pub fn swap(&self, table: RouteTable) {
         self.table.store(Arc::new(table));
+    }
+
+    /// Routes `service`'s traffic: `weight` to `candidate`, the rest to `stable`.
+    pub fn set_weights(&self, service: &str, stable: &str, candidate: &str, weight: Weight) -> Result<(), TableError> {
+        self.update(|table| table.with_weights(service, stable, candidate, weight, &self.stats))
+    }
+
+    /// Mirrors a share of `service`'s traffic to a shadow version, or nothing.
+    pub fn set_mirror(&self, service: &str, shadow: Option<(&str, Weight)>) -> Result<(), TableError> {
+        self.update(|table| table.with_mirror(service, shadow, &self.stats))
+    }
+
+    /// Read, change, swap, retried if another change landed in between: the
+    /// control plane and a staging drill change different services at the
+    /// same moment, and neither may undo the other.
+    fn update(&self, change: impl Fn(&RouteTable) -> Result<RouteTable, TableError>) -> Result<(), TableError> {
+        let mut outcome = Ok(());
+        self.table.rcu(|current| match change(current) {
+            Ok(changed) => {
+                outcome = Ok(());
+                Arc::new(changed)
+            }
+            Err(e) => {
+                outcome = Err(e);
+                Arc::clone(current)
+            }
+        });
+        outcome
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {

@@ -576,3 +576,42 @@ async fn a_client_that_gives_up_releases_the_endpoint() {
     assert!(wait_until(|| async { in_flight() == 0 }).await, "the balancer still counts {} requests", in_flight());
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn changes_to_different_services_at_once_never_undo_each_other() {
+    let service = |name: &str| {
+        format!(
+            "[services.{name}]\nroute = {{ path_prefix = \"/{name}\" }}\nprotocol = \"json\"\nstable = \"v1\"\n\
+             [services.{name}.versions.v1]\nendpoints = [\"http://127.0.0.1:9\"]\nartifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\nowner = \"o\"\n\
+             [services.{name}.versions.v2]\nendpoints = [\"http://127.0.0.1:9\"]\nartifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\nowner = \"o\"\n",
+            "a".repeat(64),
+            "a".repeat(64)
+        )
+    };
+    let config = Config::parse("two.toml", &(service("a") + &service("b"))).unwrap();
+    let stats = Arc::new(Stats::default());
+    let table = RouteTable::from_config(&config, &stats).unwrap();
+    let gateway =
+        Arc::new(Gateway::new(table, stats, Duration::from_secs(1), Arc::new(DiscardPairs), MirrorLimits::default()));
+    // Two writers (the control plane and a staging drill, say), each checking
+    // after every change of its own service that the change is there.
+    let writers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let gateway = gateway.clone();
+            std::thread::spawn(move || {
+                for i in 0..2_000u16 {
+                    let share = Weight::from_basis_points(1 + i % 5_000).unwrap();
+                    gateway.set_mirror(name, Some(("v2", share))).unwrap();
+                    let seen = gateway.table().service(name).unwrap().mirror.as_ref().map(|m| m.share);
+                    assert_eq!(seen, Some(share), "service {name}, change {i} was undone");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert!(gateway.set_mirror("c", None).is_err(), "an unknown service is refused, and the table stays");
+    assert!(gateway.table().service("a").unwrap().mirror.is_some());
+}

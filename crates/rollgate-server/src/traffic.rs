@@ -17,17 +17,11 @@ pub struct Effects {
 
 impl Effects {
     fn set_weights(&self, service: &str, stable: &str, candidate: &str, weight: Weight) -> Result<(), TableError> {
-        let Some(gateway) = &self.gateway else { return Ok(()) };
-        let table = gateway.table().with_weights(service, stable, candidate, weight, &gateway.stats)?;
-        gateway.swap(table);
-        Ok(())
+        self.gateway.as_ref().map_or(Ok(()), |g| g.set_weights(service, stable, candidate, weight))
     }
 
     fn set_mirror(&self, service: &str, shadow: Option<(&str, Weight)>) -> Result<(), TableError> {
-        let Some(gateway) = &self.gateway else { return Ok(()) };
-        let table = gateway.table().with_mirror(service, shadow, &gateway.stats)?;
-        gateway.swap(table);
-        Ok(())
+        self.gateway.as_ref().map_or(Ok(()), |g| g.set_mirror(service, shadow))
     }
 
     /// Puts the gateway where the rollouts' logs say traffic is (after a

@@ -28,13 +28,9 @@ pub struct Route<'a> {
 
 impl Route<'_> {
     pub fn send_to_candidate(&self, weight: Weight) -> Result<(), String> {
-        let table = self
-            .gateway
-            .table()
-            .with_weights(self.service, self.stable, self.candidate, weight, &self.gateway.stats)
-            .map_err(|e| format!("the staging route cannot change: {e}"))?;
-        self.gateway.swap(table);
-        Ok(())
+        self.gateway
+            .set_weights(self.service, self.stable, self.candidate, weight)
+            .map_err(|e| format!("the staging route cannot change: {e}"))
     }
 }
 
