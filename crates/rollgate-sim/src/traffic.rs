@@ -40,30 +40,80 @@ pub struct TrafficCounts {
 /// Runs until `stop` turns true, then waits for the requests in flight.
 pub async fn run(options: TrafficOptions, counts: Arc<TrafficCounts>, mut stop: watch::Receiver<bool>) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default();
-    let interval = Duration::from_secs_f64(1.0 / options.rate_per_s.max(0.001));
-    let mut ticker = tokio::time::interval(interval);
+    let options = Arc::new(options);
+    let until = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let max_in_flight = usize::try_from(options.max_in_flight).unwrap_or(usize::MAX);
+    let sent = open_loop(options.rate_per_s, max_in_flight, until, |n| {
+        let (http, options, counts) = (http.clone(), options.clone(), counts.clone());
+        async move { one_request(&http, &options, &counts, n).await }
+    })
+    .await;
+    counts.dropped.fetch_add(sent.dropped, Ordering::Relaxed);
+}
+
+/// What an open-loop run returns: each request's outcome, and how many were
+/// not sent because `max_in_flight` were still out.
+pub struct Sent<T> {
+    pub outcomes: Vec<T>,
+    pub dropped: u64,
+}
+
+/// Open-loop load: request `n` leaves on its schedule (`rate` per second)
+/// whether or not earlier ones have answered, until `until` completes; then
+/// the ones in flight are waited for.
+pub async fn open_loop<F, Fut>(
+    rate: f64,
+    max_in_flight: usize,
+    until: impl Future<Output = ()>,
+    mut request: F,
+) -> Sent<Fut::Output>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut in_flight = tokio::task::JoinSet::new();
-    let options = Arc::new(options);
-    let mut n: u64 = 0;
-    loop {
+    let mut sent = Sent { outcomes: Vec::new(), dropped: 0 };
+    tokio::pin!(until);
+    for n in 0.. {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stop.changed() => break,
+            () = &mut until => break,
         }
-        if *stop.borrow() {
-            break;
+        while let Some(done) = in_flight.try_join_next() {
+            sent.outcomes.extend(done.ok());
         }
-        n += 1;
-        while in_flight.try_join_next().is_some() {}
-        if in_flight.len() as u64 >= options.max_in_flight {
-            counts.dropped.fetch_add(1, Ordering::Relaxed);
+        if in_flight.len() >= max_in_flight {
+            sent.dropped += 1;
             continue;
         }
-        let (http, options, counts) = (http.clone(), options.clone(), counts.clone());
-        in_flight.spawn(async move { one_request(&http, &options, &counts, n).await });
+        in_flight.spawn(request(n));
     }
-    while in_flight.join_next().await.is_some() {}
+    while let Some(done) = in_flight.join_next().await {
+        sent.outcomes.extend(done.ok());
+    }
+    sent
+}
+
+/// Reads a JSONL file of request bodies (e.g. sanitized production samples):
+/// one JSON value per non-empty line; a line that is not JSON is named by
+/// file:line:column.
+pub fn read_bodies(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the requests in {path}: {e}"))?;
+    let mut bodies = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .map_err(|e| format!("{path}:{}:{}: not a JSON request body: {e}", i + 1, e.column()))?;
+        bodies.push(line.to_string());
+    }
+    if bodies.is_empty() {
+        return Err(format!("{path} has no requests"));
+    }
+    Ok(bodies)
 }
 
 async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &TrafficCounts, n: u64) {
@@ -103,5 +153,23 @@ async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &
     let feedback = serde_json::json!({ "request_id": id, "rating": rating, "complaint": complain });
     if http.post(url).json(&feedback).send().await.is_ok() {
         counts.feedback.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_that_is_not_json_is_named_with_its_place() {
+        let file = std::env::temp_dir().join(format!("rollgate-bodies-{}", std::process::id()));
+        std::fs::write(&file, "{\"a\":1}\n\n{\"b\":\n").unwrap();
+        let err = read_bodies(file.to_str().unwrap()).unwrap_err();
+        std::fs::write(&file, "{\"a\":1}\n\n[2]\n").unwrap();
+        let bodies = read_bodies(file.to_str().unwrap());
+        let _ = std::fs::remove_file(&file);
+        assert!(err.contains(":3:"), "{err}");
+        assert_eq!(bodies.unwrap(), ["{\"a\":1}", "[2]"]);
+        assert!(read_bodies("/nonexistent/sample.jsonl").unwrap_err().contains("cannot read"));
     }
 }

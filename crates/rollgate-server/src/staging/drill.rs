@@ -108,11 +108,14 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
     );
     let mut judge = Judge::new(judge_config);
     let budget = HEALTHY_LEAD + env.drill.detect_within.duration().unsigned_abs() + AFTER_SWAP;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let traffic = {
         let (http, target) = (http.clone(), target.clone());
         let rate = env.rate;
-        tokio::spawn(async move { replay::replay(&http, &target, sample, rate, budget, stopped).await })
+        let until = async move {
+            let _ = tokio::time::timeout(budget, stopped).await;
+        };
+        tokio::spawn(async move { replay::replay(&http, &target, sample, rate, until).await })
     };
     let origin = Instant::now();
     let mut fault: Option<(Instant, Injected)> = None;
@@ -153,7 +156,7 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
         tokio::time::sleep(AFTER_SWAP).await;
         break;
     }
-    let _ = stop.send(true);
+    let _ = stop.send(());
     let answers: Vec<Answer> = traffic.await.unwrap_or_default();
     if let Some(swapped) = swapped_at {
         let after: Vec<&Answer> = answers.iter().filter(|a| a.sent >= swapped).collect();

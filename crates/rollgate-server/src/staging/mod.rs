@@ -98,7 +98,7 @@ impl Staging {
         })?;
         let (gateway, url) = self.gateway.as_ref().ok_or("this server runs no gateway to send staging traffic")?;
         let sample = match &env.traffic {
-            Some(path) => replay::read_sample(path)?,
+            Some(path) => rollgate_sim::traffic::read_bodies(path)?,
             None => replay::generated_sample(),
         };
         let prefix = config.route.path_prefix.as_deref().unwrap_or("").trim_end_matches('/');
@@ -148,9 +148,9 @@ impl Setup<'_> {
             return unrunnable(rollout, &why);
         }
         let http = &staging.http;
-        let (_running, never_stopped) = tokio::sync::watch::channel(false);
         let duration = env.duration.duration().unsigned_abs();
-        let answers = replay::replay(http, &self.target, self.sample.clone(), env.rate, duration, never_stopped).await;
+        let answers =
+            replay::replay(http, &self.target, self.sample.clone(), env.rate, tokio::time::sleep(duration)).await;
         let probes = probe_error_handling(http, &self.target).await;
         let _ = route.send_to_candidate(Weight::ZERO);
 

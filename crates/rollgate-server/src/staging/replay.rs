@@ -1,9 +1,9 @@
 //! Staging traffic: a sample of request bodies sent open-loop at a fixed
 //! rate through the gateway, every answer kept with who served it and when.
 
+use rollgate_sim::traffic::open_loop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// Where staging requests go: the gateway's address, the staging service's
 /// route and the plan's path, and the route's host when it matches on one.
@@ -35,21 +35,6 @@ impl Answer {
 
 /// A request gives up after this long: a hang is an answer of 0, not a stall.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reads a JSONL traffic sample: one JSON request body per non-empty line.
-pub fn read_sample(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the traffic sample {path}: {e}"))?;
-    let mut bodies = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        serde_json::from_str::<serde_json::Value>(line)
-            .map_err(|e| format!("{path}:{}:{}: not a JSON request body: {e}", i + 1, e.column()))?;
-        bodies.push(line.to_string());
-    }
-    if bodies.is_empty() {
-        return Err(format!("the traffic sample {path} has no requests"));
-    }
-    Ok(bodies)
-}
 
 /// Inputs for a staging run without a sample: small, varied, valid JSON.
 pub fn generated_sample() -> Vec<String> {
@@ -86,40 +71,26 @@ pub async fn send(http: &reqwest::Client, target: &Target, body: String) -> Answ
     Answer { sent, status, latency: sent.elapsed(), served_by, well_formed }
 }
 
-/// Sends `bodies` in turn at `rate` per second until `stop` turns true or
-/// `duration` passes, then waits for the answers still to come.
+/// Requests a staging run keeps out at once; past it, requests are not sent
+/// (and the load check sees the rate fall short).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Sends `bodies` in turn, open-loop at `rate` per second, until `until`
+/// completes, then waits for the answers still to come.
 pub async fn replay(
     http: &reqwest::Client,
     target: &Target,
     bodies: Arc<Vec<String>>,
     rate: f64,
-    duration: Duration,
-    mut stop: watch::Receiver<bool>,
+    until: impl Future<Output = ()>,
 ) -> Vec<Answer> {
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let deadline = tokio::time::Instant::now() + duration;
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut answers = Vec::new();
-    for n in 0.. {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = tokio::time::sleep_until(deadline) => break,
-            _ = stop.changed() => break,
-        }
-        if *stop.borrow() {
-            break;
-        }
-        while let Some(Ok(answer)) = in_flight.try_join_next() {
-            answers.push(answer);
-        }
-        let (http, target, body) = (http.clone(), target.clone(), bodies[n % bodies.len()].clone());
-        in_flight.spawn(async move { send(&http, &target, body).await });
-    }
-    while let Some(done) = in_flight.join_next().await {
-        answers.extend(done.ok());
-    }
-    answers
+    let sent = open_loop(rate, MAX_IN_FLIGHT, until, |n| {
+        let (http, target) = (http.clone(), target.clone());
+        let body = bodies[usize::try_from(n).unwrap_or(0) % bodies.len()].clone();
+        async move { send(&http, &target, body).await }
+    })
+    .await;
+    sent.outcomes
 }
 
 /// The `q`-quantile of the answers' latencies (0 if there are none).
@@ -145,15 +116,5 @@ mod tests {
         assert_eq!(latency_quantile(&answers, 0.99), Duration::from_millis(99));
         assert_eq!(latency_quantile(&answers, 1.0), Duration::from_millis(100));
         assert_eq!(latency_quantile(&[], 0.99), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_sample_line_that_is_not_json_is_named_with_its_place() {
-        let dir = std::env::temp_dir().join(format!("rollgate-sample-{}", std::process::id()));
-        std::fs::write(&dir, "{\"a\":1}\n\n{\"b\":\n").unwrap();
-        let err = read_sample(dir.to_str().unwrap()).unwrap_err();
-        let _ = std::fs::remove_file(&dir);
-        assert!(err.contains(":3:"), "{err}");
-        assert!(read_sample("/nonexistent/sample.jsonl").unwrap_err().contains("cannot read"));
     }
 }

@@ -29,12 +29,7 @@ pub async fn run(command: SimCommand) -> anyhow::Result<()> {
         }
         SimCommand::Traffic { url, rate, seconds, users, replay, feedback, rating_rate, complaint_rate } => {
             let bodies = match replay {
-                Some(path) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                Some(path) => rollgate_sim::traffic::read_bodies(&path.to_string_lossy()).map_err(crate::Refused)?,
                 None => Vec::new(),
             };
             let options = TrafficOptions {
