@@ -37,8 +37,8 @@ pub struct Finish {
 
 impl Finish {
     fn done(&mut self, outcome: Outcome) {
-        if let Some(in_flight) = self.in_flight.take() {
-            drop(in_flight);
+        // Taking the guard releases the endpoint; only the first end is measured.
+        if self.in_flight.take().is_some() {
             self.series.finished(outcome, self.started.elapsed());
         }
     }

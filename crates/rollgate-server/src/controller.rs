@@ -1,9 +1,9 @@
 //! The controller loop: time passes for every active rollout (holds end,
 //! windows open) once a tick, a rollout in staging gets its staging run,
 //! and each canary's judge gets the tick's measurements; a verdict that
-//! changes, and a rollback at once, is recorded. Holds are measured from the recorded stage times, so a restart
-//! resumes each rollout exactly where its log says it was and a hold ends
-//! when it would have without the outage.
+//! changes, and a rollback at once, is recorded. Holds are measured from
+//! the recorded stage times, so a restart resumes each rollout exactly where
+//! its log says it was and a hold ends when it would have without the outage.
 //!
 //! Each rollout's log is read once a tick: the timer is only submitted (a
 //! second read, to append safely) when it would change something.
