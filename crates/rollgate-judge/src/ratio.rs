@@ -166,8 +166,7 @@ impl RatioTest {
     /// log of the e-value against H0: r ≤ limit.
     pub fn log_e(&self) -> f64 {
         let per_start: Vec<f64> = self.starts.iter().map(Start::log_e).collect();
-        let max = per_start.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        max + per_start.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+        log_sum_exp(&per_start)
     }
 
     /// log E for the null r ≤ rho (Above) or r ≥ rho (Below), from the counts.
@@ -230,11 +229,16 @@ pub struct ConfidenceSequence {
 
 /// log of the mean of exp(x) over `xs`, without overflow.
 pub fn log_mean_exp(xs: &[f64]) -> f64 {
+    log_sum_exp(xs) - (xs.len().max(1) as f64).ln()
+}
+
+/// log Σ exp(x), without overflow.
+pub fn log_sum_exp(xs: &[f64]) -> f64 {
     let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
         return max;
     }
-    max + (xs.iter().map(|x| (x - max).exp()).sum::<f64>() / xs.len() as f64).ln()
+    max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
 }
 
 #[cfg(test)]

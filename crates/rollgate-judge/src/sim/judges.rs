@@ -8,7 +8,7 @@ use crate::config::JudgeConfig;
 use crate::judge::{Judge, Verdict};
 use crate::latency::sampled_share;
 use crate::mann_whitney::shift_interval;
-use crate::ratio::{canary_share, thinned_weight};
+use crate::ratio::{canary_share, log_sum_exp, thinned_weight};
 use std::collections::VecDeque;
 
 /// A judge in the race: sees each second, says whether it rolls back now.
@@ -234,13 +234,56 @@ impl SimJudge for Kayenta {
 /// started at the fault's onset: no judge can be much faster on this data.
 pub struct Oracle {
     config: JudgeConfig,
-    log_lr: [f64; 4],
+    log_lr: [f64; TRIGGERS],
 }
 
 impl Oracle {
     pub fn new(config: JudgeConfig) -> Oracle {
-        Oracle { config, log_lr: [0.0; 4] }
+        Oracle { config, log_lr: [0.0; TRIGGERS] }
     }
+}
+
+impl SimJudge for Oracle {
+    fn observe(&mut self, t: &TickData) -> bool {
+        if !t.truth.fault_active {
+            return false;
+        }
+        for (sum, step) in self.log_lr.iter_mut().zip(fault_log_lrs(&self.config, t)) {
+            *sum += step;
+        }
+        let thresholds = thresholds(&self.config);
+        self.log_lr.iter().zip(thresholds).any(|(l, bar)| *l >= bar)
+    }
+}
+
+/// The oracle's triggers: errors, latency exceedances, bad outputs, complaints.
+const TRIGGERS: usize = 4;
+
+/// Each trigger's log 1/α, in [`fault_log_lrs`] order.
+fn thresholds(config: &JudgeConfig) -> [f64; TRIGGERS] {
+    let a = config.alphas();
+    [a.errors, a.latency, a.quality, a.complaints].map(|alpha| (1.0 / alpha).ln())
+}
+
+/// This second's log likelihood ratio, per trigger, of the true fault against its trigger's limit.
+fn fault_log_lrs(c: &JudgeConfig, t: &TickData) -> [f64; TRIGGERS] {
+    let truth = &t.truth;
+    let bar = truth.baseline_p99_us;
+    let slow_canary = t.canary.latencies_us.iter().filter(|&&v| f64::from(v) > c.latency_ratio * bar).count();
+    let slow_baseline = t.baseline.latencies_us.iter().filter(|&&v| f64::from(v) > bar).count();
+    let share = |arm: &super::world::ArmData| sampled_share(&arm.as_arm());
+    let sampled = thinned_weight(t.weight, share(&t.canary), share(&t.baseline));
+    let complaints = t
+        .complaints
+        .iter()
+        .map(|cell| log_lr(cell.weight, cell.canary, cell.baseline, truth.complaint_ratio, c.complaint_ratio))
+        .sum();
+    [
+        log_lr(t.weight, t.canary.errors, t.baseline.errors, truth.error_ratio, c.error_ratio),
+        log_lr(sampled, slow_canary as u64, slow_baseline as u64, truth.exceedance_ratio, 1.0),
+        log_lr(t.weight, t.canary.bad_outputs, t.baseline.bad_outputs, truth.bad_output_ratio, c.quality_ratio),
+        complaints,
+    ]
 }
 
 /// log LR of (canary, baseline) events at weight w: alternative r1 against null r0.
@@ -252,27 +295,43 @@ fn log_lr(w: f64, canary: u64, baseline: u64, r1: f64, r0: f64) -> f64 {
     canary as f64 * (p1 / p0).ln() + baseline as f64 * ((1.0 - p1) / (1.0 - p0)).ln()
 }
 
-impl SimJudge for Oracle {
+/// How often the unknown-onset oracle starts another SPRT.
+const ORACLE_START_EVERY_S: u64 = 60;
+
+/// An oracle that knows the fault but not when it begins: an SPRT with the
+/// true alternative starts every minute, each with prior weight 1/N for the
+/// N starts that fit in the rollout, and it rolls back when their mixture
+/// crosses 1/α (a Shiryaev-Roberts procedure with the false-rollback rate
+/// bounded over the rollout, as rollgate's is). On a fault that begins late
+/// (P9) it shows what not knowing the onset costs any judge.
+pub struct OracleUnknownOnset {
+    config: JudgeConfig,
+    log_prior: f64,
+    /// Per start, per trigger: the log likelihood ratio since that start.
+    starts: Vec<[f64; TRIGGERS]>,
+}
+
+impl OracleUnknownOnset {
+    pub fn new(config: JudgeConfig, horizon_s: u64) -> OracleUnknownOnset {
+        let n = horizon_s.div_ceil(ORACLE_START_EVERY_S).max(1);
+        OracleUnknownOnset { config, log_prior: -(n as f64).ln(), starts: Vec::new() }
+    }
+}
+
+impl SimJudge for OracleUnknownOnset {
     fn observe(&mut self, t: &TickData) -> bool {
-        let truth = &t.truth;
-        if !truth.fault_active {
-            return false;
+        if t.t.is_multiple_of(ORACLE_START_EVERY_S) {
+            self.starts.push([0.0; TRIGGERS]);
         }
-        let c = &self.config;
-        let a = c.alphas();
-        let bar = truth.baseline_p99_us;
-        let slow_canary = t.canary.latencies_us.iter().filter(|&&v| f64::from(v) > c.latency_ratio * bar).count();
-        let slow_baseline = t.baseline.latencies_us.iter().filter(|&&v| f64::from(v) > bar).count();
-        self.log_lr[0] += log_lr(t.weight, t.canary.errors, t.baseline.errors, truth.error_ratio, c.error_ratio);
-        let share = |arm: &super::world::ArmData| sampled_share(&arm.as_arm());
-        let sampled = thinned_weight(t.weight, share(&t.canary), share(&t.baseline));
-        self.log_lr[1] += log_lr(sampled, slow_canary as u64, slow_baseline as u64, truth.exceedance_ratio, 1.0);
-        self.log_lr[2] +=
-            log_lr(t.weight, t.canary.bad_outputs, t.baseline.bad_outputs, truth.bad_output_ratio, c.quality_ratio);
-        for cell in &t.complaints {
-            self.log_lr[3] += log_lr(cell.weight, cell.canary, cell.baseline, truth.complaint_ratio, c.complaint_ratio);
+        let steps = fault_log_lrs(&self.config, t);
+        for start in &mut self.starts {
+            for (sum, step) in start.iter_mut().zip(steps) {
+                *sum += step;
+            }
         }
-        let alphas = [a.errors, a.latency, a.quality, a.complaints];
-        self.log_lr.iter().zip(alphas).any(|(l, alpha)| *l >= (1.0 / alpha).ln())
+        thresholds(&self.config).iter().enumerate().any(|(trigger, bar)| {
+            let per_start: Vec<f64> = self.starts.iter().map(|s| s[trigger]).collect();
+            self.log_prior + log_sum_exp(&per_start) >= *bar
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! requests), harm, and how rollgate's judge fares against each anchor.
 
 use super::scenario::{ScenarioFile, Truth};
-use super::{CellSpec, JUDGES, RunResult, Tally};
+use super::{ANCHORS, CellSpec, JUDGES, ORACLE, ORACLE_NO_ONSET, RunResult, Tally};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -12,8 +12,12 @@ use std::fmt::Write;
 pub struct JudgeFigures {
     pub judge: &'static str,
     pub runs: usize,
+    /// Runs rolled back, whether before a late fault's onset or after.
     pub rollbacks: usize,
     pub rollback_rate: f64,
+    /// Share of runs rolled back before a late fault began (false rollbacks:
+    /// they count as not detecting the fault).
+    pub before_onset_rate: f64,
     /// Wilson 95% interval of the rollback rate.
     pub rollback_ci: (f64, f64),
     /// Time to detect over all runs, a missed fault counting as never
@@ -56,7 +60,8 @@ fn quantile(values: &mut [Option<u64>], q: f64) -> Option<u64> {
 }
 
 fn figures(judge: &'static str, runs: &[RunResult]) -> JudgeFigures {
-    let rollbacks = runs.iter().filter(|r| r.detected_after_s.is_some()).count();
+    let rollbacks = runs.iter().filter(|r| r.detected_after_s.is_some() || r.rolled_back_before_onset).count();
+    let before_onset = runs.iter().filter(|r| r.rolled_back_before_onset).count();
     let mut seconds: Vec<Option<u64>> = runs.iter().map(|r| r.detected_after_s).collect();
     let mut requests: Vec<Option<u64>> = runs.iter().map(|r| r.detected_after_s.map(|_| r.canary_requests)).collect();
     JudgeFigures {
@@ -65,6 +70,7 @@ fn figures(judge: &'static str, runs: &[RunResult]) -> JudgeFigures {
         rollbacks,
         rollback_rate: rollbacks as f64 / runs.len().max(1) as f64,
         rollback_ci: wilson(rollbacks, runs.len()),
+        before_onset_rate: before_onset as f64 / runs.len().max(1) as f64,
         median_s: quantile(&mut seconds, 0.5),
         p95_s: quantile(&mut seconds, 0.95),
         median_canary_requests: quantile(&mut requests, 0.5),
@@ -98,6 +104,9 @@ pub struct Summary {
     /// Per anchor: positive cells where rollgate's median time to detect is
     /// shorter (an anchor's miss counts as slower), and all positive cells.
     pub faster_than: Vec<(&'static str, usize, usize)>,
+    /// The same for the oracle SPRT (which knows the fault and its onset):
+    /// where even it is not faster than an anchor, no valid judge is.
+    pub oracle_faster_than: Vec<(&'static str, usize, usize)>,
     /// Cells where rollgate is faster than every anchor, of all positive cells.
     pub faster_than_all: (usize, usize),
     /// The same, but an anchor that rolls back more than `credible_limit` of
@@ -106,8 +115,10 @@ pub struct Summary {
     pub faster_than_credible: Vec<(&'static str, usize, usize)>,
     pub faster_than_all_credible: (usize, usize),
     pub credible_limit: f64,
-    /// Median rollgate time to detect ÷ the oracle's, on error scenarios, worst cell.
+    /// Median rollgate time to detect ÷ the oracle SPRT's, on error scenarios, worst cell.
     pub worst_oracle_ratio_on_errors: Option<(f64, String)>,
+    /// The same against the oracle that knows the fault but not its onset.
+    pub worst_no_onset_ratio_on_errors: Option<(f64, String)>,
 }
 
 fn faster(ours: Option<u64>, theirs: Option<u64>) -> bool {
@@ -136,46 +147,43 @@ pub fn summarize(cells: &[CellFigures], error_scenarios: &[&str], credible_limit
         })
     };
     let positives: Vec<&CellFigures> = cells.iter().filter(|c| c.truth == "positive").collect();
-    let anchors = 1..JUDGES.len() - 1;
-    let faster_than = anchors
-        .clone()
-        .map(|j| {
-            let wins = positives.iter().filter(|c| faster(c.judges[0].median_s, c.judges[j].median_s)).count();
-            (JUDGES[j], wins, positives.len())
-        })
-        .collect();
+    let wins = |judge: usize, anchor: usize| {
+        let n = positives.iter().filter(|c| faster(c.judges[judge].median_s, c.judges[anchor].median_s)).count();
+        (JUDGES[anchor], n, positives.len())
+    };
     let all_wins = positives
         .iter()
-        .filter(|c| anchors.clone().all(|j| faster(c.judges[0].median_s, c.judges[j].median_s)))
+        .filter(|c| ANCHORS.clone().all(|j| faster(c.judges[0].median_s, c.judges[j].median_s)))
         .count();
     let beats = |c: &CellFigures, j: usize| {
         faster(c.judges[0].median_s, c.judges[j].median_s)
             || (!credible(cells, c, j, credible_limit) && c.judges[0].median_s.is_some())
     };
-    let faster_than_credible = anchors
-        .clone()
-        .map(|j| (JUDGES[j], positives.iter().filter(|c| beats(c, j)).count(), positives.len()))
-        .collect();
-    let all_credible = positives.iter().filter(|c| anchors.clone().all(|j| beats(c, j))).count();
-    let oracle = JUDGES.len() - 1;
-    let worst_oracle_ratio_on_errors = positives
-        .iter()
-        .filter(|c| error_scenarios.contains(&c.scenario.as_str()))
-        .filter_map(|c| {
-            let ours = c.judges[0].median_s? as f64;
-            let best = c.judges[oracle].median_s? as f64;
-            Some((ours / best, label(c)))
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let faster_than_credible =
+        ANCHORS.map(|j| (JUDGES[j], positives.iter().filter(|c| beats(c, j)).count(), positives.len())).collect();
+    let all_credible = positives.iter().filter(|c| ANCHORS.clone().all(|j| beats(c, j))).count();
+    let worst_ratio_on_errors = |oracle: usize| {
+        positives
+            .iter()
+            .filter(|c| error_scenarios.contains(&c.scenario.as_str()))
+            .filter_map(|c| {
+                let ours = c.judges[0].median_s? as f64;
+                let best = c.judges[oracle].median_s? as f64;
+                Some((ours / best, label(c)))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
     Summary {
         worst_false_rollback: worst("negative"),
         worst_boundary: worst("boundary"),
-        faster_than,
+        faster_than: ANCHORS.map(|j| wins(0, j)).collect(),
+        oracle_faster_than: ANCHORS.map(|j| wins(ORACLE, j)).collect(),
         faster_than_all: (all_wins, positives.len()),
         faster_than_credible,
         faster_than_all_credible: (all_credible, positives.len()),
         credible_limit,
-        worst_oracle_ratio_on_errors,
+        worst_oracle_ratio_on_errors: worst_ratio_on_errors(ORACLE),
+        worst_no_onset_ratio_on_errors: worst_ratio_on_errors(ORACLE_NO_ONSET),
     }
 }
 
@@ -210,7 +218,7 @@ pub fn render(cells: &[CellFigures], summary: &Summary, runs: u64, seed: u64) ->
     }
     let _ = writeln!(
         o,
-        "\nFaulty (positive) canaries: median / p95 seconds to detect (miss = not detected by the end), missed %, median canary requests, mean harm:"
+        "\nFaulty (positive) canaries: median / p95 seconds to detect (miss = not detected by the end), missed %, median canary requests, mean harm; e = rolled back before the fault began (a false rollback, not a detection):"
     );
     let _ = write!(o, "{:<5} {:<5} {:>5}", "scen", "drift", "rps");
     for j in JUDGES {
@@ -220,7 +228,7 @@ pub fn render(cells: &[CellFigures], summary: &Summary, runs: u64, seed: u64) ->
     for c in cells.iter().filter(|c| c.truth == "positive") {
         let _ = write!(o, "{:<5} {:<5} {:>5}", c.scenario, if c.drift { "yes" } else { "no" }, c.rate);
         for j in &c.judges {
-            let cell = format!(
+            let mut cell = format!(
                 "{}/{} {:.0}% r{} h{:.0}",
                 seconds(j.median_s),
                 seconds(j.p95_s),
@@ -228,6 +236,9 @@ pub fn render(cells: &[CellFigures], summary: &Summary, runs: u64, seed: u64) ->
                 j.median_canary_requests.map_or("-".into(), |r| r.to_string()),
                 j.mean_harm
             );
+            if j.before_onset_rate > 0.0 {
+                let _ = write!(cell, " e{:.1}%", j.before_onset_rate * 100.0);
+            }
             let _ = write!(o, " {cell:>30}");
         }
         let _ = writeln!(o);
@@ -237,8 +248,11 @@ pub fn render(cells: &[CellFigures], summary: &Summary, runs: u64, seed: u64) ->
     let _ = writeln!(o, "  worst false-rollback rate on a healthy canary: {:.2}% ({at})", rate * 100.0);
     let (rate, at) = &summary.worst_boundary;
     let _ = writeln!(o, "  worst rollback rate exactly at a trigger's limit: {:.2}% ({at})", rate * 100.0);
-    for (anchor, wins, total) in &summary.faster_than {
-        let _ = writeln!(o, "  faster median time to detect than {anchor}: {wins} of {total} positive cells");
+    for ((anchor, wins, total), (_, oracle_wins, _)) in summary.faster_than.iter().zip(&summary.oracle_faster_than) {
+        let _ = writeln!(
+            o,
+            "  faster median time to detect than {anchor}: {wins} of {total} positive cells (the oracle SPRT: {oracle_wins})"
+        );
     }
     let (wins, total) = summary.faster_than_all;
     let _ = writeln!(o, "  faster than every anchor: {wins} of {total} positive cells");
@@ -252,8 +266,14 @@ pub fn render(cells: &[CellFigures], summary: &Summary, runs: u64, seed: u64) ->
     }
     let (wins, total) = summary.faster_than_all_credible;
     let _ = writeln!(o, "    faster than every anchor: {wins} of {total} positive cells");
-    if let Some((ratio, at)) = &summary.worst_oracle_ratio_on_errors {
-        let _ = writeln!(o, "  median time to detect / oracle SPRT's on error faults, worst cell: {ratio:.2}x ({at})");
+    let oracles = [
+        ("oracle SPRT's", &summary.worst_oracle_ratio_on_errors),
+        ("that of the oracle not told the onset", &summary.worst_no_onset_ratio_on_errors),
+    ];
+    for (oracle, worst) in oracles {
+        if let Some((ratio, at)) = worst {
+            let _ = writeln!(o, "  median time to detect / {oracle} on error faults, worst cell: {ratio:.2}x ({at})");
+        }
     }
     o
 }

@@ -28,7 +28,9 @@ pub struct ArmData {
     pub latency_population: u64,
 }
 
-/// What only the simulation knows: the true parameters of this second.
+/// What only the simulation knows: the true parameters of this second. The
+/// ratios are the fault's (canary over baseline once it has begun), also
+/// before its onset, so that an oracle can know the fault but not its onset.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TruthAt {
     pub fault_active: bool,
@@ -165,8 +167,7 @@ impl<'a> World<'a> {
         let baseline_n = arrivals - canary_n;
 
         let p_a = (s.baseline_error_rate * (1.0 + 0.5 * wave) * step_errors).min(1.0);
-        let error_ratio = if fault { sc.error_ratio } else { 1.0 };
-        let p_b = (p_a * error_ratio).min(1.0);
+        let p_b = (p_a * if fault { sc.error_ratio } else { 1.0 }).min(1.0);
         let q_a = s.baseline_bad_output_rate;
         let bad_ratio = if fault { sc.bad_output_ratio } else { 1.0 };
         let q_b = (q_a * bad_ratio).min(1.0);
@@ -178,10 +179,13 @@ impl<'a> World<'a> {
         let (tail_share, tail_ratio) = if fault { (sc.tail_share, sc.tail_ratio) } else { (0.0, 1.0) };
         let median_b = median_a * latency_ratio;
         let p99 = median_a * (sigma * Z99).exp();
-        let canary_over = |x: f64| {
-            (1.0 - tail_share) * lognormal_sf(x, median_b, sigma)
-                + tail_share * lognormal_sf(x, median_b * tail_ratio, sigma)
+        // P(latency > x) for a canary with the fault's latency, and for the canary as it is now.
+        let faulty_over = |x: f64| {
+            let median = median_a * sc.latency_ratio;
+            (1.0 - sc.tail_share) * lognormal_sf(x, median, sigma)
+                + sc.tail_share * lognormal_sf(x, median * sc.tail_ratio, sigma)
         };
+        let canary_over = |x: f64| if fault { faulty_over(x) } else { lognormal_sf(x, median_a, sigma) };
 
         let tick = &mut self.tick;
         tick.t = t;
@@ -230,11 +234,11 @@ impl<'a> World<'a> {
         let slow_excess = (canary_over(p99) - 0.01).max(0.0);
         tick.truth = TruthAt {
             fault_active: fault,
-            error_ratio,
+            error_ratio: sc.error_ratio,
             baseline_p99_us: p99,
-            exceedance_ratio: canary_over(self.latency_ratio_limit * p99) / 0.01,
-            bad_output_ratio: bad_ratio,
-            complaint_ratio,
+            exceedance_ratio: faulty_over(self.latency_ratio_limit * p99) / 0.01,
+            bad_output_ratio: sc.bad_output_ratio,
+            complaint_ratio: sc.complaint_ratio,
             harm: canary_n as f64 * ((p_b - p_a) + (q_b - q_a) + slow_excess + c_rate * (complaint_ratio - 1.0)),
         };
         self.t += seconds.max(1);
