@@ -4,9 +4,10 @@
 #   nginx      - nginx proxy_pass, keep-alive upstream, split_clients 5%
 #   rollgate   - the rollgate gateway, 5% canary split, metrics on
 #   rg+mirror  - the same with 100% of traffic mirrored to the canary's server
-# For each: an open-loop run at fixed rates (loadgen: latency from the due
-# time, so stalls count) and saturated closed-loop runs (wrk, targets taking
-# turns, median of ROUNDS), then the proxy's peak RSS. Run by hand (not in CI): bash bench/gateway.sh [SECONDS]
+# For each: open-loop runs at fixed rates (loadgen: latency from the due
+# time, so stalls count) and saturated closed-loop runs (wrk), targets
+# taking turns for ROUNDS rounds (default 3) and medians reported; then the
+# proxy's peak RSS. Run by hand (not in CI): bash bench/gateway.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -38,22 +39,51 @@ url[rollgate]="http://127.0.0.1:$gw/score"; pid[rollgate]=$gw_pid
 url[rg+mirror]="http://127.0.0.1:$gm/score"; pid[rg+mirror]=$gm_pid
 targets="direct nginx rollgate rg+mirror"
 
-printf '%-10s %7s %10s %9s %9s %9s %7s\n' target rate achieved p50_us p99_us p999_us errors
-for target in $targets; do
+# Open loop: at each rate the targets take turns, round after round (as
+# for the saturated runs below), and each figure is the median over rounds.
+# The added latency is taken within a round (target minus direct, measured
+# seconds apart), so that the machine's slow and fast moments cancel.
+rounds=${ROUNDS:-3}
+runs="$work/open-loop.jsonl"
+for round in $(seq 1 "$rounds"); do
   for rate in $rates; do
-    r=$("$loadgen" "${url[$target]}" "$rate" "$secs" 128)
-    python3 - "$target" "$rate" "$r" <<'PY'
-import json, sys
-t, rate, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-print(f"{t:<10} {rate:>7} {r['achieved_rps']:>10.0f} {r['p50_us']:>9} {r['p99_us']:>9} {r['p999_us']:>9} {r['errors']:>7}")
-PY
+    for target in $targets; do
+      r=$("$loadgen" "${url[$target]}" "$rate" "$secs" 128)
+      echo "{\"round\": $round, \"target\": \"$target\", \"rate\": $rate, \"run\": $r}" >>"$runs"
+    done
   done
 done
+python3 - "$runs" <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+by = {}
+for r in runs:
+    by.setdefault((r["target"], r["rate"]), {})[r["round"]] = r["run"]
+targets = list(dict.fromkeys(r["target"] for r in runs))
+rates = sorted({r["rate"] for r in runs})
+med = lambda xs: statistics.median(xs)
+print(f"{'target':<10} {'rate':>7} {'achieved':>10} {'p50_us':>9} {'p99_us':>9} {'p999_us':>9} {'errors':>7} {'added_p50':>10}")
+for t in targets:
+    for rate in rates:
+        rs = by[(t, rate)]
+        direct = by[("direct", rate)]
+        added = med([rs[k]["p50_us"] - direct[k]["p50_us"] for k in rs])
+        print(f"{t:<10} {rate:>7} {med([x['achieved_rps'] for x in rs.values()]):>10.0f} "
+              f"{med([x['p50_us'] for x in rs.values()]):>9.0f} {med([x['p99_us'] for x in rs.values()]):>9.0f} "
+              f"{med([x['p999_us'] for x in rs.values()]):>9.0f} {sum(x['errors'] for x in rs.values()):>7} {added:>+10.0f}")
+print()
+print("targets (medians over rounds, each round's figures taken seconds apart):")
+for rate in rates:
+    add = lambda t: med([by[(t, rate)][k]["p50_us"] - by[("direct", rate)][k]["p50_us"] for k in by[(t, rate)]])
+    rg, ng = add("rollgate"), add("nginx")
+    mirror = med([by[("rg+mirror", rate)][k]["p99_us"] / by[("rollgate", rate)][k]["p99_us"] - 1 for k in by[("rollgate", rate)]])
+    print(f"  {rate:>6} req/s: added p50 rollgate {rg:+.0f} us vs nginx {ng:+.0f} us {'ok' if rg <= ng else 'MISSED'};"
+          f" mirroring moves p99 {mirror * 100:+.1f}% {'ok' if abs(mirror) < 0.10 else 'MISSED'}")
+PY
 
 # Saturated: the targets take turns, round after round, so that a slow
 # moment of this shared machine does not land on one target only; the
 # median of the rounds is reported.
-rounds=${ROUNDS:-3}
 declare -A sat
 for _ in $(seq 1 "$rounds"); do
   for target in $targets; do

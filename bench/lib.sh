@@ -6,7 +6,8 @@ for tool in $needs; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install $needs)" >&2; exit 1; }
 done
 cargo build --release --quiet -p rollgate -p rollgate-bench
-rg="$PWD/target/release/rollgate"
+# ROLLGATE=path/to/rollgate measures another build (e.g. a copy of the last commit's) with the same script.
+rg="${ROLLGATE:-$PWD/target/release/rollgate}"
 loadgen="$PWD/target/release/loadgen"
 
 work=$(mktemp -d)

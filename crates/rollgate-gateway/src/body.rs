@@ -5,6 +5,7 @@
 use crate::mirror::Captured;
 use crate::stats::{Outcome, Series};
 use crate::table::InFlight;
+use crate::upstream::Connection;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -33,6 +34,8 @@ pub struct Finish {
     pub on_end: Outcome,
     /// Released when the exchange is over; `None` once it has been measured.
     pub in_flight: Option<InFlight>,
+    /// The model server's connection, pooled again if the body is read to the end.
+    pub connection: Option<Connection>,
 }
 
 impl Finish {
@@ -94,6 +97,9 @@ impl<B> Measured<B> {
     fn complete(&mut self) {
         let outcome = self.finish.on_end;
         self.finish.done(outcome);
+        if let Some(connection) = self.finish.connection.take() {
+            connection.release();
+        }
         if let Some(capture) = self.capture.take() {
             capture.send();
         }

@@ -3,12 +3,10 @@
 //! consecutive failures of real requests. State lives on the endpoint, so it
 //! survives route-table swaps.
 
-use crate::proxy::ProxyBody;
 use crate::table::{Endpoint, RouteTable};
-use http::{Request, Uri};
+use crate::upstream;
+use http::{Request, header};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -92,32 +90,26 @@ impl EndpointHealth {
     }
 }
 
-async fn probe(client: &Client<HttpConnector, ProxyBody>, endpoint: &Endpoint, path: &str, timeout: Duration) -> bool {
-    let uri = Uri::builder()
-        .scheme(endpoint.scheme.clone())
-        .authority(endpoint.authority.clone())
-        .path_and_query(format!("{}{path}", endpoint.base_path))
-        .build();
-    let Ok(uri) = uri else { return false };
-    let Ok(request) = Request::get(uri).body(Empty::new().map_err(|never| match never {}).boxed()) else {
+async fn probe(endpoint: &Endpoint, path: &str, timeout: Duration) -> bool {
+    let Ok(uri) = upstream::target(endpoint, path) else { return false };
+    let Ok(request) = Request::get(uri)
+        .header(header::HOST, endpoint.host.clone())
+        .body(Empty::new().map_err(|never| match never {}).boxed())
+    else {
         return false;
     };
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(response)) => {
-            let ok = response.status().is_success();
-            let _ = response.into_body().collect().await;
-            ok
-        }
-        _ => false,
-    }
+    let exchange = async {
+        let (response, connection) = upstream::send(endpoint, request, timeout).await.ok()?;
+        let ok = response.status().is_success();
+        response.into_body().collect().await.ok()?;
+        connection.release();
+        Some(ok)
+    };
+    tokio::time::timeout(timeout, exchange).await.ok().flatten().unwrap_or(false)
 }
 
 /// Probes every endpoint of every service that asks for it, until `stop`.
-pub async fn check_forever(
-    client: Client<HttpConnector, ProxyBody>,
-    table: impl Fn() -> Arc<RouteTable> + Send + 'static,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn check_forever(table: impl Fn() -> Arc<RouteTable> + Send + 'static, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let current = table();
         let mut next = Duration::from_secs(5);
@@ -126,9 +118,9 @@ pub async fn check_forever(
             let Some(check) = &service.health else { continue };
             next = next.min(check.interval);
             for endpoint in service.versions.iter().flat_map(|v| v.endpoints.iter()) {
-                let (client, endpoint, check) = (client.clone(), endpoint.clone(), check.clone());
+                let (endpoint, check) = (endpoint.clone(), check.clone());
                 probes.push(tokio::spawn(async move {
-                    let ok = probe(&client, &endpoint, &check.path, check.timeout).await;
+                    let ok = probe(&endpoint, &check.path, check.timeout).await;
                     endpoint.health.probed(ok, check.unhealthy_after, check.healthy_after);
                 }));
             }

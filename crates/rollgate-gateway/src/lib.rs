@@ -13,6 +13,7 @@ mod server;
 pub mod stats;
 pub mod sticky;
 pub mod table;
+mod upstream;
 
 pub use proxy::{Gateway, REQUEST_ID, SERVED_BY};
 pub use server::{RunningGateway, serve, serve_on_threads};

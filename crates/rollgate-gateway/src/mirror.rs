@@ -5,14 +5,13 @@
 //! user's request. When both answers are in,
 //! the pair goes to a comparison hook.
 
-use crate::proxy::{ProxyBody, Upstream, full, upstream};
+use crate::proxy::{ProxyBody, full};
 use crate::stats::{Outcome, Series, Stats};
 use crate::table::Endpoint;
+use crate::upstream;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -89,8 +88,8 @@ impl Default for MirrorLimits {
 }
 
 pub struct Mirror {
-    /// The shadow side's connection pool (copies run on one thread, see [`shadow_runtime`]).
-    client: Upstream,
+    /// How long connecting to the shadow may take.
+    connect_timeout: Duration,
     /// Copies admitted (waiting or in flight); past it, copies are dropped.
     admitted: Arc<Semaphore>,
     /// Copies in flight to the shadow.
@@ -108,7 +107,7 @@ impl Mirror {
         connect_timeout: Duration,
     ) -> Mirror {
         Mirror {
-            client: upstream(connect_timeout),
+            connect_timeout,
             admitted: Arc::new(Semaphore::new(limits.queue.max(1) + limits.concurrency.max(1))),
             sending: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             stats,
@@ -132,10 +131,10 @@ impl Mirror {
         self.stats.mirror_sent.fetch_add(1, Ordering::Relaxed);
         let (sending, stats, hook, capture) =
             (self.sending.clone(), self.stats.clone(), self.hook.clone(), self.limits.capture);
-        let client = self.client.clone();
+        let connect_timeout = self.connect_timeout;
         shadow_runtime().spawn(async move {
             let Ok(_slot) = sending.acquire_owned().await else { return };
-            let pair = shadow(&client, job, capture).await;
+            let pair = shadow(job, capture, connect_timeout).await;
             if pair.shadow.is_err() {
                 stats.mirror_failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -177,21 +176,17 @@ fn shadow_runtime() -> tokio::runtime::Handle {
         .clone()
 }
 
-async fn shadow(client: &Client<HttpConnector, ProxyBody>, job: MirrorJob, capture: usize) -> MirrorPair {
+async fn shadow(job: MirrorJob, capture: usize, connect_timeout: Duration) -> MirrorPair {
     let started = Instant::now();
     job.series.started();
-    let uri = Uri::builder()
-        .scheme(job.endpoint.scheme.clone())
-        .authority(job.endpoint.authority.clone())
-        .path_and_query(format!("{}{}", job.endpoint.base_path, job.path))
-        .build();
-    let answer = match uri {
+    let answer = match upstream::target(&job.endpoint, &job.path) {
         Ok(uri) => {
             let mut request = Request::new(full(job.body.clone()));
             *request.method_mut() = job.method.clone();
             *request.uri_mut() = uri;
             *request.headers_mut() = job.headers;
-            match tokio::time::timeout(job.timeout, exchange(client, request, capture)).await {
+            let exchange = exchange(&job.endpoint, request, capture, connect_timeout);
+            match tokio::time::timeout(job.timeout, exchange).await {
                 Ok(Ok(captured)) => {
                     job.series.first_byte(started.elapsed());
                     job.series.finished(Outcome::of_status(captured.status), started.elapsed());
@@ -222,14 +217,18 @@ async fn shadow(client: &Client<HttpConnector, ProxyBody>, job: MirrorJob, captu
 }
 
 async fn exchange(
-    client: &Client<HttpConnector, ProxyBody>,
+    endpoint: &Endpoint,
     request: Request<ProxyBody>,
     capture: usize,
+    connect_timeout: Duration,
 ) -> Result<Captured, String> {
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let (response, connection) = upstream::send(endpoint, request, connect_timeout).await.map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
     let (body, truncated) = match Limited::new(body, capture).collect().await {
-        Ok(collected) => (collected.to_bytes(), false),
+        Ok(collected) => {
+            connection.release();
+            (collected.to_bytes(), false)
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => (Bytes::new(), true),
         Err(e) => return Err(e.to_string()),
     };

@@ -7,6 +7,7 @@ use crate::feedback::Feedback;
 use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits};
 use crate::stats::{Outcome, Stats};
 use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, TableError, VersionRoute};
+use crate::upstream;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -14,15 +15,11 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rollgate_core::weight::Weight;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use thread_local::ThreadLocal;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -45,16 +42,11 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-pub(crate) type Upstream = Client<HttpConnector, ProxyBody>;
-
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
     pub stats: Arc<Stats>,
     pub feedback: Feedback,
     connect_timeout: Duration,
-    /// One connection pool per thread: a pooled connection's task then runs
-    /// on the thread that uses it, with no cross-thread wake-ups per request.
-    clients: ThreadLocal<Upstream>,
     mirror: Mirror,
 }
 
@@ -73,14 +65,8 @@ impl Gateway {
             stats,
             feedback: Feedback::new(100_000),
             connect_timeout,
-            clients: ThreadLocal::new(),
             mirror,
         }
-    }
-
-    /// The calling thread's client (health probes share its pool).
-    pub fn client(&self) -> Upstream {
-        self.clients.get_or(|| upstream(self.connect_timeout)).clone()
     }
 
     /// The table requests are routed by now.
@@ -208,16 +194,16 @@ impl Gateway {
         let deadline = Box::pin(tokio::time::sleep(service.total_timeout));
         let sent = tokio::time::timeout(
             service.first_byte_timeout.min(service.total_timeout),
-            self.client().request(outbound),
+            upstream::send(&endpoint, outbound, self.connect_timeout),
         )
         .await;
-        let answer = match sent {
-            Ok(Ok(answer)) => answer,
+        let (answer, connection) = match sent {
+            Ok(Ok(sent)) => sent,
             Ok(Err(e)) => {
                 drop(in_flight);
                 endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::ConnectionFailure, started.elapsed());
-                let detail = format!("the model server at {} failed: {}", endpoint.authority, error_chain(&e));
+                let detail = format!("the model server at {} failed: {e}", endpoint.authority);
                 return error(StatusCode::BAD_GATEWAY, "upstream_failed", Some(service), &detail);
             }
             Err(_) => {
@@ -248,7 +234,7 @@ impl Gateway {
             body: Vec::new(),
             truncated: false,
         });
-        let finish = Finish { series, started, on_end, in_flight: Some(in_flight) };
+        let finish = Finish { series, started, on_end, in_flight: Some(in_flight), connection: Some(connection) };
         let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline, capture);
         Response::from_parts(parts, measured.boxed())
     }
@@ -316,16 +302,6 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| unreachable!("hex digits are valid header bytes"))
 }
 
-pub(crate) fn upstream(connect_timeout: Duration) -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
 fn limit_of(bytes: u64) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
@@ -350,21 +326,12 @@ fn outbound(
     body: ProxyBody,
     endpoint: &Endpoint,
 ) -> Result<Request<ProxyBody>, String> {
-    let path_and_query = match (parts.uri.path_and_query(), endpoint.base_path.is_empty()) {
+    parts.uri = match (parts.uri.path_and_query(), endpoint.base_path.is_empty()) {
         // The common case reuses the request's own (shared) bytes.
-        (Some(p), true) => p.clone(),
-        (p, _) => {
-            let path = p.map_or("/", |p| p.as_str());
-            format!("{}{path}", endpoint.base_path).parse().map_err(|e| format!("cannot forward this path: {e}"))?
-        }
+        (Some(p), true) => Uri::from(p.clone()),
+        (p, _) => upstream::target(endpoint, p.map_or("/", |p| p.as_str()))
+            .map_err(|e| format!("cannot forward this path: {e}"))?,
     };
-    let uri = Uri::builder()
-        .scheme(endpoint.scheme.clone())
-        .authority(endpoint.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| format!("cannot forward this path: {e}"))?;
-    parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, endpoint.host.clone());
     Ok(Request::from_parts(parts, body))
@@ -378,17 +345,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 pub fn full(body: impl Into<Bytes>) -> ProxyBody {

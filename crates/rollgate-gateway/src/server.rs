@@ -105,7 +105,7 @@ fn reusable_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener>
 
 fn check_health(gateway: &Arc<Gateway>, stopped: watch::Receiver<bool>) {
     let probed = gateway.clone();
-    tokio::spawn(crate::health::check_forever(gateway.client(), move || probed.table(), stopped));
+    tokio::spawn(crate::health::check_forever(move || probed.table(), stopped));
 }
 
 async fn accept_forever(listener: TcpListener, gateway: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
@@ -152,11 +152,13 @@ async fn accept_forever(listener: TcpListener, gateway: Arc<Gateway>, mut stoppe
 /// request sets timeouts; when one is due sooner than anything the timer
 /// wheel holds (a quiet moment, nothing else in flight), tokio wakes its
 /// own driver through an eventfd: two system calls a request at low load.
-/// With this heartbeat a request's timeout is never the soonest.
+/// With this heartbeat a request's timeout is never the soonest. Each beat
+/// also closes this thread's long-idle model-server connections.
 pub(crate) async fn keep_a_timer_due() {
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
-        beat.tick().await;
+        let now = beat.tick().await;
+        crate::upstream::close_stale(now.into_std());
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("service `{service}`: endpoint `{endpoint}` is not a usable URL")]
+    #[error("service `{service}`: endpoint `{endpoint}` is not a usable http:// URL")]
     BadEndpoint { service: String, endpoint: String },
     #[error("service `{service}`: sticky header `{header}` is not a valid header name")]
     BadHeader { service: String, header: String },
@@ -27,7 +27,6 @@ pub enum TableError {
 
 /// One model server of a version. In-flight requests pick between endpoints.
 pub struct Endpoint {
-    pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
     /// The Host header requests to it carry (made once, not per request).
     pub host: http::HeaderValue,
@@ -299,8 +298,11 @@ fn endpoint(service: &str, url: &str) -> Result<Endpoint, TableError> {
     let parts = uri.into_parts();
     let base_path = parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default();
     let authority = parts.authority.ok_or_else(bad)?;
+    // Model servers are spoken to in plain HTTP/1.1 (see `upstream`).
+    if parts.scheme != Some(http::uri::Scheme::HTTP) {
+        return Err(bad());
+    }
     Ok(Endpoint {
-        scheme: parts.scheme.ok_or_else(bad)?,
         host: http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?,
         authority,
         base_path,

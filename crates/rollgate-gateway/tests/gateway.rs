@@ -615,3 +615,47 @@ async fn changes_to_different_services_at_once_never_undo_each_other() {
     assert!(gateway.set_mirror("c", None).is_err(), "an unknown service is refused, and the table stays");
     assert!(gateway.table().service("a").unwrap().mirror.is_some());
 }
+
+/// A model server answering with its name that counts the connections it accepts.
+async fn counting_model(name: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::serve::{Listener, ListenerExt};
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap().tap_io(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().fallback(any(move || async move { format!("{{\"served_by\":\"{name}\"}}") }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn model_server_connections_are_kept_alive_and_reused() {
+    let (v1, accepted) = counting_model("v1").await;
+    let g = gateway(&config(&v1, &v1, None, "")).await;
+    let client = reqwest::Client::new();
+    for _ in 0..50 {
+        assert_eq!(served_by(&client, &g, None).await, "v1");
+    }
+    // One request at a time: each finds the last one's connection idle again
+    // (a gateway thread each at most, as a connection belongs to one thread's pool).
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(connections <= 4, "{connections} connections for 50 requests in a row");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_answer_was_cut_short_is_not_used_again() {
+    // Every connection answers once with a body cut short, then stays open
+    // and silent: reusing it would hang the next request until its timeout.
+    let cut = raw(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial", true).await;
+    let g = gateway(&config(&cut, &cut, None, "timeouts = { first_byte = \"1s\", total = \"1s\" }\n")).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), 200, "a fresh connection answers at once");
+        assert!(response.bytes().await.is_err(), "a truncated body must not look complete");
+    }
+    g.shutdown().await;
+}

@@ -227,7 +227,7 @@ fn check_version(
             out.push(locate.at(
                 Some(endpoint.span()),
                 format!("endpoint `{}` of `{service}/{name}` {why}", endpoint.get_ref()),
-                Some("write it as http://HOST:PORT or https://HOST:PORT".into()),
+                Some("write it as http://HOST:PORT or http://HOST:PORT/PATH".into()),
             ));
         }
     }
@@ -241,9 +241,13 @@ fn check_version(
     }
 }
 
-/// Whether `url` is an http(s) URL with a host and, if any, a numeric port; the reason if not.
+/// Whether `url` is an http URL with a host and, if any, a numeric port; the reason if not.
 pub fn check_endpoint(url: &str) -> Result<(), &'static str> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or("is not an http(s) URL")?;
+    if url.starts_with("https://") {
+        // The gateway sits next to the model servers and speaks plain HTTP/1.1 to them.
+        return Err("uses https, which the gateway does not speak to model servers (use http://)");
+    }
+    let rest = url.strip_prefix("http://").ok_or("is not an http URL")?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err("has no host");
@@ -310,7 +314,8 @@ mod tests {
     #[test]
     fn endpoints_must_be_http_urls_with_numeric_ports() {
         assert!(check_endpoint("http://127.0.0.1:9000").is_ok());
-        assert!(check_endpoint("https://models.internal/v1").is_ok());
+        assert!(check_endpoint("http://models.internal/v1").is_ok());
+        assert!(check_endpoint("https://models.internal/v1").unwrap_err().contains("https"));
         assert!(check_endpoint("http://[::1]:9000").is_ok());
         assert!(check_endpoint("ftp://x").is_err());
         assert!(check_endpoint("http://").is_err());
