@@ -338,12 +338,17 @@ fn outbound(
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them: one pass over the few names present
-    // costs less than eight hashed removals.
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
+    // Most messages carry one of them at most (`connection: keep-alive`):
+    // finding those present in one pass and removing only them costs less
+    // than eight hashed removals.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
         }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
+        headers.remove(name);
     }
 }
 

@@ -11,7 +11,7 @@
 use crate::proxy::ProxyBody;
 use crate::table::Endpoint;
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -31,8 +31,10 @@ struct Idle {
     since: Instant,
 }
 
-/// Per endpoint, the idle connections, the most recently used last.
-type Pool = HashMap<Authority, Vec<Idle>, foldhash::fast::RandomState>;
+/// Per endpoint, the idle connections, the most recently used last. The key
+/// is the endpoint's Host value, its authority as written: hashing that is a
+/// plain hash of bytes, where an `Authority` lower-cases each byte to hash.
+type Pool = HashMap<HeaderValue, Vec<Idle>, foldhash::fast::RandomState>;
 
 thread_local! {
     static IDLE: RefCell<Pool> = RefCell::new(Pool::default());
@@ -52,7 +54,7 @@ pub enum SendError {
 /// response is read to the end; dropping it closes it.
 pub struct Connection {
     sender: SendRequest<ProxyBody>,
-    authority: Authority,
+    endpoint: HeaderValue,
 }
 
 impl Connection {
@@ -62,7 +64,7 @@ impl Connection {
             return;
         }
         IDLE.with_borrow_mut(|idle| {
-            let list = idle.entry(self.authority).or_default();
+            let list = idle.entry(self.endpoint).or_default();
             if list.len() < MAX_IDLE_PER_ENDPOINT {
                 list.push(Idle { sender: self.sender, since: Instant::now() });
             }
@@ -96,7 +98,7 @@ pub async fn send(
     connect_timeout: Duration,
 ) -> Result<(Response<Incoming>, Connection), SendError> {
     loop {
-        let (mut sender, pooled) = match take_idle(&endpoint.authority) {
+        let (mut sender, pooled) = match take_idle(&endpoint.host) {
             Some(sender) => (sender, true),
             None => (connect(&endpoint.authority, connect_timeout).await?, false),
         };
@@ -108,7 +110,7 @@ pub async fn send(
             return Err(SendError::Exchange(e));
         }
         match sender.try_send_request(request).await {
-            Ok(response) => return Ok((response, Connection { sender, authority: endpoint.authority.clone() })),
+            Ok(response) => return Ok((response, Connection { sender, endpoint: endpoint.host.clone() })),
             Err(mut failed) => match failed.take_message() {
                 Some(unsent) if pooled => request = unsent,
                 _ => return Err(SendError::Exchange(failed.into_error())),
@@ -123,9 +125,9 @@ pub fn target(endpoint: &Endpoint, path_and_query: &str) -> Result<Uri, http::ur
     format!("{}{path_and_query}", endpoint.base_path).parse::<PathAndQuery>().map(Uri::from)
 }
 
-fn take_idle(authority: &Authority) -> Option<SendRequest<ProxyBody>> {
+fn take_idle(endpoint: &HeaderValue) -> Option<SendRequest<ProxyBody>> {
     IDLE.with_borrow_mut(|idle| {
-        let list = idle.get_mut(authority)?;
+        let list = idle.get_mut(endpoint)?;
         // The most recently used first: it is the likeliest to be open.
         std::iter::from_fn(|| list.pop()).map(|idle| idle.sender).find(|sender| !sender.is_closed())
     })
@@ -163,8 +165,8 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    fn idle_to(authority: &Authority) -> usize {
-        IDLE.with_borrow(|idle| idle.get(authority).map_or(0, Vec::len))
+    fn idle_to(endpoint: &HeaderValue) -> usize {
+        IDLE.with_borrow(|idle| idle.get(endpoint).map_or(0, Vec::len))
     }
 
     #[tokio::test]
@@ -175,13 +177,14 @@ mod tests {
         let accepted = tokio::spawn(async move { listener.accept().await.map(|(socket, _)| socket) });
         let sender = connect(&authority, Duration::from_secs(2)).await.unwrap();
         let _socket = accepted.await.unwrap().unwrap();
-        Connection { sender, authority: authority.clone() }.release();
-        assert_eq!(idle_to(&authority), 1);
+        let key = HeaderValue::from_str(authority.as_str()).unwrap();
+        Connection { sender, endpoint: key.clone() }.release();
+        assert_eq!(idle_to(&key), 1);
 
         let now = Instant::now();
         close_stale(now + IDLE_TIMEOUT / 2);
-        assert_eq!(idle_to(&authority), 1, "closed too early");
+        assert_eq!(idle_to(&key), 1, "closed too early");
         close_stale(now + IDLE_TIMEOUT + Duration::from_secs(1));
-        assert_eq!(idle_to(&authority), 0, "kept past the idle timeout");
+        assert_eq!(idle_to(&key), 0, "kept past the idle timeout");
     }
 }
