@@ -43,8 +43,7 @@ impl Default for EndpointHealth {
 impl EndpointHealth {
     /// Passes its probes and is not ejected.
     pub fn usable(&self) -> bool {
-        self.probed_healthy.load(Ordering::Relaxed)
-            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms(self.origin)
+        self.probed_healthy.load(Ordering::Relaxed) && !self.ejected()
     }
 
     pub fn probed_healthy(&self) -> bool {
@@ -57,7 +56,18 @@ impl EndpointHealth {
     }
 
     pub fn ejected(&self) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms(self.origin)
+        // 0: never ejected, or the ejection has run out. Every request asks,
+        // so the clock is read only while an ejection is on.
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if until > now_ms(self.origin) {
+            return true;
+        }
+        // Run out: forget it (unless another ejection has just begun).
+        let _ = self.ejected_until_ms.compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
     }
 
     /// A real request ended: failures in a row eject the endpoint for a while.
@@ -68,7 +78,8 @@ impl EndpointHealth {
         }
         if self.request_failures.fetch_add(1, Ordering::Relaxed) + 1 >= after.max(1) {
             self.request_failures.store(0, Ordering::Relaxed);
-            let until = now_ms(self.origin).saturating_add(u64::try_from(eject_for.as_millis()).unwrap_or(u64::MAX));
+            let until =
+                now_ms(self.origin).saturating_add(u64::try_from(eject_for.as_millis()).unwrap_or(u64::MAX)).max(1);
             self.ejected_until_ms.store(until, Ordering::Relaxed);
             tracing::warn!(for_ms = eject_for.as_millis() as u64, "endpoint ejected after consecutive failures");
         }
@@ -132,5 +143,32 @@ pub async fn check_forever(table: impl Fn() -> Arc<RouteTable> + Send + 'static,
             () = tokio::time::sleep(next) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Health whose clock has run for ten seconds, so that deadlines can lie in its past.
+    fn ten_seconds_old() -> EndpointHealth {
+        EndpointHealth { origin: Instant::now() - Duration::from_secs(10), ..EndpointHealth::default() }
+    }
+
+    #[test]
+    fn an_ejection_lasts_its_time_and_is_forgotten_once_over() {
+        let health = ten_seconds_old();
+        health.request_ended(true, 2, Duration::from_secs(3600));
+        assert!(health.usable(), "one failure of the two it takes");
+        health.request_ended(true, 2, Duration::from_secs(3600));
+        assert!(health.ejected() && !health.usable());
+
+        let over = ten_seconds_old();
+        over.request_ended(true, 1, Duration::ZERO);
+        assert_ne!(over.ejected_until_ms.load(Ordering::Relaxed), 0);
+        assert!(!over.ejected() && over.usable());
+        assert_eq!(over.ejected_until_ms.load(Ordering::Relaxed), 0, "a past ejection is cleared");
+        over.request_ended(true, 1, Duration::from_secs(3600));
+        assert!(over.ejected(), "and a new one still takes effect");
     }
 }

@@ -69,8 +69,9 @@ impl VersionRoute {
     /// into a full outage by itself).
     pub fn pick_endpoint(&self) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();
-        if n == 0 {
-            return None;
+        if n <= 1 {
+            // One endpoint gets every request, usable or not, as the choice below would.
+            return self.endpoints.first();
         }
         // From a random start, the first usable endpoint (or the start itself if none is).
         let usable_from = |start: usize| {
