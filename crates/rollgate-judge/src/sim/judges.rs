@@ -307,31 +307,30 @@ const ORACLE_START_EVERY_S: u64 = 60;
 pub struct OracleUnknownOnset {
     config: JudgeConfig,
     log_prior: f64,
-    /// Per start, per trigger: the log likelihood ratio since that start.
-    starts: Vec<[f64; TRIGGERS]>,
+    /// Per trigger, per start: the log likelihood ratio since that start.
+    starts: [Vec<f64>; TRIGGERS],
 }
 
 impl OracleUnknownOnset {
     pub fn new(config: JudgeConfig, horizon_s: u64) -> OracleUnknownOnset {
         let n = horizon_s.div_ceil(ORACLE_START_EVERY_S).max(1);
-        OracleUnknownOnset { config, log_prior: -(n as f64).ln(), starts: Vec::new() }
+        OracleUnknownOnset { config, log_prior: -(n as f64).ln(), starts: Default::default() }
     }
 }
 
 impl SimJudge for OracleUnknownOnset {
     fn observe(&mut self, t: &TickData) -> bool {
-        if t.t.is_multiple_of(ORACLE_START_EVERY_S) {
-            self.starts.push([0.0; TRIGGERS]);
-        }
+        let starting = t.t.is_multiple_of(ORACLE_START_EVERY_S);
         let steps = fault_log_lrs(&self.config, t);
-        for start in &mut self.starts {
-            for (sum, step) in start.iter_mut().zip(steps) {
-                *sum += step;
+        let bars = thresholds(&self.config);
+        let mut rejects = false;
+        for ((per_start, step), bar) in self.starts.iter_mut().zip(steps).zip(bars) {
+            if starting {
+                per_start.push(0.0);
             }
+            per_start.iter_mut().for_each(|sum| *sum += step);
+            rejects |= self.log_prior + log_sum_exp(per_start) >= bar;
         }
-        thresholds(&self.config).iter().enumerate().any(|(trigger, bar)| {
-            let per_start: Vec<f64> = self.starts.iter().map(|s| s[trigger]).collect();
-            self.log_prior + log_sum_exp(&per_start) >= *bar
-        })
+        rejects
     }
 }
