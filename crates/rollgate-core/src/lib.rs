@@ -14,6 +14,7 @@ pub mod hold;
 pub mod plan;
 pub mod roles;
 pub mod rollout;
+pub mod routing;
 pub mod weight;
 pub mod window;
 

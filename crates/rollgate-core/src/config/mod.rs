@@ -88,7 +88,7 @@ pub struct MirrorSpec {
 
 /// Probing each endpoint: `GET path` every `interval`; an endpoint is taken
 /// out after `unhealthy_after` failed probes and back after `healthy_after` good ones.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
     pub path: String,
@@ -112,7 +112,7 @@ impl Default for HealthCheck {
 
 /// An endpoint whose real requests fail `after` times in a row (refused,
 /// reset, timed out) is left out for `for` (unless it is the last one).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ejection {
     pub after: u32,
@@ -127,7 +127,7 @@ impl Default for Ejection {
 }
 
 /// How long the gateway waits on a model server.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     pub connect: Hold,
@@ -144,7 +144,7 @@ impl Default for Timeouts {
 }
 
 /// Size limits the gateway enforces.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_request_bytes: u64,
@@ -183,7 +183,7 @@ pub enum Protocol {
 }
 
 /// How a user is kept on the same version across requests.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sticky {
     #[serde(default)]

@@ -196,6 +196,29 @@ category!(
 );
 category!(PostDeployment, "post_deployment", [("metrics_stable", "All metrics stable within acceptable ranges"),]);
 
+/// Ids of the built-in gates that rollgate itself records evidence for, so
+/// that the shell names them by constant, never by a string it could misspell.
+pub mod ids {
+    pub const STAGING_FUNCTIONAL_TESTS: &str = "staging.functional_tests";
+    pub const STAGING_PERFORMANCE_UNDER_LOAD: &str = "staging.performance_under_load";
+    pub const STAGING_INTEGRATION: &str = "staging.integration";
+    pub const STAGING_ERROR_HANDLING: &str = "staging.error_handling";
+    pub const STAGING_MONITORING_CAPTURES_ISSUES: &str = "staging.monitoring_captures_issues";
+    pub const STAGING_ROLLBACK_DRILL: &str = "staging.rollback_drill";
+    pub const STAGING_NO_BLOCKING_ISSUES: &str = "staging.no_blocking_issues";
+
+    /// Every constant above.
+    pub const ALL: [&str; 7] = [
+        STAGING_FUNCTIONAL_TESTS,
+        STAGING_PERFORMANCE_UNDER_LOAD,
+        STAGING_INTEGRATION,
+        STAGING_ERROR_HANDLING,
+        STAGING_MONITORING_CAPTURES_ISSUES,
+        STAGING_ROLLBACK_DRILL,
+        STAGING_NO_BLOCKING_ISSUES,
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +254,14 @@ mod tests {
         let err = toml::from_str::<GateSet<Validation>>("perfromance = { required = false }").unwrap_err();
         assert!(err.message().contains("unknown validation gate `perfromance`"), "{err}");
         assert!(err.message().contains("performance, bias, safety, edge_cases"), "{err}");
+    }
+
+    #[test]
+    fn every_gate_id_constant_names_a_built_in_gate() {
+        let plan = crate::plan::Plan::default();
+        for id in ids::ALL {
+            assert!(plan.gate(id).is_some(), "{id} is not a gate of the default plan");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod gates;
 pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE};
 pub use gates::{
     Documentation, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks, StagingTests,
-    Validation,
+    Validation, ids as gate_ids,
 };
 
 use crate::hold::Hold;

@@ -67,4 +67,6 @@ pub enum NotificationKind {
     RolledBack,
     Aborted,
     Completed,
+    /// A person must do something rollgate could not (an action without a working hook).
+    ActionNeeded,
 }

@@ -145,6 +145,17 @@ fn exit_gates(r: &Rollout) -> Vec<(Gate, bool)> {
     }
 }
 
+/// When each hold gate of the current stage ends.
+pub(super) fn hold_ends(r: &Rollout) -> Vec<Timestamp> {
+    exit_gates(r)
+        .into_iter()
+        .filter_map(|(gate, _)| match gate {
+            Gate::Hold { hold } => r.stage_entered_at.checked_add(hold.duration()).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn report(r: &Rollout, now: Timestamp) -> Vec<GateReport> {
     exit_gates(r)
         .into_iter()

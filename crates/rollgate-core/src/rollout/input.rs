@@ -1,5 +1,6 @@
 //! What can happen to a rollout: the inputs of the state machine.
 
+use super::ActionRun;
 use crate::plan::{ChecklistKind, Plan};
 use crate::roles::{Actor, ApprovalKind};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,21 @@ pub enum Input {
     ForcePromote {
         reason: String,
     },
+    /// A run of an action's hook (or rollgate's own work, for an archive) and how it went.
+    ActionRun {
+        action: String,
+        run: ActionRun,
+    },
+    /// No hook can carry out the action: it waits for a person.
+    ActionNeedsPerson {
+        action: String,
+        why: String,
+    },
+    /// A person did the action by hand, and says what they did.
+    ConfirmAction {
+        action: String,
+        note: String,
+    },
 }
 
 impl Input {
@@ -93,7 +109,15 @@ impl Input {
             Input::Abort { .. } => "abort",
             Input::Rollback { .. } => "rollback",
             Input::ForcePromote { .. } => "force_promote",
+            Input::ActionRun { .. } => "action_run",
+            Input::ActionNeedsPerson { .. } => "action_needs_person",
+            Input::ConfirmAction { .. } => "confirm_action",
         }
+    }
+
+    /// Inputs that a finished rollout still takes: its actions are done after it ends.
+    pub fn applies_after_the_end(&self) -> bool {
+        matches!(self, Input::ActionRun { .. } | Input::ActionNeedsPerson { .. } | Input::ConfirmAction { .. })
     }
 }
 

@@ -4,8 +4,9 @@
 
 use super::gates::{self, GateReport, next_stage};
 use super::{
-    ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, Override, PauseRecord, RollbackCause,
-    RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
+    Action, ActionStatus, ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, Override,
+    PauseRecord, RollbackCause, RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
+    WarmRecord, instructions,
 };
 use crate::roles::{Actor, Role};
 use crate::weight::Weight;
@@ -57,6 +58,10 @@ pub enum Rejection {
     NotJudged { stage: String },
     #[error("invalid start: {0}")]
     InvalidStart(String),
+    #[error("the rollout has no action `{action}`; its actions are {known}")]
+    UnknownAction { action: String, known: String },
+    #[error("action `{action}` is already done ({status})")]
+    ActionDone { action: String, status: String },
     /// The input was valid but changes nothing (a timer before any hold ends,
     /// a verdict the same as the last); the shell need not record it.
     #[error("nothing changed")]
@@ -76,7 +81,7 @@ pub fn step(state: Option<&Rollout>, command: &Command, now: Timestamp) -> Resul
     if matches!(command.input, Input::Start { .. }) {
         return Err(Rejection::AlreadyStarted);
     }
-    if current.is_terminal() {
+    if current.is_terminal() && !command.input.applies_after_the_end() {
         return Err(Rejection::Terminal { stage: current.stage.to_string() });
     }
     let mut rollout = current.clone();
@@ -151,6 +156,8 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         verdict: None,
         overrides: Vec::new(),
         history: vec![StageVisit { stage: Stage::PreDeployment, entered_at: now }],
+        warm: None,
+        actions: Vec::new(),
     };
     let mut effects = vec![notify(
         NotificationKind::Started,
@@ -280,7 +287,66 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             enter_next(r, now, fx);
             Ok(())
         }
+        Input::ActionRun { action, run } => {
+            require(actor, actor.has(Role::System), "record an action's run", "system")?;
+            let service = r.service.clone();
+            let open = open_action(r, action)?;
+            open.runs.push(run.clone());
+            if run.ok {
+                open.status = ActionStatus::Done { by: run.via.clone(), at: now, summary: run.detail.clone() };
+            } else if run.gave_up {
+                let why = format!("its hook failed {} time(s), last: {}", run.attempt, run.detail);
+                let message = format!("{service}: {} ({why}); do it by hand", instructions(&open.effect));
+                open.status = ActionStatus::WaitingForPerson { why, since: now };
+                fx.push(notify(NotificationKind::ActionNeeded, confirm_hint(message, &r.id, action)));
+            }
+            Ok(())
+        }
+        Input::ActionNeedsPerson { action, why } => {
+            require(actor, actor.has(Role::System), "hand an action to a person", "system")?;
+            let service = r.service.clone();
+            let open = open_action(r, action)?;
+            if matches!(open.status, ActionStatus::WaitingForPerson { .. }) {
+                return Err(Rejection::Unchanged);
+            }
+            open.status = ActionStatus::WaitingForPerson { why: why.clone(), since: now };
+            let message = format!("{service}: {} ({why})", instructions(&open.effect));
+            fx.push(notify(NotificationKind::ActionNeeded, confirm_hint(message, &r.id, action)));
+            Ok(())
+        }
+        Input::ConfirmAction { action, note } => {
+            require(actor, actor.may_operate(), "confirm an action", "deployer or admin")?;
+            require_reason(note, "confirm an action")?;
+            let open = open_action(r, action)?;
+            open.status = ActionStatus::Done { by, at: now, summary: note.clone() };
+            Ok(())
+        }
     }
+}
+
+/// The action `id` of the rollout, if it is not done yet.
+fn open_action<'a>(r: &'a mut Rollout, id: &str) -> Result<&'a mut Action, Rejection> {
+    let known = r.actions.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ");
+    let action = r.actions.iter_mut().find(|a| a.id == id).ok_or_else(|| Rejection::UnknownAction {
+        action: id.to_string(),
+        known: if known.is_empty() { "none".into() } else { known },
+    })?;
+    if action.is_done() {
+        return Err(Rejection::ActionDone { action: id.to_string(), status: action.status.to_string() });
+    }
+    Ok(action)
+}
+
+fn confirm_hint(message: String, rollout: &str, action: &str) -> String {
+    format!("{message}; then record it: rollgate rollout confirm-effect {rollout} {action} --note \"what you did\"")
+}
+
+/// An effect that needs the world's work is also kept as an action until it is done.
+fn request(r: &mut Rollout, effect: Effect, now: Timestamp, fx: &mut Vec<Effect>) {
+    if let Some(action) = Action::new(effect.clone(), now) {
+        r.actions.push(action);
+    }
+    fx.push(effect);
 }
 
 /// Promote automatically while every blocking gate has passed.
@@ -332,10 +398,11 @@ fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
         Stage::Full => {
             set_weight(r, Weight::FULL, fx);
             let until = after(r.plan.full.keep_warm);
+            r.warm = Some(WarmRecord { version: r.stable.clone(), until });
             fx.push(Effect::KeepWarm { service: r.service.clone(), version: r.stable.clone(), until });
             fx.push(Effect::ScheduleTimer { at: after(r.plan.full.observe) });
         }
-        Stage::Completed => fx.push(Effect::Archive),
+        Stage::Completed => request(r, Effect::Archive, now, fx),
         Stage::PreDeployment | Stage::RolledBack { .. } | Stage::Aborted { .. } => {}
     }
     let kind = if next == Stage::Completed { NotificationKind::Completed } else { NotificationKind::StageChanged };
@@ -371,10 +438,14 @@ fn move_traffic_back(r: &mut Rollout, fx: &mut Vec<Effect>) {
 }
 
 fn roll_back(r: &mut Rollout, kind: RollbackKind, cause: RollbackCause, now: Timestamp, fx: &mut Vec<Effect>) {
+    // In full deployment the previous version serves nothing; once its warm
+    // time has run out it may be gone, and moving traffic back is not enough.
+    let gone_cold = r.stage == Stage::Full && r.warm_at(now).is_none();
+    let kind = if gone_cold { RollbackKind::Full } else { kind };
     move_traffic_back(r, fx);
     if kind == RollbackKind::Full {
-        fx.push(Effect::Redeploy { service: r.service.clone(), version: r.stable.clone() });
-        fx.push(Effect::Retire { service: r.service.clone(), version: r.candidate.clone() });
+        request(r, Effect::Redeploy { service: r.service.clone(), version: r.stable.clone() }, now, fx);
+        request(r, Effect::Retire { service: r.service.clone(), version: r.candidate.clone() }, now, fx);
     }
     let why = match &cause {
         RollbackCause::Judge { trigger } => format!("the judge's {trigger} trigger fired"),

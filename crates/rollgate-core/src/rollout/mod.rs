@@ -2,12 +2,14 @@
 //! Pure: no I/O, no clock reads; the shell persists each accepted command as
 //! an event and carries out the effects.
 
+mod action;
 mod effect;
 mod gates;
 mod input;
 mod machine;
 pub mod rehearsal;
 
+pub use action::{Action, ActionRun, ActionStatus, action_id, instructions};
 pub use effect::{Effect, NotificationKind};
 pub use gates::{Gate, GateReport, GateStatus, checklist_items};
 pub use input::{Command, Input, RollbackCategory, Verdict};
@@ -43,6 +45,12 @@ impl Stage {
     /// Stages in which the candidate sees real traffic (served or mirrored).
     pub fn candidate_sees_traffic(&self) -> bool {
         matches!(self, Stage::Shadow | Stage::Canary { .. } | Stage::Full)
+    }
+
+    /// Stages the judge watches: a canary step (canary against baseline) and
+    /// full deployment (no baseline left; the absolute triggers watch).
+    pub fn is_judged(&self) -> bool {
+        matches!(self, Stage::Canary { .. } | Stage::Full)
     }
 }
 
@@ -140,6 +148,13 @@ pub struct Override {
     pub bypassed: Vec<String>,
 }
 
+/// The previous version, kept running at no traffic for an instant rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmRecord {
+    pub version: String,
+    pub until: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageVisit {
     pub stage: Stage,
@@ -175,6 +190,10 @@ pub struct Rollout {
     pub verdict: Option<VerdictRecord>,
     pub overrides: Vec<Override>,
     pub history: Vec<StageVisit>,
+    /// Set on entering full deployment: the previous version stays warm until then.
+    pub warm: Option<WarmRecord>,
+    /// Redeploy, retire and archive, in the order they must be done.
+    pub actions: Vec<Action>,
 }
 
 impl Rollout {
@@ -185,5 +204,32 @@ impl Rollout {
     /// Gate reports for leaving the current stage, as of `now`.
     pub fn gates(&self, now: Timestamp) -> Vec<GateReport> {
         gates::report(self, now)
+    }
+
+    /// The first moment after `now` at which time alone may move this
+    /// rollout on (a hold ends, a deploy window opens): when the shell must
+    /// feed it a timer. `None` when only a person or the judge can.
+    pub fn next_timer(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.is_terminal() {
+            return None;
+        }
+        let hold_ends = gates::hold_ends(self);
+        let window_opens = self.waiting_for_window.as_ref().and_then(|w| w.opens_at);
+        hold_ends.into_iter().chain(window_opens).filter(|at| *at > now).min()
+    }
+
+    /// The version kept warm for an instant rollback, if its time has not run out.
+    pub fn warm_at(&self, now: Timestamp) -> Option<&WarmRecord> {
+        self.warm.as_ref().filter(|w| now < w.until)
+    }
+
+    /// The action with this id.
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.actions.iter().find(|a| a.id == id)
+    }
+
+    /// Actions not done yet, in order.
+    pub fn open_actions(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| !a.is_done())
     }
 }

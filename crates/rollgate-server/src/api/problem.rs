@@ -84,6 +84,7 @@ impl From<Rejection> for ApiError {
             Rejection::Forbidden { .. } | Rejection::SeparationOfDuties { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Rejection::NotStarted => (StatusCode::NOT_FOUND, "not found"),
             Rejection::UnknownGate { .. }
+            | Rejection::UnknownAction { .. }
             | Rejection::UnknownItem { .. }
             | Rejection::ReasonRequired { .. }
             | Rejection::InvalidStart(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid request"),
@@ -97,6 +98,7 @@ impl From<Rejection> for ApiError {
             | Rejection::NotJudged { .. }
             | Rejection::AlreadyApproved { .. }
             | Rejection::AlreadyTicked { .. }
+            | Rejection::ActionDone { .. }
             | Rejection::Unchanged => (StatusCode::CONFLICT, "refused in the rollout's current state"),
         };
         let gates = match rejection {
