@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use rollgate_core::weight::Weight;
+use rollgate_core::routing::Routing;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -74,37 +74,12 @@ impl Gateway {
         self.table.load_full()
     }
 
-    /// Replaces the route table: requests that start after this use the new one.
-    pub fn swap(&self, table: RouteTable) {
+    /// Routes as `routing` says from the next request on; requests in flight
+    /// finish where they started. Nothing changes if the routing cannot be built.
+    pub fn apply(&self, routing: &Routing) -> Result<(), TableError> {
+        let table = RouteTable::build(routing, &self.table(), &self.stats)?;
         self.table.store(Arc::new(table));
-    }
-
-    /// Routes `service`'s traffic: `weight` to `candidate`, the rest to `stable`.
-    pub fn set_weights(&self, service: &str, stable: &str, candidate: &str, weight: Weight) -> Result<(), TableError> {
-        self.update(|table| table.with_weights(service, stable, candidate, weight, &self.stats))
-    }
-
-    /// Mirrors a share of `service`'s traffic to a shadow version, or nothing.
-    pub fn set_mirror(&self, service: &str, shadow: Option<(&str, Weight)>) -> Result<(), TableError> {
-        self.update(|table| table.with_mirror(service, shadow, &self.stats))
-    }
-
-    /// Read, change, swap, retried if another change landed in between: the
-    /// control plane and a staging drill change different services at the
-    /// same moment, and neither may undo the other.
-    fn update(&self, change: impl Fn(&RouteTable) -> Result<RouteTable, TableError>) -> Result<(), TableError> {
-        let mut outcome = Ok(());
-        self.table.rcu(|current| match change(current) {
-            Ok(changed) => {
-                outcome = Ok(());
-                Arc::new(changed)
-            }
-            Err(e) => {
-                outcome = Err(e);
-                Arc::clone(current)
-            }
-        });
-        outcome
+        Ok(())
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {

@@ -7,7 +7,8 @@ use crate::health::EndpointHealth;
 use crate::stats::{Arm, Series, Stats};
 use crate::sticky::Split;
 use http::HeaderName;
-use rollgate_core::config::{Config, Limits, Service, Timeouts};
+use rollgate_core::config::{Limits, Timeouts};
+use rollgate_core::routing::{Routing, ServiceRouting};
 use rollgate_core::weight::Weight;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,14 +20,14 @@ pub enum TableError {
     BadEndpoint { service: String, endpoint: String },
     #[error("service `{service}`: sticky header `{header}` is not a valid header name")]
     BadHeader { service: String, header: String },
-    #[error("no service `{0}` in the route table")]
-    UnknownService(String),
     #[error("service `{service}` has no version `{version}`")]
     UnknownVersion { service: String, version: String },
 }
 
 /// One model server of a version. In-flight requests pick between endpoints.
 pub struct Endpoint {
+    /// The URL as configured: what identifies the endpoint across tables.
+    pub url: String,
     pub authority: http::uri::Authority,
     /// The Host header requests to it carry (made once, not per request).
     pub host: http::HeaderValue,
@@ -178,118 +179,22 @@ impl RouteTable {
         self.services.iter().find(|s| &*s.name == name)
     }
 
-    /// The table for a config: each service on its static split, or all on stable.
-    pub fn from_config(config: &Config, stats: &Stats) -> Result<RouteTable, TableError> {
-        let services =
-            config.services.iter().map(|(name, s)| service_route(name, s, stats)).collect::<Result<_, _>>()?;
-        Ok(RouteTable { services })
+    /// A table that routes nothing (every request gets 404).
+    pub fn empty() -> RouteTable {
+        RouteTable { services: Vec::new() }
     }
 
-    /// A copy of this table where `service` sends `candidate_weight` to
-    /// `candidate` and the rest to `stable` (a rollout's weights).
-    pub fn with_weights(
-        &self,
-        service: &str,
-        stable: &str,
-        candidate: &str,
-        candidate_weight: Weight,
-        stats: &Stats,
-    ) -> Result<RouteTable, TableError> {
-        let old = self.service(service).ok_or_else(|| TableError::UnknownService(service.to_string()))?;
-        let find = |v: &str| {
-            old.version_index(v)
-                .ok_or_else(|| TableError::UnknownVersion { service: service.into(), version: v.into() })
-        };
-        let (stable_idx, candidate_idx) = (find(stable)?, find(candidate)?);
-        // The candidate first, as nginx's split_clients lists the canary: its range grows from 0.
-        let weights = vec![(candidate_idx, candidate_weight), (stable_idx, candidate_weight.complement())];
-        let services = self
+    /// The table for a desired routing. Endpoints already in `previous`
+    /// (same service, version and URL) are carried over, so their health,
+    /// ejections and in-flight counts survive the swap; series outlive
+    /// tables in `stats`.
+    pub fn build(routing: &Routing, previous: &RouteTable, stats: &Stats) -> Result<RouteTable, TableError> {
+        let services = routing
             .services
             .iter()
-            .map(|s| {
-                if &*s.name != service {
-                    return s.clone_with(s.weights.clone(), None, s.mirror.clone(), stats);
-                }
-                s.clone_with(weights.clone(), Some((stable_idx, candidate_idx)), s.mirror.clone(), stats)
-            })
-            .collect();
+            .map(|(name, s)| service_route(name, s, previous.service(name), stats))
+            .collect::<Result<_, _>>()?;
         Ok(RouteTable { services })
-    }
-
-    /// A copy of this table where `service` mirrors `share` of its traffic
-    /// to `shadow` (or, with `None`, mirrors nothing).
-    pub fn with_mirror(
-        &self,
-        service: &str,
-        shadow: Option<(&str, Weight)>,
-        stats: &Stats,
-    ) -> Result<RouteTable, TableError> {
-        let old = self.service(service).ok_or_else(|| TableError::UnknownService(service.to_string()))?;
-        let mirror = match shadow {
-            Some((version, share)) => {
-                let index = old
-                    .version_index(version)
-                    .ok_or_else(|| TableError::UnknownVersion { service: service.into(), version: version.into() })?;
-                Some(MirrorRoute { version: index, share, series: stats.series(service, version, Arm::Shadow) })
-            }
-            None => None,
-        };
-        let services = self
-            .services
-            .iter()
-            .map(|s| {
-                let mirror = if &*s.name == service { mirror.clone() } else { s.mirror.clone() };
-                s.clone_with(s.weights.clone(), None, mirror, stats)
-            })
-            .collect();
-        Ok(RouteTable { services })
-    }
-}
-
-impl ServiceRoute {
-    /// The same service with other weights (and, for a rollout, its arms).
-    fn clone_with(
-        &self,
-        weights: Vec<(usize, Weight)>,
-        arms: Option<(usize, usize)>,
-        mirror: Option<MirrorRoute>,
-        stats: &Stats,
-    ) -> ServiceRoute {
-        let versions = self
-            .versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let arm = match arms {
-                    Some((stable, _)) if i == stable => Arm::Stable,
-                    Some(_) => Arm::Canary,
-                    None => v.arm,
-                };
-                VersionRoute {
-                    name: v.name.clone(),
-                    served_by: v.served_by.clone(),
-                    arm,
-                    endpoints: v.endpoints.clone(),
-                    series: if arm == v.arm { v.series.clone() } else { stats.series(&self.name, &v.name, arm) },
-                }
-            })
-            .collect();
-        ServiceRoute {
-            name: self.name.clone(),
-            host: self.host.clone(),
-            path_prefix: self.path_prefix.clone(),
-            sticky: self.sticky.clone(),
-            versions,
-            split: Split::new(&weights),
-            weights,
-            mirror,
-            connect_timeout: self.connect_timeout,
-            first_byte_timeout: self.first_byte_timeout,
-            total_timeout: self.total_timeout,
-            limits: self.limits,
-            health: self.health.clone(),
-            ejection: self.ejection,
-        }
     }
 }
 
@@ -304,6 +209,7 @@ fn endpoint(service: &str, url: &str) -> Result<Endpoint, TableError> {
         return Err(bad());
     }
     Ok(Endpoint {
+        url: url.to_string(),
         host: http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?,
         authority,
         base_path,
@@ -317,15 +223,26 @@ fn duration(hold: rollgate_core::hold::Hold) -> Duration {
     hold.duration().try_into().unwrap_or(Duration::ZERO).max(Duration::from_millis(1))
 }
 
-fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute, TableError> {
-    let stable = s.stable.get_ref();
+fn service_route(
+    name: &str,
+    s: &ServiceRouting,
+    previous: Option<&ServiceRoute>,
+    stats: &Stats,
+) -> Result<ServiceRoute, TableError> {
+    let kept = |version: &str, url: &str| {
+        let old = previous?.versions.iter().find(|v| &*v.name == version)?;
+        old.endpoints.iter().find(|e| e.url == url).cloned()
+    };
     let versions: Vec<VersionRoute> = s
         .versions
         .iter()
         .map(|(version, v)| {
-            let endpoints =
-                v.endpoints.iter().map(|e| endpoint(name, e.get_ref()).map(Arc::new)).collect::<Result<_, _>>()?;
-            let arm = if version == stable { Arm::Stable } else { Arm::Canary };
+            let endpoints = v
+                .endpoints
+                .iter()
+                .map(|url| kept(version, url).map_or_else(|| endpoint(name, url).map(Arc::new), Ok))
+                .collect::<Result<_, _>>()?;
+            let arm = if *version == s.stable { Arm::Stable } else { Arm::Canary };
             Ok(VersionRoute {
                 name: version.as_str().into(),
                 served_by: http::HeaderValue::from_str(version).ok(),
@@ -335,11 +252,14 @@ fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute,
             })
         })
         .collect::<Result<_, TableError>>()?;
-    let index = |v: &str| versions.iter().position(|r| &*r.name == v);
-    let weights: Vec<(usize, Weight)> = match &s.split {
-        Some(split) => split.get_ref().iter().filter_map(|(v, w)| index(v).map(|i| (i, *w))).collect(),
-        None => index(stable).map(|i| vec![(i, Weight::FULL)]).unwrap_or_default(),
+    let index = |v: &str| {
+        versions
+            .iter()
+            .position(|r| &*r.name == v)
+            .ok_or_else(|| TableError::UnknownVersion { service: name.into(), version: v.into() })
     };
+    let weights: Vec<(usize, Weight)> =
+        s.split.iter().map(|(v, w)| index(v).map(|i| (i, *w))).collect::<Result<_, _>>()?;
     let sticky = match &s.sticky {
         Some(rollgate_core::config::Sticky { header: Some(h), .. }) => Some(StickyKey::Header(
             HeaderName::try_from(h.as_str())
@@ -348,19 +268,19 @@ fn service_route(name: &str, s: &Service, stats: &Stats) -> Result<ServiceRoute,
         Some(rollgate_core::config::Sticky { cookie: Some(c), .. }) => Some(StickyKey::Cookie(c.clone())),
         _ => None,
     };
-    let mirror = s.mirror.as_ref().and_then(|m| {
-        let version = m.version.get_ref();
-        index(version).map(|i| MirrorRoute {
-            version: i,
-            share: m.percent,
+    let mirror = match &s.mirror {
+        Some((version, share)) => Some(MirrorRoute {
+            version: index(version)?,
+            share: *share,
             series: stats.series(name, version, Arm::Shadow),
-        })
-    });
+        }),
+        None => None,
+    };
     let Timeouts { connect, first_byte, total } = s.timeouts;
     Ok(ServiceRoute {
         name: name.into(),
-        host: s.route.host.clone(),
-        path_prefix: s.route.path_prefix.clone(),
+        host: s.host.clone(),
+        path_prefix: s.path_prefix.clone(),
         sticky,
         versions,
         split: Split::new(&weights),

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::routing::any;
 use bytes::Bytes;
 use rollgate_core::config::Config;
+use rollgate_core::routing::{Role, RoutedVersion, Routing, RoutingInputs, desired};
 use rollgate_core::weight::Weight;
 use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits, MirrorPair};
 use rollgate_gateway::stats::Stats;
@@ -85,9 +86,25 @@ async fn gateway(config: &Config) -> RunningGateway {
     gateway_with(config, Arc::new(DiscardPairs), MirrorLimits::default()).await
 }
 
+/// The routing of `config` alone: no rollouts, no registered versions.
+fn routing_of(config: &Config) -> Routing {
+    desired(&RoutingInputs { config, registered: &[], rollouts: &[], staging: &[], now: rollgate_core::Timestamp::UNIX_EPOCH })
+}
+
+/// `config`'s routing with service `scorer` as a rollout at `percent` would route it.
+fn canary_at(config: &Config, percent: f64) -> Routing {
+    let mut routing = routing_of(config);
+    let scorer = routing.services.get_mut("scorer").unwrap();
+    let endpoints = config.services["scorer"].versions["v2"].endpoints.iter().map(|e| e.get_ref().clone()).collect();
+    scorer.versions.insert("v2".into(), RoutedVersion { endpoints, role: Role::Candidate });
+    let weight = Weight::from_percent(percent).unwrap();
+    scorer.split = vec![("v2".into(), weight), ("v1".into(), weight.complement())];
+    routing
+}
+
 async fn gateway_with(config: &Config, hook: Arc<dyn ComparisonHook>, limits: MirrorLimits) -> RunningGateway {
     let stats = Arc::new(Stats::default());
-    let table = RouteTable::from_config(config, &stats).unwrap();
+    let table = RouteTable::build(&routing_of(config), &RouteTable::empty(), &stats).unwrap();
     let gateway = Arc::new(Gateway::new(table, stats, Duration::from_secs(2), hook, limits));
     serve(gateway, "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
@@ -133,14 +150,8 @@ async fn users_stay_on_their_version_and_canary_users_stay_when_it_grows() {
     let g = gateway(&config(&v1, &v2, None, "")).await;
     let client = reqwest::Client::new();
     let users: Vec<String> = (0..1500).map(|i| format!("user-{i}")).collect();
-    let at = |percent: f64| {
-        let table = g
-            .gateway
-            .table()
-            .with_weights("scorer", "v1", "v2", Weight::from_percent(percent).unwrap(), &g.gateway.stats)
-            .unwrap();
-        g.gateway.swap(table);
-    };
+    let config = config(&v1, &v2, None, "");
+    let at = |percent: f64| g.gateway.apply(&canary_at(&config, percent)).unwrap();
     at(5.0);
     let mut on_canary_at_5 = HashSet::new();
     for user in &users {
@@ -255,13 +266,9 @@ where
 #[tokio::test]
 async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_ones() {
     let (v1, v2) = (model("v1").await, model("v2").await);
-    let g = gateway(&config(&v1, &v2, None, "")).await;
-    let half = g
-        .gateway
-        .table()
-        .with_weights("scorer", "v1", "v2", Weight::from_percent(50.0).unwrap(), &g.gateway.stats)
-        .unwrap();
-    g.gateway.swap(half);
+    let config = config(&v1, &v2, None, "");
+    let g = gateway(&config).await;
+    g.gateway.apply(&canary_at(&config, 50.0)).unwrap();
     let client = reqwest::Client::new();
     let base = url(&g, "/v1/score");
     let (swapped_tx, swapped) = tokio::sync::watch::channel(false);
@@ -289,8 +296,7 @@ async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_one
     }
     // Swap while the load is running: after some requests, well before the last.
     assert!(wait_until(|| async { done.load(std::sync::atomic::Ordering::Relaxed) >= 100 }).await);
-    let rollback = g.gateway.table().with_weights("scorer", "v1", "v2", Weight::ZERO, &g.gateway.stats).unwrap();
-    g.gateway.swap(rollback);
+    g.gateway.apply(&canary_at(&config, 0.0)).unwrap();
     swapped_tx.send(true).unwrap();
     let mut total = 0;
     for worker in workers {
@@ -578,42 +584,30 @@ async fn a_client_that_gives_up_releases_the_endpoint() {
 }
 
 #[tokio::test]
-async fn changes_to_different_services_at_once_never_undo_each_other() {
-    let service = |name: &str| {
-        format!(
-            "[services.{name}]\nroute = {{ path_prefix = \"/{name}\" }}\nprotocol = \"json\"\nstable = \"v1\"\n\
-             [services.{name}.versions.v1]\nendpoints = [\"http://127.0.0.1:9\"]\nartifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\nowner = \"o\"\n\
-             [services.{name}.versions.v2]\nendpoints = [\"http://127.0.0.1:9\"]\nartifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\nowner = \"o\"\n",
-            "a".repeat(64),
-            "a".repeat(64)
-        )
+async fn a_new_table_keeps_the_health_of_endpoints_it_still_has() {
+    let (good, sick) = (model_with_probe("good", 200).await, model_with_probe("sick", 503).await);
+    let extra = "health = { path = \"/healthz\", interval = \"50ms\", timeout = \"1s\", unhealthy_after = 2, healthy_after = 5 }\n";
+    let config = config(&two(&good, &sick), &good, None, extra);
+    let g = gateway(&config).await;
+    let sick_is_out = || {
+        let table = g.gateway.table();
+        let v1 = &table.service("scorer").unwrap().versions[0];
+        v1.endpoints.iter().any(|e| !e.health.probed_healthy())
     };
-    let config = Config::parse("two.toml", &(service("a") + &service("b"))).unwrap();
-    let stats = Arc::new(Stats::default());
-    let table = RouteTable::from_config(&config, &stats).unwrap();
-    let gateway =
-        Arc::new(Gateway::new(table, stats, Duration::from_secs(1), Arc::new(DiscardPairs), MirrorLimits::default()));
-    // Two writers (the control plane and a staging drill, say), each checking
-    // after every change of its own service that the change is there.
-    let writers: Vec<_> = ["a", "b"]
-        .into_iter()
-        .map(|name| {
-            let gateway = gateway.clone();
-            std::thread::spawn(move || {
-                for i in 0..2_000u16 {
-                    let share = Weight::from_basis_points(1 + i % 5_000).unwrap();
-                    gateway.set_mirror(name, Some(("v2", share))).unwrap();
-                    let seen = gateway.table().service(name).unwrap().mirror.as_ref().map(|m| m.share);
-                    assert_eq!(seen, Some(share), "service {name}, change {i} was undone");
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().unwrap();
-    }
-    assert!(gateway.set_mirror("c", None).is_err(), "an unknown service is refused, and the table stays");
-    assert!(gateway.table().service("a").unwrap().mirror.is_some());
+    assert!(wait_until(|| async { sick_is_out() }).await, "the sick endpoint was never marked unhealthy");
+    // A change of weights builds a new table; the sick endpoint must not
+    // come back healthy (it would need five good probes in a row).
+    g.gateway.apply(&canary_at(&config, 10.0)).unwrap();
+    assert!(sick_is_out(), "the new table forgot the endpoint's health");
+    let table = g.gateway.table();
+    let scorer = table.service("scorer").unwrap();
+    assert_eq!(scorer.versions.iter().map(|v| &*v.name).collect::<Vec<_>>(), ["v1", "v2"]);
+    // And a routing that names a version it gives no endpoints is refused, the table kept.
+    let mut broken = canary_at(&config, 20.0);
+    broken.services.get_mut("scorer").unwrap().split.push(("v9".into(), Weight::ZERO));
+    assert!(g.gateway.apply(&broken).is_err());
+    assert_eq!(g.gateway.table().service("scorer").unwrap().versions.len(), 2);
+    g.shutdown().await;
 }
 
 /// A model server answering with its name that counts the connections it accepts.
