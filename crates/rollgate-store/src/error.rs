@@ -6,6 +6,10 @@ pub enum StoreError {
         "stream {stream} moved on: expected to write event {expected} after {head_seq}; another writer appended first — reload the rollout and try again"
     )]
     Conflict { stream: String, expected: u64, head_seq: u64 },
+    #[error(
+        "service `{service}` already has an active rollout, `{rollout}`: one rollout per service at a time; let it finish, or end it with `rollgate rollout abort {rollout} --reason …` (or roll it back)"
+    )]
+    ServiceBusy { service: String, rollout: String },
     #[error("events to append must be one stream's, numbered one after another, each chained to the one before")]
     MalformedBatch,
     #[error("cannot create the data directory {path}: {source}")]

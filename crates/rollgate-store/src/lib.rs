@@ -16,7 +16,7 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
-pub use records::{Delivery, DeliveryStore, TokenRecord, TokenStore};
+pub use records::{Delivery, DeliveryStore, JudgeRecord, JudgeStore, TokenRecord, TokenStore};
 pub use rollouts::{
     EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending, carry_out_pending_in,
 };
@@ -25,12 +25,36 @@ pub use sqlite::{DATABASE_FILE, SqliteStore};
 use rollgate_core::event::RecordedEvent;
 use std::future::Future;
 
+/// What an append does to a service's one active rollout, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActiveRollout {
+    /// The rollout starts: the service must have no active rollout.
+    Take { service: String, rollout: String },
+    /// The rollout ends: the service is free again.
+    Release { service: String, rollout: String },
+}
+
 /// The operations every store offers; both implementations pass the same suite.
 pub trait EventStore: Send + Sync {
     /// Appends `events`, which must continue their stream: the first one's
     /// `seq` is one past the stored head and its `prev_hash` is the head's
     /// hash. Otherwise nothing is written and the result is `Conflict`.
-    fn append(&self, events: &[RecordedEvent]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn append(&self, events: &[RecordedEvent]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.append_marking(events, None)
+    }
+
+    /// [`EventStore::append`], taking or releasing a service's active rollout
+    /// in the same transaction: a take when the service already has one
+    /// writes nothing and is `ServiceBusy`.
+    fn append_marking(
+        &self,
+        events: &[RecordedEvent],
+        active: Option<&ActiveRollout>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every stream with the `seq` of its last event, in name order: what a
+    /// reader compares to see which streams moved on.
+    fn heads(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
 
     /// A stream's events in order; empty for an unknown stream.
     fn read(&self, stream: &str) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
@@ -63,7 +87,7 @@ const CONFLICT_RETRIES: usize = 8;
 pub(crate) async fn append_deciding<S, T, E>(
     store: &S,
     stream: &str,
-    mut decide: impl FnMut(&[RecordedEvent]) -> Result<(RecordedEvent, T), E>,
+    mut decide: impl FnMut(&[RecordedEvent]) -> Result<(RecordedEvent, Option<ActiveRollout>, T), E>,
 ) -> Result<T, E>
 where
     S: EventStore,
@@ -71,8 +95,8 @@ where
 {
     for attempt in 1..=CONFLICT_RETRIES {
         let events = store.read(stream).await?;
-        let (event, decided) = decide(&events)?;
-        match store.append(std::slice::from_ref(&event)).await {
+        let (event, active, decided) = decide(&events)?;
+        match store.append_marking(std::slice::from_ref(&event), active.as_ref()).await {
             Ok(()) => return Ok(decided),
             Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => continue,
             Err(e) => return Err(e.into()),
@@ -87,7 +111,7 @@ where
 pub async fn append_record<S: EventStore>(store: &S, stream: &str, body: String) -> Result<RecordedEvent, StoreError> {
     append_deciding(store, stream, |events| {
         let event = RecordedEvent::next_text(stream, events.last(), body.clone());
-        Ok((event.clone(), event))
+        Ok((event.clone(), None, event))
     })
     .await
 }
@@ -121,8 +145,11 @@ macro_rules! delegate {
 }
 
 impl EventStore for AnyStore {
-    async fn append(&self, events: &[RecordedEvent]) -> Result<(), StoreError> {
-        delegate!(self, s => s.append(events))
+    async fn append_marking(&self, events: &[RecordedEvent], active: Option<&ActiveRollout>) -> Result<(), StoreError> {
+        delegate!(self, s => s.append_marking(events, active))
+    }
+    async fn heads(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        delegate!(self, s => s.heads())
     }
     async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         delegate!(self, s => s.read(stream))
@@ -150,6 +177,15 @@ impl TokenStore for AnyStore {
     }
     async fn revoke_token(&self, id: &str, at: &str) -> Result<bool, StoreError> {
         delegate!(self, s => s.revoke_token(id, at))
+    }
+}
+
+impl JudgeStore for AnyStore {
+    async fn save_judge(&self, judge: &JudgeRecord) -> Result<(), StoreError> {
+        delegate!(self, s => s.save_judge(judge))
+    }
+    async fn judge(&self, rollout: &str) -> Result<Option<JudgeRecord>, StoreError> {
+        delegate!(self, s => s.judge(rollout))
     }
 }
 

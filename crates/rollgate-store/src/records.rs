@@ -51,6 +51,26 @@ pub trait DeliveryStore: Send + Sync {
     fn deliveries_for(&self, rollout: &str) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 }
 
+/// A judged rollout's judge as last stored: its state (JSON, to continue the
+/// same sequential test after a restart) and its latest report (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgeRecord {
+    pub rollout: String,
+    pub state: String,
+    pub report: String,
+    pub updated_ms: i64,
+}
+
+pub trait JudgeStore: Send + Sync {
+    /// Stores a rollout's judge, replacing what was stored before.
+    fn save_judge(&self, judge: &JudgeRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn judge(&self, rollout: &str) -> impl Future<Output = Result<Option<JudgeRecord>, StoreError>> + Send;
+}
+
+pub(crate) const SAVE_JUDGE: &str = "INSERT INTO judges (rollout, state, report, updated_ms) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms";
+pub(crate) const JUDGE: &str = "SELECT rollout, state, report, updated_ms FROM judges WHERE rollout = $1";
+
 pub(crate) const INSERT_TOKEN: &str =
     "INSERT INTO tokens (id, name, roles, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)";
 pub(crate) const TOKEN_COLUMNS: &str = "SELECT id, name, roles, hash, created_at, revoked_at FROM tokens";
@@ -111,6 +131,30 @@ macro_rules! impl_record_stores {
             async fn revoke_token(&self, id: &str, at: &str) -> Result<bool, $crate::StoreError> {
                 let done = sqlx::query($crate::records::REVOKE_TOKEN).bind(id).bind(at).execute(&self.pool).await?;
                 Ok(done.rows_affected() == 1)
+            }
+        }
+
+        impl $crate::records::JudgeStore for $store {
+            async fn save_judge(&self, j: &$crate::records::JudgeRecord) -> Result<(), $crate::StoreError> {
+                sqlx::query($crate::records::SAVE_JUDGE)
+                    .bind(&j.rollout)
+                    .bind(&j.state)
+                    .bind(&j.report)
+                    .bind(j.updated_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn judge(&self, rollout: &str) -> Result<Option<$crate::records::JudgeRecord>, $crate::StoreError> {
+                let row: Option<(String, String, String, i64)> =
+                    sqlx::query_as($crate::records::JUDGE).bind(rollout).fetch_optional(&self.pool).await?;
+                Ok(row.map(|(rollout, state, report, updated_ms)| $crate::records::JudgeRecord {
+                    rollout,
+                    state,
+                    report,
+                    updated_ms,
+                }))
             }
         }
 

@@ -8,7 +8,7 @@
 //! sink at least once, under a key that is the same every time
 //! (stream/seq/index), so sinks drop repeats.
 
-use crate::{EventStore, StoreError, append_deciding};
+use crate::{ActiveRollout, EventStore, StoreError, append_deciding};
 use rollgate_core::Timestamp;
 use rollgate_core::event::{EventBody, RecordedEvent, ReplayError, replay};
 use rollgate_core::rollout::{Command, Effect, Rejection, Rollout, step};
@@ -82,6 +82,14 @@ impl<S: EventStore> Rollouts<S> {
         replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })
     }
 
+    /// The rollout's state and the `seq` of the last event it was rebuilt from.
+    pub async fn load_with_seq(&self, id: &str) -> Result<Option<(u64, Rollout)>, SubmitError> {
+        let events = self.store.read(id).await?;
+        let seq = events.last().map_or(0, |e| e.seq);
+        let state = replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
+        Ok(state.map(|s| (seq, s)))
+    }
+
     /// Decides `command` at `now` against the latest log and appends its event.
     // A refusal carries every gate and why; it is returned once per refused
     // command, so its size costs nothing that matters.
@@ -90,10 +98,11 @@ impl<S: EventStore> Rollouts<S> {
         append_deciding(&self.store, id, |events| {
             let state = replay(events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
             let transition = step(state.as_ref(), command, now)?;
+            let active = active_change(state.as_ref(), &transition.state);
             let body = EventBody { at: now, command: command.clone(), effects: transition.effects.clone() };
             let event = RecordedEvent::next(id, events.last(), &body);
             let submitted = Submitted { state: transition.state, event: event.clone(), effects: transition.effects };
-            Ok((event, submitted))
+            Ok((event, active, submitted))
         })
         .await
     }
@@ -119,6 +128,16 @@ impl<S: EventStore> Rollouts<S> {
             out.push(Pending { stream: stream.to_string(), seq: event.seq, effects: body.effects });
         }
         Ok(out)
+    }
+}
+
+/// A rollout that starts takes its service's one active slot; one that ends gives it back.
+fn active_change(before: Option<&Rollout>, after: &Rollout) -> Option<ActiveRollout> {
+    let (service, rollout) = (after.service.clone(), after.id.clone());
+    match before {
+        None => Some(ActiveRollout::Take { service, rollout }),
+        Some(b) if !b.is_terminal() && after.is_terminal() => Some(ActiveRollout::Release { service, rollout }),
+        Some(_) => None,
     }
 }
 

@@ -6,6 +6,10 @@ pub(crate) const HEAD: &str = "SELECT seq, hash FROM events WHERE stream = $1 OR
 pub(crate) const INSERT: &str = "INSERT INTO events (stream, seq, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const READ: &str = "SELECT stream, seq, prev_hash, hash, body FROM events WHERE stream = $1 ORDER BY seq";
 pub(crate) const STREAMS: &str = "SELECT DISTINCT stream FROM events ORDER BY stream";
+pub(crate) const HEADS: &str = "SELECT stream, MAX(seq) FROM events GROUP BY stream ORDER BY stream";
+pub(crate) const TAKE_ACTIVE: &str = "INSERT INTO active_rollouts (service, rollout) VALUES ($1, $2)";
+pub(crate) const RELEASE_ACTIVE: &str = "DELETE FROM active_rollouts WHERE service = $1 AND rollout = $2";
+pub(crate) const ACTIVE_OF: &str = "SELECT rollout FROM active_rollouts WHERE service = $1";
 pub(crate) const EFFECTS_DONE: &str = "SELECT done_through FROM effect_progress WHERE stream = $1";
 // Progress only moves forward, even if two processes finish effects out of order.
 pub(crate) const MARK_EFFECTS_DONE: &str = "INSERT INTO effect_progress (stream, done_through) VALUES ($1, $2) \
@@ -34,6 +38,27 @@ pub(crate) fn conflict_or(err: sqlx::Error, first: &RecordedEvent) -> StoreError
     }
 }
 
+/// Turns a duplicate-key error on taking a service's active rollout into
+/// `ServiceBusy`, naming the rollout that holds it.
+pub(crate) async fn busy_or<DB: sqlx::Database>(err: sqlx::Error, service: &str, pool: &sqlx::Pool<DB>) -> StoreError
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    String: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let holder: Result<Option<(String,)>, sqlx::Error> =
+                sqlx::query_as(ACTIVE_OF).bind(service).fetch_optional(pool).await;
+            let rollout = holder.ok().flatten().map_or_else(|| "unknown".into(), |(r,)| r);
+            StoreError::ServiceBusy { service: service.to_string(), rollout }
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
 pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -47,13 +72,30 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 macro_rules! impl_event_store {
     ($store:ty, $begin:literal) => {
         impl $crate::EventStore for $store {
-            async fn append(&self, events: &[rollgate_core::event::RecordedEvent]) -> Result<(), $crate::StoreError> {
+            async fn append_marking(
+                &self,
+                events: &[rollgate_core::event::RecordedEvent],
+                active: Option<&$crate::ActiveRollout>,
+            ) -> Result<(), $crate::StoreError> {
                 use $crate::sql;
                 let Some(first) = events.first() else {
                     return Ok(());
                 };
                 sql::check_batch(events)?;
                 let mut tx = self.pool.begin_with($begin).await?;
+                match active {
+                    Some($crate::ActiveRollout::Take { service, rollout }) => {
+                        let taken = sqlx::query(sql::TAKE_ACTIVE).bind(service).bind(rollout).execute(&mut *tx).await;
+                        if let Err(err) = taken {
+                            drop(tx);
+                            return Err(sql::busy_or(err, service, &self.pool).await);
+                        }
+                    }
+                    Some($crate::ActiveRollout::Release { service, rollout }) => {
+                        sqlx::query(sql::RELEASE_ACTIVE).bind(service).bind(rollout).execute(&mut *tx).await?;
+                    }
+                    None => {}
+                }
                 let head: Option<(i64, String)> =
                     sqlx::query_as(sql::HEAD).bind(&first.stream).fetch_optional(&mut *tx).await?;
                 let (head_seq, head_hash) =
@@ -92,6 +134,11 @@ macro_rules! impl_event_store {
                         body,
                     })
                     .collect())
+            }
+
+            async fn heads(&self) -> Result<Vec<(String, u64)>, $crate::StoreError> {
+                let rows: Vec<(String, i64)> = sqlx::query_as($crate::sql::HEADS).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|(s, seq)| (s, $crate::sql::to_u64(seq))).collect())
             }
 
             async fn streams(&self) -> Result<Vec<String>, $crate::StoreError> {

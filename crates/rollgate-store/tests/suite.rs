@@ -8,8 +8,8 @@ use rollgate_core::plan::Plan;
 use rollgate_core::roles::{Actor, Role};
 use rollgate_core::rollout::{Command, Effect, Input};
 use rollgate_store::{
-    Delivery, DeliveryStore, EffectKey, EffectSink, EventStore, PgStore, Rollouts, SqliteStore, StoreError,
-    TokenRecord, TokenStore, carry_out_pending,
+    Delivery, DeliveryStore, EffectKey, EffectSink, EventStore, JudgeRecord, JudgeStore, PgStore, Rollouts,
+    SqliteStore, StoreError, SubmitError, TokenRecord, TokenStore, carry_out_pending,
 };
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,10 @@ fn start_command(id: &str) -> Command {
             skip_shadow: true,
         },
     )
+}
+
+fn abort() -> Command {
+    Command::new(Actor::new("alice", [Role::Deployer]), Input::Abort { reason: "test".into() })
 }
 
 fn evidence(gate: &str) -> Command {
@@ -144,6 +148,67 @@ async fn pending_effects_are_carried_out_once_and_marked<S: EventStore>(store: S
     assert_eq!(carry_out_pending(&rollouts, &sink).await.unwrap(), 0, "nothing is carried out twice");
     let keys: Vec<String> = sink.0.lock().unwrap().iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(keys[0], "r1/1/0");
+}
+
+fn busy_with(result: Result<rollgate_store::Submitted, SubmitError>) -> Option<String> {
+    match result {
+        Err(SubmitError::Store(StoreError::ServiceBusy { service, rollout })) => {
+            assert_eq!(service, "fraud");
+            Some(rollout)
+        }
+        _ => None,
+    }
+}
+
+async fn a_service_has_one_active_rollout_at_a_time<S: EventStore>(store: S) {
+    let rollouts = Rollouts::new(store);
+    rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
+    let second = rollouts.submit("r2", &start_command("r2"), at(THURSDAY)).await;
+    assert_eq!(busy_with(second).as_deref(), Some("r1"), "the refusal names the active rollout");
+    assert!(rollouts.store().read("r2").await.unwrap().is_empty(), "the refused start wrote nothing");
+    rollouts.submit("r1", &abort(), at(THURSDAY)).await.unwrap();
+    rollouts.submit("r2", &start_command("r2"), at(THURSDAY)).await.expect("free once r1 has ended");
+}
+
+async fn of_racing_starts_exactly_one_wins<S: EventStore + 'static>(store: S) {
+    let rollouts = Arc::new(Rollouts::new(store));
+    for pair in 0..20 {
+        let ids = [format!("a{pair}"), format!("b{pair}")];
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (rollouts, id) = (rollouts.clone(), id.clone());
+                tokio::spawn(async move { rollouts.submit(&id, &start_command(&id), at(THURSDAY)).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (task, id) in tasks.into_iter().zip(&ids) {
+            match task.await.unwrap() {
+                Ok(_) => winners.push(id.clone()),
+                Err(e) => assert!(busy_with(Err(e)).is_some(), "a loser is refused as busy"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "pair {pair}: {winners:?}");
+        rollouts.submit(&winners[0], &abort(), at(THURSDAY)).await.unwrap();
+    }
+}
+
+async fn heads_name_each_streams_last_event<S: EventStore>(store: S) {
+    let rollouts = Rollouts::new(store);
+    rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
+    rollouts.submit("r1", &evidence("validation.bias"), at(THURSDAY)).await.unwrap();
+    rollouts.submit("r1", &abort(), at(THURSDAY)).await.unwrap();
+    rollouts.submit("r0", &start_command("r0"), at(THURSDAY)).await.unwrap();
+    assert_eq!(rollouts.store().heads().await.unwrap(), [("r0".to_string(), 1), ("r1".to_string(), 3)]);
+}
+
+async fn judges_are_stored_and_replaced<S: JudgeStore>(store: S) {
+    assert_eq!(store.judge("r1").await.unwrap(), None);
+    let first = JudgeRecord { rollout: "r1".into(), state: "{}".into(), report: "{\"a\":1}".into(), updated_ms: 5 };
+    store.save_judge(&first).await.unwrap();
+    let second = JudgeRecord { report: "{\"a\":2}".into(), updated_ms: 6, ..first.clone() };
+    store.save_judge(&second).await.unwrap();
+    assert_eq!(store.judge("r1").await.unwrap(), Some(second));
 }
 
 async fn tokens_are_kept_as_hashes_and_revoked_once<S: TokenStore>(store: S) {
@@ -260,6 +325,10 @@ suite!(
     pending_effects_are_carried_out_once_and_marked,
     tokens_are_kept_as_hashes_and_revoked_once,
     deliveries_queue_once_and_come_due_in_order,
+    a_service_has_one_active_rollout_at_a_time,
+    of_racing_starts_exactly_one_wins,
+    heads_name_each_streams_last_event,
+    judges_are_stored_and_replaced,
 );
 
 #[tokio::test]
