@@ -88,7 +88,13 @@ async fn gateway(config: &Config) -> RunningGateway {
 
 /// The routing of `config` alone: no rollouts, no registered versions.
 fn routing_of(config: &Config) -> Routing {
-    desired(&RoutingInputs { config, registered: &[], rollouts: &[], staging: &[], now: rollgate_core::Timestamp::UNIX_EPOCH })
+    desired(&RoutingInputs {
+        config,
+        registered: &[],
+        rollouts: &[],
+        staging: &[],
+        now: rollgate_core::Timestamp::UNIX_EPOCH,
+    })
 }
 
 /// `config`'s routing with service `scorer` as a rollout at `percent` would route it.

@@ -5,6 +5,7 @@
 
 use crate::judge::TriggerReport;
 use rollgate_core::plan::ExternalMetric;
+use serde::{Deserialize, Serialize};
 
 /// One external metric as the judge applies it.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +50,7 @@ impl ExternalRule {
 
 /// What one query round returned. `Err` holds why there is no value
 /// (the query failed, or returned no series).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExternalReading {
     pub name: String,
     pub at_ms: u64,
@@ -68,6 +69,20 @@ impl ExternalState {
     pub fn new(rules: Vec<ExternalRule>) -> ExternalState {
         let latest = vec![None; rules.len()];
         ExternalState { rules, latest }
+    }
+
+    /// The latest reading of each rule, in rule order.
+    pub fn latest(&self) -> &[Option<ExternalReading>] {
+        &self.latest
+    }
+
+    /// Puts back stored readings (one per rule, in rule order).
+    pub fn restore(&mut self, latest: Vec<Option<ExternalReading>>) -> Result<(), String> {
+        if latest.len() != self.rules.len() {
+            return Err(format!("{} stored external readings for {} rules", latest.len(), self.rules.len()));
+        }
+        self.latest = latest;
+        Ok(())
     }
 
     pub fn observe(&mut self, readings: &[ExternalReading]) {

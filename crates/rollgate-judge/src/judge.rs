@@ -10,9 +10,9 @@
 use crate::config::JudgeConfig;
 use crate::dirichlet::{CONCENTRATION, log_bayes_factor};
 use crate::external::{ExternalReading, ExternalRule, ExternalState};
-use crate::latency::LatencyTrigger;
-use crate::ratio::{ConfidenceSequence, RATE_MULTIPLIERS, RatioTest, WeightCell};
-use serde::Serialize;
+use crate::latency::{LatencyState, LatencyTrigger};
+use crate::ratio::{ConfidenceSequence, RATE_MULTIPLIERS, RatioState, RatioTest, WeightCell};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// One arm's measurements over one tick.
@@ -49,7 +49,7 @@ pub struct Tick<'a> {
 }
 
 /// The judge's word.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Healthy,
@@ -103,6 +103,25 @@ pub struct Report {
     pub triggers: Vec<TriggerReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// What a judge has learnt; see [`Judge::snapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeState {
+    errors: RatioState,
+    quality: RatioState,
+    complaints: RatioState,
+    latency: LatencyState,
+    saturation: Vec<(u64, u64, u64)>,
+    external: Vec<Option<ExternalReading>>,
+    last_weight: f64,
+    warm_until_ms: u64,
+    now_ms: u64,
+    next_restart_ms: u64,
+    canary_requests: u64,
+    baseline_requests: u64,
+    health_failures: Vec<u32>,
+    verdict: Verdict,
 }
 
 /// An event-count trigger: errors, bad outputs or complaints.
@@ -440,6 +459,53 @@ impl Judge {
             triggers,
             warnings: self.external.warnings(),
         }
+    }
+
+    /// Everything the judge has learnt, to store and continue from with
+    /// [`Judge::restore`] (after a restart, or on another replica).
+    pub fn snapshot(&self) -> JudgeState {
+        JudgeState {
+            errors: self.errors.test.state(),
+            quality: self.quality.test.state(),
+            complaints: self.complaints.test.state(),
+            latency: self.latency.state(),
+            saturation: self.saturation.recent.iter().copied().collect(),
+            external: self.external.latest().to_vec(),
+            last_weight: self.last_weight,
+            warm_until_ms: self.warm_until_ms,
+            now_ms: self.now_ms,
+            next_restart_ms: self.next_restart_ms,
+            canary_requests: self.canary_requests,
+            baseline_requests: self.baseline_requests,
+            health_failures: self.health_failures.clone(),
+            verdict: self.verdict.clone(),
+        }
+    }
+
+    /// A judge with `config` that continues from a snapshot: the same
+    /// e-processes, counts and baselines, so the same test goes on.
+    pub fn restore(config: JudgeConfig, state: JudgeState) -> Result<Judge, String> {
+        let mut judge = Judge::new(config);
+        judge.errors.test.restore(state.errors)?;
+        judge.quality.test.restore(state.quality)?;
+        judge.complaints.test.restore(state.complaints)?;
+        judge.latency.restore(state.latency)?;
+        judge.external.restore(state.external)?;
+        judge.saturation.recent = state.saturation.into_iter().collect();
+        judge.last_weight = state.last_weight;
+        judge.warm_until_ms = state.warm_until_ms;
+        judge.now_ms = state.now_ms;
+        judge.next_restart_ms = state.next_restart_ms;
+        judge.canary_requests = state.canary_requests;
+        judge.baseline_requests = state.baseline_requests;
+        judge.health_failures = state.health_failures;
+        judge.verdict = state.verdict;
+        Ok(judge)
+    }
+
+    /// The moment (on the judge's clock) of its last tick.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// The external metrics to query now, if any are due.

@@ -12,8 +12,9 @@
 use crate::config::JudgeConfig;
 use crate::judge::{ArmTick, TriggerReport, sequential_report};
 use crate::quantile::{QuantileBounds, quantile_bounds};
-use crate::ratio::{EXCEEDANCE_MULTIPLIERS, RatioTest, thinned_weight};
+use crate::ratio::{EXCEEDANCE_MULTIPLIERS, RatioState, RatioTest, thinned_weight};
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// How often the reference quantile c is re-estimated, and over how many such periods.
@@ -111,6 +112,31 @@ impl LatencyTrigger {
         self.test.restart();
     }
 
+    pub fn state(&self) -> LatencyState {
+        LatencyState {
+            test: self.test.state(),
+            reference_us: self.reference_us,
+            period: recorded(&self.period),
+            period_started_ms: self.period_started_ms,
+            periods: self.periods.iter().copied().collect(),
+            step_weight: self.step_weight,
+            step_canary: recorded(&self.step_canary),
+            step_baseline: recorded(&self.step_baseline),
+        }
+    }
+
+    pub fn restore(&mut self, state: LatencyState) -> Result<(), String> {
+        self.test.restore(state.test)?;
+        self.reference_us = state.reference_us;
+        self.period = histogram_of(&state.period);
+        self.period_started_ms = state.period_started_ms;
+        self.periods = state.periods.into_iter().collect();
+        self.step_weight = state.step_weight;
+        self.step_canary = histogram_of(&state.step_canary);
+        self.step_baseline = histogram_of(&state.step_baseline);
+        Ok(())
+    }
+
     pub fn fired(&self, min_events: u64) -> bool {
         self.test.rejects(self.alpha, min_events)
     }
@@ -171,6 +197,32 @@ fn describe(b: QuantileBounds) -> String {
 pub(crate) fn sampled_share(arm: &ArmTick<'_>) -> f64 {
     let sampled = arm.latencies_us.len() as u64;
     if arm.latency_population > sampled { sampled as f64 / arm.latency_population as f64 } else { 1.0 }
+}
+
+/// The latency trigger's learnt state, histograms as (value, count) pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyState {
+    test: RatioState,
+    reference_us: Option<f64>,
+    period: Vec<(u64, u32)>,
+    period_started_ms: Option<u64>,
+    periods: Vec<(f64, u64)>,
+    step_weight: f64,
+    step_canary: Vec<(u64, u32)>,
+    step_baseline: Vec<(u64, u32)>,
+}
+
+/// Each recorded bucket of `h` (its highest equivalent value) with its count.
+fn recorded(h: &Histogram<u32>) -> Vec<(u64, u32)> {
+    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+}
+
+fn histogram_of(buckets: &[(u64, u32)]) -> Histogram<u32> {
+    let mut h = histogram();
+    for &(value, count) in buckets {
+        let _ = h.record_n(value.clamp(1, 600_000_000), count);
+    }
+    h
 }
 
 fn record_all(into: &mut Histogram<u32>, latencies_us: &[u32]) {

@@ -18,5 +18,5 @@ pub mod quantile;
 pub mod ratio;
 
 pub use config::JudgeConfig;
-pub use judge::{ArmTick, Judge, Report, Tick, TriggerReport, Verdict};
+pub use judge::{ArmTick, Judge, JudgeState, Report, Tick, TriggerReport, Verdict};
 pub mod sim;

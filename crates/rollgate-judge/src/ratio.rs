@@ -12,7 +12,7 @@
 //! Events are batched per weight: the likelihood ratio of a batch depends
 //! only on the counts, so the state is a few counts per traffic step.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Alternatives for ratio triggers, as multiples of the limit ρ0.
 pub const RATE_MULTIPLIERS: [f64; 6] = [1.25, 1.5, 2.0, 3.0, 5.0, 10.0];
@@ -35,7 +35,7 @@ pub fn thinned_weight(weight: f64, f_canary: f64, f_baseline: f64) -> f64 {
 }
 
 /// Events seen while one canary weight was in force.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WeightCell {
     pub weight: f64,
     pub canary: u64,
@@ -61,7 +61,7 @@ enum Side {
 
 /// One e-process of the mixture over start times: the likelihood ratios
 /// (one per alternative) of the events since it started, and its prior weight.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Start {
     log_weight: f64,
     log_likelihoods: Vec<f64>,
@@ -150,6 +150,20 @@ impl RatioTest {
         &self.cells
     }
 
+    /// What the test has learnt, to be stored and put back with [`RatioTest::restore`].
+    pub fn state(&self) -> RatioState {
+        RatioState { cells: self.cells.clone(), starts: self.starts.clone(), restarts: self.restarts }
+    }
+
+    /// Puts back a stored state; refused if it was kept by a test with other alternatives.
+    pub fn restore(&mut self, state: RatioState) -> Result<(), String> {
+        if state.starts.is_empty() || state.starts.iter().any(|s| s.log_likelihoods.len() != self.multipliers.len()) {
+            return Err("the stored e-processes do not match this test's alternatives".into());
+        }
+        (self.cells, self.starts, self.restarts) = (state.cells, state.starts, state.restarts);
+        Ok(())
+    }
+
     pub fn canary_events(&self) -> u64 {
         self.cells.iter().map(|c| c.canary).sum()
     }
@@ -195,6 +209,14 @@ impl RatioTest {
         let upper = boundary(|rho| self.log_e_at(rho, Side::Below) >= threshold, false);
         ConfidenceSequence { alpha, lower, upper }
     }
+}
+
+/// A [`RatioTest`]'s learnt state: events per weight and each live e-process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatioState {
+    cells: Vec<WeightCell>,
+    starts: Vec<Start>,
+    restarts: u32,
 }
 
 /// Bounds of the rate ratio on a log scale between these.
