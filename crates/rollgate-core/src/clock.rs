@@ -7,6 +7,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+
+    /// How long to wait in real time until this clock reads `at` (zero if it
+    /// already has). A clock that runs faster than the wall clock overrides it.
+    fn real_wait_until(&self, at: Timestamp) -> std::time::Duration {
+        (at - self.now()).try_into().unwrap_or(std::time::Duration::ZERO)
+    }
 }
 
 /// A clock that only moves when told to.

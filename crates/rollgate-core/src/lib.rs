@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod hold;
+pub mod measure;
 pub mod plan;
 pub mod roles;
 pub mod rollout;

@@ -124,8 +124,7 @@ pub fn serving_version(config: &Config, rollouts: &[Rollout], service: &str) -> 
     let configured = config.services.get(service)?.stable.get_ref().clone();
     Some(
         of_service(rollouts, service)
-            .filter(|r| r.stage == Stage::Completed)
-            .last()
+            .rfind(|r| r.stage == Stage::Completed)
             .map_or(configured, |r| r.candidate.clone()),
     )
 }
@@ -237,7 +236,7 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         }
     }
     // The version the last completed rollout replaced, while it is kept warm.
-    let last_completed = of_service(inputs.rollouts, name).filter(|r| r.stage == Stage::Completed).last();
+    let last_completed = of_service(inputs.rollouts, name).rfind(|r| r.stage == Stage::Completed);
     if let Some(warm) = last_completed.and_then(|r| r.warm_at(inputs.now)) {
         draft.add(&warm.version, Role::Warm, problems);
         routing.next_change = earliest(routing.next_change, warm.until);

@@ -5,29 +5,12 @@
 //! histogram.
 
 use hdrhistogram::Histogram;
+pub use rollgate_core::measure::{Arm, Counters};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-/// Which side of a comparison a version is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Arm {
-    Stable,
-    Canary,
-    Shadow,
-}
-
-impl Arm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arm::Stable => "stable",
-            Arm::Canary => "canary",
-            Arm::Shadow => "shadow",
-        }
-    }
-}
 
 /// How a proxied request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,30 +78,6 @@ struct Latencies {
 /// Latencies the judge keeps per series between two looks; beyond it, a
 /// uniform sample (reservoir) of this many.
 const RECENT_LATENCIES: usize = 4096;
-
-/// A series' cumulative counters, as the judge reads them once a tick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub requests: u64,
-    /// 5xx answers, timeouts and connection failures.
-    pub errors: u64,
-    pub saturated: u64,
-    pub bad_outputs: u64,
-    pub complaints: u64,
-}
-
-impl Counters {
-    /// What happened between `earlier` and `self`.
-    pub fn since(&self, earlier: &Counters) -> Counters {
-        Counters {
-            requests: self.requests.saturating_sub(earlier.requests),
-            errors: self.errors.saturating_sub(earlier.errors),
-            saturated: self.saturated.saturating_sub(earlier.saturated),
-            bad_outputs: self.bad_outputs.saturating_sub(earlier.bad_outputs),
-            complaints: self.complaints.saturating_sub(earlier.complaints),
-        }
-    }
-}
 
 impl Default for Series {
     fn default() -> Self {

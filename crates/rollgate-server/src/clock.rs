@@ -28,6 +28,11 @@ impl Clock for ScaledClock {
         let scaled = SignedDuration::from_secs_f64(wall.as_secs_f64() * self.speed);
         self.origin.checked_add(scaled).unwrap_or(Timestamp::MAX)
     }
+
+    fn real_wait_until(&self, at: Timestamp) -> std::time::Duration {
+        let ahead = (at - self.now()).as_secs_f64().max(0.0);
+        std::time::Duration::from_secs_f64((ahead / self.speed).min(1e9))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,14 @@ mod tests {
         for bad in ["", "speed=0,origin=2026-11-26T09:00:00Z", "speed=2", "speed=2,origin=yesterday", "warp=9"] {
             assert!(bad.parse::<ScaledClock>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_hour_ahead_on_a_clock_at_3600x_is_a_second_away() {
+        let clock: ScaledClock = "speed=3600,origin=2026-11-26T09:00:00Z".parse().unwrap();
+        let wait = clock.real_wait_until(clock.now() + SignedDuration::from_hours(1));
+        assert!(wait <= std::time::Duration::from_secs(1) && wait > std::time::Duration::from_millis(900), "{wait:?}");
+        assert_eq!(clock.real_wait_until(clock.now() - SignedDuration::from_hours(1)), std::time::Duration::ZERO);
     }
 
     #[test]

@@ -1,66 +1,84 @@
 //! rollgate's control plane: `rollgate serve`. An HTTP API (with its
-//! OpenAPI document) through which people start and steer rollouts, a
-//! controller that moves them on as time passes, and notifications.
+//! OpenAPI document) through which people start and steer rollouts, and a
+//! reconciler that carries out what the log decides: routing, timers, the
+//! judge, staging, deploy hooks, archives and notifications.
 //! Decisions are the core's; this crate carries them to and from the world.
+//!
+//! The parts, and the one way each reaches the next:
+//! - [`fleet::Fleet`]: what this replica knows of the log, and the one
+//!   routing that follows from it, applied to the data plane;
+//! - [`dataplane::DataPlane`]: the narrow interface to the traffic;
+//! - `log::Log`: how the API and the reconciler record commands;
+//! - [`reconciler`]: the leader's work, started through one entry point.
 
 pub mod api;
 pub mod auth;
 pub mod clock;
-mod controller;
-mod judging;
-pub use judging::ArmPair;
+pub mod dataplane;
+pub mod fleet;
+mod log;
 pub mod notify;
 pub mod prometheus;
+pub mod reconciler;
 mod registry;
 mod staging;
 mod state;
-mod traffic;
 pub mod views;
 
 pub use registry::VersionSpec;
+pub use state::ReloadError;
 
-use judging::Judging;
-use notify::{Hook, Notifier, RetryPolicy};
+use dataplane::DataPlane;
+use fleet::{ConfigInForce, Fleet};
+use notify::{Hook, RetryPolicy};
 use prometheus::Prometheus;
+use reconciler::Reconciler;
 use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
-use rollgate_gateway::Gateway;
-use rollgate_store::EventStore;
-use rollgate_store::{AnyStore, Rollouts};
-use staging::Staging;
-use state::{AppState, Inner};
+use rollgate_store::AnyStore;
+use state::AppState;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use traffic::Effects;
+
+/// The config, and where it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub config: Config,
+    /// Its text, archived with every finished rollout.
+    pub text: String,
+    /// Its file, read again on reload; `None` for a config that has no file.
+    pub path: Option<PathBuf>,
+}
 
 pub struct ServerOptions {
-    pub config: Config,
+    pub config: ConfigSource,
     pub store: AnyStore,
     pub listen: SocketAddr,
     pub clock: Arc<dyn Clock>,
-    /// How often the controller lets time pass for every rollout.
+    /// How often canaries are judged.
     pub tick: Duration,
     /// Webhooks with their signing keys (see [`Hook::from_config`]).
     pub hooks: Vec<Hook>,
-    /// The gateway that carries out traffic effects, when it runs in this process.
-    pub gateway: Option<Arc<Gateway>>,
-    /// Where that gateway listens (`http://HOST:PORT`): staging traffic goes through it.
-    pub gateway_url: Option<String>,
+    /// Where traffic is routed and measured; `None` for a control plane
+    /// that records and decides but routes nothing.
+    pub dataplane: Option<Arc<dyn DataPlane>>,
     pub retry: RetryPolicy,
+    /// Where finished rollouts are archived.
+    pub archive_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot finish the effects left pending by an earlier run: {0}")]
-    Resume(#[from] rollgate_store::SubmitError),
-    #[error("cannot put the gateway where the rollouts left traffic: {0}")]
+    #[error("cannot read the rollouts from the store: {0}")]
+    Load(#[from] rollgate_store::SubmitError),
+    #[error("cannot put the data plane where the rollouts left traffic: {0}")]
     Restore(String),
     #[error("cannot read metrics from Prometheus: {0}")]
     Prometheus(String),
@@ -69,13 +87,19 @@ pub enum ServeError {
 /// A running server: its address, and a way to stop it gracefully.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
+    /// Reads the config file again; see `POST /api/v1/config/reload`.
+    pub fn reload_config(&self) -> Result<(), ReloadError> {
+        self.state.reload_config()
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, stops the
-    /// controller and the notifier between two steps, and waits for all.
+    /// reconciler between two steps, and waits for all.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -84,40 +108,21 @@ impl RunningServer {
     }
 }
 
-/// Binds, finishes effects left pending by an earlier run, and starts the
-/// API, the controller and the notifier.
+/// Reads the rollouts, routes traffic where they left it, binds, and starts
+/// the API and the reconciler.
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> {
-    let hooks = Arc::new(options.hooks);
-    let wake = Arc::new(Notify::new());
-    let notifier = Notifier::new(options.store.clone(), hooks.clone(), wake.clone());
-    let prometheus = match &options.config.metrics.prometheus {
+    let prometheus = match &options.config.config.metrics.prometheus {
         Some(url) => Some(Prometheus::new(url.get_ref()).map_err(ServeError::Prometheus)?),
         None => None,
     };
-    let judging = Judging::new(options.gateway.clone(), prometheus);
-    let staging = Staging::new(options.gateway.clone().zip(options.gateway_url));
-    let effects = Effects { notifier, gateway: options.gateway };
-    let state = AppState::new(Inner {
-        rollouts: Rollouts::new(options.store.clone()),
-        config: options.config,
-        clock: options.clock,
-        effects,
-        judging,
-        staging,
-        ready: AtomicBool::new(false),
-    });
-    let resumed = state.finish_pending().await?;
-    let mut current = Vec::new();
-    let streams = options.store.streams().await.map_err(rollgate_store::SubmitError::from)?;
-    for id in streams.iter().filter(|s| rollgate_store::is_rollout_stream(s)) {
-        if let Some(rollout) = state.rollouts().load(id).await? {
-            current.push(rollout);
-        }
+    let in_force = ConfigInForce { config: Arc::new(options.config.config), text: options.config.text.into() };
+    let fleet = Arc::new(Fleet::load(&options.store, in_force, options.dataplane, options.clock.clone()).await?);
+    if let Some(problem) = fleet.apply() {
+        return Err(ServeError::Restore(problem));
     }
-    state.effects().restore(&mut current).map_err(|e| ServeError::Restore(e.to_string()))?;
-    if resumed > 0 {
-        tracing::info!(effects = resumed, "carried out effects left pending by an earlier run");
-    }
+    let (effects, effects_due) = mpsc::unbounded_channel();
+    let log = Arc::new(log::Log::new(options.store.clone(), fleet, effects));
+    let state = AppState::new(log.clone(), options.store.clone(), options.config.path);
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
@@ -133,8 +138,29 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
             tracing::error!(error = %e, "the API server failed");
         }
     });
-    let controller = tokio::spawn(controller::run(state.clone(), options.tick, stopped.clone()));
-    let delivery = tokio::spawn(notify::deliver(options.store, hooks, wake, options.retry, stopped));
+    let reconciler = Reconciler {
+        log,
+        store: options.store,
+        clock: options.clock,
+        tick: options.tick,
+        webhooks: options.hooks,
+        retry: options.retry,
+        prometheus,
+        archive_dir: options.archive_dir,
+    };
+    let mut tasks = reconciler::start(reconciler, effects_due, stopped);
+    tasks.push(http);
     state.set_ready();
-    Ok(RunningServer { addr, stop, tasks: vec![http, controller, delivery] })
+    Ok(RunningServer { addr, state, stop, tasks })
+}
+
+/// Stops here if `ROLLGATE_FAILPOINT` names this point, so that a crash test
+/// can kill the process at an exact place. Says so on stderr, then waits.
+pub fn failpoint(name: &str) {
+    if std::env::var("ROLLGATE_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name} reached");
+        loop {
+            std::thread::park();
+        }
+    }
 }

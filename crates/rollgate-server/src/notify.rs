@@ -5,8 +5,8 @@
 
 use hmac::{KeyInit, Mac};
 use rollgate_core::config::{Config, WebhookFormat};
-use rollgate_core::rollout::{Effect, NotificationKind};
-use rollgate_store::{AnyStore, Delivery, DeliveryStore, EffectKey, EffectSink};
+use rollgate_core::rollout::NotificationKind;
+use rollgate_store::{AnyStore, Delivery, DeliveryStore, EffectKey};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -85,22 +85,15 @@ impl Notifier {
     pub fn new(store: AnyStore, hooks: Arc<Vec<Hook>>, wake: Arc<Notify>) -> Notifier {
         Notifier { store, hooks, wake }
     }
-}
 
-impl EffectSink for Notifier {
-    async fn carry_out(&self, key: &EffectKey, effect: &Effect) -> Result<(), String> {
-        let Effect::Notify { kind, message } = effect else {
-            // Traffic effects go to the gateway once it runs in this process;
-            // until then they are recorded in the log and shown by the API.
-            tracing::info!(key = %key, effect = ?effect, "effect recorded");
-            return Ok(());
-        };
-        for (index, hook) in self.hooks.iter().enumerate().filter(|(_, h)| h.wants(*kind)) {
+    /// Queues the notification of effect `key` for every webhook that wants its kind.
+    pub async fn notify(&self, key: &EffectKey, kind: NotificationKind, message: &str) -> Result<(), String> {
+        for (index, hook) in self.hooks.iter().enumerate().filter(|(_, h)| h.wants(kind)) {
             let delivery = Delivery {
                 id: format!("{key}#{index}"),
                 rollout: key.stream.clone(),
                 sink: hook.url.clone(),
-                body: hook.payload(key, *kind, message),
+                body: hook.payload(key, kind, message),
                 attempts: 0,
                 next_attempt_ms: now_ms(),
                 delivered_ms: None,

@@ -1,10 +1,11 @@
 //! Model versions registered over the API, on top of those in the config.
 //! They live in the `@registry` stream, hash-chained like every rollout.
 
-use crate::api::problem::ApiError;
 use rollgate_core::Timestamp;
 use rollgate_core::config::{Config, check_endpoint, is_slug};
-use rollgate_store::{AnyStore, EventStore, append_record};
+use rollgate_core::event::RecordedEvent;
+use rollgate_core::routing::RegisteredVersion;
+use rollgate_store::{AnyStore, StoreError, append_record_deciding};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,7 +17,7 @@ pub const REGISTRY_STREAM: &str = "@registry";
 pub struct VersionSpec {
     /// A plain name, unique within the service (e.g. `v3`).
     pub name: String,
-    /// http(s) URLs of the version's model servers.
+    /// http:// URLs of the version's model servers.
     pub endpoints: Vec<String>,
     pub artifact_uri: String,
     /// SHA-256 of the artifact, 64 hexadecimal digits.
@@ -28,11 +29,31 @@ pub struct VersionSpec {
 
 /// One registration as recorded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Registration {
-    at: Timestamp,
-    by: String,
-    service: String,
-    version: VersionSpec,
+pub struct Registration {
+    pub at: Timestamp,
+    pub by: String,
+    pub service: String,
+    pub version: VersionSpec,
+}
+
+impl Registration {
+    pub fn routed(&self) -> RegisteredVersion {
+        RegisteredVersion {
+            service: self.service.clone(),
+            name: self.version.name.clone(),
+            endpoints: self.version.endpoints.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("service `{service}` already has a version `{version}`; register it under a new name")]
+    Exists { service: String, version: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl VersionSpec {
@@ -43,7 +64,7 @@ impl VersionSpec {
             out.push(format!("name `{}`: {}", self.name, rollgate_core::config::SLUG_HINT));
         }
         if self.endpoints.is_empty() {
-            out.push("endpoints: list at least one http(s) URL".into());
+            out.push("endpoints: list at least one http:// URL".into());
         }
         for e in &self.endpoints {
             if let Err(why) = check_endpoint(e) {
@@ -58,41 +79,38 @@ impl VersionSpec {
         }
         out
     }
-}
 
-/// The versions of a service: the config's, then registered ones, in order.
-pub async fn versions(
-    store: &AnyStore,
-    config: &Config,
-    service: &str,
-) -> Result<Vec<(VersionSpec, String)>, ApiError> {
-    let mut out: Vec<(VersionSpec, String)> = config
-        .services
-        .get(service)
-        .map(|s| {
-            s.versions
-                .iter()
-                .map(|(name, v)| {
-                    let spec = VersionSpec {
-                        name: name.clone(),
-                        endpoints: v.endpoints.iter().map(|e| e.get_ref().clone()).collect(),
-                        artifact_uri: v.artifact.uri.clone(),
-                        artifact_sha256: v.artifact.sha256.get_ref().clone(),
-                        model_card: v.model_card.clone(),
-                        owner: v.owner.clone(),
-                    };
-                    (spec, "config".to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    for event in store.read(REGISTRY_STREAM).await? {
-        let Ok(r) = serde_json::from_str::<Registration>(&event.body) else { continue };
-        if r.service == service {
-            out.push((r.version, format!("registered by {} at {}", r.by, r.at)));
+    fn from_config(name: &str, v: &rollgate_core::config::Version) -> VersionSpec {
+        VersionSpec {
+            name: name.to_string(),
+            endpoints: v.endpoints.iter().map(|e| e.get_ref().clone()).collect(),
+            artifact_uri: v.artifact.uri.clone(),
+            artifact_sha256: v.artifact.sha256.get_ref().clone(),
+            model_card: v.model_card.clone(),
+            owner: v.owner.clone(),
         }
     }
-    Ok(out)
+}
+
+/// The registrations in the registry stream's events (unreadable ones are skipped).
+pub fn registrations(events: &[RecordedEvent]) -> Vec<Registration> {
+    events.iter().filter_map(|e| serde_json::from_str::<Registration>(&e.body).ok()).collect()
+}
+
+/// The versions of a service: the config's, then registered ones, in order,
+/// each with where it came from.
+pub fn versions(config: &Config, registered: &[Registration], service: &str) -> Vec<(VersionSpec, String)> {
+    let configured = config
+        .services
+        .get(service)
+        .into_iter()
+        .flat_map(|s| s.versions.iter())
+        .map(|(name, v)| (VersionSpec::from_config(name, v), "config".to_string()));
+    let added = registered
+        .iter()
+        .filter(|r| r.service == service)
+        .map(|r| (r.version.clone(), format!("registered by {} at {}", r.by, r.at)));
+    configured.chain(added).collect()
 }
 
 /// Records a new version of `service`; refuses a name already taken.
@@ -103,21 +121,24 @@ pub async fn register(
     version: VersionSpec,
     by: &str,
     now: Timestamp,
-) -> Result<(), ApiError> {
+) -> Result<Registration, RegistryError> {
     let problems = version.problems();
     if !problems.is_empty() {
-        return Err(ApiError::unprocessable(problems.join("; ")));
+        return Err(RegistryError::Invalid(problems));
     }
-    if versions(store, config, service).await?.iter().any(|(v, _)| v.name == version.name) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "version exists",
-            format!("service `{service}` already has a version `{}`; register it under a new name", version.name),
-        ));
-    }
-    let body =
-        serde_json::to_string(&Registration { at: now, by: by.to_string(), service: service.to_string(), version })
-            .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    append_record(store, REGISTRY_STREAM, body).await?;
-    Ok(())
+    let registration = Registration { at: now, by: by.to_string(), service: service.to_string(), version };
+    let body = serde_json::to_string(&registration).unwrap_or_default();
+    append_record_deciding(store, REGISTRY_STREAM, |events| {
+        let taken =
+            versions(config, &registrations(events), service).iter().any(|(v, _)| v.name == registration.version.name);
+        if taken {
+            return Err(RegistryError::Exists {
+                service: service.to_string(),
+                version: registration.version.name.clone(),
+            });
+        }
+        Ok(body.clone())
+    })
+    .await?;
+    Ok(registration)
 }

@@ -1,66 +1,63 @@
-//! What every request handler and the controller share.
+//! What the API's handlers share: the log to submit commands through, the
+//! fleet to read and route by, the store for reads, and how to reload the
+//! config. The reconciler's work is not here: the API only records.
 
-use crate::api::problem::ApiError;
-use crate::judging::Judging;
-use crate::staging::Staging;
-use crate::traffic::Effects;
+use crate::fleet::{ConfigInForce, Fleet};
+use crate::log::Log;
 use crate::views::RolloutView;
 use rollgate_core::Timestamp;
-use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
-use rollgate_core::rollout::Command;
-use rollgate_store::{AnyStore, DeliveryStore, Rollouts, SubmitError, Submitted, carry_out_pending_in};
+use rollgate_core::rollout::{Command, Rollout};
+use rollgate_store::{AnyStore, DeliveryStore, JudgeStore, Rollouts, SubmitError, Submitted};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
-pub struct Inner {
-    pub rollouts: Rollouts<AnyStore>,
-    pub config: Config,
-    pub clock: Arc<dyn Clock>,
-    pub effects: Effects,
-    pub judging: Judging,
-    pub staging: Staging,
-    pub ready: AtomicBool,
+struct Inner {
+    log: Arc<Log>,
+    store: AnyStore,
+    /// The file `POST /api/v1/config/reload` and SIGHUP read again.
+    config_path: Option<PathBuf>,
+    ready: AtomicBool,
+}
+
+/// Why a config could not be reloaded; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this server was not started from a config file, so there is nothing to read again")]
+    NoFile,
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the new config was refused; nothing changed:\n{}", .0.join("\n"))]
+    Refused(Vec<String>),
 }
 
 impl AppState {
-    pub fn new(inner: Inner) -> AppState {
-        AppState(Arc::new(inner))
+    pub fn new(log: Arc<Log>, store: AnyStore, config_path: Option<PathBuf>) -> AppState {
+        AppState(Arc::new(Inner { log, store, config_path, ready: AtomicBool::new(false) }))
     }
 
     pub fn store(&self) -> &AnyStore {
-        self.0.rollouts.store()
+        &self.0.store
     }
 
-    pub fn config(&self) -> &Config {
-        &self.0.config
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        self.0.log.fleet()
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.fleet().config()
     }
 
     pub fn now(&self) -> Timestamp {
-        self.0.clock.now()
+        self.fleet().now()
     }
 
     pub fn rollouts(&self) -> &Rollouts<AnyStore> {
-        &self.0.rollouts
-    }
-
-    pub fn effects(&self) -> &Effects {
-        &self.0.effects
-    }
-
-    pub fn judging(&self) -> &Judging {
-        &self.0.judging
-    }
-
-    pub fn staging(&self) -> &Staging {
-        &self.0.staging
-    }
-
-    pub fn clock(&self) -> &dyn Clock {
-        self.0.clock.as_ref()
+        self.0.log.rollouts()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -71,24 +68,35 @@ impl AppState {
         self.0.ready.store(true, Ordering::Release);
     }
 
-    /// Applies a command to a rollout and carries out its effects.
+    /// Records a command; its effects are the reconciler's to carry out.
+    // A refusal carries every gate and why; it is returned once per refused command.
+    #[allow(clippy::result_large_err)]
     pub async fn submit(&self, id: &str, command: &Command) -> Result<Submitted, SubmitError> {
-        let submitted = self.0.rollouts.submit(id, command, self.now()).await?;
-        carry_out_pending_in(&self.0.rollouts, id, &self.0.effects).await?;
-        Ok(submitted)
+        self.0.log.submit(id, command).await
     }
 
-    /// Effects left pending by a process that died, in every rollout.
-    pub async fn finish_pending(&self) -> Result<usize, SubmitError> {
-        rollgate_store::carry_out_pending(&self.0.rollouts, &self.0.effects).await
+    /// The rollout as its log says now, if there is one.
+    pub async fn rollout(&self, id: &str) -> Result<Option<Rollout>, SubmitError> {
+        self.rollouts().load(id).await
     }
 
-    pub async fn view(&self, id: &str) -> Result<RolloutView, ApiError> {
-        let rollout =
-            self.0.rollouts.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
+    /// The rollout with its deliveries and its judge's latest stored report.
+    pub async fn view(&self, id: &str) -> Result<Option<RolloutView>, SubmitError> {
+        let Some(rollout) = self.rollout(id).await? else { return Ok(None) };
         let deliveries = self.store().deliveries_for(id).await?;
         let mut view = RolloutView::new(&rollout, self.now(), &deliveries);
-        view.judge = self.judging().report(id).and_then(|r| serde_json::to_value(r).ok());
-        Ok(view)
+        view.judge = self.store().judge(id).await?.and_then(|j| serde_json::from_str(&j.report).ok());
+        Ok(Some(view))
+    }
+
+    /// Reads the config file again and puts it in force if it is valid and
+    /// routes every active rollout; otherwise changes nothing.
+    pub fn reload_config(&self) -> Result<(), ReloadError> {
+        let path = self.0.config_path.as_ref().ok_or(ReloadError::NoFile)?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReloadError::Read { path: path.clone(), source })?;
+        let config = Config::parse(&path.display().to_string(), &text)
+            .map_err(|problems| ReloadError::Refused(problems.iter().map(ToString::to_string).collect()))?;
+        let in_force = ConfigInForce { config: Arc::new(config), text: text.into() };
+        self.fleet().reload(in_force).map_err(ReloadError::Refused)
     }
 }

@@ -3,7 +3,9 @@
 
 use rollgate_core::Timestamp;
 use rollgate_core::plan::ChecklistKind;
-use rollgate_core::rollout::{GateReport, GateStatus, RollbackCause, Rollout, Stage, checklist_items};
+use rollgate_core::rollout::{
+    Action, ActionStatus, Effect, GateReport, GateStatus, RollbackCause, Rollout, Stage, checklist_items,
+};
 use rollgate_store::Delivery;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -116,6 +118,76 @@ impl From<&Delivery> for NotificationView {
     }
 }
 
+/// The previous version, kept running at no traffic for an instant rollback.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WarmView {
+    pub version: String,
+    pub until: String,
+    /// Whether its time has not run out yet (it is still in the route table).
+    pub warm: bool,
+}
+
+/// One run of an action's hook.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ActionRunView {
+    pub attempt: u32,
+    pub ok: bool,
+    pub via: String,
+    pub detail: String,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+/// Work the rollout left for the world: redeploy, retire, archive.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ActionView {
+    /// e.g. `redeploy-v1`: what `confirm-effect` names.
+    pub id: String,
+    /// redeploy, retire or archive.
+    pub effect: String,
+    pub version: Option<String>,
+    /// pending, waiting_for_person or done.
+    pub status: String,
+    /// Who or what did it and how, or why it waits.
+    pub detail: String,
+    pub requested_at: String,
+    pub runs: Vec<ActionRunView>,
+}
+
+impl From<&Action> for ActionView {
+    fn from(a: &Action) -> ActionView {
+        let (effect, version) = match &a.effect {
+            Effect::Redeploy { version, .. } => ("redeploy", Some(version.clone())),
+            Effect::Retire { version, .. } => ("retire", Some(version.clone())),
+            _ => ("archive", None),
+        };
+        let (status, detail) = match &a.status {
+            ActionStatus::Pending => ("pending", "carried out by rollgate or the deploy hook".to_string()),
+            ActionStatus::WaitingForPerson { why, since } => ("waiting_for_person", format!("since {since}: {why}")),
+            ActionStatus::Done { by, at, summary } => ("done", format!("by {by} at {at}: {summary}")),
+        };
+        ActionView {
+            id: a.id.clone(),
+            effect: effect.into(),
+            version,
+            status: status.into(),
+            detail,
+            requested_at: a.requested_at.to_string(),
+            runs: a
+                .runs
+                .iter()
+                .map(|r| ActionRunView {
+                    attempt: r.attempt,
+                    ok: r.ok,
+                    via: r.via.clone(),
+                    detail: r.detail.clone(),
+                    details: r.details.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A rollout as of a moment: where it is, what traffic it has, and what stands in its way.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RolloutView {
@@ -155,6 +227,12 @@ pub struct RolloutView {
     pub overrides: Vec<OverrideView>,
     /// Webhook deliveries of this rollout's notifications, failures included.
     pub notifications: Vec<NotificationView>,
+    /// The previous version kept warm from full deployment on.
+    pub warm: Option<WarmView>,
+    /// Redeploy, retire and archive, in order, with every hook run.
+    pub actions: Vec<ActionView>,
+    /// Actions not done yet: pending or waiting for a person.
+    pub open_actions: u32,
     /// The judge's live report while a canary step runs under `serve`: the
     /// verdict, and per trigger its events, e-value, threshold, confidence
     /// sequence and sample guard.
@@ -189,16 +267,6 @@ fn outcome(stage: &Stage) -> Option<String> {
     }
 }
 
-fn hold_end(r: &Rollout) -> Option<Timestamp> {
-    let hold = match r.stage {
-        Stage::Shadow => Some(r.plan.shadow.duration),
-        Stage::Canary { step } => r.plan.canary.steps.get(step).and_then(|s| s.hold),
-        Stage::Full => Some(r.plan.full.observe),
-        _ => None,
-    }?;
-    r.stage_entered_at.checked_add(hold.duration()).ok()
-}
-
 impl RolloutView {
     pub fn new(r: &Rollout, now: Timestamp, deliveries: &[Delivery]) -> RolloutView {
         let gates = if r.is_terminal() { Vec::new() } else { r.gates(now).iter().map(GateView::from).collect() };
@@ -230,7 +298,7 @@ impl RolloutView {
             terminal: r.is_terminal(),
             started_at: r.started_at.to_string(),
             stage_entered_at: r.stage_entered_at.to_string(),
-            hold_ends_at: hold_end(r).map(|t| t.to_string()),
+            hold_ends_at: r.hold_ends_at().map(|t| t.to_string()),
             candidate_percent: r.weight.percent(),
             mirroring_percent: r.mirroring.map(|w| w.percent()),
             paused: r.paused.as_ref().map(|p| PauseView {
@@ -281,6 +349,13 @@ impl RolloutView {
                 })
                 .collect(),
             notifications: deliveries.iter().map(NotificationView::from).collect(),
+            warm: r.warm.as_ref().map(|w| WarmView {
+                version: w.version.clone(),
+                until: w.until.to_string(),
+                warm: r.warm_at(now).is_some(),
+            }),
+            actions: r.actions.iter().map(ActionView::from).collect(),
+            open_actions: u32::try_from(r.open_actions().count()).unwrap_or(u32::MAX),
             judge: None,
         }
     }

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
 use common::*;
-use rollgate_core::config::{Config, EXAMPLE};
+use rollgate_core::config::EXAMPLE;
 use rollgate_core::event::EventBody;
 use rollgate_core::roles::Role;
 use rollgate_store::EventStore;
@@ -50,12 +50,11 @@ async fn the_judge_passes_a_healthy_canary_and_rolls_back_a_failing_one() {
         .replace("{ percent = 1, hold = \"4h\" }", "{ percent = 20, hold = \"4h\" }")
         .replace("{ percent = 5, hold = \"8h\" }", "{ percent = 22, hold = \"8h\" }")
         .replace("latency_ratio = 1.5 ", "warm_up = \"1s\"\nlatency_ratio = 1.5 ");
-    let config = Config::parse("judge.toml", &text).unwrap();
 
     let setup = Setup::new(1.0).await;
     let alice = setup.token("alice", &[Role::Deployer]).await;
     let dana = setup.token("dana", &[Role::Admin]).await;
-    let (api, front) = setup.start_with_gateway(config, Duration::from_secs(1)).await;
+    let (api, front) = setup.start_with_gateway(source(&text), Duration::from_secs(1)).await;
     api.post("/api/v1/rollouts", &alice, json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r1" })).await;
     for _ in 0..3 {
         api.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "judge test" })).await;

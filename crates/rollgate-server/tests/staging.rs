@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use rollgate_core::config::Config;
 use rollgate_core::roles::Role;
 use rollgate_gateway::RunningGateway;
+use rollgate_server::ConfigSource;
 use rollgate_sim::model::{Faults, RunningModel};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -32,7 +32,7 @@ const SIMULATOR_DRILL: &str = "{ error_rate = 0.5, detect_within = \"20s\" }";
 
 /// Production has v1 and v2; staging has v1 and the versions in `staged`
 /// (on the candidate's model); the plan's drill is `drill`.
-fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str], drill: &str) -> Config {
+fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str], drill: &str) -> ConfigSource {
     let version = |service: &str, name: &str, model: &RunningModel| {
         format!(
             "[services.{service}.versions.{name}]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"sim://{name}\", sha256 = \"{}\" }}\nowner = \"ml@example.com\"\n",
@@ -53,7 +53,7 @@ fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str], dril
     text +=
         "[plans.staged.staging.environment]\nrate = 100\nduration = \"1s\"\nmax_p99_ms = 500\nmax_error_rate = 0.1\n";
     text += &format!("drill = {drill}\n");
-    Config::parse("staging.toml", &text).unwrap()
+    source(&text)
 }
 
 struct World {
@@ -63,7 +63,7 @@ struct World {
     admin: String,
 }
 
-async fn world(config: Config) -> World {
+async fn world(config: ConfigSource) -> World {
     let setup = Setup::new(1.0).await;
     let alice = setup.token("alice", &[Role::Deployer]).await;
     let admin = setup.token("dana", &[Role::Admin]).await;

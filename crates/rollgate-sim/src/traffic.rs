@@ -3,10 +3,10 @@
 //! file of request bodies or generating them, and sending feedback (ratings)
 //! and complaints about the answers at given rates to the gateway's `/feedback`.
 
+use rollgate_load::open_loop;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
@@ -53,69 +53,6 @@ pub async fn run(options: TrafficOptions, counts: Arc<TrafficCounts>, mut stop: 
     counts.dropped.fetch_add(sent.dropped, Ordering::Relaxed);
 }
 
-/// What an open-loop run returns: each request's outcome, and how many were
-/// not sent because `max_in_flight` were still out.
-pub struct Sent<T> {
-    pub outcomes: Vec<T>,
-    pub dropped: u64,
-}
-
-/// Open-loop load: request `n` leaves on its schedule (`rate` per second)
-/// whether or not earlier ones have answered, until `until` completes; then
-/// the ones in flight are waited for.
-pub async fn open_loop<F, Fut>(
-    rate: f64,
-    max_in_flight: usize,
-    until: impl Future<Output = ()>,
-    mut request: F,
-) -> Sent<Fut::Output>
-where
-    F: FnMut(u64) -> Fut,
-    Fut: Future + Send + 'static,
-    Fut::Output: Send + 'static,
-{
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut sent = Sent { outcomes: Vec::new(), dropped: 0 };
-    tokio::pin!(until);
-    for n in 0.. {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = &mut until => break,
-        }
-        while let Some(done) = in_flight.try_join_next() {
-            sent.outcomes.extend(done.ok());
-        }
-        if in_flight.len() >= max_in_flight {
-            sent.dropped += 1;
-            continue;
-        }
-        in_flight.spawn(request(n));
-    }
-    while let Some(done) = in_flight.join_next().await {
-        sent.outcomes.extend(done.ok());
-    }
-    sent
-}
-
-/// Reads a JSONL file of request bodies (e.g. sanitized production samples):
-/// one JSON value per non-empty line; a line that is not JSON is named by
-/// file:line:column.
-pub fn read_bodies(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the requests in {path}: {e}"))?;
-    let mut bodies = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        serde_json::from_str::<serde_json::Value>(line)
-            .map_err(|e| format!("{path}:{}:{}: not a JSON request body: {e}", i + 1, e.column()))?;
-        bodies.push(line.to_string());
-    }
-    if bodies.is_empty() {
-        return Err(format!("{path} has no requests"));
-    }
-    Ok(bodies)
-}
-
 async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &TrafficCounts, n: u64) {
     let user = fastrand::u64(..options.users.max(1));
     let body = match options.bodies.len() {
@@ -153,23 +90,5 @@ async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &
     let feedback = serde_json::json!({ "request_id": id, "rating": rating, "complaint": complain });
     if http.post(url).json(&feedback).send().await.is_ok() {
         counts.feedback.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_line_that_is_not_json_is_named_with_its_place() {
-        let file = std::env::temp_dir().join(format!("rollgate-bodies-{}", std::process::id()));
-        std::fs::write(&file, "{\"a\":1}\n\n{\"b\":\n").unwrap();
-        let err = read_bodies(file.to_str().unwrap()).unwrap_err();
-        std::fs::write(&file, "{\"a\":1}\n\n[2]\n").unwrap();
-        let bodies = read_bodies(file.to_str().unwrap());
-        let _ = std::fs::remove_file(&file);
-        assert!(err.contains(":3:"), "{err}");
-        assert_eq!(bodies.unwrap(), ["{\"a\":1}", "[2]"]);
-        assert!(read_bodies("/nonexistent/sample.jsonl").unwrap_err().contains("cannot read"));
     }
 }

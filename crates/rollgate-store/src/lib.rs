@@ -109,8 +109,23 @@ where
 /// as the version registry or the token audit trail, chained like every
 /// event; retries when another writer takes the position first.
 pub async fn append_record<S: EventStore>(store: &S, stream: &str, body: String) -> Result<RecordedEvent, StoreError> {
+    append_record_deciding(store, stream, |_| Ok::<_, StoreError>(body.clone())).await
+}
+
+/// Appends the record `decide` writes given the stream as it stands (or its
+/// refusal), deciding again on the fresh stream when another writer got
+/// there first: a check and its write can never be split by another write.
+pub async fn append_record_deciding<S, E>(
+    store: &S,
+    stream: &str,
+    mut decide: impl FnMut(&[RecordedEvent]) -> Result<String, E>,
+) -> Result<RecordedEvent, E>
+where
+    S: EventStore,
+    E: From<StoreError>,
+{
     append_deciding(store, stream, |events| {
-        let event = RecordedEvent::next_text(stream, events.last(), body.clone());
+        let event = RecordedEvent::next_text(stream, events.last(), decide(events)?);
         Ok((event.clone(), None, event))
     })
     .await

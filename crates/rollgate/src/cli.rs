@@ -225,6 +225,9 @@ pub struct ServeArgs {
     /// Run on a faster clock: speed=3600,origin=2026-11-26T09:00:00Z[,anchor=…] (rehearsals, demos, tests).
     #[arg(long, env = "ROLLGATE_CLOCK", hide = true)]
     pub clock: Option<String>,
+    /// Where finished rollouts are archived (default: DATA_DIR/archive).
+    #[arg(long, env = "ROLLGATE_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
 }
 
 fn parse_tick(text: &str) -> Result<std::time::Duration, String> {

@@ -36,6 +36,59 @@ pub struct Config {
     pub policy: Policy,
     pub notifications: Notifications,
     pub metrics: Metrics,
+    /// How rollgate asks the deployment system to redeploy or retire a
+    /// version, for every service without a `deploy` of its own.
+    pub deploy: Option<DeployHook>,
+}
+
+/// A deploy hook: a command, or a webhook, that redeploys or retires a
+/// version. Each run carries an idempotency key that is the same on every
+/// retry and after a restart: delivery is at least once, so the hook must
+/// recognise a repeat.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployHook {
+    /// A program and its arguments, run without a shell. `{effect}`
+    /// (redeploy or retire), `{service}`, `{version}`, `{rollout}` and `{key}`
+    /// in an argument are replaced; the environment has ROLLGATE_EFFECT,
+    /// ROLLGATE_SERVICE, ROLLGATE_VERSION, ROLLGATE_ENDPOINTS,
+    /// ROLLGATE_ROLLOUT, ROLLGATE_EFFECT_ID and ROLLGATE_IDEMPOTENCY_KEY.
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<String>>>,
+    /// Or a URL that is POSTed the effect as JSON, signed like notifications.
+    #[serde(default)]
+    pub webhook: Option<Spanned<String>>,
+    /// The environment variable holding the webhook's HMAC-SHA256 key.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// How long one run may take before it is stopped and counted as failed.
+    #[serde(default = "DeployHook::default_timeout")]
+    pub timeout: Hold,
+    /// Runs before the action is handed to a person.
+    #[serde(default = "DeployHook::default_attempts")]
+    pub attempts: u32,
+    /// Wait after the first failed run; doubled after each further one, up to 10 minutes.
+    #[serde(default = "DeployHook::default_backoff")]
+    pub backoff: Hold,
+}
+
+impl DeployHook {
+    fn default_timeout() -> Hold {
+        Hold::from_secs(600)
+    }
+    fn default_attempts() -> u32 {
+        5
+    }
+    fn default_backoff() -> Hold {
+        Hold::from_secs(10)
+    }
+}
+
+impl Config {
+    /// The deploy hook of a service: its own, or the global one.
+    pub fn deploy_hook(&self, service: &str) -> Option<&DeployHook> {
+        self.services.get(service).and_then(|s| s.deploy.as_ref()).or(self.deploy.as_ref())
+    }
 }
 
 /// Where the judge reads metrics computed elsewhere.
@@ -77,6 +130,9 @@ pub struct Service {
     pub limits: Limits,
     #[serde(default)]
     pub versions: BTreeMap<String, Version>,
+    /// This service's deploy hook, instead of the global `[deploy]`.
+    #[serde(default)]
+    pub deploy: Option<DeployHook>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,10 +348,11 @@ impl Config {
                         config.metrics = metrics;
                     }
                 }
+                "deploy" => config.deploy = read_value(value, &locate, &mut problems),
                 other => problems.push(locate.at(
                     Some(key.span()),
                     format!("unknown section `{other}`"),
-                    Some("the sections are services, plans, roles, policy, notifications and metrics".into()),
+                    Some("the sections are services, plans, roles, policy, notifications, metrics and deploy".into()),
                 )),
             }
         }

@@ -6,6 +6,37 @@ use super::{Config, Service, Version};
 use std::ops::Range;
 use toml::de::DeTable;
 
+/// A deploy hook needs exactly one of a command and a webhook, each usable.
+fn check_deploy_hook(hook: &super::DeployHook) -> Vec<(Option<Range<usize>>, String, &'static str)> {
+    let mut out = Vec::new();
+    let at = hook.command.as_ref().map(|c| c.span()).or_else(|| hook.webhook.as_ref().map(|w| w.span()));
+    match (&hook.command, &hook.webhook) {
+        (Some(_), Some(_)) | (None, None) => out.push((
+            at.clone(),
+            "a deploy hook needs exactly one of `command` and `webhook`".into(),
+            "e.g. command = [\"./deploy.sh\", \"{effect}\", \"{version}\"] or webhook = \"https://deploy.example.com/rollgate\"",
+        )),
+        (Some(command), None) if command.get_ref().first().is_none_or(|p| p.trim().is_empty()) => out.push((
+            Some(command.span()),
+            "the deploy command is empty".into(),
+            "name the program first, e.g. command = [\"./deploy.sh\", \"{effect}\"]",
+        )),
+        (None, Some(url)) => {
+            if let Err(why) = check_endpoint(url.get_ref()) {
+                out.push((Some(url.span()), format!("webhook `{}` {why}", url.get_ref()), "write it as https://HOST/PATH"));
+            }
+        }
+        _ => {}
+    }
+    if hook.attempts == 0 {
+        out.push((at.clone(), "attempts is 0: the hook would never run".into(), "give at least 1, e.g. attempts = 5"));
+    }
+    if hook.timeout == crate::hold::Hold::ZERO {
+        out.push((at, "timeout is 0: every run would fail".into(), "e.g. timeout = \"10m\""));
+    }
+    out
+}
+
 pub(super) fn check(
     config: &Config,
     unreadable_plans: &[String],
@@ -94,6 +125,13 @@ pub(super) fn check(
                 format!("`{person}` is given the role system, which is rollgate's own (timers, judge verdicts)"),
                 Some("give people viewer, deployer, admin or approver:KIND".into()),
             ));
+        }
+    }
+    let hooks =
+        config.services.iter().filter_map(|(name, s)| Some((format!("[services.{name}.deploy]"), s.deploy.as_ref()?)));
+    for (section, hook) in config.deploy.iter().map(|h| ("[deploy]".to_string(), h)).chain(hooks) {
+        for (span, message, hint) in check_deploy_hook(hook) {
+            out.push(locate.at(span, format!("{section}: {message}"), Some(hint.into())));
         }
     }
     for hook in &config.notifications.webhooks {

@@ -218,6 +218,11 @@ impl Rollout {
         hold_ends.into_iter().chain(window_opens).filter(|at| *at > now).min()
     }
 
+    /// When the current stage's hold ends, if the stage has one.
+    pub fn hold_ends_at(&self) -> Option<Timestamp> {
+        gates::hold_ends(self).into_iter().max()
+    }
+
     /// The version kept warm for an instant rollback, if its time has not run out.
     pub fn warm_at(&self, now: Timestamp) -> Option<&WarmRecord> {
         self.warm.as_ref().filter(|w| now < w.until)

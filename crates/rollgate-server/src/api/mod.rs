@@ -7,6 +7,7 @@ mod health;
 pub mod problem;
 mod responses;
 mod rollouts;
+mod routing;
 mod services;
 mod tokens;
 
@@ -79,6 +80,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::approve))
         .routes(routes!(rollouts::evidence))
         .routes(routes!(rollouts::tick))
+        .routes(routes!(rollouts::confirm_action))
+        .routes(routes!(routing::get))
+        .routes(routes!(routing::reload))
         .routes(routes!(services::list))
         .routes(routes!(services::get))
         .routes(routes!(services::register))

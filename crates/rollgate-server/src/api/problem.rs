@@ -2,6 +2,7 @@
 //! whose fault it was: 4xx for the request, 5xx only for rollgate itself.
 
 use crate::auth::AuthError;
+use crate::registry::RegistryError;
 use crate::views::GateView;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -113,6 +114,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         match err {
             StoreError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "concurrent change", err.to_string()),
+            StoreError::ServiceBusy { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "the service has an active rollout", err.to_string())
+            }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failed", other.to_string()),
         }
     }
@@ -124,6 +128,16 @@ impl From<SubmitError> for ApiError {
             SubmitError::Rejected(rejection) => rejection.into(),
             SubmitError::Store(store) => store.into(),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", other.to_string()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> ApiError {
+        match err {
+            RegistryError::Invalid(_) => ApiError::unprocessable(err.to_string()),
+            RegistryError::Exists { .. } => ApiError::new(StatusCode::CONFLICT, "version exists", err.to_string()),
+            RegistryError::Store(store) => store.into(),
         }
     }
 }

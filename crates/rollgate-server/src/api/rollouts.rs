@@ -104,7 +104,11 @@ pub struct EventView {
 
 async fn act(state: &AppState, id: &str, command: Command) -> Result<Json<RolloutView>, ApiError> {
     state.submit(id, &command).await?;
-    Ok(Json(state.view(id).await?))
+    view(state, id).await.map(Json)
+}
+
+async fn view(state: &AppState, id: &str) -> Result<RolloutView, ApiError> {
+    state.view(id).await?.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))
 }
 
 /// List rollouts, newest id last.
@@ -141,7 +145,7 @@ pub async fn start(
         let known = config.services.keys().cloned().collect::<Vec<_>>().join(", ");
         ApiError::unprocessable(format!("no service `{}`; services: {known}", req.service))
     })?;
-    let versions = registry::versions(state.store(), config, &req.service).await?;
+    let versions = registry::versions(&config, &state.fleet().registrations(), &req.service);
     if !versions.iter().any(|(v, _)| v.name == req.candidate) {
         let known = versions.iter().map(|(v, _)| v.name.as_str()).collect::<Vec<_>>().join(", ");
         return Err(ApiError::unprocessable(format!(
@@ -154,11 +158,12 @@ pub async fn start(
     let plan_name = service.plan.get_ref().clone();
     let plan =
         config.plan(&plan_name).ok_or_else(|| ApiError::unprocessable(format!("plan `{plan_name}` is not defined")))?;
+    let stable = state.fleet().serving_version(&req.service).unwrap_or_else(|| service.stable.get_ref().clone());
     let input = Input::Start {
         rollout_id: id.clone(),
         service: req.service.clone(),
         candidate: req.candidate,
-        stable: service.stable.get_ref().clone(),
+        stable,
         plan_name,
         plan: Box::new(plan),
         skip_shadow: req.skip_shadow,
@@ -176,7 +181,7 @@ pub async fn get(
     _caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RolloutView>, ApiError> {
-    Ok(Json(state.view(&id).await?))
+    view(&state, &id).await.map(Json)
 }
 
 // rustfmt re-indents attributes inside macro_rules on every run; keep it stable.
@@ -259,6 +264,31 @@ action!(
     EvidenceRequest,
     |req| Input::Evidence { gate: req.gate, passed: req.passed, summary: req.summary, details: req.details }
 );
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// What the person did, in words: recorded in the log.
+    #[schema(pattern = r"\S")]
+    pub note: String,
+}
+
+/// Record that a person carried out an action no hook did (redeploy, retire, archive).
+#[utoipa::path(post, path = "/api/v1/rollouts/{id}/actions/{action}/confirm", tag = "actions", security(("token" = [])),
+    request_body = ConfirmRequest,
+    params(
+        ("id" = String, Path, description = "The rollout's id"),
+        ("action" = String, Path, description = "The action's id, e.g. redeploy-v1"),
+    ),
+    responses((status = 200, body = RolloutView), WriteErrors))]
+pub async fn confirm_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, action)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<ConfirmRequest>,
+) -> Result<Json<RolloutView>, ApiError> {
+    act(&state, &id, Command::new(caller.0, Input::ConfirmAction { action, note: req.note })).await
+}
 
 /// Tick a checklist item by hand, as the calling person.
 #[utoipa::path(post, path = "/api/v1/rollouts/{id}/checklists/{checklist}/items/{item}", tag = "actions", security(("token" = [])),

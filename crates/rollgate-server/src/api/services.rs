@@ -43,14 +43,15 @@ pub struct PlanSummary {
 }
 
 fn summary(state: &AppState, name: &str) -> Result<ServiceSummary, ApiError> {
-    let s = state.config().services.get(name).ok_or_else(|| ApiError::not_found(format!("no service `{name}`")))?;
+    let config = state.config();
+    let s = config.services.get(name).ok_or_else(|| ApiError::not_found(format!("no service `{name}`")))?;
     Ok(ServiceSummary {
         name: name.to_string(),
         protocol: serde_json::to_value(s.protocol)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
-        stable: s.stable.get_ref().clone(),
+        stable: state.fleet().serving_version(name).unwrap_or_else(|| s.stable.get_ref().clone()),
         plan: s.plan.get_ref().clone(),
         path_prefix: s.route.path_prefix.clone(),
         host: s.route.host.clone(),
@@ -74,7 +75,7 @@ pub async fn get(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ServiceView>, ApiError> {
     let summary = summary(&state, &name)?;
-    let versions = registry::versions(state.store(), state.config(), &name).await?;
+    let versions = registry::versions(&state.config(), &state.fleet().registrations(), &name);
     let versions = versions.into_iter().map(|(spec, source)| VersionView { version: spec, source }).collect();
     Ok(Json(ServiceView { summary, versions }))
 }
@@ -92,7 +93,9 @@ pub async fn register(
     summary(&state, &name)?;
     caller.require_operator("register a version")?;
     let now = state.now();
-    registry::register(state.store(), state.config(), &name, spec.clone(), &caller.0.name, now).await?;
+    let registration =
+        registry::register(state.store(), &state.config(), &name, spec.clone(), &caller.0.name, now).await?;
+    state.fleet().registered(registration);
     let source = format!("registered by {} at {now}", caller.0.name);
     Ok((StatusCode::CREATED, Json(VersionView { version: spec, source })))
 }

@@ -6,21 +6,24 @@
 
 use super::inject::{Injected, Injector};
 use super::replay::{self, Answer, Target};
-use crate::judging::ArmPair;
+use crate::dataplane::DataPlane;
+use crate::fleet::Fleet;
+use crate::reconciler::judging::ArmPair;
 use rollgate_core::Timestamp;
 use rollgate_core::clock::Clock;
 use rollgate_core::plan::StagingEnvironment;
+use rollgate_core::routing::StagingRoute;
 use rollgate_core::weight::Weight;
-use rollgate_gateway::Gateway;
-use rollgate_gateway::stats::Arm;
 use rollgate_judge::{Judge, JudgeConfig, Verdict};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The routing the drill needs from the gateway.
+/// The staging service's route, held by the run through the fleet's one
+/// routing: the staging run is one more input of the desired state.
 pub struct Route<'a> {
-    pub gateway: &'a Gateway,
+    pub fleet: &'a Fleet,
+    pub dataplane: Arc<dyn DataPlane>,
     pub service: &'a str,
     pub stable: &'a str,
     pub candidate: &'a str,
@@ -28,9 +31,15 @@ pub struct Route<'a> {
 
 impl Route<'_> {
     pub fn send_to_candidate(&self, weight: Weight) -> Result<(), String> {
-        self.gateway
-            .set_weights(self.service, self.stable, self.candidate, weight)
-            .map_err(|e| format!("the staging route cannot change: {e}"))
+        let route = StagingRoute { service: self.service.to_string(), candidate: self.candidate.to_string(), weight };
+        self.fleet.stage(self.service, Some(route)).map_err(|e| format!("the staging route cannot change: {e}"))
+    }
+
+    /// Gives the staging service's route back to the rest of the routing.
+    pub fn release(&self) {
+        if let Err(e) = self.fleet.stage(self.service, None) {
+            tracing::warn!(service = %self.service, error = %e, "the staging route could not be given back");
+        }
     }
 }
 
@@ -102,10 +111,7 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
         record.problem = Some(e);
         return record;
     }
-    let mut arms = ArmPair::new(
-        route.gateway.stats.series(route.service, route.candidate, Arm::Canary),
-        route.gateway.stats.series(route.service, route.stable, Arm::Stable),
-    );
+    let mut arms = ArmPair::new(route.dataplane.clone(), route.service, route.candidate, route.stable);
     let mut judge = Judge::new(judge_config);
     let budget = HEALTHY_LEAD + env.drill.detect_within.duration().unsigned_abs() + AFTER_SWAP;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -14,115 +14,150 @@ mod drill;
 mod inject;
 mod replay;
 
-use crate::state::AppState;
+use crate::dataplane::DataPlane;
+use crate::log::Log;
 use drill::{Drill, DrillRecord, Route};
 use inject::Injector;
 use replay::{Answer, Target};
-use rollgate_core::plan::StagingEnvironment;
+use rollgate_core::clock::Clock;
+use rollgate_core::plan::{StagingEnvironment, gate_ids};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rollout, Stage};
 use rollgate_core::weight::Weight;
-use rollgate_gateway::Gateway;
 use rollgate_judge::JudgeConfig;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// One staging gate's result.
 #[derive(Debug)]
 pub struct Check {
-    pub gate: String,
+    pub gate: &'static str,
     pub passed: bool,
     pub summary: String,
     pub details: serde_json::Value,
 }
 
 impl Check {
-    fn new(gate: impl Into<String>, passed: bool, summary: String, details: serde_json::Value) -> Check {
-        Check { gate: gate.into(), passed, summary, details }
+    fn new(gate: &'static str, passed: bool, summary: String, details: serde_json::Value) -> Check {
+        Check { gate, passed, summary, details }
     }
 }
 
+/// Staging runs: asked for by rollout id, run one per rollout at a time.
 pub struct Staging {
-    gateway: Option<(Arc<Gateway>, String)>,
-    http: reqwest::Client,
+    due: mpsc::UnboundedSender<String>,
+    requests: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     running: Mutex<HashSet<String>>,
 }
 
-impl Staging {
-    /// `gateway`: the in-process gateway and the URL it listens on.
-    pub fn new(gateway: Option<(Arc<Gateway>, String)>) -> Staging {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default();
-        Staging { gateway, http, running: Mutex::new(HashSet::new()) }
-    }
-
-    /// Starts the rollout's staging run if it needs one and none is going.
-    pub fn start_if_due(&self, state: &AppState, rollout: &Rollout) {
-        if !is_due(rollout) {
-            return;
-        }
-        if !self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(rollout.id.clone()) {
-            return;
-        }
-        tracing::info!(rollout = %rollout.id, "staging: replay, checks and fault drill");
-        let (state, rollout) = (state.clone(), rollout.clone());
-        tokio::spawn(async move {
-            let checks = state.staging().run(&state, &rollout).await;
-            record(&state, &rollout, checks).await;
-            state.staging().running.lock().unwrap_or_else(PoisonError::into_inner).remove(&rollout.id);
-        });
-    }
-
-    async fn run(&self, state: &AppState, rollout: &Rollout) -> Vec<Check> {
-        let Some(env) = &rollout.plan.staging.environment else { return Vec::new() };
-        match self.prepare(state, rollout, env) {
-            Ok(setup) => setup.run(self, state, rollout, env).await,
-            Err(why) => unrunnable(rollout, &why),
-        }
-    }
-
-    /// Everything the run needs from the config and the gateway, or why it cannot run.
-    fn prepare<'a>(
-        &'a self,
-        state: &'a AppState,
-        rollout: &'a Rollout,
-        env: &StagingEnvironment,
-    ) -> Result<Setup<'a>, String> {
-        let service = env.service_for(&rollout.service);
-        let config = state.config().services.get(&service).ok_or_else(|| {
-            format!("the plan stages `{}` in service `{service}`, which the config does not define", rollout.service)
-        })?;
-        let version = config.versions.get(&rollout.candidate).ok_or_else(|| {
-            format!("the staging service `{service}` has no version `{}`: add its staging endpoints", rollout.candidate)
-        })?;
-        let (gateway, url) = self.gateway.as_ref().ok_or("this server runs no gateway to send staging traffic")?;
-        let sample = match &env.traffic {
-            Some(path) => rollgate_sim::traffic::read_bodies(path)?,
-            None => replay::generated_sample(),
-        };
-        let prefix = config.route.path_prefix.as_deref().unwrap_or("").trim_end_matches('/');
-        Ok(Setup {
-            stable: config.stable.get_ref().clone(),
-            endpoints: version.endpoints.iter().map(|e| e.get_ref().clone()).collect(),
-            target: Target { url: format!("{url}{prefix}{}", env.path), host: config.route.host.clone() },
-            sample: Arc::new(sample),
-            gateway,
-            service,
-        })
+impl Default for Staging {
+    fn default() -> Self {
+        let (due, requests) = mpsc::unbounded_channel();
+        Staging { due, requests: Mutex::new(Some(requests)), running: Mutex::new(HashSet::new()) }
     }
 }
 
-/// A rollout in staging whose plan runs it, with staging evidence still missing.
+impl Staging {
+    pub fn new() -> Staging {
+        Staging::default()
+    }
+
+    /// Asks for the rollout's staging run if it needs one.
+    pub fn start_if_due(&self, rollout: &Rollout) {
+        if is_due(rollout) {
+            let _ = self.due.send(rollout.id.clone());
+        }
+    }
+}
+
+/// What a staging run works with.
+pub struct StagingCtx {
+    pub log: Arc<Log>,
+    pub clock: Arc<dyn Clock>,
+    pub http: reqwest::Client,
+}
+
+/// Runs each rollout's staging as it is asked for, until `stop`.
+pub async fn run(staging: Arc<Staging>, ctx: Arc<StagingCtx>, mut stop: watch::Receiver<bool>) {
+    let Some(mut requests) = staging.requests.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+    loop {
+        let id = tokio::select! {
+            id = requests.recv() => id,
+            _ = stop.changed() => None,
+        };
+        let Some(id) = id else { break };
+        if !staging.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone()) {
+            continue;
+        }
+        let (staging, ctx) = (staging.clone(), ctx.clone());
+        tokio::spawn(async move {
+            if let Some(rollout) = ctx.log.fleet().rollout(&id).filter(is_due) {
+                tracing::info!(rollout = %id, "staging: replay, checks and fault drill");
+                let checks = run_one(&ctx, &rollout).await;
+                record(&ctx.log, &rollout, checks).await;
+            }
+            staging.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        });
+    }
+}
+
+async fn run_one(ctx: &StagingCtx, rollout: &Rollout) -> Vec<Check> {
+    let Some(env) = &rollout.plan.staging.environment else { return Vec::new() };
+    match prepare(ctx, rollout, env) {
+        Ok(setup) => {
+            let checks = setup.run(ctx, rollout, env).await;
+            setup.route(&ctx.log, rollout).release();
+            checks
+        }
+        Err(why) => unrunnable(rollout, &why),
+    }
+}
+
+/// Everything the run needs from the config and the data plane, or why it cannot run.
+fn prepare(ctx: &StagingCtx, rollout: &Rollout, env: &StagingEnvironment) -> Result<Setup, String> {
+    let fleet = ctx.log.fleet();
+    let config = fleet.config();
+    let service = env.service_for(&rollout.service);
+    let staging = config.services.get(&service).ok_or_else(|| {
+        format!("the plan stages `{}` in service `{service}`, which the config does not define", rollout.service)
+    })?;
+    let endpoints = fleet.endpoints(&service, &rollout.candidate);
+    if endpoints.is_empty() {
+        return Err(format!(
+            "the staging service `{service}` has no version `{}`: add its staging endpoints",
+            rollout.candidate
+        ));
+    }
+    let dataplane = fleet.dataplane().cloned().ok_or("this server runs no gateway to send staging traffic")?;
+    let url = dataplane.url().ok_or("the data plane has no address to send staging traffic to")?.to_string();
+    let sample = match &env.traffic {
+        Some(path) => rollgate_load::read_bodies(path)?,
+        None => replay::generated_sample(),
+    };
+    let prefix = staging.route.path_prefix.as_deref().unwrap_or("").trim_end_matches('/');
+    Ok(Setup {
+        stable: staging.stable.get_ref().clone(),
+        endpoints,
+        target: Target { url: format!("{url}{prefix}{}", env.path), host: staging.route.host.clone() },
+        sample: Arc::new(sample),
+        dataplane,
+        service,
+    })
+}
+
+/// A rollout in staging whose plan runs it, with evidence of a check rollgate makes still missing.
 fn is_due(rollout: &Rollout) -> bool {
     rollout.stage == Stage::Staging
         && rollout.paused.is_none()
         && rollout.plan.staging.environment.is_some()
-        && rollout.plan.staging.gates.iter().any(|(id, _)| !rollout.evidence.contains_key(&id))
+        && gate_ids::ALL.iter().any(|id| rollout.plan.gate(id).is_some() && !rollout.evidence.contains_key(*id))
 }
 
-struct Setup<'a> {
-    gateway: &'a Gateway,
+struct Setup {
+    dataplane: Arc<dyn DataPlane>,
     service: String,
     stable: String,
     endpoints: Vec<String>,
@@ -130,24 +165,23 @@ struct Setup<'a> {
     sample: Arc<Vec<String>>,
 }
 
-impl Setup<'_> {
-    async fn run(
-        &self,
-        staging: &Staging,
-        state: &AppState,
-        rollout: &Rollout,
-        env: &StagingEnvironment,
-    ) -> Vec<Check> {
-        let route = Route {
-            gateway: self.gateway,
+impl Setup {
+    fn route<'a>(&'a self, log: &'a Log, rollout: &'a Rollout) -> Route<'a> {
+        Route {
+            fleet: log.fleet(),
+            dataplane: self.dataplane.clone(),
             service: &self.service,
             stable: &self.stable,
             candidate: &rollout.candidate,
-        };
+        }
+    }
+
+    async fn run(&self, ctx: &StagingCtx, rollout: &Rollout, env: &StagingEnvironment) -> Vec<Check> {
+        let route = self.route(&ctx.log, rollout);
         if let Err(why) = route.send_to_candidate(Weight::FULL) {
             return unrunnable(rollout, &why);
         }
-        let http = &staging.http;
+        let http = &ctx.http;
         let duration = env.duration.duration().unsigned_abs();
         let answers =
             replay::replay(http, &self.target, self.sample.clone(), env.rate, tokio::time::sleep(duration)).await;
@@ -175,7 +209,7 @@ impl Setup<'_> {
             sample: self.sample.clone(),
             env,
             judge: JudgeConfig::from_plan(&rollout.plan.rollback),
-            clock: state.clock(),
+            clock: ctx.clock.as_ref(),
             injector,
         })
         .await;
@@ -198,7 +232,7 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
     let by_candidate = answers.iter().filter(|a| a.served_by.as_deref() == Some(candidate)).count();
     vec![
         Check::new(
-            "staging.functional_tests",
+            gate_ids::STAGING_FUNCTIONAL_TESTS,
             sent > 0 && malformed == 0 && error_rate <= env.max_error_rate,
             format!(
                 "{} of {sent} sample requests answered well-formed; {failed} failed ({:.1}%, bound {:.1}%), {malformed} malformed",
@@ -209,7 +243,7 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
             json!({ "requests": sent, "failed": failed, "malformed": malformed, "error_rate": error_rate }),
         ),
         Check::new(
-            "staging.performance_under_load",
+            gate_ids::STAGING_PERFORMANCE_UNDER_LOAD,
             sent > 0 && rate_kept && p99_ms <= env.max_p99_ms && error_rate <= env.max_error_rate,
             format!(
                 "{achieved:.0} req/s for {:.0} s (plan {:.0}): p99 {p99_ms:.1} ms (bound {:.0}), errors {:.1}% (bound {:.1}%)",
@@ -222,7 +256,7 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
             json!({ "rate": achieved, "planned_rate": env.rate, "p99_ms": p99_ms, "error_rate": error_rate }),
         ),
         Check::new(
-            "staging.integration",
+            gate_ids::STAGING_INTEGRATION,
             by_candidate > 0 && by_others == 0,
             format!(
                 "through the gateway: {by_candidate} requests served by {candidate}, {by_others} by another version"
@@ -241,7 +275,7 @@ async fn probe_error_handling(http: &reqwest::Client, target: &Target) -> Check 
     }
     let answered = statuses.iter().filter(|s| **s != 0).count();
     Check::new(
-        "staging.error_handling",
+        gate_ids::STAGING_ERROR_HANDLING,
         answered == probes.len(),
         format!("{answered} of {} malformed inputs answered (statuses {statuses:?})", probes.len()),
         json!({ "probes": probes, "statuses": statuses }),
@@ -253,7 +287,7 @@ fn drill_checks(drill: &DrillRecord, env: &StagingEnvironment) -> [Check; 2] {
     let problem = drill.problem.as_deref().unwrap_or("");
     [
         Check::new(
-            "staging.monitoring_captures_issues",
+            gate_ids::STAGING_MONITORING_CAPTURES_ISSUES,
             drill.detected(),
             if drill.detected() {
                 format!(
@@ -268,7 +302,7 @@ fn drill_checks(drill: &DrillRecord, env: &StagingEnvironment) -> [Check; 2] {
             drill.details(env),
         ),
         Check::new(
-            "staging.rollback_drill",
+            gate_ids::STAGING_ROLLBACK_DRILL,
             drill.traffic_off(),
             if drill.traffic_off() {
                 format!(
@@ -289,33 +323,35 @@ fn drill_checks(drill: &DrillRecord, env: &StagingEnvironment) -> [Check; 2] {
 }
 
 fn no_blocking_issues(checks: &[Check]) -> Check {
-    let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.gate.as_str()).collect();
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.gate).collect();
     Check::new(
-        "staging.no_blocking_issues",
+        gate_ids::STAGING_NO_BLOCKING_ISSUES,
         failed.is_empty(),
         if failed.is_empty() { "every staging check passed".into() } else { format!("failed: {}", failed.join(", ")) },
         json!({ "failed": failed }),
     )
 }
 
-/// Every staging gate failed, for one reason that stops the run.
+/// Every staging gate rollgate checks failed, for one reason that stops the run.
 fn unrunnable(rollout: &Rollout, why: &str) -> Vec<Check> {
-    rollout
-        .plan
-        .staging
-        .gates
-        .iter()
-        .map(|(gate, _)| Check::new(gate, false, format!("staging could not run: {why}"), json!({ "problem": why })))
+    gate_ids::ALL
+        .into_iter()
+        .filter(|gate| rollout.plan.gate(gate).is_some())
+        .map(|gate| Check::new(gate, false, format!("staging could not run: {why}"), json!({ "problem": why })))
         .collect()
 }
 
 /// Records each check as its gate's evidence (gates the plan does not have are left out).
-async fn record(state: &AppState, rollout: &Rollout, checks: Vec<Check>) {
-    for check in checks.into_iter().filter(|c| rollout.plan.gate(&c.gate).is_some()) {
-        let gate = check.gate.clone();
-        let input =
-            Input::Evidence { gate: check.gate, passed: check.passed, summary: check.summary, details: check.details };
-        if let Err(e) = state.submit(&rollout.id, &Command::new(Actor::system(), input)).await {
+async fn record(log: &Log, rollout: &Rollout, checks: Vec<Check>) {
+    for check in checks.into_iter().filter(|c| rollout.plan.gate(c.gate).is_some()) {
+        let gate = check.gate;
+        let input = Input::Evidence {
+            gate: check.gate.to_string(),
+            passed: check.passed,
+            summary: check.summary,
+            details: check.details,
+        };
+        if let Err(e) = log.submit(&rollout.id, &Command::new(Actor::system(), input)).await {
             tracing::warn!(rollout = %rollout.id, %gate, error = %e, "cannot record staging evidence");
         }
     }

@@ -1,7 +1,7 @@
 //! Staging traffic: a sample of request bodies sent open-loop at a fixed
 //! rate through the gateway, every answer kept with who served it and when.
 
-use rollgate_sim::traffic::open_loop;
+use rollgate_load::open_loop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -10,8 +10,9 @@ use rollgate_gateway::table::RouteTable;
 use rollgate_gateway::{Gateway, RunningGateway, serve};
 use rollgate_server::auth::create_token;
 use rollgate_server::clock::ScaledClock;
+use rollgate_server::dataplane::InProcess;
 use rollgate_server::notify::{Hook, RetryPolicy};
-use rollgate_server::{RunningServer, ServerOptions, start};
+use rollgate_server::{ConfigSource, RunningServer, ServerOptions, start};
 use rollgate_store::{AnyStore, SqliteStore};
 use serde_json::Value;
 use std::sync::Arc;
@@ -37,15 +38,15 @@ impl Setup {
 
     pub fn options(&self, hooks: Vec<Hook>, retry: RetryPolicy) -> ServerOptions {
         ServerOptions {
-            config: Config::parse("rollgate.toml", EXAMPLE).unwrap(),
+            config: source(EXAMPLE),
             store: self.store.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
             clock: Arc::new(self.clock.clone()),
             tick: Duration::from_millis(50),
             hooks,
-            gateway: None,
-            gateway_url: None,
+            dataplane: None,
             retry,
+            archive_dir: self.dir.path().join("archive"),
         }
     }
 
@@ -56,15 +57,22 @@ impl Setup {
 
     /// The control plane over `config`, with an in-process gateway on a free
     /// port in front of the config's endpoints (backend timeout `timeout`).
-    pub async fn start_with_gateway(&self, config: Config, timeout: Duration) -> (Api, RunningGateway) {
-        let stats = Arc::new(Stats::default());
-        let table = RouteTable::from_config(&config, &stats).unwrap();
-        let gateway = Arc::new(Gateway::new(table, stats, timeout, Arc::new(DiscardPairs), MirrorLimits::default()));
-        let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    pub async fn start_with_gateway(&self, config: ConfigSource, timeout: Duration) -> (Api, RunningGateway) {
         let mut options = self.options(Vec::new(), RetryPolicy::default());
         options.config = config;
-        options.gateway = Some(gateway);
-        options.gateway_url = Some(format!("http://{}", front.addr));
+        self.start_options_with_gateway(options, timeout).await
+    }
+
+    /// The control plane on `options`, with a fresh in-process gateway on a
+    /// free port as its data plane (backend timeout `timeout`).
+    pub async fn start_options_with_gateway(
+        &self,
+        mut options: ServerOptions,
+        timeout: Duration,
+    ) -> (Api, RunningGateway) {
+        let gateway = gateway(timeout);
+        let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        options.dataplane = Some(Arc::new(InProcess::new(gateway, format!("http://{}", front.addr))));
         let server = start(options).await.unwrap();
         (Api { base: format!("http://{}", server.addr), server: Some(server), http: reqwest::Client::new() }, front)
     }
@@ -72,6 +80,17 @@ impl Setup {
     pub async fn token(&self, name: &str, roles: &[Role]) -> String {
         create_token(&self.store, name, roles, "test", self.clock.now()).await.unwrap().token
     }
+}
+
+/// A gateway with an empty table: the control plane gives it its routing.
+pub fn gateway(timeout: Duration) -> Arc<Gateway> {
+    let stats = Arc::new(Stats::default());
+    Arc::new(Gateway::new(RouteTable::empty(), stats, timeout, Arc::new(DiscardPairs), MirrorLimits::default()))
+}
+
+/// A config without a file (it cannot be reloaded).
+pub fn source(text: &str) -> ConfigSource {
+    ConfigSource { config: Config::parse("rollgate.toml", text).unwrap(), text: text.to_string(), path: None }
 }
 
 pub struct Api {

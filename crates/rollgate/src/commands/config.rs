@@ -3,6 +3,7 @@
 use crate::Refused;
 use anyhow::Context;
 use rollgate_core::config::{Config, EXAMPLE};
+use rollgate_server::ConfigSource;
 use std::path::Path;
 
 pub fn init(path: &Path, force: bool) -> anyhow::Result<()> {
@@ -20,11 +21,17 @@ pub fn init(path: &Path, force: bool) -> anyhow::Result<()> {
 
 /// Reads and parses a config, turning problems into one refusal listing them all.
 pub fn load(path: &Path) -> anyhow::Result<Config> {
+    load_source(path).map(|source| source.config)
+}
+
+/// [`load`], keeping the text and the file (for reloads and archives).
+pub fn load_source(path: &Path) -> anyhow::Result<ConfigSource> {
     let text = read(path)?;
-    Config::parse(&path.display().to_string(), &text).map_err(|problems| {
+    let config = Config::parse(&path.display().to_string(), &text).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        Refused(format!("{}\n{} problem(s) in {}", list.join("\n"), problems.len(), path.display())).into()
-    })
+        Refused(format!("{}\n{} problem(s) in {}", list.join("\n"), problems.len(), path.display()))
+    })?;
+    Ok(ConfigSource { config, text, path: Some(path.to_path_buf()) })
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

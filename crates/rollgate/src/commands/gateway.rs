@@ -2,7 +2,9 @@
 
 use super::config::load;
 use anyhow::Context;
+use rollgate_core::Timestamp;
 use rollgate_core::config::Config;
+use rollgate_core::routing::{RoutingInputs, desired};
 use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
@@ -21,7 +23,11 @@ pub async fn start(
     threads: Option<NonZeroUsize>,
 ) -> anyhow::Result<RunningGateway> {
     let stats = Arc::new(Stats::default());
-    let table = RouteTable::from_config(config, &stats).map_err(|e| crate::Refused(e.to_string()))?;
+    // The config's own routing: every service on its stable version (or static
+    // split). Under `serve` the control plane applies the rollouts' routing next.
+    let inputs = RoutingInputs { config, registered: &[], rollouts: &[], staging: &[], now: Timestamp::now() };
+    let table = RouteTable::build(&desired(&inputs), &RouteTable::empty(), &stats)
+        .map_err(|e| crate::Refused(e.to_string()))?;
     // One connection pool serves every service, so it takes the shortest connect timeout.
     let connect = table.services.iter().map(|s| s.connect_timeout).min().unwrap_or(Duration::from_secs(2));
     let gateway = Arc::new(Gateway::new(table, stats, connect, Arc::new(DiscardPairs), MirrorLimits::default()));

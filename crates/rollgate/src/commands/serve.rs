@@ -1,10 +1,11 @@
 //! `rollgate serve`: the control plane until SIGTERM or Ctrl-C.
 
-use super::config::load;
+use super::config::load_source;
 use crate::cli::ServeArgs;
 use anyhow::Context;
 use rollgate_core::clock::Clock;
 use rollgate_server::clock::{ScaledClock, SystemClock};
+use rollgate_server::dataplane::InProcess;
 use rollgate_server::notify::{Hook, RetryPolicy};
 use rollgate_server::{ServerOptions, start};
 use rollgate_store::AnyStore;
@@ -14,32 +15,45 @@ use std::sync::Arc;
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    let config = load(&args.config)?;
+    let source = load_source(&args.config)?;
     let location = args.store.location();
     let store = AnyStore::open(&location).await.with_context(|| format!("cannot open the store at {location}"))?;
     let clock: Arc<dyn Clock> = match &args.clock {
         Some(spec) => Arc::new(spec.parse::<ScaledClock>()?),
         None => Arc::new(SystemClock),
     };
-    let hooks = Hook::from_config(&config).map_err(crate::Refused)?;
-    let gateway = super::gateway::start(&config, args.gateway_listen, args.gateway_threads).await?;
+    let hooks = Hook::from_config(&source.config).map_err(crate::Refused)?;
+    let gateway = super::gateway::start(&source.config, args.gateway_listen, args.gateway_threads).await?;
+    let dataplane = InProcess::new(gateway.gateway.clone(), format!("http://{}", gateway.addr));
+    let archive_dir = args.archive_dir.clone().unwrap_or_else(|| args.store.data_dir.join("archive"));
     let options = ServerOptions {
-        config,
+        config: source,
         store,
         listen: args.listen,
         clock,
         tick: args.tick,
         hooks,
-        gateway: Some(gateway.gateway.clone()),
-        gateway_url: Some(format!("http://{}", gateway.addr)),
+        dataplane: Some(Arc::new(dataplane)),
         retry: RetryPolicy::default(),
+        archive_dir,
     };
     let server = start(options).await?;
     println!("rollgate API listening on http://{}", server.addr);
     println!("OpenAPI document: http://{}/api/v1/openapi.json", server.addr);
     println!("rollgate gateway listening on http://{}", gateway.addr);
     std::io::stdout().flush()?;
-    shutdown_signal().await;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = hangups.recv() => match server.reload_config() {
+                Ok(()) => eprintln!("SIGHUP: {} reloaded and in force", args.config.display()),
+                Err(e) => eprintln!("SIGHUP: {e}"),
+            },
+        }
+    }
     eprintln!("shutting down: finishing requests in flight");
     server.shutdown().await;
     gateway.shutdown().await;

@@ -29,7 +29,7 @@ pub async fn run(command: SimCommand) -> anyhow::Result<()> {
         }
         SimCommand::Traffic { url, rate, seconds, users, replay, feedback, rating_rate, complaint_rate } => {
             let bodies = match replay {
-                Some(path) => rollgate_sim::traffic::read_bodies(&path.to_string_lossy()).map_err(crate::Refused)?,
+                Some(path) => rollgate_load::read_bodies(&path.to_string_lossy()).map_err(crate::Refused)?,
                 None => Vec::new(),
             };
             let options = TrafficOptions {

@@ -10,8 +10,9 @@ use rollgate_core::roles::{ApprovalKind, Role};
 use rollgate_gateway::RunningGateway;
 use rollgate_server::auth::create_token;
 use rollgate_server::clock::ScaledClock;
+use rollgate_server::dataplane::InProcess;
 use rollgate_server::notify::RetryPolicy;
-use rollgate_server::{RunningServer, ServerOptions, start};
+use rollgate_server::{ConfigSource, RunningServer, ServerOptions, start};
 use rollgate_sim::model::{Faults, RunningModel};
 use rollgate_store::{AnyStore, SqliteStore};
 use std::collections::BTreeMap;
@@ -127,7 +128,8 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
     std::fs::create_dir_all(&data).with_context(|| format!("cannot make the data directory {}", data.display()))?;
     let sample = data.join("staging-sample.jsonl");
     write_sample(&sample)?;
-    let config = Config::parse("demo.toml", &config_text(&models, &sample)).map_err(|problems| {
+    let text = config_text(&models, &sample);
+    let config = Config::parse("demo.toml", &text).map_err(|problems| {
         anyhow::anyhow!(
             "the demo's own config is wrong: {}",
             problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
@@ -139,16 +141,17 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
     let front = super::super::gateway::start(&config, any_port, None).await?;
     // Thursday morning: the plan's deploy window refuses Friday starts.
     let clock = ScaledClock { origin: "2026-11-26T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
+    let dataplane = InProcess::new(front.gateway.clone(), format!("http://{}", front.addr));
     let options = ServerOptions {
-        config,
+        config: ConfigSource { config, text, path: None },
         store: store.clone(),
         listen: any_port,
         clock: Arc::new(clock.clone()),
         tick: Duration::from_millis(100),
         hooks: Vec::new(),
-        gateway: Some(front.gateway.clone()),
-        gateway_url: Some(format!("http://{}", front.addr)),
+        dataplane: Some(Arc::new(dataplane)),
         retry: RetryPolicy::default(),
+        archive_dir: data.join("archive"),
     };
     let server = start(options).await?;
     let mut tokens = BTreeMap::new();

@@ -1,0 +1,42 @@
+//! The gateway running in this process as the data plane.
+
+use super::{Arm, ArmReading, DataPlane};
+use rollgate_core::routing::Routing;
+use rollgate_gateway::Gateway;
+use std::sync::Arc;
+
+pub struct InProcess {
+    gateway: Arc<Gateway>,
+    url: String,
+}
+
+impl InProcess {
+    /// The gateway, and the URL it listens on.
+    pub fn new(gateway: Arc<Gateway>, url: String) -> InProcess {
+        InProcess { gateway, url }
+    }
+}
+
+impl DataPlane for InProcess {
+    fn apply(&self, routing: &Routing) -> Result<(), String> {
+        self.gateway.apply(routing).map_err(|e| e.to_string())
+    }
+
+    fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading {
+        let series = self.gateway.stats.series(service, version, arm);
+        let (latencies_us, latency_population) = series.drain_latencies();
+        ArmReading { counters: series.counters(), latencies_us, latency_population }
+    }
+
+    fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>> {
+        let table = self.gateway.table();
+        let service = table.service(service)?;
+        service.health.as_ref()?;
+        let version = service.versions.get(service.version_index(version)?)?;
+        Some(version.endpoints.iter().map(|e| e.health.consecutive_probe_failures()).collect())
+    }
+
+    fn url(&self) -> Option<&str> {
+        Some(&self.url)
+    }
+}

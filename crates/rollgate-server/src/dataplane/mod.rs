@@ -1,0 +1,38 @@
+//! The server's one way to the traffic. The reconciler, the judge and
+//! staging reach the data plane only through [`DataPlane`]: apply the desired
+//! routing, read what a version's arm did, and how its endpoints' probes go.
+//! The in-process gateway ([`InProcess`]) is the first implementation; an
+//! nginx or Kubernetes Gateway API one would implement the same four methods
+//! without the controller changing.
+
+mod in_process;
+
+pub use in_process::InProcess;
+pub use rollgate_core::measure::{Arm, Counters};
+
+use rollgate_core::routing::Routing;
+
+/// What one arm of one version did: cumulative counters, and the latencies
+/// recorded since the previous read of that arm (each handed out once).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArmReading {
+    pub counters: Counters,
+    /// In microseconds: every finished request's, or a uniform sample.
+    pub latencies_us: Vec<u32>,
+    /// How many requests finished since the previous read (what the sample is of).
+    pub latency_population: u64,
+}
+
+pub trait DataPlane: Send + Sync {
+    /// Routes as `routing` says from the next request on. Callers apply one
+    /// routing at a time; nothing changes when it cannot be applied.
+    fn apply(&self, routing: &Routing) -> Result<(), String>;
+
+    fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading;
+
+    /// Failed probes in a row of each endpoint of a version, when the service is probed.
+    fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>>;
+
+    /// Where clients reach the data plane (`http://HOST:PORT`): staging traffic goes there.
+    fn url(&self) -> Option<&str>;
+}

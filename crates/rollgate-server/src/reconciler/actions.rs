@@ -1,0 +1,154 @@
+//! The action runner: each rollout's open actions, one at a time and in
+//! order (a retire waits for the redeploy before it). An archive is written
+//! by rollgate itself; a redeploy or retire runs the service's deploy hook,
+//! retried with backoff, each run recorded in the log with its outcome; with
+//! no hook, or once the hook has failed its attempts, the action waits for a
+//! person, who is told what to do and confirms it. Nothing is recorded done
+//! that was not done.
+//!
+//! A process killed between a hook's run and its record runs the hook again
+//! on restart with the same idempotency key: delivery is at least once, and
+//! the log holds the action's outcome once (the machine refuses a second).
+
+use super::Ctx;
+use super::archive;
+use super::hooks::{self, HookCall, HookOutcome};
+use crate::failpoint;
+use rollgate_core::config::DeployHook;
+use rollgate_core::roles::Actor;
+use rollgate_core::rollout::{Action, ActionRun, ActionStatus, Command, Effect, Input, Rollout};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The longest wait between two runs of a failing hook.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// How often rollgate tries to write an archive before a person is asked.
+const ARCHIVE_ATTEMPTS: u32 = 5;
+
+pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let mut not_before: HashMap<String, Instant> = HashMap::new();
+    while !*stop.borrow() {
+        let next = round(&ctx, &mut not_before).await;
+        let sleep = next.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
+        tokio::select! {
+            () = ctx.actions.notified() => {}
+            () = tokio::time::sleep(sleep) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// What became of a rollout's next action this round.
+enum Progress {
+    /// Recorded (done, failed or handed to a person): look at the rollout again.
+    Recorded,
+    /// Its next run is not due before then.
+    Later(Instant),
+    /// Nothing to do until a person acts.
+    Blocked,
+}
+
+/// Works every rollout's open actions as far as they go; returns when the next retry is due.
+async fn round(ctx: &Ctx, not_before: &mut HashMap<String, Instant>) -> Option<Instant> {
+    let mut next: Option<Instant> = None;
+    let with_work: Vec<String> =
+        ctx.fleet().rollouts().into_iter().filter(|r| r.open_actions().next().is_some()).map(|r| r.id).collect();
+    for id in with_work {
+        // Each recorded run changes the rollout; a bound keeps a rollout from starving the rest.
+        for _ in 0..16 {
+            let Some(rollout) = ctx.fleet().rollout(&id) else { break };
+            let Some(action) = rollout.open_actions().next().cloned() else { break };
+            match work(ctx, &rollout, &action, not_before).await {
+                Progress::Recorded => {}
+                Progress::Later(at) => {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                    break;
+                }
+                Progress::Blocked => break,
+            }
+        }
+    }
+    next
+}
+
+async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut HashMap<String, Instant>) -> Progress {
+    if matches!(action.status, ActionStatus::WaitingForPerson { .. }) {
+        return Progress::Blocked;
+    }
+    let key = action.idempotency_key(&rollout.id);
+    if let Some(at) = not_before.get(&key).filter(|at| **at > Instant::now()) {
+        return Progress::Later(*at);
+    }
+    let attempt = u32::try_from(action.runs.len()).unwrap_or(u32::MAX).saturating_add(1);
+    let config = ctx.fleet().config();
+    let (outcome, details, attempts, backoff) = match &action.effect {
+        Effect::Archive => {
+            let (outcome, details) = match archive::write(ctx, rollout).await {
+                Ok(a) => {
+                    let detail = format!("archived to {} (sha256 {}, {} bytes)", a.path.display(), a.sha256, a.bytes);
+                    let details = serde_json::json!({ "path": a.path, "sha256": a.sha256, "bytes": a.bytes });
+                    (HookOutcome { ok: true, via: "rollgate".into(), detail }, details)
+                }
+                Err(e) => (HookOutcome { ok: false, via: "rollgate".into(), detail: e }, serde_json::Value::Null),
+            };
+            (outcome, details, ARCHIVE_ATTEMPTS, Duration::from_secs(10))
+        }
+        Effect::Redeploy { service, version } | Effect::Retire { service, version } => {
+            let Some(hook) = config.deploy_hook(service) else {
+                let why = format!(
+                    "no deploy hook is configured for service `{service}` ([deploy] or [services.{service}.deploy] in the config)"
+                );
+                return hand_to_a_person(ctx, rollout, action, why).await;
+            };
+            let call = HookCall {
+                effect: if matches!(action.effect, Effect::Redeploy { .. }) { "redeploy" } else { "retire" },
+                service: service.clone(),
+                version: version.clone(),
+                endpoints: ctx.fleet().endpoints(service, version),
+                rollout: rollout.id.clone(),
+                effect_id: action.id.clone(),
+                idempotency_key: key.clone(),
+            };
+            tracing::info!(rollout = %rollout.id, action = %action.id, attempt, "running the deploy hook");
+            let outcome = hooks::run(hook, &call, &ctx.http).await;
+            (outcome, serde_json::Value::Null, hook.attempts, backoff_of(hook))
+        }
+        other => {
+            let why = format!("rollgate has no way to carry out {other:?}");
+            return hand_to_a_person(ctx, rollout, action, why).await;
+        }
+    };
+    failpoint("after-hook");
+    let gave_up = !outcome.ok && attempt >= attempts;
+    if !outcome.ok && !gave_up {
+        let wait = backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(MAX_BACKOFF);
+        not_before.insert(key, Instant::now() + wait);
+    }
+    let run = ActionRun { ok: outcome.ok, attempt, via: outcome.via, detail: outcome.detail, gave_up, details };
+    record(ctx, rollout, Input::ActionRun { action: action.id.clone(), run }).await
+}
+
+fn backoff_of(hook: &DeployHook) -> Duration {
+    hook.backoff.duration().try_into().unwrap_or(Duration::from_secs(10))
+}
+
+async fn hand_to_a_person(ctx: &Ctx, rollout: &Rollout, action: &Action, why: String) -> Progress {
+    match record(ctx, rollout, Input::ActionNeedsPerson { action: action.id.clone(), why }).await {
+        Progress::Recorded => Progress::Blocked,
+        other => other,
+    }
+}
+
+async fn record(ctx: &Ctx, rollout: &Rollout, input: Input) -> Progress {
+    match ctx.log.submit(&rollout.id, &Command::new(Actor::system(), input)).await {
+        Ok(_) => Progress::Recorded,
+        Err(e) => {
+            // The run happened but its record did not land: it is run again
+            // (same idempotency key) once the log can be written.
+            tracing::warn!(rollout = %rollout.id, error = %e, "cannot record an action's run");
+            Progress::Later(Instant::now() + Duration::from_secs(5))
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The leader's work, apart from the API: carrying out the log's effects,
+//! feeding rollouts their timers, judging canaries, running staging,
+//! running deploy hooks and archiving, and delivering webhooks. It is
+//! started through one entry point, [`start`], which a leader lease can gate:
+//! a replica that serves only the API and routes its own traffic never
+//! starts it.
+
+mod actions;
+mod archive;
+mod controller;
+mod effects;
+mod hooks;
+pub(crate) mod judging;
+mod timers;
+
+use crate::fleet::Fleet;
+use crate::log::Log;
+use crate::notify::{self, Hook, Notifier, RetryPolicy};
+use crate::prometheus::Prometheus;
+use crate::staging::{self, Staging, StagingCtx};
+use judging::Judging;
+use rollgate_core::clock::Clock;
+use rollgate_store::AnyStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use timers::Timers;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use timers::Due;
+
+/// What the reconciler works with.
+pub struct Reconciler {
+    pub log: Arc<Log>,
+    pub store: AnyStore,
+    pub clock: Arc<dyn Clock>,
+    /// How often canaries are judged (and the store is looked at for other writers).
+    pub tick: Duration,
+    pub webhooks: Vec<Hook>,
+    pub retry: RetryPolicy,
+    pub prometheus: Option<Prometheus>,
+    /// Where finished rollouts are archived.
+    pub archive_dir: PathBuf,
+}
+
+/// Shared by the reconciler's tasks.
+pub(crate) struct Ctx {
+    pub log: Arc<Log>,
+    pub store: AnyStore,
+    pub clock: Arc<dyn Clock>,
+    pub tick: Duration,
+    pub notifier: Notifier,
+    pub timers: Timers,
+    /// Woken when an action (redeploy, retire, archive) may have work.
+    pub actions: Notify,
+    pub staging: Arc<Staging>,
+    pub judging: Judging,
+    pub archive_dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Ctx {
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        self.log.fleet()
+    }
+}
+
+/// Starts the reconciler's tasks; they run until `stop` turns true.
+/// `effects` names rollouts whose new events carry effects.
+pub fn start(
+    reconciler: Reconciler,
+    effects: mpsc::UnboundedReceiver<String>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let webhooks = Arc::new(reconciler.webhooks);
+    let wake_delivery = Arc::new(Notify::new());
+    let ctx = Arc::new(Ctx {
+        notifier: Notifier::new(reconciler.store.clone(), webhooks.clone(), wake_delivery.clone()),
+        judging: Judging::new(reconciler.prometheus),
+        log: reconciler.log,
+        store: reconciler.store.clone(),
+        clock: reconciler.clock,
+        tick: reconciler.tick,
+        timers: Timers::default(),
+        actions: Notify::new(),
+        staging: Arc::new(Staging::new()),
+        archive_dir: reconciler.archive_dir,
+        http: reqwest::Client::builder().build().unwrap_or_default(),
+    });
+    let staging_ctx = Arc::new(StagingCtx { log: ctx.log.clone(), clock: ctx.clock.clone(), http: staging_client() });
+    vec![
+        tokio::spawn(staging::run(ctx.staging.clone(), staging_ctx, stop.clone())),
+        tokio::spawn(effects::run(ctx.clone(), effects, stop.clone())),
+        tokio::spawn(controller::run(ctx.clone(), stop.clone())),
+        tokio::spawn(actions::run(ctx, stop.clone())),
+        tokio::spawn(notify::deliver(reconciler.store, webhooks, wake_delivery, reconciler.retry, stop)),
+    ]
+}
+
+/// Staging replays keep many requests in flight to the gateway.
+fn staging_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default()
+}
