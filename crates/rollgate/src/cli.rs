@@ -445,6 +445,7 @@ pub enum RolloutCommand {
         #[command(flatten)]
         actor: ActorArgs,
     },
+    /// Stop automatic promotion (the judge still rolls back); the reason is recorded.
     Pause {
         rollout: String,
         #[command(flatten)]
@@ -452,6 +453,7 @@ pub enum RolloutCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Let a paused rollout move on again.
     Resume {
         rollout: String,
         #[command(flatten)]
@@ -488,4 +490,21 @@ pub enum RolloutCommand {
     },
     /// Let time pass: end holds that are over and move through windows that opened (the server's controller does this on its own).
     Advance { rollout: String },
+    /// Record that you did an action no hook did (redeploy, retire, archive; `rollout status` lists them).
+    ConfirmEffect {
+        rollout: String,
+        /// The action's id, e.g. redeploy-v1.
+        action: String,
+        #[command(flatten)]
+        actor: ActorArgs,
+        /// What you did, in words: recorded in the log.
+        #[arg(long)]
+        note: String,
+    },
+    /// Where a finished rollout was archived, with the archive's SHA-256.
+    Archive {
+        rollout: String,
+        #[arg(long)]
+        json: bool,
+    },
 }

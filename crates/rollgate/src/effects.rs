@@ -2,6 +2,9 @@
 //! journal in the data directory (`effects.jsonl`), one line per effect,
 //! keyed so that an effect delivered again after a crash is recorded once.
 //! The server replaces this with the gateway's route table and webhooks.
+//! Journaling an effect is not doing it: the actions it asks for (redeploy,
+//! retire, archive) stay pending in the rollout's state until a server's
+//! deploy hook or a person (`rollgate rollout confirm-effect`) records them done.
 
 use rollgate_core::rollout::Effect;
 use rollgate_store::{EffectKey, EffectSink};

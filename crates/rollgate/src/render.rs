@@ -219,6 +219,36 @@ pub fn status(r: &RolloutView) -> String {
     let _ =
         writeln!(o, "traffic: {} {}%, {} {}%", r.stable, 100.0 - r.candidate_percent, r.candidate, r.candidate_percent);
     o.push_str(&progress(r));
+    if let Some(warm) = &r.warm {
+        let state = if warm.warm { "kept warm (no traffic, probed) until" } else { "was kept warm until" };
+        let _ = writeln!(o, "previous version: {} {state} {}", warm.version, warm.until);
+    }
+    if !r.actions.is_empty() {
+        let _ = writeln!(
+            o,
+            "
+actions ({} open):",
+            r.open_actions
+        );
+        for a in &r.actions {
+            let mark = match a.status.as_str() {
+                "done" => "✓",
+                "waiting_for_person" => "!",
+                _ => "…",
+            };
+            let _ = writeln!(o, "  {mark} {} ({}): {}", a.id, a.status.replace('_', " "), a.detail);
+            if a.status == "waiting_for_person" {
+                let _ = writeln!(
+                    o,
+                    "      when done: rollgate rollout confirm-effect {} {} --note \"what you did\"",
+                    r.id, a.id
+                );
+            }
+            for run in a.runs.iter().filter(|run| !run.ok) {
+                let _ = writeln!(o, "      run {} failed via {}: {}", run.attempt, run.via, run.detail);
+            }
+        }
+    }
     if !r.gates.is_empty() {
         let _ = writeln!(o, "\ngates to leave {}:", r.stage_label);
         for g in &r.gates {
@@ -316,4 +346,35 @@ fn judge_report(j: &serde_json::Value) -> String {
         let _ = writeln!(o, "  ! {}", text(warning));
     }
     o
+}
+
+/// Where a rollout's archive is, from its archive action's run.
+pub fn archive(r: &RolloutView, json: bool) -> anyhow::Result<()> {
+    let action = r.actions.iter().find(|a| a.effect == "archive");
+    let run = action.and_then(|a| a.runs.iter().find(|run| run.ok));
+    match (action, run) {
+        (_, Some(run)) if json => println!("{}", run.details),
+        (_, Some(run)) => println!(
+            "{}: archived to {} (sha256 {}, {} bytes)",
+            r.id,
+            run.details["path"].as_str().unwrap_or("?"),
+            run.details["sha256"].as_str().unwrap_or("?"),
+            run.details["bytes"]
+        ),
+        (Some(a), None) => {
+            return Err(crate::Refused(format!(
+                "{}: the archive is not written yet ({}: {})",
+                r.id, a.status, a.detail
+            ))
+            .into());
+        }
+        (None, None) => {
+            return Err(crate::Refused(format!(
+                "{}: no archive: a rollout is archived when it completes (it is {})",
+                r.id, r.stage_label
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,13 @@ pub async fn rollout(client: &Client, command: RolloutCommand) -> anyhow::Result
     let (label, view): (&str, RolloutView) = match command {
         RolloutCommand::List { json } => return list(client, json).await,
         RolloutCommand::Status { rollout, json, watch } => return status(client, &rollout, json, watch).await,
+        RolloutCommand::Archive { rollout, json } => {
+            return render::archive(&client.get(&format!("/api/v1/rollouts/{rollout}")).await?, json);
+        }
+        RolloutCommand::ConfirmEffect { rollout, action, note, .. } => {
+            let url = format!("/api/v1/rollouts/{rollout}/actions/{action}/confirm");
+            ("confirm-effect", client.post(&url, &json!({ "note": note })).await?)
+        }
         RolloutCommand::Start { service, candidate, skip_shadow, id, .. } => {
             let body = json!({ "service": service, "candidate": candidate, "skip_shadow": skip_shadow, "id": id });
             ("start", client.post("/api/v1/rollouts", &body).await?)

@@ -12,6 +12,7 @@ use anyhow::Context;
 use rollgate_core::config::Config;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rejection, Rollout};
+use rollgate_core::routing::serving_version;
 use rollgate_server::views::RolloutView;
 use rollgate_store::{AnyStore, EventStore, Rollouts, SubmitError, carry_out_pending, is_rollout_stream};
 
@@ -28,10 +29,16 @@ pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()
     let (id, command) = match command {
         RolloutCommand::List { json } => return list(&rollouts, json).await,
         RolloutCommand::Status { rollout, json, watch: _ } => return status(&rollouts, &rollout, json).await,
+        RolloutCommand::Archive { rollout, json } => {
+            let view = RolloutView::new(&load_rollout(&rollouts, &rollout).await?, now()?, &[]);
+            return render::archive(&view, json);
+        }
         RolloutCommand::Start { actor, service, candidate, skip_shadow, id } => {
             let config = load(&actor.config)?;
             let who = resolve(&config, &actor)?;
-            let input = start_input(&config, &service, &candidate, skip_shadow, id)?;
+            let all = all_rollouts(&rollouts).await?;
+            let stable = serving_version(&config, &all, &service);
+            let input = start_input(&config, &service, &candidate, stable, skip_shadow, id)?;
             let Input::Start { rollout_id, .. } = &input else { unreachable!("start_input builds a start") };
             (rollout_id.clone(), Command::new(who, input))
         }
@@ -79,6 +86,7 @@ fn start_input(
     config: &Config,
     service: &str,
     candidate: &str,
+    stable: Option<String>,
     skip_shadow: bool,
     id: Option<String>,
 ) -> anyhow::Result<Input> {
@@ -98,7 +106,7 @@ fn start_input(
         rollout_id: id.unwrap_or_else(|| format!("{service}-{candidate}-{stamp}")),
         service: service.to_string(),
         candidate: candidate.to_string(),
-        stable: spec.stable.get_ref().clone(),
+        stable: stable.unwrap_or_else(|| spec.stable.get_ref().clone()),
         plan_name,
         plan: Box::new(plan),
         skip_shadow,
@@ -143,7 +151,13 @@ fn action(command: RolloutCommand) -> anyhow::Result<(String, Command)> {
             with(rollout, &actor, Input::ForcePromote { reason })
         }
         RolloutCommand::Advance { rollout } => Ok((rollout, Command::new(Actor::system(), Input::Timer))),
-        RolloutCommand::Start { .. } | RolloutCommand::List { .. } | RolloutCommand::Status { .. } => {
+        RolloutCommand::ConfirmEffect { rollout, action, actor, note } => {
+            with(rollout, &actor, Input::ConfirmAction { action, note })
+        }
+        RolloutCommand::Start { .. }
+        | RolloutCommand::List { .. }
+        | RolloutCommand::Status { .. }
+        | RolloutCommand::Archive { .. } => {
             unreachable!("handled by run")
         }
     }
@@ -173,11 +187,16 @@ async fn status(rollouts: &Rollouts<AnyStore>, id: &str, json: bool) -> anyhow::
     Ok(())
 }
 
-async fn list(rollouts: &Rollouts<AnyStore>, json: bool) -> anyhow::Result<()> {
+async fn all_rollouts(rollouts: &Rollouts<AnyStore>) -> anyhow::Result<Vec<Rollout>> {
     let mut all = Vec::new();
     for id in rollouts.store().streams().await?.into_iter().filter(|s| is_rollout_stream(s)) {
         all.push(load_rollout(rollouts, &id).await?);
     }
+    Ok(all)
+}
+
+async fn list(rollouts: &Rollouts<AnyStore>, json: bool) -> anyhow::Result<()> {
+    let all = all_rollouts(rollouts).await?;
     if json {
         println!("{}", serde_json::to_string(&all)?);
         return Ok(());
