@@ -3,7 +3,8 @@
 //! consecutive failures of real requests. State lives on the endpoint, so it
 //! survives route-table swaps.
 
-use crate::table::{Endpoint, RouteTable};
+use crate::proxy::Gateway;
+use crate::table::Endpoint;
 use crate::upstream;
 use http::{Request, header};
 use http_body_util::{BodyExt, Empty};
@@ -119,10 +120,11 @@ async fn probe(endpoint: &Endpoint, path: &str, timeout: Duration) -> bool {
     tokio::time::timeout(timeout, exchange).await.ok().flatten().unwrap_or(false)
 }
 
-/// Probes every endpoint of every service that asks for it, until `stop`.
-pub async fn check_forever(table: impl Fn() -> Arc<RouteTable> + Send + 'static, mut stop: watch::Receiver<bool>) {
+/// Probes every endpoint of every service that asks for it, until `stop`;
+/// a new table is probed at once (its services may ask for probes the last did not).
+pub async fn check_forever(gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        let current = table();
+        let current = gateway.table();
         let mut next = Duration::from_secs(5);
         let mut probes = Vec::new();
         for service in &current.services {
@@ -141,6 +143,7 @@ pub async fn check_forever(table: impl Fn() -> Arc<RouteTable> + Send + 'static,
         }
         tokio::select! {
             () = tokio::time::sleep(next) => {}
+            () = gateway.table_changed() => {}
             _ = stop.changed() => {}
         }
     }

@@ -44,6 +44,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 
 pub struct Gateway {
     table: ArcSwap<RouteTable>,
+    /// Told of each new table (the health checker probes new endpoints at once).
+    swapped: tokio::sync::Notify,
     pub stats: Arc<Stats>,
     pub feedback: Feedback,
     connect_timeout: Duration,
@@ -62,6 +64,7 @@ impl Gateway {
         let mirror = Mirror::new(stats.clone(), hook, limits, connect_timeout);
         Gateway {
             table: ArcSwap::from_pointee(table),
+            swapped: tokio::sync::Notify::new(),
             stats,
             feedback: Feedback::new(100_000),
             connect_timeout,
@@ -79,7 +82,13 @@ impl Gateway {
     pub fn apply(&self, routing: &Routing) -> Result<(), TableError> {
         let table = RouteTable::build(routing, &self.table(), &self.stats)?;
         self.table.store(Arc::new(table));
+        self.swapped.notify_one();
         Ok(())
+    }
+
+    /// Completes when a new table has been applied since the last call.
+    pub async fn table_changed(&self) {
+        self.swapped.notified().await;
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {

@@ -104,8 +104,7 @@ fn reusable_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener>
 }
 
 fn check_health(gateway: &Arc<Gateway>, stopped: watch::Receiver<bool>) {
-    let probed = gateway.clone();
-    tokio::spawn(crate::health::check_forever(move || probed.table(), stopped));
+    tokio::spawn(crate::health::check_forever(gateway.clone(), stopped));
 }
 
 async fn accept_forever(listener: TcpListener, gateway: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {

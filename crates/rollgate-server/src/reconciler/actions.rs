@@ -14,7 +14,7 @@ use super::Ctx;
 use super::archive;
 use super::hooks::{self, HookCall, HookOutcome};
 use crate::failpoint;
-use rollgate_core::config::DeployHook;
+use rollgate_core::config::{Config, DeployHook};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Action, ActionRun, ActionStatus, Command, Effect, Input, Rollout};
 use std::collections::HashMap;
@@ -59,8 +59,24 @@ async fn round(ctx: &Ctx, not_before: &mut HashMap<String, Instant>) -> Option<I
         // Each recorded run changes the rollout; a bound keeps a rollout from starving the rest.
         for _ in 0..16 {
             let Some(rollout) = ctx.fleet().rollout(&id) else { break };
-            let Some(action) = rollout.open_actions().next().cloned() else { break };
-            match work(ctx, &rollout, &action, not_before).await {
+            let open: Vec<Action> = rollout.open_actions().cloned().collect();
+            // What no hook can do goes to a person at once, each told what must come first.
+            let config = ctx.fleet().config();
+            let unrunnable = open.iter().enumerate().find_map(|(i, a)| {
+                let pending = matches!(a.status, ActionStatus::Pending);
+                no_way_to_run(&config, &a.effect).filter(|_| pending).map(|why| (i, a, why))
+            });
+            if let Some((i, action, why)) = unrunnable {
+                let before: Vec<&str> = open[..i].iter().map(|a| a.id.as_str()).collect();
+                let why = if before.is_empty() { why } else { format!("{why}; do it after {}", before.join(", ")) };
+                match hand_to_a_person(ctx, &rollout, action, why).await {
+                    Progress::Later(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                    Progress::Recorded | Progress::Blocked => continue,
+                }
+                break;
+            }
+            let Some(action) = open.first() else { break };
+            match work(ctx, &rollout, action, not_before).await {
                 Progress::Recorded => {}
                 Progress::Later(at) => {
                     next = Some(next.map_or(at, |n| n.min(at)));
@@ -96,12 +112,7 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
             (outcome, details, ARCHIVE_ATTEMPTS, Duration::from_secs(10))
         }
         Effect::Redeploy { service, version } | Effect::Retire { service, version } => {
-            let Some(hook) = config.deploy_hook(service) else {
-                let why = format!(
-                    "no deploy hook is configured for service `{service}` ([deploy] or [services.{service}.deploy] in the config)"
-                );
-                return hand_to_a_person(ctx, rollout, action, why).await;
-            };
+            let Some(hook) = config.deploy_hook(service) else { return Progress::Blocked };
             let call = HookCall {
                 effect: if matches!(action.effect, Effect::Redeploy { .. }) { "redeploy" } else { "retire" },
                 service: service.clone(),
@@ -115,10 +126,7 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
             let outcome = hooks::run(hook, &call, &ctx.http).await;
             (outcome, serde_json::Value::Null, hook.attempts, backoff_of(hook))
         }
-        other => {
-            let why = format!("rollgate has no way to carry out {other:?}");
-            return hand_to_a_person(ctx, rollout, action, why).await;
-        }
+        _ => return Progress::Blocked,
     };
     failpoint("after-hook");
     let gave_up = !outcome.ok && attempt >= attempts;
@@ -130,15 +138,23 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
     record(ctx, rollout, Input::ActionRun { action: action.id.clone(), run }).await
 }
 
+/// Why rollgate cannot carry out `effect` itself or through a hook, if it cannot.
+fn no_way_to_run(config: &Config, effect: &Effect) -> Option<String> {
+    match effect {
+        Effect::Archive => None,
+        Effect::Redeploy { service, .. } | Effect::Retire { service, .. } => config.deploy_hook(service).is_none().then(|| {
+            format!("no deploy hook is configured for service `{service}` ([deploy] or [services.{service}.deploy] in the config)")
+        }),
+        other => Some(format!("rollgate has no way to carry out {other:?}")),
+    }
+}
+
 fn backoff_of(hook: &DeployHook) -> Duration {
     hook.backoff.duration().try_into().unwrap_or(Duration::from_secs(10))
 }
 
 async fn hand_to_a_person(ctx: &Ctx, rollout: &Rollout, action: &Action, why: String) -> Progress {
-    match record(ctx, rollout, Input::ActionNeedsPerson { action: action.id.clone(), why }).await {
-        Progress::Recorded => Progress::Blocked,
-        other => other,
-    }
+    record(ctx, rollout, Input::ActionNeedsPerson { action: action.id.clone(), why }).await
 }
 
 async fn record(ctx: &Ctx, rollout: &Rollout, input: Input) -> Progress {

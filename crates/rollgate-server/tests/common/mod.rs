@@ -36,6 +36,22 @@ impl Setup {
         Setup { dir, store, clock }
     }
 
+    /// The same on a fresh PostgreSQL database (dropped by [`PgDatabase::drop_now`]).
+    pub async fn postgres(speed: f64) -> (Setup, PgDatabase) {
+        let admin_url = std::env::var("ROLLGATE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("rollgate_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is needed at {admin_url} ({e}); start it with .ci/run or set ROLLGATE_TEST_POSTGRES")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        admin.close().await;
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let store = AnyStore::open(&url).await.unwrap();
+        let clock = ScaledClock { origin: THURSDAY.parse().unwrap(), anchor: jiff::Timestamp::now(), speed };
+        (Setup { dir: tempfile::tempdir().unwrap(), store, clock }, PgDatabase { admin_url, name })
+    }
+
     pub fn options(&self, hooks: Vec<Hook>, retry: RetryPolicy) -> ServerOptions {
         ServerOptions {
             config: source(EXAMPLE),
@@ -91,6 +107,20 @@ pub fn gateway(timeout: Duration) -> Arc<Gateway> {
 /// A config without a file (it cannot be reloaded).
 pub fn source(text: &str) -> ConfigSource {
     ConfigSource { config: Config::parse("rollgate.toml", text).unwrap(), text: text.to_string(), path: None }
+}
+
+/// A PostgreSQL database made for one test.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn drop_now(self) {
+        let admin = sqlx::PgPool::connect(&self.admin_url).await.unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await.unwrap();
+    }
 }
 
 pub struct Api {
@@ -149,4 +179,68 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// A model server that answers every request with its name and counts the
+/// health probes (`GET /healthz`) it gets.
+pub struct NamedModel {
+    pub url: String,
+    pub probes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+pub async fn named_model(name: &'static str) -> NamedModel {
+    use axum::routing::{any, get};
+    let probes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = probes.clone();
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async { "ok" }
+            }),
+        )
+        .fallback(any(move || async move { format!("{{\"served_by\":\"{name}\"}}") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    NamedModel { url, probes }
+}
+
+/// A config of one service `fraud` at /fraud (sticky on x-user-id) with
+/// config versions `(name, url)`, the first stable, its plan `fast` made of
+/// `plan` (TOML under [plans.fast]) and `extra` (more TOML) after.
+pub fn fraud_config(versions: &[(&str, &str)], plan: &str, extra: &str) -> String {
+    let mut text = format!(
+        "[services.fraud]\nroute = {{ path_prefix = \"/fraud\" }}\nprotocol = \"json\"\nstable = \"{}\"\nplan = \"fast\"\nsticky = {{ header = \"x-user-id\" }}\n{extra}\n",
+        versions[0].0
+    );
+    for (name, url) in versions {
+        text += &format!(
+            "[services.fraud.versions.{name}]\nendpoints = [\"{url}\"]\nartifact = {{ uri = \"s3://m/{name}\", sha256 = \"{}\" }}\nowner = \"ml\"\n",
+            "a".repeat(64)
+        );
+    }
+    text + "[plans.fast]\n" + plan
+}
+
+/// Which version serves each of `n` requests (users u0..un), by `x-rollgate-version`.
+pub async fn served_by(gateway: &RunningGateway, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let http = reqwest::Client::new();
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let response = http
+            .post(format!("http://{}/fraud/score", gateway.addr))
+            .header("x-user-id", format!("u{i}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let version = response
+            .headers()
+            .get("x-rollgate-version")
+            .map_or_else(|| format!("status {}", response.status()), |v| v.to_str().unwrap().to_string());
+        *seen.entry(version).or_insert(0) += 1;
+    }
+    seen
 }
