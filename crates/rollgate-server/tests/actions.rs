@@ -104,10 +104,13 @@ async fn a_full_rollback_runs_the_command_hook_redeploy_then_retire() {
     fleet.stop().await;
 }
 
+/// One call a deploy webhook got: its body, idempotency key, and signature if it verified.
+type Call = (Value, Option<String>, Option<String>);
+
 /// A deploy webhook that fails its first call, then records and accepts.
 #[derive(Default)]
 struct Receiver {
-    calls: Mutex<Vec<(Value, Option<String>, Option<String>)>>,
+    calls: Mutex<Vec<Call>>,
 }
 
 async fn receiver() -> (String, Arc<Receiver>) {
