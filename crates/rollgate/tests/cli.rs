@@ -248,25 +248,51 @@ async fn audit_verify_names_the_first_tampered_event() {
 struct Served {
     child: Child,
     addr: String,
+    /// What the server writes to stderr, line by line.
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Served {
     fn start(ws: &Workspace) -> Served {
-        let mut child = ws
-            .command(&["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--tick", "100ms"])
+        Served::start_at(ws, None)
+    }
+
+    /// The server, stopping at `failpoint` if one is named.
+    fn start_at(ws: &Workspace, failpoint: Option<&str>) -> Served {
+        let mut command =
+            ws.command(&["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--tick", "100ms"]);
+        if let Some(point) = failpoint {
+            command.env("ROLLGATE_FAILPOINT", point);
+        }
+        let mut child = command
             .env_remove("ROLLGATE_NOW")
             // A clock parked on Thursday morning, running at real speed.
             .env("ROLLGATE_CLOCK", format!("speed=1,origin={THURSDAY}"))
             .env("ROLLGATE_WEBHOOK_KEY", "test key")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let rx = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
         let first = rx.recv_timeout(Duration::from_secs(60)).expect("the server printed its address");
         let addr = first.rsplit(' ').next().unwrap().to_string();
         assert!(addr.starts_with("http://127.0.0.1:"), "{first}");
-        Served { child, addr }
+        Served { child, addr, stderr }
+    }
+
+    /// Waits until the server says it reached `failpoint`, then kills it with SIGKILL.
+    fn kill_at(mut self, failpoint: &str) {
+        let expected = format!("failpoint {failpoint} reached");
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line == expected => break,
+                Ok(_) => continue,
+                Err(e) => panic!("the server never reached {failpoint}: {e}"),
+            }
+        }
+        self.child.kill().unwrap();
+        assert!(!self.child.wait().unwrap().success());
     }
 
     /// SIGTERM, then the exit status.
@@ -370,4 +396,58 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     assert!(0.0 < detect && detect <= off && off <= staging_real_s, "{detect} <= {off} <= {staging_real_s}");
     let audit = ws.ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
     assert!(audit.contains("fraud-v2") && audit.contains("fraud-v3"), "{audit}");
+}
+
+#[test]
+fn a_server_killed_between_a_hook_run_and_its_record_runs_it_again_with_the_same_key_and_records_it_once() {
+    let ws = Workspace::new();
+    let keys = ws.path().join("hook-keys.txt");
+    let script = format!("echo \"$ROLLGATE_IDEMPOTENCY_KEY\" >> {}", keys.display());
+    let config = ws.path().join("rollgate.toml");
+    let text =
+        std::fs::read_to_string(&config).unwrap() + &format!("\n[deploy]\ncommand = [\"sh\", \"-c\", {script:?}]\n");
+    std::fs::write(&config, text).unwrap();
+    let token = |name: &str, role: &str| ws.ok(&["token", "create", "--name", name, "--role", role]).trim().to_string();
+    let (alice, dana) = (token("alice", "deployer"), token("dana", "admin"));
+    let served = Served::start_at(&ws, Some("after-hook"));
+    let remote = |token: &str, args: &[&str]| {
+        let mut all = vec!["rollout", "--server", served.addr.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        let out = ws.command(&all).env_remove("ROLLGATE_NOW").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    remote(&alice, &["start", "--service", "fraud-scorer", "--candidate", "v2", "--id", "r1"]);
+    for _ in 0..3 {
+        remote(&dana, &["force-promote", "r1", "--reason", "to the canary"]);
+    }
+    remote(&alice, &["rollback", "r1", "--category", "security", "--reason", "leaks data", "--full"]);
+    // The hook ran (its key is in the file); the server dies before recording it.
+    served.kill_at("after-hook");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), "r1/redeploy-v1\n");
+
+    let served = Served::start(&ws);
+    let status = || -> serde_json::Value {
+        let mut out =
+            ws.command(&["rollout", "--server", served.addr.as_str(), "--token", &alice, "status", "r1", "--json"]);
+        serde_json::from_slice(&out.output().unwrap().stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while status()["open_actions"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "the actions were never done: {}", status()["actions"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ran: Vec<String> = std::fs::read_to_string(&keys).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(ran, ["r1/redeploy-v1", "r1/redeploy-v1", "r1/retire-v2"], "the repeat carries the same key");
+    // The log holds each action's outcome once.
+    let log =
+        ws.command(&["audit", "--server", &served.addr, "--token", &alice, "log", "r1", "--json"]).output().unwrap();
+    let done: Vec<String> = String::from_utf8(log.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["input"]["type"] == "action_run" && e["input"]["run"]["ok"] == true)
+        .map(|e| e["input"]["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(done, ["redeploy-v1", "retire-v2"]);
+    drop(served);
 }
