@@ -116,8 +116,31 @@ async fn the_previous_version_stays_warm_and_probed_and_leaves_the_table_when_it
     assert!(gone, "v1 left the table when its warm time ran out");
     let (_, view) = api.get("/api/v1/rollouts/r2", &alice).await;
     assert_eq!(view["warm"]["warm"], false, "{view}");
+
+    // The finished rollout is archived under its content's hash, and the log says where.
+    let archive = &view["actions"][0];
+    assert_eq!((archive["id"].as_str(), archive["status"].as_str()), (Some("archive"), Some("done")), "{archive}");
+    let details = &archive["runs"][0]["details"];
+    let path = std::path::PathBuf::from(details["path"].as_str().unwrap());
+    assert!(path.starts_with(setup.dir.path().join("archive")), "{path:?}");
+    let bytes = std::fs::read(&path).unwrap();
+    let sha = sha2_hex(&bytes);
+    assert_eq!(
+        (details["sha256"].as_str(), path.file_stem().and_then(|s| s.to_str())),
+        (Some(sha.as_str()), Some(sha.as_str()))
+    );
+    let document: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(document["rollout"], "r2");
+    assert!(document["config"].as_str().unwrap().contains("[services.fraud]"), "the config in force is archived");
+    let log = document["log"].as_array().unwrap();
+    assert!(log.len() >= 4 && log.iter().all(|e| e["hash"].is_string()), "the whole chained log is archived");
     api.stop().await;
     front.shutdown().await;
+}
+
+fn sha2_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[tokio::test]

@@ -375,6 +375,11 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     assert!(v3["outcome"].as_str().unwrap().contains("error_rate"), "the judge's error trigger: {}", v3["outcome"]);
     let v2 = status("fraud-v2");
     assert_eq!(v2["stage"], "completed", "{v2}");
+    let archive = ws.ok(&["rollout", "archive", "fraud-v2", "--data-dir", data.to_str().unwrap()]);
+    let archived = archive.trim().strip_prefix("fraud-v2: archived to ").unwrap_or_else(|| panic!("{archive}"));
+    let file = archived.split(" (sha256 ").next().unwrap();
+    assert!(std::path::Path::new(file).starts_with(&data), "archived under the data directory: {archive}");
+    assert!(std::fs::metadata(file).unwrap().len() > 1000, "{archive}");
     let visited: Vec<&str> = v2["history"].as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
     for stage in ["pre-deployment", "staging", "canary step 1", "canary step 3", "full deployment", "completed"] {
         assert!(visited.contains(&stage), "v2 went through {stage}: {visited:?}");

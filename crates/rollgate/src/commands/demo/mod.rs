@@ -68,6 +68,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(why) = rollback_story(&team, "fraud-v3").await {
         say(&why);
     }
+    match archived(&team, "fraud-v2").await {
+        Some(where_) => say(&format!("fraud-v2 {where_}: plan, config, evidence, judge report and log")),
+        None => say("fraud-v2's archive is not written yet; the next server on this data directory writes it"),
+    }
     say(
         "the event log of each rollout is hash-chained: `rollgate audit verify` checks it (run with --keep-running to try)",
     );
@@ -82,6 +86,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     world.server.shutdown().await;
     world.gateway.shutdown().await;
     Ok(())
+}
+
+/// Where the server archived a finished rollout, once it has (it does so right after the end).
+async fn archived(team: &Team, id: &str) -> Option<String> {
+    for _ in 0..100 {
+        let view = team.view(id).await.ok()?;
+        let run = view.actions.iter().find(|a| a.effect == "archive").and_then(|a| a.runs.iter().find(|r| r.ok));
+        if let Some(run) = run {
+            return Some(run.detail.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 fn say(line: &str) {
