@@ -142,3 +142,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn deploy_hooks_need_exactly_one_way_to_run_and_a_service_may_have_its_own() {
+    let global = "\n[deploy]\ncommand = [\"./deploy.sh\", \"{effect}\"]\n";
+    let own = "\n[services.fraud-scorer.deploy]\nwebhook = \"https://deploy.example.com/hook\"\nattempts = 2\n";
+    let config = Config::parse("rollgate.toml", &format!("{EXAMPLE}{global}")).unwrap();
+    let hook = config.deploy_hook("fraud-scorer").unwrap();
+    assert_eq!(hook.command.as_ref().unwrap().get_ref(), &["./deploy.sh", "{effect}"]);
+    assert_eq!((hook.attempts, hook.timeout.as_secs()), (5, 600), "defaults");
+    let both = Config::parse("rollgate.toml", &format!("{EXAMPLE}{global}{own}")).unwrap();
+    assert_eq!(both.deploy_hook("fraud-scorer").unwrap().attempts, 2, "the service's own hook wins");
+    assert!(both.deploy_hook("fraud-scorer").unwrap().webhook.is_some());
+
+    let text = format!("{EXAMPLE}\n[deploy]\ncommand = [\"a\"]\nwebhook = \"https://x.example.com\"\n");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].message.contains("exactly one of `command` and `webhook`"), "{}", found[0].message);
+    assert_eq!(found[0].line, line_of(&text, "command = [\"a\"]"));
+}

@@ -22,7 +22,7 @@ fn check_deploy_hook(hook: &super::DeployHook) -> Vec<(Option<Range<usize>>, Str
             "name the program first, e.g. command = [\"./deploy.sh\", \"{effect}\"]",
         )),
         (None, Some(url)) => {
-            if let Err(why) = check_endpoint(url.get_ref()) {
+            if let Err(why) = check_url(url.get_ref()) {
                 out.push((Some(url.span()), format!("webhook `{}` {why}", url.get_ref()), "write it as https://HOST/PATH"));
             }
         }
@@ -135,7 +135,7 @@ pub(super) fn check(
         }
     }
     for hook in &config.notifications.webhooks {
-        if let Err(why) = check_endpoint(hook.url.get_ref()) {
+        if let Err(why) = check_url(hook.url.get_ref()) {
             out.push(locate.at(
                 Some(hook.url.span()),
                 format!("webhook `{}` {why}", hook.url.get_ref()),
@@ -144,7 +144,7 @@ pub(super) fn check(
         }
     }
     if let Some(url) = &config.metrics.prometheus
-        && let Err(why) = check_endpoint(url.get_ref())
+        && let Err(why) = check_url(url.get_ref())
     {
         out.push(locate.at(
             Some(url.span()),
@@ -285,7 +285,12 @@ pub fn check_endpoint(url: &str) -> Result<(), &'static str> {
         // The gateway sits next to the model servers and speaks plain HTTP/1.1 to them.
         return Err("uses https, which the gateway does not speak to model servers (use http://)");
     }
-    let rest = url.strip_prefix("http://").ok_or("is not an http URL")?;
+    check_url(url)
+}
+
+/// An http:// or https:// URL rollgate itself calls (webhooks, Prometheus): a host, and a numeric port if any.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or("is not an http(s) URL")?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err("has no host");
@@ -358,6 +363,14 @@ mod tests {
         assert!(check_endpoint("ftp://x").is_err());
         assert!(check_endpoint("http://").is_err());
         assert!(check_endpoint("http://host:99999").is_err());
+    }
+
+    #[test]
+    fn urls_rollgate_calls_itself_may_be_https() {
+        assert!(check_url("https://hooks.slack.com/services/T0/B0/x").is_ok());
+        assert!(check_url("https://deploy.example.com:8443/hook").is_ok());
+        assert!(check_url("https://").is_err());
+        assert!(check_url("mailto:ops@example.com").is_err());
     }
 
     #[test]
