@@ -10,7 +10,10 @@ use rollgate_core::event::replay;
 use rollgate_core::plan::Plan;
 use rollgate_core::roles::{Actor, ApprovalKind, Role};
 use rollgate_core::rollout::rehearsal::Rehearsal;
-use rollgate_core::rollout::{Command, Effect, Input, Rejection, RollbackCategory, RollbackKind, Stage, Verdict};
+use rollgate_core::rollout::{
+    ActionRun, ActionStatus, Command, Effect, Input, NotificationKind, Rejection, RollbackCategory, RollbackKind,
+    Stage, Verdict,
+};
 use rollgate_core::weight::Weight;
 
 fn canary_weights(effects: &[Effect]) -> Vec<Weight> {
@@ -216,6 +219,94 @@ fn a_manual_full_rollback_redeploys_stable_and_retires_the_candidate() {
     assert!(effects.contains(&Effect::Redeploy { service: "fraud".into(), version: "v1".into() }));
     assert!(effects.contains(&Effect::Retire { service: "fraud".into(), version: "v2".into() }));
     assert_eq!(r.state().unwrap().weight, Weight::ZERO);
+    // Both are kept as actions, in order, pending until something records them done.
+    let ids: Vec<&str> = r.state().unwrap().open_actions().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["redeploy-v1", "retire-v2"]);
+}
+
+fn run(ok: bool, attempt: u32, gave_up: bool) -> ActionRun {
+    ActionRun {
+        ok,
+        attempt,
+        via: "command ./deploy.sh".into(),
+        detail: if ok { "exit code 0".into() } else { "exit code 1: no capacity".into() },
+        gave_up,
+        details: serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn actions_are_done_only_when_a_run_or_a_person_says_so_even_after_the_end() {
+    let now = at(THURSDAY);
+    let mut r = Rehearsal::new();
+    r.send(start(Plan::default(), true), now).unwrap();
+    r.pass_gates(now);
+    let rollback = Input::Rollback { category: RollbackCategory::Security, reason: "leak".into(), full: true };
+    r.send(Command::new(alice(), rollback), now).unwrap();
+    let system = |input| Command::new(Actor::system(), input);
+    let ran = |action: &str, run: ActionRun| Input::ActionRun { action: action.into(), run };
+
+    // A failed run is recorded and the action stays pending; the last allowed one hands it to a person.
+    r.send(system(ran("redeploy-v1", run(false, 1, false))), now).unwrap();
+    assert_eq!(r.state().unwrap().action("redeploy-v1").unwrap().status, ActionStatus::Pending);
+    let effects = r.send(system(ran("redeploy-v1", run(false, 2, true))), now).unwrap();
+    let told = effects.iter().any(|e| {
+        matches!(e, Effect::Notify { kind: NotificationKind::ActionNeeded, message }
+        if message.contains("deploy version v1 of fraud again") && message.contains("confirm-effect r1 redeploy-v1"))
+    });
+    assert!(told, "{effects:?}");
+    assert!(matches!(r.state().unwrap().action("redeploy-v1").unwrap().status, ActionStatus::WaitingForPerson { .. }));
+    // Only a deployer or admin confirms, with a note; once.
+    let confirm = |note: &str| Input::ConfirmAction { action: "redeploy-v1".into(), note: note.into() };
+    assert!(matches!(r.send(system(confirm("done")), now), Err(Rejection::Forbidden { .. })));
+    assert!(matches!(r.send(Command::new(alice(), confirm(" ")), now), Err(Rejection::ReasonRequired { .. })));
+    r.send(Command::new(alice(), confirm("kubectl rollout undo")), now).unwrap();
+    assert!(matches!(r.send(Command::new(alice(), confirm("again")), now), Err(Rejection::ActionDone { .. })));
+    // A hook's success is recorded once; a second report of it is refused.
+    r.send(system(ran("retire-v2", run(true, 1, false))), now).unwrap();
+    assert!(matches!(r.send(system(ran("retire-v2", run(true, 2, false))), now), Err(Rejection::ActionDone { .. })));
+    assert!(matches!(r.send(system(ran("archive", run(true, 1, false))), now), Err(Rejection::UnknownAction { .. })));
+    let state = r.state().unwrap();
+    assert_eq!(state.open_actions().count(), 0);
+    assert_eq!(state.action("redeploy-v1").unwrap().runs.len(), 2);
+    assert_eq!(replay(r.events()).unwrap().as_ref(), Some(state), "the log rebuilds the actions");
+}
+
+#[test]
+fn in_full_deployment_a_rollback_after_the_warm_time_redeploys() {
+    let mut plan = Plan::default();
+    plan.full.keep_warm = "1h".parse().unwrap();
+    let clock = ManualClock::new(at(THURSDAY));
+    let mut r = Rehearsal::new();
+    r.send(start(plan, true), clock.now()).unwrap();
+    while r.state().unwrap().stage != Stage::Full {
+        r.pass_gates(clock.now());
+        let next = r.next_timer(clock.now()).unwrap();
+        clock.set(next);
+        let _ = r.send(Command::new(Actor::system(), Input::Timer), clock.now());
+    }
+    let warm = r.state().unwrap().warm.clone().unwrap();
+    assert_eq!(warm.version, "v1");
+    assert_eq!(r.state().unwrap().warm_at(clock.now()), Some(&warm));
+    clock.advance(SignedDuration::from_hours(2));
+    assert_eq!(r.state().unwrap().warm_at(clock.now()), None);
+    let quick = Input::Rollback { category: RollbackCategory::Quality, reason: "drift".into(), full: false };
+    let effects = r.send(Command::new(alice(), quick), clock.now()).unwrap();
+    assert!(matches!(r.state().unwrap().stage, Stage::RolledBack { kind: RollbackKind::Full, .. }));
+    assert!(effects.contains(&Effect::Redeploy { service: "fraud".into(), version: "v1".into() }));
+}
+
+#[test]
+fn the_next_timer_is_the_end_of_the_current_hold() {
+    let now = at(THURSDAY);
+    let mut r = Rehearsal::new();
+    r.send(start(Plan::default(), true), now).unwrap();
+    r.pass_gates(now);
+    let state = r.state().unwrap();
+    assert_eq!(state.stage, Stage::Canary { step: 0 });
+    assert_eq!(state.next_timer(now), Some(now + SignedDuration::from_hours(4)));
+    assert_eq!(state.hold_ends_at(), Some(now + SignedDuration::from_hours(4)));
+    assert_eq!(state.next_timer(now + SignedDuration::from_hours(4)), None, "only moments after now");
 }
 
 #[test]
