@@ -133,6 +133,14 @@ fn start_of_next_day(at: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
 }
 
 impl Freeze {
+    /// Why this freeze is not a span of time (its end not after its start), read in `zone`.
+    pub fn problem(&self, zone: &Zone) -> Option<String> {
+        let tz = zone.tz();
+        (self.until.resolve(&tz) <= self.from.resolve(&tz)).then(|| {
+            format!("the freeze `{}` ends ({}) before or when it begins ({})", self.reason, self.until, self.from)
+        })
+    }
+
     fn contains(&self, at: Timestamp, tz: &TimeZone) -> bool {
         self.from.resolve(tz) <= at && at < self.until.resolve(tz)
     }

@@ -161,3 +161,31 @@ fn deploy_hooks_need_exactly_one_way_to_run_and_a_service_may_have_its_own() {
     assert!(found[0].message.contains("exactly one of `command` and `webhook`"), "{}", found[0].message);
     assert_eq!(found[0].line, line_of(&text, "command = [\"a\"]"));
 }
+
+#[test]
+fn values_that_hurt_are_refused_where_they_are_written() {
+    // Probes in a tight loop against the model servers.
+    let text = example_with(
+        "sticky = { header = \"x-user-id\" }",
+        "sticky = { header = \"x-user-id\" }\nhealth = { interval = \"0s\", unhealthy_after = 0 }",
+    );
+    let found = problems(&text);
+    let line = line_of(&text, "health = {");
+    assert!(found.iter().all(|p| p.line == line), "{found:?}");
+    assert!(found.iter().any(|p| p.message.contains("health checks every 0s would flood")), "{found:?}");
+    assert!(found.iter().any(|p| p.message.contains("at least 1")), "{found:?}");
+    // A freeze that ends before it begins, in the policy and in a plan.
+    let text =
+        example_with("from = \"2026-12-21\", until = \"2027-01-04\"", "from = \"2027-01-04\", until = \"2026-12-21\"");
+    let found = problems(&text);
+    assert!(found[0].message.contains("ends (2026-12-21) before or when it begins (2027-01-04)"), "{found:?}");
+    let plan_freeze = "no_start_on = [\"friday\", \"saturday\", \"sunday\"]\nfreezes = [{ from = \"2026-12-02T10:00:00Z\", until = \"2026-12-01T10:00:00Z\", reason = \"audit\" }]";
+    let text = example_with("no_start_on = [\"friday\", \"saturday\", \"sunday\"]", plan_freeze);
+    let found = problems(&text);
+    assert!(found.iter().any(|p| p.message.contains("the freeze `audit` ends")), "{found:?}");
+    // Nothing to deploy.
+    for empty in ["", "# just a comment\n", "[roles]\nalice = [\"deployer\"]\n"] {
+        let found = problems(empty);
+        assert!(found.iter().any(|p| p.message.contains("defines no services")), "{empty:?}: {found:?}");
+    }
+}

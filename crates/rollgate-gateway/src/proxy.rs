@@ -188,14 +188,17 @@ impl Gateway {
                 endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::ConnectionFailure, started.elapsed());
                 let detail = format!("the model server at {} failed: {e}", endpoint.authority);
-                return error(StatusCode::BAD_GATEWAY, "upstream_failed", Some(service), &detail);
+                return failed_at(version, error(StatusCode::BAD_GATEWAY, "upstream_failed", Some(service), &detail));
             }
             Err(_) => {
                 drop(in_flight);
                 endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
                 series.finished(Outcome::Timeout, started.elapsed());
                 let detail = format!("no response headers within {:?}", service.first_byte_timeout);
-                return error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", Some(service), &detail);
+                return failed_at(
+                    version,
+                    error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", Some(service), &detail),
+                );
             }
         };
         series.first_byte(started.elapsed());
@@ -338,6 +341,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 pub fn full(body: impl Into<Bytes>) -> ProxyBody {
     Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An error answer for a request that had been sent to `version`: the
+/// client can tell which version failed, as it can for a good answer.
+fn failed_at(version: &VersionRoute, mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    if let Some(name) = &version.served_by {
+        response.headers_mut().insert(SERVED_BY, name.clone());
+    }
+    response
 }
 
 /// The gateway's own answer when it cannot get the model's, saying which part failed.

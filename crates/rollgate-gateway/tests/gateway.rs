@@ -225,6 +225,7 @@ async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version()
         let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
         assert_eq!(response.status(), status, "{backend}");
         assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers()[SERVED_BY], "v1", "the client can tell which version failed");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["service"], "scorer", "the error says which service: {body}");
         let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();

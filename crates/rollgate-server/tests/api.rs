@@ -278,3 +278,34 @@ async fn bad_requests_get_problems_with_4xx_never_500() {
     assert_eq!(api.post("/api/v1/rollouts", &p.alice, weird_id).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     api.stop().await;
 }
+
+#[tokio::test]
+async fn ids_and_bodies_that_cannot_be_used_are_refused_as_problems() {
+    let setup = Setup::new(1.0).await;
+    let api = setup.start(Vec::new(), RetryPolicy::default()).await;
+    let p = people(&setup).await;
+    let problem = |status: StatusCode, body: &Value, expected: StatusCode| {
+        assert_eq!(status, expected, "{body}");
+        assert_eq!(body["status"], expected.as_u16(), "a problem document: {body}");
+    };
+    // An id no path could reach again is refused at the start (it used to be accepted, then 414 forever).
+    let huge = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r".repeat(100_000) });
+    let (status, body) = api.post("/api/v1/rollouts", &p.alice, huge).await;
+    problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["detail"].as_str().unwrap().contains("up to 64"), "{body}");
+    let longest = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r".repeat(64) });
+    assert_eq!(api.post("/api/v1/rollouts", &p.alice, longest).await.0, StatusCode::CREATED);
+    let (status, body) = api.get(&format!("/api/v1/rollouts/{}", "r".repeat(64)), &p.alice).await;
+    assert_eq!((status, body["id"].as_str().map(str::len)), (StatusCode::OK, Some(64)), "and it can be reached");
+    // A long path name: a short problem, not the name echoed back.
+    let (status, body) = api.get(&format!("/api/v1/rollouts/{}", "x".repeat(20_000)), &p.alice).await;
+    problem(status, &body, StatusCode::NOT_FOUND);
+    assert!(body.to_string().len() < 400, "{}", body.to_string().len());
+    // Arrays are not objects: `[]` is no empty object, `["why"]` no reason.
+    let id = "r".repeat(64);
+    for (action, body) in [("promote", json!([])), ("pause", json!(["because"])), ("resume", json!(null))] {
+        let (status, body) = api.post(&format!("/api/v1/rollouts/{id}/{action}"), &p.alice, body).await;
+        problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    api.stop().await;
+}

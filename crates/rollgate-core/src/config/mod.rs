@@ -9,7 +9,7 @@ mod diagnostic;
 mod validate;
 
 pub use diagnostic::Diagnostic;
-pub use validate::{SLUG_HINT, check_endpoint, check_url, is_slug};
+pub use validate::{MAX_NAME_LEN, SLUG_HINT, check_endpoint, check_url, is_slug};
 
 use crate::hold::Hold;
 use crate::plan::{DEFAULT_PLAN, Plan};

@@ -6,6 +6,27 @@ use super::{Config, Service, Version};
 use std::ops::Range;
 use toml::de::DeTable;
 
+/// Probes the gateway can keep up with and thresholds that can be reached.
+fn health_problems(health: &super::HealthCheck) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    if health.interval.duration() < jiff::SignedDuration::from_millis(100) {
+        out.push((
+            format!("health checks every {} would flood the model servers", health.interval),
+            "probe at most ten times a second: interval = \"100ms\" or more (the default is 5s)",
+        ));
+    }
+    if health.timeout == crate::hold::Hold::ZERO {
+        out.push(("a health check timeout of 0 fails every probe".into(), "e.g. timeout = \"1s\""));
+    }
+    if health.unhealthy_after == 0 || health.healthy_after == 0 {
+        out.push((
+            "unhealthy_after and healthy_after count probes in a row and must be at least 1".into(),
+            "e.g. unhealthy_after = 3, healthy_after = 2",
+        ));
+    }
+    out
+}
+
 /// A deploy hook needs exactly one of a command and a webhook, each usable.
 fn check_deploy_hook(hook: &super::DeployHook) -> Vec<(Option<Range<usize>>, String, &'static str)> {
     let mut out = Vec::new();
@@ -106,6 +127,11 @@ pub(super) fn check(
                 Some("mirror to one of the service's versions".into()),
             ));
         }
+        if let Some(health) = &service.health {
+            for (why, hint) in health_problems(health) {
+                out.push(locate.at(at(&["health"]), format!("service `{name}`: {why}"), Some(hint.into())));
+            }
+        }
         for (version_name, version) in &service.versions {
             let vat = |path: &[&str]| at(&[&["versions", version_name], path].concat());
             check_version(name, version_name, version, &vat, locate, &mut out);
@@ -118,6 +144,24 @@ pub(super) fn check(
         .into_iter()
         .map(|(span, message, hint)| locate.at(span, message, Some(hint))),
     );
+    // (A service that could not be read is reported as it is, not as a missing one.)
+    let written = root.get("services").and_then(|s| s.get_ref().as_table()).is_some_and(|t| !t.is_empty());
+    if !written {
+        out.push(locate.at(
+            span_at(root, &["services"]),
+            "the config defines no services, so there is nothing to route or roll out",
+            Some("add a [services.NAME] with its route, protocol, stable version and versions; `rollgate init` writes an example".into()),
+        ));
+    }
+    for freeze in &config.policy.freezes {
+        if let Some(why) = freeze.problem(&crate::window::Zone::utc()) {
+            out.push(locate.at(
+                span_at(root, &["policy", "freezes"]),
+                why,
+                Some("give `until` a later moment than `from`".into()),
+            ));
+        }
+    }
     for (person, roles) in &config.roles {
         if roles.contains(&crate::roles::Role::System) {
             out.push(locate.at(
@@ -169,11 +213,16 @@ pub(super) fn check(
     out
 }
 
-pub const SLUG_HINT: &str = "use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
+pub const SLUG_HINT: &str =
+    "use up to 64 lower-case letters, digits, '-', '_' and '.', starting with a letter or digit";
+
+/// The longest name or id: short enough for every path and header it goes into.
+pub const MAX_NAME_LEN: usize = 64;
 
 /// A plain name: lower-case letters, digits, '-', '_' and '.', starting with a letter or digit.
 pub fn is_slug(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    s.len() <= MAX_NAME_LEN
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -333,14 +382,7 @@ mod tests {
 
     #[test]
     fn a_plan_that_stages_needs_the_staging_service_and_sane_numbers() {
-        let service = |name: &str| {
-            format!(
-                "[services.{name}]\nroute = {{ path_prefix = \"/{name}\" }}\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"staged\"\n\
-                 [services.{name}.versions.v1]\nendpoints = [\"http://127.0.0.1:9001\"]\nowner = \"o\"\n\
-                 artifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\n",
-                "a".repeat(64)
-            )
-        };
+        let service = |name: &str| service(name, "staged");
         let plan = "[plans.staged.staging.environment]\nrate = 0\n";
         let errors = crate::config::Config::parse("x.toml", &(service("scorer") + plan)).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -373,6 +415,16 @@ mod tests {
         assert!(check_url("mailto:ops@example.com").is_err());
     }
 
+    /// A service of one version on `plan`.
+    fn service(name: &str, plan: &str) -> String {
+        format!(
+            "[services.{name}]\nroute = {{ path_prefix = \"/{name}\" }}\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"{plan}\"\n\
+             [services.{name}.versions.v1]\nendpoints = [\"http://127.0.0.1:9001\"]\nowner = \"o\"\n\
+             artifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\n",
+            "a".repeat(64)
+        )
+    }
+
     #[test]
     fn external_metrics_need_a_prometheus_and_a_well_formed_rule() {
         let plan = "[plans.gpu.rollback]\nexternal = [\n  { name = \"gpu\", query = 'max(gpu{v=\"{version}\"})', max_ratio = 1.2 },\n  { name = \"both\", query = \"q\", max = 1, max_ratio = 2 },\n  { name = \"ratio\", query = \"no_placeholder\", max_ratio = 2 },\n]\n";
@@ -383,7 +435,8 @@ mod tests {
         assert!(all.contains("needs exactly one of max and max_ratio"), "{all}");
         assert!(all.contains("must name `{version}`"), "{all}");
         let fixed = format!(
-            "[metrics]\nprometheus = \"http://127.0.0.1:9090\"\n{}",
+            "{}[metrics]\nprometheus = \"http://127.0.0.1:9090\"\n{}",
+            service("scorer", "default"),
             plan.lines().take(3).collect::<Vec<_>>().join("\n") + "\n]\n"
         );
         assert!(crate::config::Config::parse("x.toml", &fixed).is_ok(), "{fixed}");
@@ -396,5 +449,7 @@ mod tests {
         assert!(!is_slug("Fraud"));
         assert!(!is_slug("-x"));
         assert!(!is_slug(""));
+        assert!(is_slug(&"a".repeat(MAX_NAME_LEN)));
+        assert!(!is_slug(&"a".repeat(MAX_NAME_LEN + 1)), "a name too long for the paths it goes into");
     }
 }

@@ -532,6 +532,11 @@ impl Plan {
                 );
             }
         }
+        for freeze in &self.window.freezes {
+            if let Some(why) = freeze.problem(&self.window.timezone) {
+                problem(&["window", "freezes"], why, "give `until` a later moment than `from`");
+            }
+        }
         if self.shadow.mirror_percent == Weight::ZERO {
             problem(
                 &["shadow", "mirror_percent"],

@@ -9,6 +9,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rollgate_core::config::MAX_NAME_LEN;
 use rollgate_core::rollout::Rejection;
 use rollgate_store::{StoreError, SubmitError};
 use serde::Serialize;
@@ -161,10 +162,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_problem(&rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_problem(&rejection)),
+        };
+        // Every request body is an object: serde would read a struct from an
+        // array too (`["why"]` as a reason), which no client means.
+        if !value.is_object() {
+            return Err(ApiError::unprocessable("the body must be a JSON object, e.g. {} or {\"reason\": \"…\"}"));
         }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid request body", e.to_string()))
     }
 }
 
@@ -184,6 +193,16 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // No id or name rollgate gives is longer; say so without echoing a huge one back.
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await
+            && let Some((key, value)) = raw.iter().find(|(_, v)| v.len() > MAX_NAME_LEN)
+        {
+            let detail = format!(
+                "the {key} in the path is {} characters long; rollgate's names and ids are at most {MAX_NAME_LEN}",
+                value.len()
+            );
+            return Err(ApiError::not_found(detail));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
             Err(rejection) => Err(path_problem(&rejection)),
