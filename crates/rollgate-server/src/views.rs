@@ -162,7 +162,11 @@ impl From<&Action> for ActionView {
             _ => ("archive", None),
         };
         let (status, detail) = match &a.status {
-            ActionStatus::Pending => ("pending", "carried out by rollgate or the deploy hook".to_string()),
+            ActionStatus::Pending => (
+                "pending",
+                "not done yet: a server carries it out (deploy hook, archive), or a person does and runs confirm-effect"
+                    .to_string(),
+            ),
             ActionStatus::WaitingForPerson { why, since } => ("waiting_for_person", format!("since {since}: {why}")),
             ActionStatus::Done { by, at, summary } => ("done", format!("by {by} at {at}: {summary}")),
         };

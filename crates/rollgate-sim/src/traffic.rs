@@ -35,6 +35,18 @@ pub struct TrafficCounts {
     pub errors: AtomicU64,
     pub dropped: AtomicU64,
     pub feedback: AtomicU64,
+    /// The first failure, in words (a status and the start of its body, or why no answer came).
+    #[serde(skip)]
+    pub first_error: std::sync::OnceLock<String>,
+}
+
+impl TrafficCounts {
+    fn failed(&self, why: impl FnOnce() -> String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.first_error.get().is_none() {
+            let _ = self.first_error.set(why());
+        }
+    }
 }
 
 /// Runs until `stop` turns true, then waits for the requests in flight.
@@ -67,15 +79,18 @@ async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &
         .body(body)
         .send()
         .await;
-    let Ok(response) = answer else {
-        counts.errors.fetch_add(1, Ordering::Relaxed);
-        return;
+    let response = match answer {
+        Ok(response) => response,
+        Err(e) => {
+            counts.failed(|| format!("no answer: {e}"));
+            return;
+        }
     };
     let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let good = response.status().is_success();
+    let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    if !good {
-        counts.errors.fetch_add(1, Ordering::Relaxed);
+    if !status.is_success() {
+        counts.failed(|| format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()));
         return;
     }
     counts.ok.fetch_add(1, Ordering::Relaxed);

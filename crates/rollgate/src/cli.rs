@@ -28,8 +28,11 @@ pub enum Command {
     },
     /// Check a config file and report every problem with file:line:column and a hint.
     Check {
-        #[arg(default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
-        file: PathBuf,
+        /// The config file (or --config FILE, as every other command takes it).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[arg(long = "config", value_name = "FILE", env = "ROLLGATE_CONFIG", conflicts_with = "file")]
+        config: Option<PathBuf>,
         /// Print the problems as JSON.
         #[arg(long)]
         json: bool,

@@ -187,7 +187,7 @@ fn a_rollout_runs_from_the_command_line_and_its_log_verifies() {
     assert_eq!(status["stage"], "pre_deployment");
     assert_eq!(status["approvals"][0]["by"], "bob");
     let verified = ws.ok(&["audit", "verify"]);
-    assert!(verified.contains("ok: 1 rollout(s), 2 event(s)"), "{verified}");
+    assert!(verified.contains("ok: 1 stream(s), 2 event(s)"), "{verified}");
 }
 
 #[test]
@@ -455,4 +455,26 @@ fn a_server_killed_between_a_hook_run_and_its_record_runs_it_again_with_the_same
         .collect();
     assert_eq!(done, ["redeploy-v1", "retire-v2"]);
     drop(served);
+}
+
+#[test]
+fn check_reports_the_signing_key_serve_would_refuse_to_start_without() {
+    let ws = Workspace::new();
+    let config = ws.path().join("rollgate.toml");
+    let hook = "\n[[notifications.webhooks]]\nurl = \"https://hooks.example.com/rollgate\"\nsecret_env = \"ROLLGATE_TEST_UNSET_KEY\"\n";
+    let text = std::fs::read_to_string(&config).unwrap() + hook;
+    std::fs::write(&config, &text).unwrap();
+    let out =
+        ws.command(&["check", "--config", "rollgate.toml"]).env_remove("ROLLGATE_TEST_UNSET_KEY").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = text.lines().position(|l| l.starts_with("url = \"https://hooks")).unwrap() + 1;
+    assert!(
+        stderr.contains(&format!(
+            "rollgate.toml:{line}:7: error: the environment variable ROLLGATE_TEST_UNSET_KEY is not set"
+        )) && stderr.contains("refuses to start without it"),
+        "{stderr}"
+    );
+    let set = ws.command(&["check", "rollgate.toml"]).env("ROLLGATE_TEST_UNSET_KEY", "k").output().unwrap();
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
 }

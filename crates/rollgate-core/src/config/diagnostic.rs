@@ -24,6 +24,13 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// A problem found outside the parser (the environment a config needs), at `span` of `text`.
+    pub fn at(file: &str, text: &str, span: std::ops::Range<usize>, message: String, hint: String) -> Diagnostic {
+        Locator::new(file, text).at(Some(span), message, Some(hint))
+    }
+}
+
 /// Turns byte spans into line and column numbers for one file.
 pub(super) struct Locator<'a> {
     file: &'a str,

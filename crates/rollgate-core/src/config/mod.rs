@@ -84,7 +84,42 @@ impl DeployHook {
     }
 }
 
+/// An environment variable the config needs, and where it names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeededSecret {
+    pub var: String,
+    /// What needs it and what happens without it.
+    pub what: String,
+    pub span: std::ops::Range<usize>,
+}
+
 impl Config {
+    /// The environment variables holding signing keys that `serve` needs (it
+    /// refuses to start without a notification webhook's key; a deploy
+    /// webhook without its key fails every run).
+    pub fn needed_secrets(&self) -> Vec<NeededSecret> {
+        let webhooks = self.notifications.webhooks.iter().filter_map(|w| {
+            Some(NeededSecret {
+                var: w.secret_env.clone()?,
+                what: format!(
+                    "the signing key of webhook {}: `rollgate serve` refuses to start without it",
+                    w.url.get_ref()
+                ),
+                span: w.url.span(),
+            })
+        });
+        let hooks = self.services.values().filter_map(|s| s.deploy.as_ref()).chain(self.deploy.as_ref());
+        let deploys = hooks.filter_map(|h| {
+            let url = h.webhook.as_ref()?;
+            Some(NeededSecret {
+                var: h.secret_env.clone()?,
+                what: format!("the signing key of deploy webhook {}: every run would fail without it", url.get_ref()),
+                span: url.span(),
+            })
+        });
+        webhooks.chain(deploys).collect()
+    }
+
     /// The deploy hook of a service: its own, or the global one.
     pub fn deploy_hook(&self, service: &str) -> Option<&DeployHook> {
         self.services.get(service).and_then(|s| s.deploy.as_ref()).or(self.deploy.as_ref())

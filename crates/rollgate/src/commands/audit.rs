@@ -38,7 +38,7 @@ async fn verify(store: &AnyStore, json: bool) -> anyhow::Result<()> {
             println!("{}\t{} events\thead {}", v.stream, v.events, v.head);
         }
         println!(
-            "ok: {} rollout(s), {} event(s), every chain intact",
+            "ok: {} stream(s), {} event(s), every chain intact",
             verified.len(),
             verified.iter().map(|v| v.events).sum::<u64>()
         );

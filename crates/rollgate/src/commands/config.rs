@@ -2,7 +2,7 @@
 
 use crate::Refused;
 use anyhow::Context;
-use rollgate_core::config::{Config, EXAMPLE};
+use rollgate_core::config::{Config, Diagnostic, EXAMPLE};
 use rollgate_server::ConfigSource;
 use std::path::Path;
 
@@ -47,9 +47,30 @@ fn read(path: &Path) -> anyhow::Result<String> {
     })
 }
 
+/// What `serve` would refuse, or fail at, in this environment: signing keys
+/// the config names that are not set.
+fn environment_problems(path: &Path, text: &str, config: &Config) -> Vec<Diagnostic> {
+    config
+        .needed_secrets()
+        .into_iter()
+        .filter(|s| std::env::var_os(&s.var).is_none())
+        .map(|s| {
+            let message = format!("the environment variable {} is not set: it holds {}", s.var, s.what);
+            let hint = format!("export {}=… in the environment `rollgate serve` runs in", s.var);
+            Diagnostic::at(&path.display().to_string(), text, s.span, message, hint)
+        })
+        .collect()
+}
+
 pub fn check(path: &Path, json: bool) -> anyhow::Result<()> {
     let text = read(path)?;
-    match Config::parse(&path.display().to_string(), &text) {
+    let parsed = Config::parse(&path.display().to_string(), &text).and_then(|config| {
+        match environment_problems(path, &text, &config) {
+            problems if problems.is_empty() => Ok(config),
+            problems => Err(problems),
+        }
+    });
+    match parsed {
         Ok(config) => {
             if json {
                 println!("{}", serde_json::json!({ "ok": true, "problems": [] }));

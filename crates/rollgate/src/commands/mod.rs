@@ -20,7 +20,9 @@ use rollgate_core::Timestamp;
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Init { path, force } => config::init(&path, force),
-        Command::Check { file, json } => config::check(&file, json),
+        Command::Check { file, config: flag, json } => {
+            config::check(&file.or(flag).unwrap_or_else(|| "rollgate.toml".into()), json)
+        }
         Command::Plan { command } => plan::run(command),
         Command::Rollout { target, command } => match &target.server {
             Some(server) => remote::rollout(&Client::new(server, target.token.clone())?, command).await,

@@ -21,7 +21,7 @@ pub async fn rollout(client: &Client, command: RolloutCommand) -> anyhow::Result
         }
         RolloutCommand::ConfirmEffect { rollout, action, note, .. } => {
             let url = format!("/api/v1/rollouts/{rollout}/actions/{action}/confirm");
-            ("confirm-effect", client.post(&url, &json!({ "note": note })).await?)
+            ("confirm_action", client.post(&url, &json!({ "note": note })).await?)
         }
         RolloutCommand::Start { service, candidate, skip_shadow, id, .. } => {
             let body = json!({ "service": service, "candidate": candidate, "skip_shadow": skip_shadow, "id": id });

@@ -57,6 +57,13 @@ pub async fn run(command: SimCommand) -> anyhow::Result<()> {
                 load(&counts.dropped),
                 load(&counts.feedback)
             );
+            if load(&counts.ok) == 0 {
+                let first = counts.first_error.get().map_or("nothing was sent", String::as_str);
+                return Err(crate::Refused(format!(
+                    "no request succeeded (first failure: {first}); check the URL: the gateway answers 404 to a path no service's route matches"
+                ))
+                .into());
+            }
             Ok(())
         }
     }
