@@ -3,8 +3,9 @@
 //! event, and `verify` names the first one that is wrong.
 //!
 //! What a chain cannot show on its own: events cut off the end of a stream
-//! leave a shorter but valid chain. Comparing with an exported head hash
-//! (`rollgate audit log`) catches that.
+//! leave a shorter but valid chain. Comparing with a head kept outside the
+//! database ([`check_head`]: `audit verify --expect-head`, or the signed head
+//! file `serve --head-file` keeps) catches that.
 
 use crate::event::RecordedEvent;
 use serde::Serialize;
@@ -34,6 +35,46 @@ pub enum Tamper {
     Dropped,
     /// The event is not where its chain says it belongs.
     Reordered,
+    /// The stream ends before a head recorded earlier: events were cut off.
+    Truncated,
+    /// The event at a recorded head is not the one that was recorded there.
+    Replaced,
+}
+
+/// Where a stream ended when it was looked at: its last event's position and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StreamHead {
+    pub stream: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Checks that a stream still holds the head recorded for it: at least that
+/// many events, with that hash at that position. (The chain itself is
+/// [`verify_stream`]'s to check.)
+pub fn check_head(expected: &StreamHead, events: &[RecordedEvent]) -> Result<(), AuditFailure> {
+    let fail = |seq, tamper, detail: String| AuditFailure { stream: expected.stream.clone(), seq, tamper, detail };
+    let at = usize::try_from(expected.seq).ok().and_then(|seq| seq.checked_sub(1)).and_then(|i| events.get(i));
+    match at {
+        None => Err(fail(
+            events.len() as u64 + 1,
+            Tamper::Truncated,
+            format!(
+                "the stream has {} event(s) but had {} when its head was recorded: events were cut off the end",
+                events.len(),
+                expected.seq
+            ),
+        )),
+        Some(event) if event.hash != expected.hash => Err(fail(
+            expected.seq,
+            Tamper::Replaced,
+            format!(
+                "its hash is {} but {} was recorded: the stream was rewritten from here",
+                event.hash, expected.hash
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The first event at which the chain breaks.

@@ -3,9 +3,13 @@
 //! compared in constant time. Revoked tokens stop working at once.
 
 use rollgate_core::Timestamp;
+use rollgate_core::audit::verify_stream;
+use rollgate_core::event::RecordedEvent;
 use rollgate_core::roles::{Actor, Role};
-use rollgate_store::{EventStore, StoreError, TokenRecord, TokenStore, append_record};
+use rollgate_store::{EventStore, StoreError, append_record, append_record_deciding};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
 
 const PREFIX: &str = "rg_";
@@ -26,11 +30,30 @@ pub enum AuthError {
     BadRole(String),
     #[error("cannot read random bytes for a token: {0}")]
     Random(String),
+    #[error(
+        "the token log does not verify ({0}); no token is honoured until it is repaired: run `rollgate audit verify`"
+    )]
+    Tampered(String),
+    #[error("no live token with that id")]
+    NotLive,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A token as created: the secret, shown once, and what is stored.
+/// A token as the ledger knows it: never the secret, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    /// The person or system the token acts as; it appears in the audit log.
+    pub name: String,
+    /// Roles, as written in config (`deployer`, `approver:security`, …).
+    pub roles: Vec<String>,
+    pub hash: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// A token as created: the secret, shown once, and what is recorded.
 pub struct NewToken {
     pub token: String,
     pub record: TokenRecord,
@@ -67,11 +90,74 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
     if ok { Ok(()) } else { Err(AuthError::BadName("use 1 to 64 printable characters, e.g. a person's login".into())) }
 }
 
-/// Token administration is recorded in this hash-chained stream, like rollouts.
-pub const TOKEN_AUDIT_STREAM: &str = "@tokens";
+/// Every grant and revocation is an event of this hash-chained stream, like
+/// a rollout's; tokens are authorized from it and from nothing else, so an
+/// edit that gives someone a role breaks the chain that `audit verify` checks
+/// (and the server refuses every token until it is repaired).
+pub const TOKEN_STREAM: &str = "@tokens";
 
-/// Creates and stores a token acting as `name` with `roles`, recording who made it.
-pub async fn create_token<S: TokenStore + EventStore>(
+/// One event of the token stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+enum TokenEvent {
+    Create { at: Timestamp, by: String, token: String, name: String, roles: Vec<String>, hash: String },
+    Revoke { at: Timestamp, by: String, token: String },
+}
+
+/// The tokens, folded from a verified token stream.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    tokens: BTreeMap<String, TokenRecord>,
+}
+
+impl Ledger {
+    /// Folds the stream after checking its chain; a broken chain is refused.
+    pub fn from_events(events: &[RecordedEvent]) -> Result<Ledger, AuthError> {
+        verify_stream(events).map_err(|failure| AuthError::Tampered(failure.to_string()))?;
+        let mut tokens = BTreeMap::new();
+        for event in events {
+            // Entries of an older format (no hash) are not tokens anyone can use.
+            match serde_json::from_str::<TokenEvent>(&event.body) {
+                Ok(TokenEvent::Create { at, token, name, roles, hash, .. }) => {
+                    let record = TokenRecord {
+                        id: token.clone(),
+                        name,
+                        roles,
+                        hash,
+                        created_at: at.to_string(),
+                        revoked_at: None,
+                    };
+                    tokens.insert(token, record);
+                }
+                Ok(TokenEvent::Revoke { at, token, .. }) => {
+                    if let Some(record) = tokens.get_mut(&token) {
+                        record.revoked_at.get_or_insert(at.to_string());
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(Ledger { tokens })
+    }
+
+    pub async fn read<S: EventStore>(store: &S) -> Result<Ledger, AuthError> {
+        Ledger::from_events(&store.read(TOKEN_STREAM).await?)
+    }
+
+    pub fn token(&self, id: &str) -> Option<&TokenRecord> {
+        self.tokens.get(id)
+    }
+
+    /// Every token, oldest first.
+    pub fn tokens(&self) -> Vec<TokenRecord> {
+        let mut all: Vec<TokenRecord> = self.tokens.values().cloned().collect();
+        all.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        all
+    }
+}
+
+/// Creates a token acting as `name` with `roles`, recording who made it.
+pub async fn create_token<S: EventStore>(
     store: &S,
     name: &str,
     roles: &[Role],
@@ -80,48 +166,60 @@ pub async fn create_token<S: TokenStore + EventStore>(
 ) -> Result<NewToken, AuthError> {
     check_name(name)?;
     let (id, secret) = (random_hex(6)?, random_hex(32)?);
+    let roles: Vec<String> = roles.iter().map(ToString::to_string).collect();
+    let event = TokenEvent::Create {
+        at: now,
+        by: by.to_string(),
+        token: id.clone(),
+        name: name.to_string(),
+        roles: roles.clone(),
+        hash: hash(&secret),
+    };
+    append_record(store, TOKEN_STREAM, serde_json::to_string(&event).unwrap_or_default()).await?;
     let record = TokenRecord {
         id: id.clone(),
         name: name.to_string(),
-        roles: roles.iter().map(ToString::to_string).collect(),
+        roles,
         hash: hash(&secret),
         created_at: now.to_string(),
         revoked_at: None,
     };
-    store.insert_token(&record).await?;
-    let entry = serde_json::json!({ "at": now, "by": by, "action": "create", "token": id, "name": name, "roles": record.roles });
-    append_record(store, TOKEN_AUDIT_STREAM, entry.to_string()).await?;
     Ok(NewToken { token: format!("{PREFIX}{id}_{secret}"), record })
 }
 
 /// Revokes a live token, recording who did; false if there was none.
-pub async fn revoke_token<S: TokenStore + EventStore>(
-    store: &S,
-    id: &str,
-    by: &str,
-    now: Timestamp,
-) -> Result<bool, AuthError> {
-    if !store.revoke_token(id, &now.to_string()).await? {
-        return Ok(false);
+pub async fn revoke_token<S: EventStore>(store: &S, id: &str, by: &str, now: Timestamp) -> Result<bool, AuthError> {
+    let revoke = TokenEvent::Revoke { at: now, by: by.to_string(), token: id.to_string() };
+    let body = serde_json::to_string(&revoke).unwrap_or_default();
+    let appended = append_record_deciding(store, TOKEN_STREAM, |events| {
+        let ledger = Ledger::from_events(events)?;
+        match ledger.token(id) {
+            Some(t) if t.revoked_at.is_none() => Ok(body.clone()),
+            _ => Err(AuthError::NotLive),
+        }
+    })
+    .await;
+    match appended {
+        Ok(_) => Ok(true),
+        Err(AuthError::NotLive) => Ok(false),
+        Err(e) => Err(e),
     }
-    let entry = serde_json::json!({ "at": now, "by": by, "action": "revoke", "token": id });
-    append_record(store, TOKEN_AUDIT_STREAM, entry.to_string()).await?;
-    Ok(true)
 }
 
 /// The actor behind an `Authorization` header value.
-pub async fn authenticate<S: TokenStore>(store: &S, header: Option<&str>) -> Result<Actor, AuthError> {
+pub async fn authenticate<S: EventStore>(store: &S, header: Option<&str>) -> Result<Actor, AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
     let token = header.strip_prefix("Bearer ").ok_or(AuthError::Missing)?.trim();
     let (id, secret) = token.strip_prefix(PREFIX).and_then(|t| t.split_once('_')).ok_or(AuthError::Malformed)?;
-    let record = store.token(id).await?.ok_or(AuthError::Invalid)?;
+    let ledger = Ledger::read(store).await?;
+    let record = ledger.token(id).ok_or(AuthError::Invalid)?;
     let matches: bool = hash(secret).as_bytes().ct_eq(record.hash.as_bytes()).into();
     if !matches {
         return Err(AuthError::Invalid);
     }
-    if let Some(at) = record.revoked_at {
-        return Err(AuthError::Revoked(at));
+    if let Some(at) = &record.revoked_at {
+        return Err(AuthError::Revoked(at.clone()));
     }
     let roles = record.roles.iter().filter_map(|r| r.parse().ok()).collect::<Vec<Role>>();
-    Ok(Actor::new(record.name, roles))
+    Ok(Actor::new(record.name.clone(), roles))
 }

@@ -142,10 +142,12 @@ impl Fleet {
             let known = self.known();
             let moved: Vec<String> = heads
                 .iter()
-                .filter(|(s, seq)| is_rollout_stream(s) && known.rollouts.get(s).is_none_or(|(held, _)| held < seq))
-                .map(|(s, _)| s.clone())
+                .filter(|h| {
+                    is_rollout_stream(&h.stream) && known.rollouts.get(&h.stream).is_none_or(|(held, _)| *held < h.seq)
+                })
+                .map(|h| h.stream.clone())
                 .collect();
-            let registry_head = heads.iter().find(|(s, _)| s == REGISTRY_STREAM).map_or(0, |(_, seq)| *seq);
+            let registry_head = heads.iter().find(|h| h.stream == REGISTRY_STREAM).map_or(0, |h| h.seq);
             (moved, registry_head > known.registry.0)
         };
         let rollouts = Rollouts::new(store.clone());

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod dataplane;
 pub mod fleet;
+pub mod head;
 mod log;
 pub mod notify;
 pub mod prometheus;
@@ -70,6 +71,8 @@ pub struct ServerOptions {
     pub retry: RetryPolicy,
     /// Where finished rollouts are archived.
     pub archive_dir: PathBuf,
+    /// Where to keep the signed head of the log, outside the database.
+    pub head_file: Option<head::HeadFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         retry: options.retry,
         prometheus,
         archive_dir: options.archive_dir,
+        head_file: options.head_file,
     };
     let mut tasks = reconciler::start(reconciler, effects_due, stopped);
     tasks.push(http);

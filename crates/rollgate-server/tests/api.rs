@@ -233,7 +233,7 @@ async fn tokens_are_for_admins_and_revocation_takes_effect_at_once() {
     assert!(detail(&problem).contains("revoked"));
     // Who made and revoked tokens is in the audit trail.
     use rollgate_store::EventStore;
-    let trail = setup.store.read(rollgate_server::auth::TOKEN_AUDIT_STREAM).await.unwrap();
+    let trail = setup.store.read(rollgate_server::auth::TOKEN_STREAM).await.unwrap();
     let entries: Vec<Value> = trail.iter().map(|e| serde_json::from_str(&e.body).unwrap()).collect();
     let last_two: Vec<(&str, &str)> = entries[entries.len() - 2..]
         .iter()

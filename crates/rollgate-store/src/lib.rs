@@ -16,12 +16,13 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
-pub use records::{Delivery, DeliveryStore, JudgeRecord, JudgeStore, TokenRecord, TokenStore};
+pub use records::{Delivery, DeliveryStore, JudgeRecord, JudgeStore};
 pub use rollouts::{
     EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending, carry_out_pending_in,
 };
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
+use rollgate_core::audit::StreamHead;
 use rollgate_core::event::RecordedEvent;
 use std::future::Future;
 
@@ -52,9 +53,10 @@ pub trait EventStore: Send + Sync {
         active: Option<&ActiveRollout>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Every stream with the `seq` of its last event, in name order: what a
-    /// reader compares to see which streams moved on.
-    fn heads(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    /// Every stream's last event (position and hash), in name order: what a
+    /// reader compares to see which streams moved on, and what an auditor
+    /// keeps outside the database to detect events cut off the end later.
+    fn heads(&self) -> impl Future<Output = Result<Vec<StreamHead>, StoreError>> + Send;
 
     /// A stream's events in order; empty for an unknown stream.
     fn read(&self, stream: &str) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
@@ -163,7 +165,7 @@ impl EventStore for AnyStore {
     async fn append_marking(&self, events: &[RecordedEvent], active: Option<&ActiveRollout>) -> Result<(), StoreError> {
         delegate!(self, s => s.append_marking(events, active))
     }
-    async fn heads(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn heads(&self) -> Result<Vec<StreamHead>, StoreError> {
         delegate!(self, s => s.heads())
     }
     async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -177,21 +179,6 @@ impl EventStore for AnyStore {
     }
     async fn mark_effects_done(&self, stream: &str, seq: u64) -> Result<(), StoreError> {
         delegate!(self, s => s.mark_effects_done(stream, seq))
-    }
-}
-
-impl TokenStore for AnyStore {
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert_token(token))
-    }
-    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        delegate!(self, s => s.token(id))
-    }
-    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        delegate!(self, s => s.tokens())
-    }
-    async fn revoke_token(&self, id: &str, at: &str) -> Result<bool, StoreError> {
-        delegate!(self, s => s.revoke_token(id, at))
     }
 }
 

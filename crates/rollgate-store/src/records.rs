@@ -1,30 +1,10 @@
-//! What the control plane keeps besides the event log: API tokens (as
-//! hashes) and webhook deliveries with their retry state. Both stores
-//! implement these with the same SQL.
+//! What the control plane keeps besides the event log: webhook deliveries
+//! with their retry state, and each judged rollout's judge. Both stores
+//! implement these with the same SQL. (API tokens are events of the
+//! `@tokens` stream, in the log itself.)
 
 use crate::StoreError;
 use std::future::Future;
-
-/// An API token as stored: never the secret, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub id: String,
-    /// The person or system the token acts as; it appears in the audit log.
-    pub name: String,
-    /// Roles, as written in config (`deployer`, `approver:security`, …).
-    pub roles: Vec<String>,
-    pub hash: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-}
-
-pub trait TokenStore: Send + Sync {
-    fn insert_token(&self, token: &TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn token(&self, id: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
-    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
-    /// Revokes a live token; false if there is none with that id or it was already revoked.
-    fn revoke_token(&self, id: &str, at: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
 
 /// One webhook delivery of one notification to one sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +51,6 @@ pub(crate) const SAVE_JUDGE: &str = "INSERT INTO judges (rollout, state, report,
      ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms";
 pub(crate) const JUDGE: &str = "SELECT rollout, state, report, updated_ms FROM judges WHERE rollout = $1";
 
-pub(crate) const INSERT_TOKEN: &str =
-    "INSERT INTO tokens (id, name, roles, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)";
-pub(crate) const TOKEN_COLUMNS: &str = "SELECT id, name, roles, hash, created_at, revoked_at FROM tokens";
-pub(crate) const REVOKE_TOKEN: &str = "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
 pub(crate) const ENQUEUE: &str = "INSERT INTO deliveries \
      (id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up, last_error) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
@@ -83,14 +59,7 @@ pub(crate) const DELIVERY_COLUMNS: &str =
 pub(crate) const RECORD_ATTEMPT: &str = "UPDATE deliveries SET attempts = $2, next_attempt_ms = $3, delivered_ms = $4, \
      gave_up = $5, last_error = $6 WHERE id = $1";
 
-pub(crate) type TokenRow = (String, String, String, String, String, Option<String>);
 pub(crate) type DeliveryRow = (String, String, String, String, i64, i64, Option<i64>, i64, Option<String>);
-
-pub(crate) fn token_from(row: TokenRow) -> TokenRecord {
-    let (id, name, roles, hash, created_at, revoked_at) = row;
-    let roles = roles.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect();
-    TokenRecord { id, name, roles, hash, created_at, revoked_at }
-}
 
 pub(crate) fn delivery_from(row: DeliveryRow) -> Delivery {
     let (id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up, last_error) = row;
@@ -98,42 +67,9 @@ pub(crate) fn delivery_from(row: DeliveryRow) -> Delivery {
     Delivery { id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up: gave_up != 0, last_error }
 }
 
-/// Implements [`TokenStore`] and [`DeliveryStore`] for a store type with a `pool` field.
+/// Implements [`DeliveryStore`] and [`JudgeStore`] for a store type with a `pool` field.
 macro_rules! impl_record_stores {
     ($store:ty) => {
-        impl $crate::records::TokenStore for $store {
-            async fn insert_token(&self, t: &$crate::records::TokenRecord) -> Result<(), $crate::StoreError> {
-                sqlx::query($crate::records::INSERT_TOKEN)
-                    .bind(&t.id)
-                    .bind(&t.name)
-                    .bind(t.roles.join(","))
-                    .bind(&t.hash)
-                    .bind(&t.created_at)
-                    .bind(&t.revoked_at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            async fn token(&self, id: &str) -> Result<Option<$crate::records::TokenRecord>, $crate::StoreError> {
-                let sql = sqlx::AssertSqlSafe(format!("{} WHERE id = $1", $crate::records::TOKEN_COLUMNS));
-                let row: Option<$crate::records::TokenRow> =
-                    sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await?;
-                Ok(row.map($crate::records::token_from))
-            }
-
-            async fn tokens(&self) -> Result<Vec<$crate::records::TokenRecord>, $crate::StoreError> {
-                let sql = sqlx::AssertSqlSafe(format!("{} ORDER BY created_at, id", $crate::records::TOKEN_COLUMNS));
-                let rows: Vec<$crate::records::TokenRow> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map($crate::records::token_from).collect())
-            }
-
-            async fn revoke_token(&self, id: &str, at: &str) -> Result<bool, $crate::StoreError> {
-                let done = sqlx::query($crate::records::REVOKE_TOKEN).bind(id).bind(at).execute(&self.pool).await?;
-                Ok(done.rows_affected() == 1)
-            }
-        }
-
         impl $crate::records::JudgeStore for $store {
             async fn save_judge(&self, j: &$crate::records::JudgeRecord) -> Result<(), $crate::StoreError> {
                 sqlx::query($crate::records::SAVE_JUDGE)

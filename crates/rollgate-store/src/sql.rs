@@ -6,7 +6,9 @@ pub(crate) const HEAD: &str = "SELECT seq, hash FROM events WHERE stream = $1 OR
 pub(crate) const INSERT: &str = "INSERT INTO events (stream, seq, prev_hash, hash, body) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const READ: &str = "SELECT stream, seq, prev_hash, hash, body FROM events WHERE stream = $1 ORDER BY seq";
 pub(crate) const STREAMS: &str = "SELECT DISTINCT stream FROM events ORDER BY stream";
-pub(crate) const HEADS: &str = "SELECT stream, MAX(seq) FROM events GROUP BY stream ORDER BY stream";
+pub(crate) const HEADS: &str = "SELECT e.stream, e.seq, e.hash FROM events e \
+     JOIN (SELECT stream, MAX(seq) AS seq FROM events GROUP BY stream) h ON e.stream = h.stream AND e.seq = h.seq \
+     ORDER BY e.stream";
 pub(crate) const TAKE_ACTIVE: &str = "INSERT INTO active_rollouts (service, rollout) VALUES ($1, $2)";
 pub(crate) const RELEASE_ACTIVE: &str = "DELETE FROM active_rollouts WHERE service = $1 AND rollout = $2";
 pub(crate) const ACTIVE_OF: &str = "SELECT rollout FROM active_rollouts WHERE service = $1";
@@ -136,9 +138,16 @@ macro_rules! impl_event_store {
                     .collect())
             }
 
-            async fn heads(&self) -> Result<Vec<(String, u64)>, $crate::StoreError> {
-                let rows: Vec<(String, i64)> = sqlx::query_as($crate::sql::HEADS).fetch_all(&self.pool).await?;
-                Ok(rows.into_iter().map(|(s, seq)| (s, $crate::sql::to_u64(seq))).collect())
+            async fn heads(&self) -> Result<Vec<rollgate_core::audit::StreamHead>, $crate::StoreError> {
+                let rows: Vec<(String, i64, String)> = sqlx::query_as($crate::sql::HEADS).fetch_all(&self.pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(stream, seq, hash)| rollgate_core::audit::StreamHead {
+                        stream,
+                        seq: $crate::sql::to_u64(seq),
+                        hash,
+                    })
+                    .collect())
             }
 
             async fn streams(&self) -> Result<Vec<String>, $crate::StoreError> {

@@ -231,6 +231,13 @@ pub struct ServeArgs {
     /// Where finished rollouts are archived (default: DATA_DIR/archive).
     #[arg(long, env = "ROLLGATE_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
+    /// Keep a signed head of the log in this file, outside the database, so that events cut off the
+    /// end of a stream are caught too (`rollgate audit verify --head-file`). Needs a key (--head-key-env).
+    #[arg(long, env = "ROLLGATE_HEAD_FILE", value_name = "FILE")]
+    pub head_file: Option<PathBuf>,
+    /// The environment variable holding the head file's HMAC-SHA256 key.
+    #[arg(long, default_value = "ROLLGATE_HEAD_KEY")]
+    pub head_key_env: String,
 }
 
 fn parse_tick(text: &str) -> Result<std::time::Duration, String> {
@@ -345,10 +352,20 @@ impl StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check every rollout's hash chain; names the first edited, dropped or reordered event.
+    /// Check every stream's hash chain (rollouts, tokens, registry); names the first edited, dropped or
+    /// reordered event. With a head kept outside the database, also events cut off the end.
     Verify {
         #[arg(long)]
         json: bool,
+        /// A head recorded earlier, STREAM:SEQ:HASH (as `audit verify` prints them): the stream must still reach it.
+        #[arg(long = "expect-head", value_name = "STREAM:SEQ:HASH")]
+        expect_head: Vec<String>,
+        /// The signed head file `rollgate serve --head-file` keeps: its signature and every head in it are checked.
+        #[arg(long, value_name = "FILE")]
+        head_file: Option<PathBuf>,
+        /// The environment variable holding the head file's signing key.
+        #[arg(long, default_value = "ROLLGATE_HEAD_KEY")]
+        head_key_env: String,
     },
     /// Print a rollout's events with their hashes.
     Log {

@@ -478,3 +478,102 @@ fn check_reports_the_signing_key_serve_would_refuse_to_start_without() {
     let set = ws.command(&["check", "rollgate.toml"]).env("ROLLGATE_TEST_UNSET_KEY", "k").output().unwrap();
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
 }
+
+#[tokio::test]
+async fn a_grant_edited_in_the_database_is_caught_and_not_honoured() {
+    let ws = Workspace::new();
+    let alice = ws.ok(&["token", "create", "--name", "alice", "--role", "viewer"]).trim().to_string();
+    // Someone with write access to the database makes alice an admin.
+    let db = ws.path().join(".rollgate/rollgate.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let edited =
+        sqlx::query("UPDATE events SET body = replace(body, '\"viewer\"', '\"admin\"') WHERE stream = '@tokens'")
+            .execute(&pool)
+            .await
+            .unwrap();
+    assert_eq!(edited.rows_affected(), 1);
+    let side_table: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE name = 'tokens'").fetch_optional(&pool).await.unwrap();
+    assert_eq!(side_table, None, "no token table outside the chain to edit instead");
+    pool.close().await;
+    let out = ws.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("stream @tokens event 1: its content does not match its hash"), "{stderr}");
+    // The server honours no token while its log does not verify.
+    let served = Served::start(&ws);
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/tokens", served.addr))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({ "name": "mallory", "roles": ["admin"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("audit verify"), "{problem}");
+}
+
+#[tokio::test]
+async fn events_cut_off_the_end_are_caught_by_a_head_kept_outside_the_database() {
+    let ws = Workspace::new();
+    ws.ok(&["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"]);
+    for gate in ["validation.bias", "validation.safety"] {
+        ws.ok(&["rollout", "evidence", "r1", "--as", "alice", "--gate", gate, "--summary", "ok"]);
+    }
+    let verified = ws.ok(&["audit", "verify"]);
+    let head = verified.lines().find(|l| l.starts_with("r1\t")).unwrap().rsplit(' ').next().unwrap().to_string();
+    assert!(head.starts_with("r1:3:"), "{verified}");
+    // The server keeps a signed head of its own.
+    let head_file = ws.path().join("head.json");
+    let served = ws
+        .command(&["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--tick", "50ms"])
+        .args(["--head-file", head_file.to_str().unwrap()])
+        .env("ROLLGATE_HEAD_KEY", "head key")
+        .env_remove("ROLLGATE_NOW")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child: served, addr: String::new(), stderr: mpsc::channel().1 };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&head_file).is_ok_and(|t| t.contains("\"seq\": 3")) {
+        assert!(std::time::Instant::now() < deadline, "the server never wrote its head file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(served);
+
+    // Someone deletes the last event: the chain that is left is valid…
+    let db = ws.path().join(".rollgate/rollgate.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("DELETE FROM events WHERE stream = 'r1' AND seq = 3").execute(&pool).await.unwrap();
+    pool.close().await;
+    assert!(ws.ok(&["audit", "verify"]).contains("every chain intact"));
+    // …but not what was recorded outside the database.
+    for args in [
+        vec!["audit", "verify", "--expect-head", &head],
+        vec!["audit", "verify", "--head-file", head_file.to_str().unwrap()],
+    ] {
+        let out = ws.command(&args).env("ROLLGATE_HEAD_KEY", "head key").output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("stream r1 event 3: the stream has 2 event(s) but had 3"), "{stderr}");
+    }
+    // A head file checked with another key is not trusted.
+    let out = ws
+        .command(&["audit", "verify", "--head-file", "head.json"])
+        .env("ROLLGATE_HEAD_KEY", "guess")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the signature does not match"));
+}
+
+#[test]
+fn traffic_that_never_succeeds_is_a_failed_run_that_says_why() {
+    let ws = Workspace::new();
+    let out = ws.run(&["sim", "traffic", "http://127.0.0.1:9/score", "--rate", "50", "--seconds", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no request succeeded (first failure: no answer"), "{stderr}");
+}

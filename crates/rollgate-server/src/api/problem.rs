@@ -149,6 +149,10 @@ impl From<AuthError> for ApiError {
             AuthError::Store(store) => store.into(),
             AuthError::BadName(_) | AuthError::BadRole(_) => ApiError::unprocessable(err.to_string()),
             AuthError::Random(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", err.to_string()),
+            AuthError::Tampered(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the token log does not verify", err.to_string())
+            }
+            AuthError::NotLive => ApiError::not_found(err.to_string()),
             _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string()),
         }
     }
@@ -171,9 +175,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !value.is_object() {
             return Err(ApiError::unprocessable("the body must be a JSON object, e.g. {} or {\"reason\": \"…\"}"));
         }
+        if let Some((at, len)) = overlong_text(&value, "") {
+            return Err(ApiError::unprocessable(format!(
+                "{at} is {len} characters long; a text field holds at most {MAX_TEXT} (attach long reports by reference)"
+            )));
+        }
         serde_json::from_value(value)
             .map(ApiJson)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid request body", e.to_string()))
+    }
+}
+
+/// The longest text any field of a request may hold: reasons, summaries,
+/// notes and the strings inside evidence details go into the log and into
+/// every view of it.
+pub const MAX_TEXT: usize = 10_000;
+
+/// The first string in `value` longer than [`MAX_TEXT`], with where it is.
+fn overlong_text(value: &serde_json::Value, at: &str) -> Option<(String, usize)> {
+    match value {
+        serde_json::Value::String(s) => {
+            let len = s.chars().count();
+            (len > MAX_TEXT).then(|| (if at.is_empty() { "the body".into() } else { at.to_string() }, len))
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| overlong_text(v, &format!("{at}[{i}]")))
+        }
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+            let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            overlong_text(v, &path)
+        }),
+        _ => None,
     }
 }
 

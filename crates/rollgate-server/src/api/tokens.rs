@@ -3,12 +3,11 @@
 use super::caller::Caller;
 use super::problem::{ApiError, ApiJson, ApiPath};
 use super::responses::{ReadErrors, WriteErrors};
-use crate::auth::{self, create_token, revoke_token};
+use crate::auth::{self, Ledger, TokenRecord, create_token, revoke_token};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rollgate_store::{TokenRecord, TokenStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -65,7 +64,7 @@ pub async fn create(
     responses((status = 200, body = Vec<TokenView>), ReadErrors))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
     caller.require_admin("list tokens")?;
-    Ok(Json(state.store().tokens().await?.into_iter().map(TokenView::from).collect()))
+    Ok(Json(Ledger::read(state.store()).await?.tokens().into_iter().map(TokenView::from).collect()))
 }
 
 /// Revoke a token at once (admins only).

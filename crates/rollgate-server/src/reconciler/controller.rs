@@ -93,6 +93,7 @@ async fn tick(ctx: &Ctx) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read what changed in the store"),
     }
+    ctx.record_heads().await;
     let active: Vec<Rollout> = ctx.fleet().rollouts().into_iter().filter(|r| !r.is_terminal()).collect();
     for rollout in &active {
         judge(ctx, rollout).await;

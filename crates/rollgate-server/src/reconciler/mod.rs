@@ -14,6 +14,7 @@ pub(crate) mod judging;
 mod timers;
 
 use crate::fleet::Fleet;
+use crate::head::{HeadFile, SignedHead};
 use crate::log::Log;
 use crate::notify::{self, Hook, Notifier, RetryPolicy};
 use crate::prometheus::Prometheus;
@@ -42,6 +43,7 @@ pub struct Reconciler {
     pub prometheus: Option<Prometheus>,
     /// Where finished rollouts are archived.
     pub archive_dir: PathBuf,
+    pub head_file: Option<HeadFile>,
 }
 
 /// Shared by the reconciler's tasks.
@@ -58,11 +60,31 @@ pub(crate) struct Ctx {
     pub judging: Judging,
     pub archive_dir: PathBuf,
     pub http: reqwest::Client,
+    /// The signed head, and the heads it last recorded.
+    pub head_file: Option<HeadFile>,
+    pub recorded_heads: std::sync::Mutex<Vec<rollgate_core::audit::StreamHead>>,
 }
 
 impl Ctx {
     pub fn fleet(&self) -> &Arc<Fleet> {
         self.log.fleet()
+    }
+
+    /// Writes the signed head of the log when it moved since the last write.
+    pub async fn record_heads(&self) {
+        let Some(file) = &self.head_file else { return };
+        let heads = match rollgate_store::EventStore::heads(&self.store).await {
+            Ok(heads) => heads,
+            Err(e) => return tracing::warn!(error = %e, "cannot read the log's heads"),
+        };
+        if *self.recorded_heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == heads {
+            return;
+        }
+        let head = SignedHead::new(self.clock.now(), heads.clone(), &file.key);
+        match head.write(&file.path) {
+            Ok(()) => *self.recorded_heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = heads,
+            Err(e) => tracing::warn!(path = %file.path.display(), error = %e, "cannot write the signed head"),
+        }
     }
 }
 
@@ -87,6 +109,8 @@ pub fn start(
         staging: Arc::new(Staging::new()),
         archive_dir: reconciler.archive_dir,
         http: reqwest::Client::builder().build().unwrap_or_default(),
+        head_file: reconciler.head_file,
+        recorded_heads: std::sync::Mutex::new(Vec::new()),
     });
     let staging_ctx = Arc::new(StagingCtx { log: ctx.log.clone(), clock: ctx.clock.clone(), http: staging_client() });
     vec![

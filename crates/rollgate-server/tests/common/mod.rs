@@ -63,6 +63,7 @@ impl Setup {
             dataplane: None,
             retry,
             archive_dir: self.dir.path().join("archive"),
+            head_file: None,
         }
     }
 

@@ -117,7 +117,14 @@ async fn status(client: &Client, id: &str, json: bool, watch: bool) -> anyhow::R
 
 pub async fn audit(client: &Client, command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { json } => {
+        AuditCommand::Verify { expect_head, head_file, .. } if !expect_head.is_empty() || head_file.is_some() => {
+            Err(Refused(
+                "--expect-head and --head-file read the store directly: run them where the data directory or database is"
+                    .into(),
+            )
+            .into())
+        }
+        AuditCommand::Verify { json, .. } => {
             let report: AuditReport = client.get("/api/v1/audit/verify").await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);

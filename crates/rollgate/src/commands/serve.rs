@@ -6,6 +6,7 @@ use anyhow::Context;
 use rollgate_core::clock::Clock;
 use rollgate_server::clock::{ScaledClock, SystemClock};
 use rollgate_server::dataplane::InProcess;
+use rollgate_server::head::HeadFile;
 use rollgate_server::notify::{Hook, RetryPolicy};
 use rollgate_server::{ServerOptions, start};
 use rollgate_store::AnyStore;
@@ -26,6 +27,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = super::gateway::start(&source.config, args.gateway_listen, args.gateway_threads).await?;
     let dataplane = InProcess::new(gateway.gateway.clone(), format!("http://{}", gateway.addr));
     let archive_dir = args.archive_dir.clone().unwrap_or_else(|| args.store.data_dir.join("archive"));
+    let head_file = match &args.head_file {
+        Some(path) => {
+            let key = std::env::var(&args.head_key_env).map_err(|_| {
+                crate::Refused(format!(
+                    "--head-file {} needs a signing key: set {} (or name another variable with --head-key-env)",
+                    path.display(),
+                    args.head_key_env
+                ))
+            })?;
+            Some(HeadFile { path: path.clone(), key: key.into_bytes() })
+        }
+        None => None,
+    };
     let options = ServerOptions {
         config: source,
         store,
@@ -36,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dataplane: Some(Arc::new(dataplane)),
         retry: RetryPolicy::default(),
         archive_dir,
+        head_file,
     };
     let server = start(options).await?;
     println!("rollgate API listening on http://{}", server.addr);

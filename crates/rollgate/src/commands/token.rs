@@ -4,8 +4,8 @@
 use crate::Refused;
 use crate::cli::{StoreArgs, TokenCommand};
 use anyhow::Context;
-use rollgate_server::auth::{AuthError, create_token, parse_roles, revoke_token};
-use rollgate_store::{AnyStore, TokenStore};
+use rollgate_server::auth::{AuthError, Ledger, create_token, parse_roles, revoke_token};
+use rollgate_store::AnyStore;
 
 pub async fn run(args: &StoreArgs, command: TokenCommand) -> anyhow::Result<()> {
     let store = AnyStore::open(&args.location())
@@ -30,7 +30,7 @@ pub async fn run(args: &StoreArgs, command: TokenCommand) -> anyhow::Result<()> 
             }
         }
         TokenCommand::List { json } => {
-            let tokens = store.tokens().await?;
+            let tokens = Ledger::read(&store).await.map_err(refused)?.tokens();
             if json {
                 let list: Vec<_> = tokens
                     .iter()

@@ -152,6 +152,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         dataplane: Some(Arc::new(dataplane)),
         retry: RetryPolicy::default(),
         archive_dir: data.join("archive"),
+        head_file: None,
     };
     let server = start(options).await?;
     let mut tokens = BTreeMap::new();
