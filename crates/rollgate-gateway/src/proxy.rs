@@ -48,12 +48,12 @@ pub struct Gateway {
     swapped: tokio::sync::Notify,
     pub stats: Arc<Stats>,
     pub feedback: Feedback,
-    connect_timeout: Duration,
     mirror: Mirror,
 }
 
 impl Gateway {
-    /// A gateway on `table`.
+    /// A gateway on `table`; shadow copies connect within `connect_timeout`
+    /// (requests use their service's own).
     pub fn new(
         table: RouteTable,
         stats: Arc<Stats>,
@@ -67,7 +67,6 @@ impl Gateway {
             swapped: tokio::sync::Notify::new(),
             stats,
             feedback: Feedback::new(100_000),
-            connect_timeout,
             mirror,
         }
     }
@@ -127,10 +126,7 @@ impl Gateway {
                 "the service has no version with traffic",
             );
         };
-        if let Some(length) =
-            request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            && length > service.limits.max_request_bytes
-        {
+        if declared_length(request.headers()).is_some_and(|length| length > service.limits.max_request_bytes) {
             let detail = format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
             return error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail);
         }
@@ -178,11 +174,20 @@ impl Gateway {
         let deadline = Box::pin(tokio::time::sleep(service.total_timeout));
         let sent = tokio::time::timeout(
             service.first_byte_timeout.min(service.total_timeout),
-            upstream::send(&endpoint, outbound, self.connect_timeout),
+            upstream::send(&endpoint, outbound, service.connect_timeout),
         )
         .await;
         let (answer, connection) = match sent {
             Ok(Ok(sent)) => sent,
+            Ok(Err(e)) if e.body_too_large() => {
+                series.finished(Outcome::ClientError, started.elapsed());
+                let detail =
+                    format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
+                return failed_at(
+                    version,
+                    error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail),
+                );
+            }
             Ok(Err(e)) => {
                 drop(in_flight);
                 endpoint.health.request_ended(true, service.ejection.after, service.ejection.duration);
@@ -203,6 +208,13 @@ impl Gateway {
         };
         series.first_byte(started.elapsed());
         endpoint.health.request_ended(false, service.ejection.after, service.ejection.duration);
+        if declared_length(answer.headers()).is_some_and(|n| n > service.limits.max_response_bytes) {
+            // Refused whole rather than cut after the headers went out: the
+            // client gets an answer, and the model is charged for it.
+            series.finished(Outcome::ServerError, started.elapsed());
+            let detail = format!("the model's answer is over the limit of {} bytes", service.limits.max_response_bytes);
+            return failed_at(version, error(StatusCode::BAD_GATEWAY, "response_too_large", Some(service), &detail));
+        }
         let status = answer.status();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             series.refused_for_capacity();
@@ -287,6 +299,11 @@ fn new_request_id() -> HeaderValue {
         *digit = HEX[((bits >> (4 * i)) & 0xf) as usize];
     }
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| unreachable!("hex digits are valid header bytes"))
+}
+
+/// The body length a message declares, if it declares one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok())
 }
 
 fn limit_of(bytes: u64) -> usize {

@@ -143,13 +143,13 @@ pub struct Ejection {
 impl ServiceRoute {
     fn matches(&self, host: Option<&str>, path: &str) -> Option<usize> {
         if let Some(want) = &self.host {
-            let got = host.map(|h| h.split(':').next().unwrap_or(h));
-            if got != Some(want.as_str()) {
+            // Host names are case-insensitive (RFC 9110 §4.2.3); the port is not part of the match.
+            if !host.map(without_port).is_some_and(|got| got.eq_ignore_ascii_case(want)) {
                 return None;
             }
         }
         match &self.path_prefix {
-            Some(prefix) if path.starts_with(prefix.as_str()) => Some(prefix.len()),
+            Some(prefix) if on_segment_boundary(path, prefix) => Some(prefix.len()),
             Some(_) => None,
             None => Some(0),
         }
@@ -158,6 +158,20 @@ impl ServiceRoute {
     pub fn version_index(&self, name: &str) -> Option<usize> {
         self.versions.iter().position(|v| &*v.name == name)
     }
+}
+
+/// `host[:port]` or `[v6]:port` without the port.
+fn without_port(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    }
+}
+
+/// `/v1/score` covers `/v1/score` and `/v1/score/…`, never `/v1/scoreboard`.
+fn on_segment_boundary(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
 }
 
 pub struct RouteTable {
@@ -299,4 +313,54 @@ fn service_route(
         }),
         ejection: Ejection { after: s.ejection.after, duration: duration(s.ejection.duration) },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollgate_core::config::Config;
+    use rollgate_core::routing::{RoutingInputs, desired};
+
+    fn table() -> RouteTable {
+        let service = |name: &str, route: &str| {
+            format!(
+                "[services.{name}]\nroute = {{ {route} }}\nprotocol = \"json\"\nstable = \"v1\"\n\
+                 [services.{name}.versions.v1]\nendpoints = [\"http://127.0.0.1:9\"]\nowner = \"o\"\n\
+                 artifact = {{ uri = \"s3://m\", sha256 = \"{}\" }}\n",
+                "a".repeat(64)
+            )
+        };
+        let text = service("score", "path_prefix = \"/v1/score\"")
+            + &service("v1", "path_prefix = \"/v1\"")
+            + &service("hosted", "host = \"Models.Example.com\", path_prefix = \"/v1/score\"")
+            + &service("slash", "path_prefix = \"/v2/\"");
+        let config = Config::parse("t.toml", &text).unwrap();
+        let inputs = RoutingInputs {
+            config: &config,
+            registered: &[],
+            rollouts: &[],
+            staging: &[],
+            now: rollgate_core::Timestamp::UNIX_EPOCH,
+        };
+        RouteTable::build(&desired(&inputs), &RouteTable::empty(), &Stats::default()).unwrap()
+    }
+
+    #[test]
+    fn a_request_goes_to_the_longest_prefix_on_a_segment_boundary_and_hosts_match_in_any_case() {
+        let table = table();
+        let routed = |host: Option<&str>, path: &str| table.route(host, path).map(|s| s.name.to_string());
+        assert_eq!(routed(Some("other"), "/v1/score").as_deref(), Some("score"));
+        assert_eq!(routed(Some("other"), "/v1/score/predict").as_deref(), Some("score"), "the longest prefix wins");
+        assert_eq!(routed(Some("other"), "/v1/scoreboard").as_deref(), Some("v1"), "a prefix ends on a segment");
+        assert_eq!(routed(None, "/v1").as_deref(), Some("v1"));
+        assert_eq!(
+            routed(Some("MODELS.example.COM:8080"), "/v1/score").as_deref(),
+            Some("hosted"),
+            "any case, any port"
+        );
+        assert_eq!(routed(Some("[::1]:8080"), "/v1/score").as_deref(), Some("score"));
+        assert_eq!(routed(Some("other"), "/v2/x").as_deref(), Some("slash"));
+        assert_eq!(routed(Some("other"), "/v2").as_deref(), None, "a prefix with a trailing slash needs it");
+        assert_eq!(routed(Some("other"), "/v3"), None, "no route: the gateway answers 404");
+    }
 }

@@ -51,6 +51,23 @@ pub enum SendError {
     Exchange(hyper::Error),
 }
 
+impl SendError {
+    /// The client's request body went over its limit while it was being sent
+    /// (a chunked body has no length to refuse up front): the client's fault,
+    /// not the model server's.
+    pub fn body_too_large(&self) -> bool {
+        let SendError::Exchange(e) = self else { return false };
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return true;
+            }
+            source = s.source();
+        }
+        false
+    }
+}
+
 /// A connection lent to one exchange: [`Connection::release`] it once the
 /// response is read to the end; dropping it closes it.
 pub struct Connection {

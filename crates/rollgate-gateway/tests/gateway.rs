@@ -11,7 +11,7 @@ use rollgate_core::weight::Weight;
 use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits, MirrorPair};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{Gateway, RunningGateway, SERVED_BY, serve};
+use rollgate_gateway::{Gateway, RunningGateway, SERVED_BY, serve_on_threads};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +112,8 @@ async fn gateway_with(config: &Config, hook: Arc<dyn ComparisonHook>, limits: Mi
     let stats = Arc::new(Stats::default());
     let table = RouteTable::build(&routing_of(config), &RouteTable::empty(), &stats).unwrap();
     let gateway = Arc::new(Gateway::new(table, stats, Duration::from_secs(2), hook, limits));
-    serve(gateway, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+    // As production runs it: a thread per core, each with its own listener and pool.
+    serve_on_threads(gateway, "127.0.0.1:0".parse().unwrap(), 2).await.unwrap()
 }
 
 fn url(g: &RunningGateway, path: &str) -> String {
@@ -127,6 +128,20 @@ async fn served_by(client: &reqwest::Client, g: &RunningGateway, user: Option<&s
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200);
     response.headers()[SERVED_BY].to_str().unwrap().to_string()
+}
+
+/// The value of one series in Prometheus text (the whole series name with its
+/// labels, e.g. `rollgate_requests_total{service="scorer",...}`), if present.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+async fn metrics_of(client: &reqwest::Client, g: &RunningGateway) -> String {
+    client.get(url(g, "/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
+fn responses(version: &str, arm: &str, outcome: &str) -> String {
+    format!("rollgate_responses_total{{service=\"scorer\",version=\"{version}\",arm=\"{arm}\",outcome=\"{outcome}\"}}")
 }
 
 /// Within five standard deviations of a binomial(n, p).
@@ -228,11 +243,8 @@ async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version()
         assert_eq!(response.headers()[SERVED_BY], "v1", "the client can tell which version failed");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["service"], "scorer", "the error says which service: {body}");
-        let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
-        let line = format!(
-            "rollgate_responses_total{{service=\"scorer\",version=\"v1\",arm=\"stable\",outcome=\"{outcome}\"}} 1"
-        );
-        assert!(metrics.contains(&line), "missing {line}");
+        let metrics = metrics_of(&client, &g).await;
+        assert_eq!(metric(&metrics, &responses("v1", "stable", outcome)), Some(1.0), "{metrics}");
         g.shutdown().await;
     }
     // A body cut short: the client sees the stream fail; the version is charged.
@@ -241,19 +253,15 @@ async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version()
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.is_err(), "a truncated body must not look complete");
     let counted = wait_until(|| async {
-        let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
-        metrics.contains(
-            r#"rollgate_responses_total{service="scorer",version="v1",arm="stable",outcome="connection_failure"} 1"#,
-        )
+        metric(&metrics_of(&client, &g).await, &responses("v1", "stable", "connection_failure")) == Some(1.0)
     })
     .await;
     assert!(counted);
-    // The gateway is still up after all of that.
+    // The same gateway still serves once its model does.
     let ok = model("v1").await;
-    let g2 = gateway(&config(&ok, &ok, None, "")).await;
-    assert_eq!(served_by(&client, &g2, None).await, "v1");
+    g.gateway.apply(&routing_of(&config(&ok, &ok, None, ""))).unwrap();
+    assert_eq!(served_by(&client, &g, None).await, "v1");
     g.shutdown().await;
-    g2.shutdown().await;
 }
 
 async fn wait_until<F, Fut>(mut check: F) -> bool
@@ -295,7 +303,9 @@ async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_one
                     }
                     _ => failures += 1,
                 }
-                sent += 1;
+                if was_swapped {
+                    sent += 1;
+                }
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             (failures, after_swap_on_canary, sent)
@@ -305,14 +315,14 @@ async fn a_rollback_swap_under_load_fails_no_request_and_applies_to_the_next_one
     assert!(wait_until(|| async { done.load(std::sync::atomic::Ordering::Relaxed) >= 100 }).await);
     g.gateway.apply(&canary_at(&config, 0.0)).unwrap();
     swapped_tx.send(true).unwrap();
-    let mut total = 0;
+    let mut after_swap = 0;
     for worker in workers {
-        let (failures, late, sent) = worker.await.unwrap();
+        let (failures, late, sent_after) = worker.await.unwrap();
         assert_eq!(failures, 0, "no request fails during the swap");
         assert_eq!(late, 0, "no request that started after the rollback reached the canary");
-        total += sent;
+        after_swap += sent_after;
     }
-    assert_eq!(total, 1200);
+    assert!(after_swap > 100, "the swap came well before the end: only {after_swap} requests after it");
     g.shutdown().await;
 }
 
@@ -344,10 +354,10 @@ async fn feedback_is_credited_to_the_version_that_answered() {
     assert_eq!(bad.status(), 400);
     let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
     let complaints = |v: &str, arm: &str| {
-        format!("rollgate_feedback_total{{service=\"scorer\",version=\"{v}\",arm=\"{arm}\",kind=\"complaint\"}} ")
+        format!("rollgate_feedback_total{{service=\"scorer\",version=\"{v}\",arm=\"{arm}\",kind=\"complaint\"}}")
     };
-    assert!(metrics.contains(&format!("{}{}", complaints("v2", "canary"), by_version["v2"].len())), "{metrics}");
-    assert!(metrics.contains(&format!("{}0", complaints("v1", "stable"))));
+    assert_eq!(metric(&metrics, &complaints("v2", "canary")), Some(by_version["v2"].len() as f64), "{metrics}");
+    assert_eq!(metric(&metrics, &complaints("v1", "stable")), Some(0.0), "{metrics}");
     g.shutdown().await;
 }
 
@@ -499,10 +509,10 @@ async fn mirroring_never_holds_the_primary_and_pairs_both_answers() {
         assert_eq!((&*pair.primary_version, &*pair.shadow_version), ("v1", "v2"));
     }
     let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("rollgate_mirror_dropped_total {dropped}")));
-    assert!(
-        metrics
-            .contains(&format!("rollgate_requests_total{{service=\"scorer\",version=\"v2\",arm=\"shadow\"}} {sent}"))
+    assert_eq!(metric(&metrics, "rollgate_mirror_dropped_total"), Some(dropped as f64));
+    assert_eq!(
+        metric(&metrics, "rollgate_requests_total{service=\"scorer\",version=\"v2\",arm=\"shadow\"}"),
+        Some(sent as f64)
     );
     g.shutdown().await;
 }
@@ -536,7 +546,7 @@ async fn bodies(client: &reqwest::Client, g: &RunningGateway, n: usize) -> HashM
 #[tokio::test]
 async fn endpoints_failing_their_probes_get_no_requests() {
     let (good, sick) = (model_with_probe("good", 200).await, model_with_probe("sick", 503).await);
-    let extra = "health = { path = \"/healthz\", interval = \"50ms\", timeout = \"1s\", unhealthy_after = 2, healthy_after = 1 }\n";
+    let extra = "health = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", unhealthy_after = 2, healthy_after = 1 }\n";
     let g = gateway(&config(&two(&good, &sick), &good, None, extra)).await;
     let marked = wait_until(|| async {
         let table = g.gateway.table();
@@ -574,8 +584,7 @@ async fn a_client_that_gives_up_releases_the_endpoint() {
     // The model never answers; the client leaves while the gateway waits for headers.
     let silent = raw(b"", true).await;
     let g = gateway(&config(&silent, &silent, None, "")).await;
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
-    assert!(client.post(url(&g, "/v1/score")).body("{}").send().await.is_err());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let in_flight = || {
         let table = g.gateway.table();
         let service = table.service("scorer").unwrap();
@@ -586,6 +595,11 @@ async fn a_client_that_gives_up_releases_the_endpoint() {
             .map(|e| e.in_flight.load(std::sync::atomic::Ordering::Relaxed))
             .sum::<usize>()
     };
+    // The request is out, counted while the gateway waits for the model's headers…
+    let waiting = tokio::spawn(client.post(url(&g, "/v1/score")).body("{}").send());
+    assert!(wait_until(|| async { in_flight() == 1 }).await, "the balancer never counted the request");
+    // …and the client gives up.
+    waiting.abort();
     assert!(wait_until(|| async { in_flight() == 0 }).await, "the balancer still counts {} requests", in_flight());
     g.shutdown().await;
 }
@@ -593,7 +607,7 @@ async fn a_client_that_gives_up_releases_the_endpoint() {
 #[tokio::test]
 async fn a_new_table_keeps_the_health_of_endpoints_it_still_has() {
     let (good, sick) = (model_with_probe("good", 200).await, model_with_probe("sick", 503).await);
-    let extra = "health = { path = \"/healthz\", interval = \"50ms\", timeout = \"1s\", unhealthy_after = 2, healthy_after = 5 }\n";
+    let extra = "health = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", unhealthy_after = 2, healthy_after = 5 }\n";
     let config = config(&two(&good, &sick), &good, None, extra);
     let g = gateway(&config).await;
     let sick_is_out = || {
@@ -658,5 +672,239 @@ async fn a_connection_whose_answer_was_cut_short_is_not_used_again() {
         assert_eq!(response.status(), 200, "a fresh connection answers at once");
         assert!(response.bytes().await.is_err(), "a truncated body must not look complete");
     }
+    g.shutdown().await;
+}
+
+/// A raw model server that counts the requests it reads and, for each, either
+/// answers and closes the connection (`answer`) or closes without answering.
+async fn closing_model(answer: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if answer {
+                    // Keep-alive as far as the headers say; the server closes right after.
+                    let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_request_is_sent_again_only_if_it_never_left_the_gateway() {
+    let client = reqwest::Client::new();
+    // A model server that closes every connection after its answer: pooled
+    // connections turn out closed, and the request goes out on a new one.
+    let (closes_idle, seen) = closing_model(true).await;
+    let g = gateway(&config(&closes_idle, &closes_idle, None, "")).await;
+    for i in 0..20 {
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 20, "each request reached the model once");
+    g.shutdown().await;
+    // One that reads the request and closes without answering: the request
+    // may have reached the model, so it is never repeated.
+    let (takes_and_hangs_up, seen) = closing_model(false).await;
+    let g = gateway(&config(&takes_and_hangs_up, &takes_and_hangs_up, None, "")).await;
+    for _ in 0..3 {
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), 502);
+    }
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3, "no request was sent twice");
+    g.shutdown().await;
+}
+
+/// A model server that answers `/big` with 5,000 bytes, `/stream` with 5,000
+/// bytes in chunks (no length), and counts the requests it gets.
+async fn sized_model() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = Router::new().fallback(any(move |uri: axum::http::Uri, _body: Bytes| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let chunks =
+                |n: usize| tokio_stream::iter((0..n).map(|_| Ok::<_, std::io::Error>(Bytes::from("x".repeat(1000)))));
+            match uri.path() {
+                p if p.ends_with("/big") => Body::from("x".repeat(5000)),
+                p if p.ends_with("/stream") => Body::from_stream(chunks(5)),
+                _ => Body::from("ok"),
+            }
+        }
+    }));
+    (spawn(app).await, seen)
+}
+
+/// Sends a chunked request of `size` bytes over a raw connection; returns the status line.
+async fn chunked_request(g: &RunningGateway, size: usize) -> String {
+    let mut socket = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+    let head = "POST /v1/score HTTP/1.1\r\nhost: scorer\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    for chunk in "x".repeat(size).as_bytes().chunks(500) {
+        let frame = format!("{:x}\r\n{}\r\n", chunk.len(), String::from_utf8_lossy(chunk));
+        if socket.write_all(frame.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let mut answer = vec![0u8; 1024];
+    let n = socket.read(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn bodies_over_their_limits_are_refused_or_cut_and_charged_to_the_right_side() {
+    let (sized, seen) = sized_model().await;
+    let extra =
+        "limits = { max_request_bytes = 1000, max_response_bytes = 2000 }\nejection = { after = 2, for = \"1h\" }\n";
+    let g = gateway(&config(&sized, &sized, None, extra)).await;
+    let client = reqwest::Client::new();
+    // A declared length over the limit: refused before anything is sent.
+    let response = client.post(url(&g, "/v1/score")).body("x".repeat(5000)).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "request_too_large");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "the model never saw it");
+    // A chunked body has no length: it is cut at the limit, the client's fault, not the model's.
+    for _ in 0..3 {
+        assert_eq!(chunked_request(&g, 5000).await, "HTTP/1.1 413 Payload Too Large");
+    }
+    assert_eq!(chunked_request(&g, 800).await, "HTTP/1.1 200 OK", "under the limit it goes through");
+    let metrics = metrics_of(&client, &g).await;
+    assert_eq!(metric(&metrics, &responses("v1", "stable", "4xx")), Some(3.0), "{metrics}");
+    assert_eq!(metric(&metrics, &responses("v1", "stable", "connection_failure")), Some(0.0), "{metrics}");
+    // (Ejection after 2 failures would have taken the model out for an hour.)
+    assert_eq!(served_by(&client, &g, None).await, "v1");
+    // An answer declared over the limit is refused whole, and charged to the model.
+    let response = client.get(url(&g, "/v1/score/big")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "response_too_large");
+    // One streamed without a length is cut at the limit: the client sees the body fail.
+    let response = client.get(url(&g, "/v1/score/stream")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "a cut answer must not look complete");
+    let counted =
+        wait_until(|| async { metric(&metrics_of(&client, &g).await, &responses("v1", "stable", "5xx")) == Some(2.0) })
+            .await;
+    assert!(counted, "{}", metrics_of(&client, &g).await);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_stay_on_their_version_by_cookie() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let g = gateway(&config(&v1, &v2, Some("{ v1 = 50, v2 = 50 }"), "")).await;
+    let cookies_config = config(&v1, &v2, Some("{ v1 = 50, v2 = 50 }"), "").services["scorer"].clone();
+    assert!(cookies_config.sticky.is_some());
+    let mut routing = routing_of(&config(&v1, &v2, Some("{ v1 = 50, v2 = 50 }"), ""));
+    routing.services.get_mut("scorer").unwrap().sticky =
+        Some(rollgate_core::config::Sticky { header: None, cookie: Some("uid".into()) });
+    g.gateway.apply(&routing).unwrap();
+    let client = reqwest::Client::new();
+    let on = |user: String| {
+        let request = client.post(url(&g, "/v1/score")).header("cookie", format!("theme=dark; uid={user}")).body("{}");
+        async move { request.send().await.unwrap().headers()[SERVED_BY].to_str().unwrap().to_string() }
+    };
+    let mut on_v2 = 0;
+    for i in 0..300 {
+        let first = on(format!("u{i}")).await;
+        for _ in 0..2 {
+            assert_eq!(on(format!("u{i}")).await, first, "user u{i} moved");
+        }
+        on_v2 += usize::from(first == "v2");
+    }
+    assert!(plausible(on_v2, 300, 0.5), "{on_v2} of 300 users on v2");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_and_total_timeouts_end_the_exchange_and_count_as_timeouts_or_failures() {
+    // A listener whose accept queue is full: a new connection is never answered.
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _filler = std::net::TcpStream::connect(full_addr).unwrap();
+    let unanswered = format!("http://{full_addr}");
+    let extra = "timeouts = { connect = \"300ms\", first_byte = \"10s\", total = \"10s\" }\n";
+    let g = gateway(&config(&unanswered, &unanswered, None, extra)).await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("cannot connect within 300ms"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(9), "the service's connect timeout, not a longer one");
+    g.shutdown().await;
+
+    // Headers, then a body that never ends: the total timeout cuts it.
+    let stalls = raw(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nsome", true).await;
+    let extra = "timeouts = { first_byte = \"5s\", total = \"1s\" }\n";
+    let g = gateway(&config(&stalls, &stalls, None, extra)).await;
+    let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.is_err(), "the stalled body ends in an error, not a hang");
+    let counted = wait_until(|| async {
+        metric(&metrics_of(&client, &g).await, &responses("v1", "stable", "timeout")) == Some(1.0)
+    })
+    .await;
+    assert!(counted, "{}", metrics_of(&client, &g).await);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn refusals_for_capacity_are_passed_on_and_counted_and_a_service_with_nothing_routed_is_503() {
+    let busy =
+        spawn(Router::new().fallback(any(|| async { (axum::http::StatusCode::TOO_MANY_REQUESTS, "slow down") }))).await;
+    let g = gateway(&config(&busy, &busy, None, "")).await;
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        assert_eq!(client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap().status(), 429);
+    }
+    let metrics = metrics_of(&client, &g).await;
+    assert_eq!(metric(&metrics, &responses("v1", "stable", "4xx")), Some(4.0), "{metrics}");
+    let table = g.gateway.table();
+    let counters = table.service("scorer").unwrap().versions[0].series.counters();
+    assert_eq!(counters.saturated, 4, "429s count as the model out of capacity");
+    // A routing that gives the service's traffic to nobody: 503, not a hang or a 500.
+    let mut routing = routing_of(&config(&busy, &busy, None, ""));
+    routing.services.get_mut("scorer").unwrap().split = vec![("v1".into(), Weight::ZERO)];
+    g.gateway.apply(&routing).unwrap();
+    let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["error"], "no_version");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn when_every_endpoint_fails_its_probes_all_are_still_tried() {
+    let (a, b) = (model_with_probe("a", 503).await, model_with_probe("b", 503).await);
+    let extra = "health = { path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", unhealthy_after = 1, healthy_after = 1 }\n";
+    let g = gateway(&config(&two(&a, &b), &a, None, extra)).await;
+    let all_out = wait_until(|| async {
+        g.gateway.table().service("scorer").unwrap().versions[0].endpoints.iter().all(|e| !e.health.probed_healthy())
+    })
+    .await;
+    assert!(all_out, "both endpoints were never marked unhealthy");
+    let seen = bodies(&reqwest::Client::new(), &g, 60).await;
+    assert_eq!(seen.values().sum::<usize>(), 60);
+    assert!(seen.len() == 2, "a failing check is not a full outage: both still serve {seen:?}");
     g.shutdown().await;
 }
