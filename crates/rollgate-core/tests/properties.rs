@@ -189,59 +189,112 @@ fn plan_strategy() -> impl Strategy<Value = (Plan, bool)> {
     })
 }
 
+/// Runs one generated sequence, checking the machine's invariants after each
+/// input; returns every stage the rollout went through.
+fn run(plan: Plan, skip_shadow: bool, actions: &[Action]) -> Result<Vec<Stage>, TestCaseError> {
+    let mut now = at(THURSDAY);
+    let mut r = Rehearsal::new();
+    r.send(start(plan.clone(), skip_shadow), now).unwrap();
+    let steps: Vec<Weight> = plan.canary.steps.iter().map(|s| s.percent).collect();
+    for action in actions {
+        if let Action::Wait { minutes } = action {
+            now = now.checked_add(SignedDuration::from_mins(i64::from(*minutes))).unwrap();
+        }
+        let before = r.state().unwrap().clone();
+        let command = command_for(action, &before, now);
+        let result = r.send(command.clone(), now);
+        let after = r.state().unwrap().clone();
+
+        if before.is_terminal() {
+            prop_assert!(
+                matches!(result, Err(Rejection::Terminal { .. })),
+                "terminal state accepted {:?}",
+                command.input
+            );
+            prop_assert_eq!(&after, &before);
+            continue;
+        }
+        if result.is_err() {
+            prop_assert_eq!(&after, &before, "a refused input changed the state");
+            continue;
+        }
+        // Traffic only ever takes the plan's step values, or 0.
+        prop_assert!(after.weight == Weight::ZERO || steps.contains(&after.weight), "weight {}", after.weight);
+        // Every way out short of completion leaves stable at 100%.
+        if matches!(after.stage, Stage::RolledBack { .. } | Stage::Aborted { .. }) {
+            prop_assert_eq!(after.weight, Weight::ZERO);
+            prop_assert_eq!(after.mirroring, None);
+        }
+        // No stage is left past a missing or failed gate, except by an admin's recorded override.
+        let forced = matches!(command.input, Input::ForcePromote { .. });
+        let visits = &after.history[before.history.len() - 1..];
+        for (i, pair) in visits.windows(2).enumerate() {
+            let (left, next) = (&pair[0], &pair[1]);
+            if !is_forward(&left.stage, &next.stage) || (forced && i == 0) {
+                continue;
+            }
+            if let Err(why) = gates_held(&before, &command, &after, &left.stage, left.entered_at, now) {
+                prop_assert!(
+                    false,
+                    "{} (input {:?}, gates {:?})",
+                    why,
+                    command.input.name(),
+                    before.gates(now).iter().map(ToString::to_string).collect::<Vec<_>>()
+                );
+            }
+        }
+        if forced {
+            prop_assert_eq!(after.overrides.len(), before.overrides.len() + 1);
+        }
+    }
+    // Replaying the log reproduces the live state exactly.
+    let replayed = replay(r.events()).unwrap();
+    prop_assert_eq!(replayed.as_ref(), r.state());
+    prop_assert!(rollgate_core::audit::verify_stream(r.events()).is_ok());
+    Ok(r.state().unwrap().history.iter().map(|v| v.stage.clone()).collect())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn the_machine_keeps_its_invariants((plan, skip_shadow) in plan_strategy(), actions in prop::collection::vec(action(), 1..250)) {
-        let mut now = at(THURSDAY);
-        let mut r = Rehearsal::new();
-        r.send(start(plan.clone(), skip_shadow), now).unwrap();
-        let steps: Vec<Weight> = plan.canary.steps.iter().map(|s| s.percent).collect();
-        for action in &actions {
-            if let Action::Wait { minutes } = action {
-                now = now.checked_add(SignedDuration::from_mins(i64::from(*minutes))).unwrap();
-            }
-            let before = r.state().unwrap().clone();
-            let command = command_for(action, &before, now);
-            let result = r.send(command.clone(), now);
-            let after = r.state().unwrap().clone();
+        run(plan, skip_shadow, &actions)?;
+    }
+}
 
-            if before.is_terminal() {
-                prop_assert!(matches!(result, Err(Rejection::Terminal { .. })), "terminal state accepted {:?}", command.input);
-                prop_assert_eq!(&after, &before);
-                continue;
-            }
-            if result.is_err() {
-                prop_assert_eq!(&after, &before, "a refused input changed the state");
-                continue;
-            }
-            // Traffic only ever takes the plan's step values, or 0.
-            prop_assert!(after.weight == Weight::ZERO || steps.contains(&after.weight), "weight {}", after.weight);
-            // Every way out short of completion leaves stable at 100%.
-            if matches!(after.stage, Stage::RolledBack { .. } | Stage::Aborted { .. }) {
-                prop_assert_eq!(after.weight, Weight::ZERO);
-                prop_assert_eq!(after.mirroring, None);
-            }
-            // No stage is left past a missing or failed gate, except by an admin's recorded override.
-            let forced = matches!(command.input, Input::ForcePromote { .. });
-            let visits = &after.history[before.history.len() - 1..];
-            for (i, pair) in visits.windows(2).enumerate() {
-                let (left, next) = (&pair[0], &pair[1]);
-                if !is_forward(&left.stage, &next.stage) || (forced && i == 0) {
-                    continue;
-                }
-                if let Err(why) = gates_held(&before, &command, &after, &left.stage, left.entered_at, now) {
-                    prop_assert!(false, "{} (input {:?}, gates {:?})", why, command.input.name(), before.gates(now).iter().map(ToString::to_string).collect::<Vec<_>>());
-                }
-            }
-            if forced {
-                prop_assert_eq!(after.overrides.len(), before.overrides.len() + 1);
-            }
+/// The invariants above mean little if the generated runs never get far:
+/// a fixed sample of them must reach every stage, and every ending.
+#[test]
+fn generated_runs_reach_every_stage_and_ending() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = (plan_strategy(), prop::collection::vec(action(), 1..250));
+    let runs = 200;
+    let mut reached = std::collections::BTreeMap::<&str, usize>::new();
+    for _ in 0..runs {
+        let ((plan, skip_shadow), actions) = strategy.new_tree(&mut runner).unwrap().current();
+        let mut this_run = std::collections::BTreeSet::new();
+        for stage in run(plan, skip_shadow, &actions).unwrap() {
+            let name = match stage {
+                Stage::PreDeployment => continue,
+                Stage::Staging => "staging",
+                Stage::Shadow => "shadow",
+                Stage::Canary { .. } => "canary",
+                Stage::Full => "full",
+                Stage::Completed => "completed",
+                Stage::RolledBack { .. } => "rolled back",
+                Stage::Aborted { .. } => "aborted",
+            };
+            this_run.insert(name);
         }
-        // Replaying the log reproduces the live state exactly.
-        let replayed = replay(r.events()).unwrap();
-        prop_assert_eq!(replayed.as_ref(), r.state());
-        prop_assert!(rollgate_core::audit::verify_stream(r.events()).is_ok());
+        for name in this_run {
+            *reached.entry(name).or_default() += 1;
+        }
+    }
+    for stage in ["staging", "shadow", "canary", "full", "completed", "rolled back", "aborted"] {
+        let share = reached.get(stage).copied().unwrap_or(0) as f64 / runs as f64;
+        assert!(share >= 0.02, "only {share:.3} of the generated runs reach {stage}: {reached:?}");
     }
 }

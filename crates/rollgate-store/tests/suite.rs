@@ -150,6 +150,36 @@ async fn pending_effects_are_carried_out_once_and_marked<S: EventStore>(store: S
     assert_eq!(keys[0], "r1/1/0");
 }
 
+/// A sink that fails every effect of one kind, as a webhook queue that is down would.
+struct Failing;
+
+impl EffectSink for Failing {
+    async fn carry_out(&self, _key: &EffectKey, effect: &Effect) -> Result<(), String> {
+        match effect {
+            Effect::Notify { .. } => Err("the notification queue is down".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn a_failed_effect_stays_pending_and_the_next_run_resumes_it<S: EventStore>(store: S) {
+    let rollouts = Rollouts::new(store);
+    let submitted = rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
+    assert!(submitted.effects.iter().any(|e| matches!(e, Effect::Notify { .. })));
+    let failed = carry_out_pending(&rollouts, &Failing).await;
+    assert!(
+        matches!(failed, Err(SubmitError::Effect { ref key, .. }) if key.to_string().starts_with("r1/1/")),
+        "{failed:?}"
+    );
+    assert_eq!(rollouts.store().effects_done("r1").await.unwrap(), 0, "the event is not marked done");
+    assert_eq!(rollouts.pending().await.unwrap().len(), 1, "it is still pending");
+    // The next run carries out every effect of the event (sinks drop repeats by key) and marks it.
+    let sink = Recorder::default();
+    assert_eq!(carry_out_pending(&rollouts, &sink).await.unwrap(), submitted.effects.len());
+    assert_eq!(rollouts.store().effects_done("r1").await.unwrap(), 1);
+    assert!(rollouts.pending().await.unwrap().is_empty());
+}
+
 fn busy_with(result: Result<rollgate_store::Submitted, SubmitError>) -> Option<String> {
     match result {
         Err(SubmitError::Store(StoreError::ServiceBusy { service, rollout })) => {
@@ -312,6 +342,7 @@ suite!(
     a_service_has_one_active_rollout_at_a_time,
     of_racing_starts_exactly_one_wins,
     heads_name_each_streams_last_event,
+    a_failed_effect_stays_pending_and_the_next_run_resumes_it,
     judges_are_stored_and_replaced,
 );
 
@@ -335,4 +366,46 @@ async fn postgres_keeps_the_log_across_reconnecting() {
     let again = Rollouts::new(PgStore::connect(&url).await.unwrap());
     assert_eq!(again.load("r1").await.unwrap().unwrap().requester, "alice");
     db.drop_now().await;
+}
+
+/// A store where every append loses the race to another writer.
+struct AlwaysBeaten {
+    inner: SqliteStore,
+    appends: std::sync::atomic::AtomicUsize,
+}
+
+impl EventStore for AlwaysBeaten {
+    async fn append_marking(
+        &self,
+        events: &[RecordedEvent],
+        _active: Option<&rollgate_store::ActiveRollout>,
+    ) -> Result<(), StoreError> {
+        self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(StoreError::Conflict { stream: events[0].stream.clone(), expected: events[0].seq, head_seq: events[0].seq })
+    }
+    async fn heads(&self) -> Result<Vec<rollgate_core::audit::StreamHead>, StoreError> {
+        self.inner.heads().await
+    }
+    async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read(stream).await
+    }
+    async fn streams(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.streams().await
+    }
+    async fn effects_done(&self, stream: &str) -> Result<u64, StoreError> {
+        self.inner.effects_done(stream).await
+    }
+    async fn mark_effects_done(&self, stream: &str, seq: u64) -> Result<(), StoreError> {
+        self.inner.mark_effects_done(stream, seq).await
+    }
+}
+
+#[tokio::test]
+async fn a_writer_that_keeps_losing_the_race_gives_up_with_the_conflict_after_eight_tries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AlwaysBeaten { inner: SqliteStore::open(dir.path()).await.unwrap(), appends: Default::default() };
+    let rollouts = Rollouts::new(store);
+    let result = rollouts.submit("r1", &start_command("r1"), at(THURSDAY)).await;
+    assert!(matches!(result, Err(SubmitError::Store(StoreError::Conflict { .. }))), "{result:?}");
+    assert_eq!(rollouts.store().appends.load(std::sync::atomic::Ordering::SeqCst), 8);
 }
