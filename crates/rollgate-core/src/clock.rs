@@ -13,6 +13,12 @@ pub trait Clock: Send + Sync {
     fn real_wait_until(&self, at: Timestamp) -> std::time::Duration {
         (at - self.now()).try_into().unwrap_or(std::time::Duration::ZERO)
     }
+
+    /// The moment on this clock `real` after `from`: how a measurement in real
+    /// time (an `Instant` difference) is laid on this clock's timeline.
+    fn after(&self, from: Timestamp, real: std::time::Duration) -> Timestamp {
+        from.checked_add(SignedDuration::try_from(real).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX)
+    }
 }
 
 /// A clock that only moves when told to.
@@ -42,9 +48,16 @@ fn nanos_of(t: Timestamp) -> i64 {
     i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX)
 }
 
+/// A waiter on a manual clock looks again this soon: the clock may be moved at any moment.
+const MANUAL_LOOK_AGAIN: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_nanosecond(i128::from(self.nanos.load(Ordering::SeqCst))).unwrap_or(Timestamp::MAX)
+    }
+
+    fn real_wait_until(&self, at: Timestamp) -> std::time::Duration {
+        if at <= self.now() { std::time::Duration::ZERO } else { MANUAL_LOOK_AGAIN }
     }
 }
 

@@ -30,9 +30,7 @@ fn detail(body: &Value) -> String {
     body["detail"].as_str().unwrap_or_default().to_string()
 }
 
-#[tokio::test]
-async fn health_and_the_openapi_document_need_no_token_and_everything_else_does() {
-    let setup = Setup::new(1.0).await;
+async fn health_and_the_openapi_document_need_no_token_and_everything_else_does(setup: Setup) {
     let api = setup.start(Vec::new(), RetryPolicy::default()).await;
     assert_eq!(api.call(Method::GET, "/healthz", None, None).await.0, StatusCode::OK);
     assert_eq!(api.call(Method::GET, "/readyz", None, None).await.0, StatusCode::OK);
@@ -48,9 +46,7 @@ async fn health_and_the_openapi_document_need_no_token_and_everything_else_does(
     api.stop().await;
 }
 
-#[tokio::test]
-async fn a_rollout_through_the_api_with_every_role_checked() {
-    let setup = Setup::new(1.0).await;
+async fn a_rollout_through_the_api_with_every_role_checked(setup: Setup) {
     let api = setup.start(Vec::new(), RetryPolicy::default()).await;
     let p = people(&setup).await;
     let start = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r1" });
@@ -160,9 +156,7 @@ async fn a_rollout_through_the_api_with_every_role_checked() {
     api.stop().await;
 }
 
-#[tokio::test]
-async fn services_versions_and_plans() {
-    let setup = Setup::new(1.0).await;
+async fn services_versions_and_plans(setup: Setup) {
     let api = setup.start(Vec::new(), RetryPolicy::default()).await;
     let p = people(&setup).await;
     let (status, services) = api.get("/api/v1/services", &p.viewer).await;
@@ -202,9 +196,7 @@ async fn services_versions_and_plans() {
     api.stop().await;
 }
 
-#[tokio::test]
-async fn tokens_are_for_admins_and_revocation_takes_effect_at_once() {
-    let setup = Setup::new(1.0).await;
+async fn tokens_are_for_admins_and_revocation_takes_effect_at_once(setup: Setup) {
     let api = setup.start(Vec::new(), RetryPolicy::default()).await;
     let p = people(&setup).await;
     let request = json!({ "name": "erin", "roles": ["approver:security"] });
@@ -247,9 +239,7 @@ async fn tokens_are_for_admins_and_revocation_takes_effect_at_once() {
     api.stop().await;
 }
 
-#[tokio::test]
-async fn bad_requests_get_problems_with_4xx_never_500() {
-    let setup = Setup::new(1.0).await;
+async fn bad_requests_get_problems_with_4xx_never_500(setup: Setup) {
     let api = setup.start(Vec::new(), RetryPolicy::default()).await;
     let p = people(&setup).await;
     let url = format!("{}/api/v1/rollouts", api.base);
@@ -279,9 +269,7 @@ async fn bad_requests_get_problems_with_4xx_never_500() {
     api.stop().await;
 }
 
-#[tokio::test]
-async fn ids_and_bodies_that_cannot_be_used_are_refused_as_problems() {
-    let setup = Setup::new(1.0).await;
+async fn ids_and_bodies_that_cannot_be_used_are_refused_as_problems(setup: Setup) {
     let api = setup.start(Vec::new(), RetryPolicy::default()).await;
     let p = people(&setup).await;
     let problem = |status: StatusCode, body: &Value, expected: StatusCode| {
@@ -291,6 +279,9 @@ async fn ids_and_bodies_that_cannot_be_used_are_refused_as_problems() {
     // An id no path could reach again is refused at the start (it used to be accepted, then 414 forever).
     let huge = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r".repeat(100_000) });
     let (status, body) = api.post("/api/v1/rollouts", &p.alice, huge).await;
+    problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    let long = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r".repeat(65) });
+    let (status, body) = api.post("/api/v1/rollouts", &p.alice, long).await;
     problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body["detail"].as_str().unwrap().contains("up to 64"), "{body}");
     let longest = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r".repeat(64) });
@@ -309,3 +300,36 @@ async fn ids_and_bodies_that_cannot_be_used_are_refused_as_problems() {
     }
     api.stop().await;
 }
+
+/// Each case on SQLite and on PostgreSQL.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Setup::new(1.0).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (setup, db) = super::Setup::postgres(1.0).await;
+                    super::$case(setup).await;
+                    db.drop_now().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    health_and_the_openapi_document_need_no_token_and_everything_else_does,
+    a_rollout_through_the_api_with_every_role_checked,
+    services_versions_and_plans,
+    tokens_are_for_admins_and_revocation_takes_effect_at_once,
+    bad_requests_get_problems_with_4xx_never_500,
+    ids_and_bodies_that_cannot_be_used_are_refused_as_problems,
+);

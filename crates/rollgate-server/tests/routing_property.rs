@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
 use rollgate_core::roles::Role;
 use rollgate_core::routing::{RegisteredVersion, Routing, RoutingInputs, desired};

@@ -51,7 +51,8 @@ fn config(stable: &RunningModel, candidate: &RunningModel, staged: &[&str], dril
         text += &version("scorer-staging", name, candidate);
     }
     text +=
-        "[plans.staged.staging.environment]\nrate = 100\nduration = \"1s\"\nmax_p99_ms = 500\nmax_error_rate = 0.1\n";
+        // A p99 bound no busy test machine misses: the load check's logic is what is tested, not this host.
+        "[plans.staged.staging.environment]\nrate = 100\nduration = \"1s\"\nmax_p99_ms = 5000\nmax_error_rate = 0.1\n";
     text += &format!("drill = {drill}\n");
     source(&text)
 }
@@ -121,7 +122,7 @@ async fn the_server_stages_a_good_candidate_and_times_its_drill_against_the_log(
     );
     let logged = detected.duration_since(fault).as_secs_f64();
     let reported = d["fault_to_detection_s"].as_f64().unwrap();
-    assert!((logged - reported).abs() < 0.25, "fault → detection: {reported} s reported, {logged} s by the timestamps");
+    assert!((logged - reported).abs() < 1e-6, "fault → detection: {reported} s reported, {logged} s by the timestamps");
     assert!(d["requests_after_swap"].as_u64().unwrap() > 0 && d["served_by_candidate_after_swap"] == 0, "{d}");
     // The drill's fault was cleared: the candidate answers again.
     assert_eq!(v2.faults().error_rate, 0.0);

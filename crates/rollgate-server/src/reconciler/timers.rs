@@ -82,9 +82,18 @@ mod tests {
         assert_eq!(timers.next(), Some(t0 + hour * 2));
     }
 
+    /// A clock standing still, that waits the plain difference (as the system clock does).
+    struct Still(Timestamp);
+
+    impl Clock for Still {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_when_the_earliest_is_due_on_the_clock() {
-        let clock = ManualClock::new("2026-11-26T09:00:00Z".parse().unwrap());
+        let clock = Still("2026-11-26T09:00:00Z".parse().unwrap());
         let timers = Timers::default();
         timers.at(clock.now() + jiff::SignedDuration::from_secs(30), Due::Routing);
         let _ = timers.take_due(clock.now());
@@ -93,5 +102,20 @@ mod tests {
         timers.wait(&clock).await;
         timers.wait(&clock).await;
         assert_eq!(started.elapsed().as_secs(), 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_a_manual_clock_a_wait_looks_again_soon_and_fires_once_the_clock_is_moved() {
+        let clock = ManualClock::new("2026-11-26T09:00:00Z".parse().unwrap());
+        let timers = Timers::default();
+        timers.at(clock.now() + jiff::SignedDuration::from_hours(4), Due::Rollout("r1".into()));
+        let _ = timers.take_due(clock.now());
+        let started = tokio::time::Instant::now();
+        timers.wait(&clock).await;
+        timers.wait(&clock).await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "no real four hours");
+        assert!(timers.take_due(clock.now()).is_empty());
+        clock.advance(jiff::SignedDuration::from_hours(4));
+        assert_eq!(timers.take_due(clock.now()), [Due::Rollout("r1".into())]);
     }
 }

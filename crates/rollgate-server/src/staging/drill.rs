@@ -124,6 +124,11 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
         tokio::spawn(async move { replay::replay(&http, &target, sample, rate, until).await })
     };
     let origin = Instant::now();
+    // Each moment is read once, as an Instant, and laid on the control
+    // plane's timeline from here: the timestamps and the durations the drill
+    // reports then agree exactly, however busy the machine.
+    let start_on_clock = clock.now();
+    let on_clock = |at: Instant| clock.after(start_on_clock, at.duration_since(origin));
     let mut fault: Option<(Instant, Injected)> = None;
     let mut swapped_at = None;
     while origin.elapsed() < budget {
@@ -133,8 +138,9 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
         if fault.is_none() && origin.elapsed() >= HEALTHY_LEAD {
             match injector.inject().await {
                 Ok(injected) => {
-                    record.fault_at = Some(clock.now());
-                    fault = Some((Instant::now(), injected));
+                    let at = Instant::now();
+                    record.fault_at = Some(on_clock(at));
+                    fault = Some((at, injected));
                 }
                 Err(e) => {
                     record.problem = Some(format!("the fault could not be injected: {e}"));
@@ -148,8 +154,9 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
             record.problem = Some(format!("the judge rolled back before any fault was injected: {reason}"));
             break;
         };
-        record.fault_to_detection = Some(fault_at.elapsed());
-        record.detected_at = Some(clock.now());
+        let detected = Instant::now();
+        record.fault_to_detection = Some(detected - *fault_at);
+        record.detected_at = Some(on_clock(detected));
         record.verdict = reason;
         if let Err(e) = route.send_to_candidate(Weight::ZERO) {
             record.problem = Some(e);
@@ -157,7 +164,7 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
         }
         let swapped = Instant::now();
         record.fault_to_traffic_off = Some(swapped - *fault_at);
-        record.traffic_off_at = Some(clock.now());
+        record.traffic_off_at = Some(on_clock(swapped));
         swapped_at = Some(swapped);
         tokio::time::sleep(AFTER_SWAP).await;
         break;

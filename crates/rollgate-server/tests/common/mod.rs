@@ -24,15 +24,24 @@ pub const THURSDAY: &str = "2026-11-26T09:00:00Z";
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub store: AnyStore,
-    pub clock: ScaledClock,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A clock running `speed` times real time from Thursday 09:00.
+fn scaled(speed: f64) -> Arc<dyn Clock> {
+    Arc::new(ScaledClock { origin: THURSDAY.parse().unwrap(), anchor: jiff::Timestamp::now(), speed })
 }
 
 impl Setup {
     /// A data directory and a clock running `speed` times real time from Thursday 09:00.
     pub async fn new(speed: f64) -> Setup {
+        Setup::with_clock(scaled(speed)).await
+    }
+
+    /// A data directory and `clock`.
+    pub async fn with_clock(clock: Arc<dyn Clock>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let store = AnyStore::Sqlite(SqliteStore::open(dir.path()).await.unwrap());
-        let clock = ScaledClock { origin: THURSDAY.parse().unwrap(), anchor: jiff::Timestamp::now(), speed };
         Setup { dir, store, clock }
     }
 
@@ -48,8 +57,7 @@ impl Setup {
         admin.close().await;
         let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
         let store = AnyStore::open(&url).await.unwrap();
-        let clock = ScaledClock { origin: THURSDAY.parse().unwrap(), anchor: jiff::Timestamp::now(), speed };
-        (Setup { dir: tempfile::tempdir().unwrap(), store, clock }, PgDatabase { admin_url, name })
+        (Setup { dir: tempfile::tempdir().unwrap(), store, clock: scaled(speed) }, PgDatabase { admin_url, name })
     }
 
     pub fn options(&self, hooks: Vec<Hook>, retry: RetryPolicy) -> ServerOptions {
@@ -57,7 +65,7 @@ impl Setup {
             config: source(EXAMPLE),
             store: self.store.clone(),
             listen: "127.0.0.1:0".parse().unwrap(),
-            clock: Arc::new(self.clock.clone()),
+            clock: self.clock.clone(),
             tick: Duration::from_millis(50),
             hooks,
             dataplane: None,
