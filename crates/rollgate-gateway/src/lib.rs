@@ -15,5 +15,5 @@ pub mod sticky;
 pub mod table;
 mod upstream;
 
-pub use proxy::{Gateway, REQUEST_ID, SERVED_BY};
+pub use proxy::{GATEWAY_ERROR, Gateway, REQUEST_ID, SERVED_BY};
 pub use server::{RunningGateway, serve, serve_on_threads};

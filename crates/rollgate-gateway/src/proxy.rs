@@ -29,6 +29,10 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The version that served the response, for clients and for debugging.
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-rollgate-version");
+/// On answers the gateway made itself (no route, a model that failed or
+/// timed out, a body over its limit): what went wrong, so a client can tell
+/// them from the model's own answers.
+pub const GATEWAY_ERROR: HeaderName = HeaderName::from_static("x-rollgate-error");
 
 /// Headers that belong to one hop and are not forwarded (RFC 9110 §7.6.1).
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -376,6 +380,9 @@ pub fn error(status: StatusCode, code: &str, service: Option<&ServiceRoute>, det
     let mut response = Response::new(full(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(code) = HeaderValue::from_str(code) {
+        response.headers_mut().insert(GATEWAY_ERROR, code);
+    }
     response
 }
 

@@ -11,7 +11,7 @@ use rollgate_core::weight::Weight;
 use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits, MirrorPair};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{Gateway, RunningGateway, SERVED_BY, serve_on_threads};
+use rollgate_gateway::{GATEWAY_ERROR, Gateway, RunningGateway, SERVED_BY, serve_on_threads};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,6 +241,7 @@ async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version()
         assert_eq!(response.status(), status, "{backend}");
         assert_eq!(response.headers()["content-type"], "application/json");
         assert_eq!(response.headers()[SERVED_BY], "v1", "the client can tell which version failed");
+        assert!(response.headers().contains_key(GATEWAY_ERROR), "and that the gateway answered, not the model");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["service"], "scorer", "the error says which service: {body}");
         let metrics = metrics_of(&client, &g).await;
@@ -876,7 +877,9 @@ async fn refusals_for_capacity_are_passed_on_and_counted_and_a_service_with_noth
     let g = gateway(&config(&busy, &busy, None, "")).await;
     let client = reqwest::Client::new();
     for _ in 0..4 {
-        assert_eq!(client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap().status(), 429);
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        assert_eq!(response.status(), 429);
+        assert!(!response.headers().contains_key(GATEWAY_ERROR), "the model's own answer, passed on as it is");
     }
     let metrics = metrics_of(&client, &g).await;
     assert_eq!(metric(&metrics, &responses("v1", "stable", "4xx")), Some(4.0), "{metrics}");

@@ -190,3 +190,78 @@ async fn the_drill_can_inject_its_fault_with_the_users_own_commands() {
     w.api.stop().await;
     w.front.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_candidate_that_cuts_every_connection_fails_error_handling_and_integration() {
+    let v1 = model("v1", 0.0).await;
+    let crashing = rollgate_sim::model::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        "v2",
+        7,
+        Faults { crash: true, latency_ms: 1.0, ..Faults::default() },
+    )
+    .await
+    .unwrap();
+    let w = world(config(&v1, &crashing, &["v2"], SIMULATOR_DRILL)).await;
+    let view = staging_evidence(&w).await;
+    let handling = evidence(&view, "staging.error_handling");
+    assert_eq!(handling["passed"], false, "{handling}");
+    let integration = evidence(&view, "staging.integration");
+    assert_eq!(integration["passed"], false, "{integration}");
+    assert!(integration["summary"].as_str().unwrap().contains("0 requests answered by v2"), "{integration}");
+    assert!(integration["summary"].as_str().unwrap().contains("not answered (the gateway could not reach it)"));
+    w.api.stop().await;
+    w.front.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fault_the_monitoring_misses_fails_the_drill_and_is_cleared_all_the_same() {
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
+    let dir = tempfile::tempdir().unwrap();
+    let cleared = dir.path().join("cleared");
+    // The "fault" changes nothing, so nothing can be detected.
+    let drill = format!(
+        "{{ inject = {{ command = {{ inject = \"true\", clear = \"touch {}\" }} }}, error_rate = 0.5, detect_within = \"2s\" }}",
+        cleared.display()
+    );
+    let w = world(config(&v1, &v2, &["v2"], &drill)).await;
+    let view = staging_evidence(&w).await;
+    for gate in ["staging.monitoring_captures_issues", "staging.rollback_drill", "staging.no_blocking_issues"] {
+        assert_eq!(evidence(&view, gate)["passed"], false, "{gate}: {}", evidence(&view, gate));
+    }
+    let monitoring = evidence(&view, "staging.monitoring_captures_issues");
+    assert!(monitoring["summary"].as_str().unwrap().contains("did not detect the fault within 2s"), "{monitoring}");
+    assert!(cleared.exists(), "the clear command ran after the failed drill");
+    assert_eq!(view["stage"], "staging");
+    w.api.stop().await;
+    w.front.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_stopped_mid_run_runs_staging_again_on_its_next_start() {
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
+    let mut text = config(&v1, &v2, &["v2"], SIMULATOR_DRILL).text;
+    text = text.replace("duration = \"1s\"", "duration = \"3s\"");
+    let w = world(source(&text)).await;
+    // The run has taken the staging route: it is sending the replay.
+    let running = wait_for(Duration::from_secs(10), || async {
+        let routing = w.api.get("/api/v1/routing", &w.admin).await.1;
+        let first = &routing["desired"]["services"]["scorer-staging"]["split"][0];
+        first[0] == "v2" && first[1].as_f64() == Some(100.0)
+    })
+    .await;
+    assert!(running, "{}", w.api.get("/api/v1/routing", &w.admin).await.1);
+    let served_before = v2.requests();
+    w.api.stop().await;
+    w.front.shutdown().await;
+    let logged = rollgate_store::Rollouts::new(w.setup.store.clone()).load("r1").await.unwrap().unwrap();
+    assert!(logged.evidence.keys().all(|g| !g.starts_with("staging.")), "no evidence from the cut run");
+
+    let (api, front) = w.setup.start_with_gateway(source(&text), Duration::from_secs(2)).await;
+    let w = World { setup: w.setup, api, front, admin: w.admin };
+    let view = staging_evidence(&w).await;
+    assert_eq!(evidence(&view, "staging.functional_tests")["passed"], true, "{view}");
+    assert!(v2.requests() > served_before, "the new start replayed the sample again");
+    w.api.stop().await;
+    w.front.shutdown().await;
+}

@@ -93,6 +93,11 @@ impl RunningModel {
         self.model.faults.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// Requests it has been sent so far (answered or not).
+    pub fn requests(&self) -> u64 {
+        self.model.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn stop(self) {
         self.task.abort();
     }

@@ -22,6 +22,8 @@ pub struct Injector<'a> {
     /// What a user's commands are told.
     pub env: Vec<(&'static str, String)>,
     pub error_rate: f64,
+    /// How long a user's command may run before it is killed.
+    pub command_limit: std::time::Duration,
 }
 
 impl Injector<'_> {
@@ -49,7 +51,7 @@ impl Injector<'_> {
                 Ok(Injected::Simulator(before))
             }
             FaultInjection::Command { inject, clear } => {
-                run_command(inject, &self.env).await?;
+                run_command(inject, &self.env, self.command_limit).await?;
                 Ok(Injected::Command { clear: clear.clone() })
             }
         }
@@ -63,7 +65,7 @@ impl Injector<'_> {
                 }
                 Ok(())
             }
-            Injected::Command { clear } => run_command(&clear, &self.env).await,
+            Injected::Command { clear } => run_command(&clear, &self.env, self.command_limit).await,
         }
     }
 }
@@ -79,18 +81,35 @@ async fn put(http: &reqwest::Client, url: &str, faults: &Value) -> Result<(), St
 }
 
 /// A user's command gets this long; then it is killed and the drill fails, rather than staging hanging.
-const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-async fn run_command(command: &str, env: &[(&'static str, String)]) -> Result<(), String> {
+async fn run_command(command: &str, env: &[(&'static str, String)], limit: std::time::Duration) -> Result<(), String> {
     let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .kill_on_drop(true)
         .status();
-    let status = tokio::time::timeout(COMMAND_LIMIT, status)
+    let status = tokio::time::timeout(limit, status)
         .await
-        .map_err(|_| format!("`{command}` did not finish within {} s", COMMAND_LIMIT.as_secs()))?
+        .map_err(|_| format!("`{command}` did not finish within {:?}", limit))?
         .map_err(|e| format!("cannot run `{command}`: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`{command}` failed: {status}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_command_that_hangs_is_killed_at_its_limit_and_a_failing_one_is_an_error() {
+        let hangs = "sleep 30";
+        let started = std::time::Instant::now();
+        let err = run_command(hangs, &[], std::time::Duration::from_millis(200)).await.unwrap_err();
+        assert!(err.contains("did not finish within 200ms"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "stopped at the limit, not after the sleep");
+        let failed = run_command("exit 4", &[], COMMAND_LIMIT).await.unwrap_err();
+        assert!(failed.contains("failed: exit status: 4"), "{failed}");
+        assert!(run_command("test \"$X\" = yes", &[("X", "yes".into())], COMMAND_LIMIT).await.is_ok());
+    }
 }

@@ -83,17 +83,21 @@ pub struct StagingCtx {
 /// Runs each rollout's staging as it is asked for, until `stop`.
 pub async fn run(staging: Arc<Staging>, ctx: Arc<StagingCtx>, mut stop: watch::Receiver<bool>) {
     let Some(mut requests) = staging.requests.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+    // Runs stop with the server, as they would with the process: their
+    // evidence is then missing, and the next start runs staging again.
+    let mut runs = tokio::task::JoinSet::new();
     loop {
         let id = tokio::select! {
             id = requests.recv() => id,
             _ = stop.changed() => None,
         };
         let Some(id) = id else { break };
+        while runs.try_join_next().is_some() {}
         if !staging.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone()) {
             continue;
         }
         let (staging, ctx) = (staging.clone(), ctx.clone());
-        tokio::spawn(async move {
+        runs.spawn(async move {
             if let Some(rollout) = ctx.log.fleet().rollout(&id).filter(is_due) {
                 tracing::info!(rollout = %id, "staging: replay, checks and fault drill");
                 let checks = run_one(&ctx, &rollout).await;
@@ -201,6 +205,7 @@ impl Setup {
                 ("ROLLGATE_ERROR_RATE", env.drill.error_rate.to_string()),
             ],
             error_rate: env.drill.error_rate,
+            command_limit: inject::COMMAND_LIMIT,
         };
         let drill = drill::run(Drill {
             http,
@@ -228,8 +233,10 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
     let p99_ms = replay::latency_quantile(answers, 0.99).as_secs_f64() * 1000.0;
     let achieved = sent as f64 / duration.as_secs_f64().max(1e-3);
     let rate_kept = achieved >= 0.9 * env.rate;
-    let by_others = answers.iter().filter(|a| a.served_by.as_ref().is_some_and(|v| v != candidate)).count();
-    let by_candidate = answers.iter().filter(|a| a.served_by.as_deref() == Some(candidate)).count();
+    // Answers the model gave (any status), not ones the gateway made because it could not reach it.
+    let from_model: Vec<&Answer> = answers.iter().filter(|a| a.gateway_error.is_none()).collect();
+    let by_others = from_model.iter().filter(|a| a.served_by.as_ref().is_some_and(|v| v != candidate)).count();
+    let by_candidate = from_model.iter().filter(|a| a.served_by.as_deref() == Some(candidate)).count();
     vec![
         Check::new(
             gate_ids::STAGING_FUNCTIONAL_TESTS,
@@ -259,21 +266,25 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
             gate_ids::STAGING_INTEGRATION,
             by_candidate > 0 && by_others == 0,
             format!(
-                "through the gateway: {by_candidate} requests served by {candidate}, {by_others} by another version"
+                "through the gateway: {by_candidate} requests answered by {candidate}, {by_others} by another version, {} not answered (the gateway could not reach it)",
+                answers.len() - from_model.len()
             ),
             json!({ "served_by_candidate": by_candidate, "served_by_others": by_others }),
         ),
     ]
 }
 
-/// Malformed inputs must be answered (any status), not hang or cut the connection.
+/// Malformed inputs must be answered by the model (any status), not hang or cut the connection.
 async fn probe_error_handling(http: &reqwest::Client, target: &Target) -> Check {
     let probes = ["{not json", "", "[]", "{\"inputs\":null}"];
     let mut statuses = Vec::new();
+    let mut answered = 0;
     for body in probes {
-        statuses.push(replay::send(http, target, body.to_string()).await.status);
+        let answer = replay::send(http, target, body.to_string()).await;
+        // The model must answer: the gateway's own 502 says it could not.
+        answered += usize::from(answer.status != 0 && answer.gateway_error.is_none());
+        statuses.push(answer.status);
     }
-    let answered = statuses.iter().filter(|s| **s != 0).count();
     Check::new(
         gate_ids::STAGING_ERROR_HANDLING,
         answered == probes.len(),

@@ -23,6 +23,8 @@ pub struct Answer {
     pub latency: Duration,
     /// The version the gateway says served it (`x-rollgate-version`).
     pub served_by: Option<String>,
+    /// What the gateway says went wrong, when it answered itself (`x-rollgate-error`).
+    pub gateway_error: Option<String>,
     /// The body parsed as JSON (or was a stream of server-sent events).
     pub well_formed: bool,
 }
@@ -54,21 +56,24 @@ pub async fn send(http: &reqwest::Client, target: &Target, body: String) -> Answ
     if let Some(host) = &target.host {
         request = request.header("host", host);
     }
-    let (status, served_by, well_formed) = match request.send().await {
+    let (status, served_by, gateway_error, well_formed) = match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            let served_by =
-                response.headers().get("x-rollgate-version").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let (served_by, gateway_error) = (header("x-rollgate-version"), header("x-rollgate-error"));
             let stream =
                 response.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
             match response.bytes().await {
-                Ok(body) => (status, served_by, stream || serde_json::from_slice::<serde_json::Value>(&body).is_ok()),
-                Err(_) => (0, served_by, false),
+                Ok(body) => {
+                    let well_formed = stream || serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+                    (status, served_by, gateway_error, well_formed)
+                }
+                Err(_) => (0, served_by, gateway_error, false),
             }
         }
-        Err(_) => (0, None, false),
+        Err(_) => (0, None, None, false),
     };
-    Answer { sent, status, latency: sent.elapsed(), served_by, well_formed }
+    Answer { sent, status, latency: sent.elapsed(), served_by, gateway_error, well_formed }
 }
 
 /// Requests a staging run keeps out at once; past it, requests are not sent
@@ -107,7 +112,7 @@ mod tests {
 
     fn answer(ms: u64) -> Answer {
         let latency = Duration::from_millis(ms);
-        Answer { sent: Instant::now(), status: 200, latency, served_by: None, well_formed: true }
+        Answer { sent: Instant::now(), status: 200, latency, served_by: None, gateway_error: None, well_formed: true }
     }
 
     #[test]
