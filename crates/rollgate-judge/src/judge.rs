@@ -174,7 +174,8 @@ pub(crate) fn sequential_report(
         canary_events,
         baseline_events: test.baseline_events(),
         cells: test.cells().to_vec(),
-        e_value: Some(log_e.exp()),
+        // Overwhelming evidence overflows f64 (and JSON would write it as null): the largest finite one.
+        e_value: Some(log_e.exp().min(f64::MAX)),
         threshold: Some(1.0 / alpha),
         alpha: Some(alpha),
         confidence: Some(test.confidence_sequence(alpha)),

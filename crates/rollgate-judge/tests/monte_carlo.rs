@@ -94,3 +94,72 @@ fn real_faults_are_caught() {
         assert!(rate >= 0.9, "{id}: only {rate} of faulty runs rolled back");
     }
 }
+
+/// How often each trigger fires over `runs` runs of scenario `id` (each run stops at its first rollback).
+fn rollbacks_by_trigger(
+    file: &ScenarioFile,
+    id: &str,
+    rate: u32,
+    runs: u64,
+) -> std::collections::BTreeMap<String, u64> {
+    let scenario = file.scenarios.iter().find(|s| s.id == id).unwrap();
+    let mut fired = std::collections::BTreeMap::new();
+    for run in 0..runs {
+        let mut world = World::new(&file.settings, scenario, rate, true, splitmix64(run ^ 0xB0B), 1.5);
+        let mut judge = rollgate_judge::Judge::new(JudgeConfig::default());
+        while let Some(t) = world.next_tick() {
+            let bad = t.bad_outputs();
+            if let rollgate_judge::Verdict::Rollback { trigger, .. } = judge.tick(&t.judge_tick(t.t * 1000, &bad)) {
+                *fired.entry(trigger.clone()).or_insert(0) += 1;
+                break;
+            }
+        }
+    }
+    fired
+}
+
+/// Each statistical trigger, with a canary exactly at its limit, fires at
+/// most its own share of the false-rollback budget (within 3 standard errors).
+#[test]
+fn at_each_triggers_limit_it_fires_within_its_share_of_the_budget() {
+    let mut file = scenarios(150);
+    let boundaries = r#"
+[[scenario]]
+id = "BQ"
+description = "boundary: bad outputs x1.25"
+truth = "boundary"
+bad_output_ratio = 1.25
+
+[[scenario]]
+id = "BC"
+description = "boundary: complaints x2.0"
+truth = "boundary"
+complaint_ratio = 2.0
+"#;
+    file.scenarios.extend(parse(boundaries).unwrap().scenarios);
+    let alphas = JudgeConfig::default().alphas();
+    let runs = 300;
+    for (id, trigger, alpha) in
+        [("B2", "latency", alphas.latency), ("BQ", "quality", alphas.quality), ("BC", "complaints", alphas.complaints)]
+    {
+        let fired = rollbacks_by_trigger(&file, id, 100, runs);
+        let rate = fired.get(trigger).copied().unwrap_or(0) as f64 / runs as f64;
+        assert!(
+            rate <= allowance(alpha, runs as usize),
+            "{id}: the {trigger} trigger fired in {rate} of runs ({fired:?})"
+        );
+        let total = fired.values().sum::<u64>() as f64 / runs as f64;
+        let budget = JudgeConfig::default().false_rollback_budget;
+        assert!(total <= allowance(budget, runs as usize), "{id}: {total} of runs rolled back ({fired:?})");
+    }
+}
+
+#[test]
+fn quality_and_complaint_faults_are_caught_by_their_triggers() {
+    // The benchmark's full ten-minute steps: complaints are rare events.
+    let file = scenarios(600);
+    for (id, trigger) in [("P10", "quality"), ("P11", "complaints")] {
+        let fired = rollbacks_by_trigger(&file, id, 1000, 20);
+        assert!(fired.get(trigger).copied().unwrap_or(0) >= 15, "{id} at 1000 rps: {fired:?}");
+    }
+}

@@ -577,3 +577,37 @@ fn traffic_that_never_succeeds_is_a_failed_run_that_says_why() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("no request succeeded (first failure: no answer"), "{stderr}");
 }
+
+#[test]
+fn status_watch_follows_a_live_rollout_until_it_ends() {
+    let ws = Workspace::new();
+    let token = |name: &str, role: &str| ws.ok(&["token", "create", "--name", name, "--role", role]).trim().to_string();
+    let alice = token("alice", "deployer");
+    let served = Served::start(&ws);
+    let remote = |args: &[&str]| {
+        let mut all = vec!["rollout", "--server", served.addr.as_str(), "--token", alice.as_str()];
+        all.extend_from_slice(args);
+        let mut command = ws.command(&all);
+        command.env_remove("ROLLGATE_NOW");
+        command
+    };
+    assert!(
+        remote(&["start", "--service", "fraud-scorer", "--candidate", "v2", "--id", "r1"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut watch = remote(&["status", "r1", "--watch", "--json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let views = lines_of(watch.stdout.take().unwrap());
+    let stage = |line: String| serde_json::from_str::<serde_json::Value>(&line).unwrap()["stage"].clone();
+    assert_eq!(stage(views.recv_timeout(Duration::from_secs(30)).unwrap()), "pre_deployment");
+    // The rollout ends while it is watched: the watch shows it, then exits.
+    assert!(remote(&["abort", "r1", "--reason", "wrong artifact"]).output().unwrap().status.success());
+    let mut last = serde_json::Value::Null;
+    while let Ok(line) = views.recv_timeout(Duration::from_secs(30)) {
+        last = stage(line);
+    }
+    assert_eq!(last, "aborted");
+    assert!(watch.wait().unwrap().success());
+}
