@@ -16,6 +16,7 @@ mod latency;
 pub mod mann_whitney;
 pub mod quantile;
 pub mod ratio;
+pub mod shadow;
 
 pub use config::JudgeConfig;
 pub use judge::{ArmTick, Judge, JudgeState, Report, Tick, TriggerReport, Verdict};

@@ -179,6 +179,35 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// Race rollgate's judge against Flagger-, Argo- and Kayenta-like judges and an oracle on seeded simulations.
     Judge(BenchJudgeArgs),
+    /// The shadow gate on seeded A/A and excess-disagreement streams: how often it blocks an identical
+    /// candidate, and how many paired requests it needs to catch a given excess.
+    Shadow(BenchShadowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchShadowArgs {
+    /// The excess disagreement the gate allows (the plan's shadow.max_excess_disagreement).
+    #[arg(long, default_value_t = 0.02)]
+    pub bound: f64,
+    /// The false-block budget (the plan's shadow.false_block_budget).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    #[arg(long, default_value_t = 200)]
+    pub min_pairs: u64,
+    /// A run stops undecided after this many pairs.
+    #[arg(long, default_value_t = 50_000)]
+    pub max_pairs: u64,
+    /// Seeded runs per cell.
+    #[arg(long, default_value_t = 1000)]
+    pub runs: u64,
+    #[arg(long, default_value_t = rollgate_judge::sim::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Noise floors (how often production disagrees with itself), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.02, 0.10])]
+    pub noise: Vec<f64>,
+    /// True excesses to run besides 0 (A/A) and the bound itself, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.05, 0.10])]
+    pub excess: Vec<f64>,
 }
 
 #[derive(Debug, Args)]

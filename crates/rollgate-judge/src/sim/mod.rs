@@ -6,6 +6,7 @@
 pub mod judges;
 pub mod report;
 pub mod scenario;
+pub mod shadow;
 pub mod world;
 
 use crate::config::JudgeConfig;

@@ -1,10 +1,12 @@
-//! `rollgate bench judge`: the judge benchmark, its cells spread over threads.
+//! `rollgate bench judge`: the judge benchmark, its cells spread over threads;
+//! `rollgate bench shadow`: the shadow gate's.
 
-use crate::cli::BenchJudgeArgs;
+use crate::cli::{BenchJudgeArgs, BenchShadowArgs};
 use anyhow::Context;
 use rollgate_judge::JudgeConfig;
 use rollgate_judge::sim::report::{CellFigures, cell_figures, render, summarize};
 use rollgate_judge::sim::scenario::{BUILT_IN, parse};
+use rollgate_judge::sim::shadow::{ShadowCell, ShadowSettings};
 use rollgate_judge::sim::{cells, run_cell};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,5 +75,77 @@ pub fn judge(args: BenchJudgeArgs) -> anyhow::Result<()> {
         print!("{}", render(&cells, &summary, args.runs, args.seed));
         println!("  wall time: {:.1?} on {threads} threads", started.elapsed());
     }
+    Ok(())
+}
+
+/// The shadow gate's table: per noise floor and true excess, how often it
+/// blocked, passed or stayed undecided, and the pairs its decisions took.
+pub fn shadow(args: &BenchShadowArgs) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.bound) || !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(crate::Refused("--bound must be in [0, 1) and --alpha in (0, 1)".into()).into());
+    }
+    let settings = ShadowSettings {
+        bound: args.bound,
+        alpha: args.alpha,
+        min_pairs: args.min_pairs,
+        max_pairs: args.max_pairs,
+        look_every: 50,
+    };
+    let mut excesses = vec![0.0];
+    for &e in std::iter::once(&args.bound).chain(&args.excess) {
+        if !excesses.contains(&e) {
+            excesses.push(e);
+        }
+    }
+    let cells: Vec<ShadowCell> =
+        args.noise.iter().flat_map(|&noise| excesses.iter().map(move |&excess| ShadowCell { noise, excess })).collect();
+    let started = std::time::Instant::now();
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let seed = args.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                scope.spawn(move || rollgate_judge::sim::shadow::run_cell(*cell, &settings, args.runs, seed))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| unreachable!("a cell does not panic"))).collect()
+    });
+    println!(
+        "shadow gate: allowed excess {:.1}%, false-block budget {}, at least {} pairs, looked at every 50 pairs, {} runs per cell (seed {:#x})",
+        args.bound * 100.0,
+        args.alpha,
+        args.min_pairs,
+        args.runs,
+        args.seed
+    );
+    println!("\n noise  excess   blocked            passed   undecided   median pairs to decide");
+    for o in &outcomes {
+        let share = |n: u64| n as f64 / o.runs as f64 * 100.0;
+        let blocked = rollgate_protocol::compare::wilson(o.blocked, o.runs);
+        let kind = if o.cell.excess <= args.bound { "false" } else { "caught" };
+        println!(
+            "{:>5.1}%  {:>5.1}%   {:>5.1}% [{:>4.1}, {:>4.1}] {kind:<6}  {:>5.1}%   {:>5.1}%      {}",
+            o.cell.noise * 100.0,
+            o.cell.excess * 100.0,
+            share(o.blocked),
+            blocked.low * 100.0,
+            blocked.high * 100.0,
+            share(o.passed),
+            share(o.runs - o.blocked - o.passed),
+            o.median_pairs().map_or("-".to_string(), |n| n.to_string())
+        );
+    }
+    let worst = outcomes
+        .iter()
+        .filter(|o| o.cell.excess <= args.bound)
+        .map(|o| o.blocked as f64 / o.runs as f64)
+        .fold(0.0, f64::max);
+    println!(
+        "\nworst false-block rate (excess within the bound): {:.2}% (budget {:.0}%); wall time {:.1}s",
+        worst * 100.0,
+        args.alpha * 100.0,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -48,6 +48,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Sim { command } => sim::run(command).await,
         Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),
+        Command::Bench { command: BenchCommand::Shadow(args) } => bench::shadow(&args),
     }
 }
 
