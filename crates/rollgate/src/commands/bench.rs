@@ -81,7 +81,8 @@ pub fn judge(args: BenchJudgeArgs) -> anyhow::Result<()> {
 /// The shadow gate's table: per noise floor and true excess, how often it
 /// blocked, passed or stayed undecided, and the pairs its decisions took.
 pub fn shadow(args: &BenchShadowArgs) -> anyhow::Result<()> {
-    if !(0.0..1.0).contains(&args.bound) || !(args.alpha > 0.0 && args.alpha < 1.0) {
+    let sane = (0.0..1.0).contains(&args.bound) && args.alpha > 0.0 && args.alpha < 1.0;
+    if !sane {
         return Err(crate::Refused("--bound must be in [0, 1) and --alpha in (0, 1)".into()).into());
     }
     let settings = ShadowSettings {
