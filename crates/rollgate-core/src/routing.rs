@@ -77,7 +77,18 @@ pub struct ServiceRouting {
     /// Each version's share, in split order; the shares sum to 100%.
     pub split: Vec<(String, Weight)>,
     /// The version a share of the traffic is copied to, never served from.
-    pub mirror: Option<(String, Weight)>,
+    pub mirror: Option<MirrorRouting>,
+}
+
+/// Copies of a share of a service's requests, whose answers are compared and never served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorRouting {
+    pub version: String,
+    pub share: Weight,
+    /// Of those copies, the share also sent to the serving version again (its noise floor).
+    pub noise: Weight,
+    /// The `model` field the copies carry instead of the request's (a chat candidate under another name).
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -215,7 +226,12 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         if let Some(warm) = r.warm.as_ref().filter(|w| w.until > inputs.now) {
             routing.next_change = earliest(routing.next_change, warm.until);
         }
-        mirror = r.mirroring.filter(|_| candidate_in).map(|share| (r.candidate.clone(), share));
+        mirror = r.mirroring.filter(|_| candidate_in).map(|share| MirrorRouting {
+            version: r.candidate.clone(),
+            share,
+            noise: r.plan.shadow.noise_percent,
+            model: r.plan.shadow.model.clone(),
+        });
     } else {
         draft.add(&serving, Role::Stable, problems);
         let static_split = service.split.as_ref().filter(|_| serving == configured);
@@ -232,7 +248,12 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         if let Some(m) = &service.mirror
             && draft.add(m.version.get_ref(), Role::Shadow, problems)
         {
-            mirror = Some((m.version.get_ref().clone(), m.percent));
+            mirror = Some(MirrorRouting {
+                version: m.version.get_ref().clone(),
+                share: m.percent,
+                noise: Weight::ZERO,
+                model: None,
+            });
         }
     }
     // The version the last completed rollout replaced, while it is kept warm.

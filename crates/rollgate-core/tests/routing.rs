@@ -141,7 +141,8 @@ fn shadowing_mirrors_to_the_candidate_and_serves_it_nothing() {
         (r.state().unwrap().clone(), now)
     };
     let s = route(&config, &[rollout], now).services.remove("fraud").unwrap();
-    assert_eq!(s.mirror, Some(("v2".to_string(), Weight::FULL)));
+    let mirror = s.mirror.clone().unwrap();
+    assert_eq!((mirror.version.as_str(), mirror.share, mirror.noise), ("v2", Weight::FULL, pct(10.0)));
     assert_eq!(split(&s), [("v2", Weight::ZERO), ("v1", Weight::FULL)]);
 }
 
@@ -212,7 +213,10 @@ percent = 20
     let routing = route(&config, &[], at(THURSDAY));
     let s = fraud(&routing);
     assert_eq!(split(s), [("v0", pct(10.0)), ("v1", pct(90.0))]);
-    assert_eq!(s.mirror, Some(("v2".to_string(), pct(20.0))));
+    assert_eq!(
+        s.mirror.as_ref().map(|m| (m.version.as_str(), m.share, m.noise)),
+        Some(("v2", pct(20.0), Weight::ZERO))
+    );
     assert_eq!((s.versions["v0"].role, s.versions["v2"].role), (Role::Split, Role::Shadow));
 
     let (completed, now) = rollout_at(&Stage::Completed, Plan::default());

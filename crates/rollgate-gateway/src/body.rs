@@ -2,7 +2,7 @@
 //! streams are never buffered), counted against the size limit, cut at the
 //! total timeout, and measured when it ends however it ends.
 
-use crate::mirror::Captured;
+use crate::mirror::{Captured, Prefix};
 use crate::stats::{Outcome, Series};
 use crate::table::InFlight;
 use crate::upstream::Connection;
@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
@@ -52,21 +52,22 @@ pub struct Capture {
     pub to: oneshot::Sender<Captured>,
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub limit: usize,
-    pub body: Vec<u8>,
-    pub truncated: bool,
+    pub body: Prefix,
+    pub started: Instant,
+    pub first_byte: Duration,
 }
 
 impl Capture {
-    fn keep(&mut self, data: &Bytes) {
-        let room = self.limit.saturating_sub(self.body.len());
-        self.truncated |= data.len() > room;
-        self.body.extend_from_slice(&data[..data.len().min(room)]);
-    }
-
     fn send(self) {
-        let captured =
-            Captured { status: self.status, headers: self.headers, body: self.body.into(), truncated: self.truncated };
+        let (body, truncated) = self.body.finish();
+        let captured = Captured {
+            status: self.status,
+            headers: self.headers,
+            body,
+            truncated,
+            first_byte: self.first_byte,
+            latency: self.started.elapsed(),
+        };
         let _ = self.to.send(captured);
     }
 }
@@ -132,7 +133,7 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     if let Some(capture) = self.capture.as_mut() {
-                        capture.keep(data);
+                        capture.body.keep(data);
                     }
                     self.sent += data.len() as u64;
                     if self.sent > self.limit {

@@ -2,8 +2,10 @@
 //! version off the request path: the copy is sent by a task of its own on
 //! a low-priority thread apart from the request threads, with bounded waiting and concurrency,
 //! and dropped, counted, when too many wait, so a slow shadow never slows a
-//! user's request. When both answers are in,
-//! the pair goes to a comparison hook.
+//! user's request. A share of the copies is also sent to the serving version
+//! again, so the comparison can tell the candidate's differences from the
+//! model's own nondeterminism. When the answers are in, the pair goes to a
+//! comparison hook.
 
 use crate::proxy::{ProxyBody, full};
 use crate::stats::{Outcome, Series, Stats};
@@ -11,7 +13,7 @@ use crate::table::Endpoint;
 use crate::upstream;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,10 +24,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 pub struct Captured {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    /// The body up to the capture limit.
+    /// The body up to the capture limit: the same prefix on both sides.
     pub body: Bytes,
     /// Whether the body was longer than the limit.
     pub truncated: bool,
+    /// From the request to the response headers.
+    pub first_byte: Duration,
+    /// From the request to the end of the body.
+    pub latency: Duration,
 }
 
 /// The primary's and the shadow's answers to the same request.
@@ -40,6 +46,9 @@ pub struct MirrorPair {
     pub primary: Option<Captured>,
     /// `Err` when the shadow failed (connection, timeout), with why.
     pub shadow: Result<Captured, String>,
+    /// The serving version's second answer to the same request, when this
+    /// copy was drawn for the noise floor.
+    pub noise: Option<Result<Captured, String>>,
 }
 
 /// Where pairs go; the shadow comparison fills this in.
@@ -67,6 +76,10 @@ pub struct MirrorJob {
     pub body: Bytes,
     pub timeout: Duration,
     pub primary: oneshot::Receiver<Captured>,
+    /// The `model` field the shadow's copy carries instead of the request's.
+    pub model: Option<Arc<str>>,
+    /// A second copy to the serving version: its endpoint and measurements.
+    pub noise: Option<(Arc<Endpoint>, Arc<Series>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -177,32 +190,29 @@ fn shadow_runtime() -> tokio::runtime::Handle {
 }
 
 async fn shadow(job: MirrorJob, capture: usize, connect_timeout: Duration) -> MirrorPair {
-    let started = Instant::now();
-    job.series.started();
-    let answer = match upstream::target(&job.endpoint, &job.path) {
-        Ok(uri) => {
-            let mut request = Request::new(full(job.body.clone()));
-            *request.method_mut() = job.method.clone();
-            *request.uri_mut() = uri;
-            *request.headers_mut() = job.headers;
-            let exchange = exchange(&job.endpoint, request, capture, connect_timeout);
-            match tokio::time::timeout(job.timeout, exchange).await {
-                Ok(Ok(captured)) => {
-                    job.series.first_byte(started.elapsed());
-                    job.series.finished(Outcome::of_status(captured.status), started.elapsed());
-                    Ok(captured)
-                }
-                Ok(Err(e)) => {
-                    job.series.finished(Outcome::ConnectionFailure, started.elapsed());
-                    Err(e)
-                }
-                Err(_) => {
-                    job.series.finished(Outcome::Timeout, started.elapsed());
-                    Err(format!("no answer within {:?}", job.timeout))
-                }
-            }
+    let shadow_body = match &job.model {
+        Some(model) => with_model(&job.body, model),
+        None => job.body.clone(),
+    };
+    let copy = |endpoint: Arc<Endpoint>, series: Arc<Series>, body: Bytes| Copy {
+        endpoint,
+        series,
+        method: job.method.clone(),
+        path: job.path.clone(),
+        headers: job.headers.clone(),
+        body,
+        timeout: job.timeout,
+        capture,
+        connect_timeout,
+    };
+    let to_shadow = copy(job.endpoint.clone(), job.series.clone(), shadow_body).send();
+    let noise = job.noise.clone().map(|(endpoint, series)| copy(endpoint, series, job.body.clone()).send());
+    let (answer, noise) = match noise {
+        Some(noise) => {
+            let (answer, noise) = tokio::join!(to_shadow, noise);
+            (answer, Some(noise))
         }
-        Err(e) => Err(format!("cannot build the shadow request: {e}")),
+        None => (to_shadow.await, None),
     };
     MirrorPair {
         service: job.service,
@@ -213,24 +223,118 @@ async fn shadow(job: MirrorJob, capture: usize, connect_timeout: Duration) -> Mi
         request_body: job.body,
         primary: job.primary.await.ok(),
         shadow: answer,
+        noise,
     }
 }
 
+/// The request body with its `model` field replaced, when it is a JSON
+/// object that has one; any other body goes as it came.
+fn with_model(body: &Bytes, model: &str) -> Bytes {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.clone();
+    };
+    if !fields.contains_key("model") {
+        return body.clone();
+    }
+    fields.insert("model".into(), serde_json::Value::String(model.into()));
+    serde_json::to_vec(&fields).map_or_else(|_| body.clone(), Bytes::from)
+}
+
+/// One copy of a request, to the shadow or to the serving version again.
+struct Copy {
+    endpoint: Arc<Endpoint>,
+    series: Arc<Series>,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    timeout: Duration,
+    capture: usize,
+    connect_timeout: Duration,
+}
+
+impl Copy {
+    async fn send(self) -> Result<Captured, String> {
+        let started = Instant::now();
+        let uri = upstream::target(&self.endpoint, &self.path)
+            .map_err(|e| format!("cannot build the shadow request: {e}"))?;
+        self.series.started();
+        let mut headers = self.headers;
+        // The body may have been rewritten; its length is the one sent.
+        headers.insert(http::header::CONTENT_LENGTH, self.body.len().into());
+        let mut request = Request::new(full(self.body));
+        *request.method_mut() = self.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let exchange = exchange(&self.endpoint, request, self.capture, self.connect_timeout, started);
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(captured)) => {
+                self.series.first_byte(captured.first_byte);
+                self.series.finished(Outcome::of_status(captured.status), captured.latency);
+                Ok(captured)
+            }
+            Ok(Err(e)) => {
+                self.series.finished(Outcome::ConnectionFailure, started.elapsed());
+                Err(e)
+            }
+            Err(_) => {
+                self.series.finished(Outcome::Timeout, started.elapsed());
+                Err(format!("no answer within {:?}", self.timeout))
+            }
+        }
+    }
+}
+
+/// Sends the copy and reads its answer to the end, keeping the same prefix
+/// the primary's capture keeps.
 async fn exchange(
     endpoint: &Endpoint,
     request: Request<ProxyBody>,
     capture: usize,
     connect_timeout: Duration,
+    started: Instant,
 ) -> Result<Captured, String> {
     let (response, connection) = upstream::send(endpoint, request, connect_timeout).await.map_err(|e| e.to_string())?;
-    let (parts, body) = response.into_parts();
-    let (body, truncated) = match Limited::new(body, capture).collect().await {
-        Ok(collected) => {
-            connection.release();
-            (collected.to_bytes(), false)
+    let first_byte = started.elapsed();
+    let (parts, mut body) = response.into_parts();
+    let mut prefix = Prefix::new(capture);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the answer was cut: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            prefix.keep(data);
         }
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => (Bytes::new(), true),
-        Err(e) => return Err(e.to_string()),
-    };
-    Ok(Captured { status: parts.status, headers: parts.headers, body, truncated })
+    }
+    connection.release();
+    let (body, truncated) = prefix.finish();
+    Ok(Captured {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        truncated,
+        first_byte,
+        latency: started.elapsed(),
+    })
+}
+
+/// The first `limit` bytes of a body, and whether there were more.
+pub(crate) struct Prefix {
+    limit: usize,
+    body: Vec<u8>,
+    truncated: bool,
+}
+
+impl Prefix {
+    pub(crate) fn new(limit: usize) -> Prefix {
+        Prefix { limit, body: Vec::new(), truncated: false }
+    }
+
+    pub(crate) fn keep(&mut self, data: &[u8]) {
+        let room = self.limit.saturating_sub(self.body.len());
+        self.truncated |= data.len() > room;
+        self.body.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    pub(crate) fn finish(self) -> (Bytes, bool) {
+        (self.body.into(), self.truncated)
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::body::{BoxError, Capture, Finish, Measured};
 use crate::feedback::Feedback;
-use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits};
+use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits, Prefix};
 use crate::stats::{Outcome, Stats};
 use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, TableError, VersionRoute};
 use crate::upstream;
@@ -233,9 +233,9 @@ impl Gateway {
             to,
             status,
             headers: parts.headers.clone(),
-            limit: self.mirror.limits.capture,
-            body: Vec::new(),
-            truncated: false,
+            body: Prefix::new(self.mirror.limits.capture),
+            started,
+            first_byte: started.elapsed(),
         });
         let finish = Finish { series, started, on_end, in_flight: Some(in_flight), connection: Some(connection) };
         let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline, capture);
@@ -288,6 +288,8 @@ impl Gateway {
             body,
             timeout: service.total_timeout,
             primary: primary_answer,
+            model: mirror.model.clone(),
+            noise: mirror.noise_copy(service),
         };
         self.mirror.send(admitted, job);
         Some(to)

@@ -96,12 +96,28 @@ pub struct MirrorRoute {
     pub version: usize,
     pub share: Weight,
     pub series: Arc<Series>,
+    /// Of the copies, the share also sent to the serving version again (its
+    /// noise floor), with that copy's measurements.
+    pub noise: Option<(usize, Weight, Arc<Series>)>,
+    /// The `model` field the copies carry instead of the request's.
+    pub model: Option<Arc<str>>,
 }
 
 impl MirrorRoute {
     /// Whether this request is copied: a uniform draw against the share.
     pub fn take(&self) -> bool {
         fastrand::u32(..10_000) < u32::from(self.share.basis_points())
+    }
+
+    /// Where a copy also goes to the serving version, when this copy is drawn
+    /// for the noise floor and that version has an endpoint to take it.
+    pub fn noise_copy(&self, service: &ServiceRoute) -> Option<(Arc<Endpoint>, Arc<Series>)> {
+        let (version, share, series) = self.noise.as_ref()?;
+        if fastrand::u32(..10_000) >= u32::from(share.basis_points()) {
+            return None;
+        }
+        let endpoint = service.versions.get(*version)?.pick_endpoint()?.clone();
+        Some((endpoint, series.clone()))
     }
 }
 
@@ -283,10 +299,14 @@ fn service_route(
         _ => None,
     };
     let mirror = match &s.mirror {
-        Some((version, share)) => Some(MirrorRoute {
-            version: index(version)?,
-            share: *share,
-            series: stats.series(name, version, Arm::Shadow),
+        Some(m) => Some(MirrorRoute {
+            version: index(&m.version)?,
+            share: m.share,
+            series: stats.series(name, &m.version, Arm::Shadow),
+            noise: (m.noise > Weight::ZERO)
+                .then(|| Ok::<_, TableError>((index(&s.stable)?, m.noise, stats.series(name, &s.stable, Arm::Shadow))))
+                .transpose()?,
+            model: m.model.as_deref().map(Arc::from),
         }),
         None => None,
     };

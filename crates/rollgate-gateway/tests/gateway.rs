@@ -518,6 +518,77 @@ async fn mirroring_never_holds_the_primary_and_pairs_both_answers() {
     g.shutdown().await;
 }
 
+/// A model server answering `{"by": name, "model": <the request's model>}`
+/// followed by `pad` bytes of padding.
+async fn echo_model(name: &'static str, pad: usize) -> String {
+    spawn(Router::new().fallback(any(move |body: Bytes| async move {
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let answer = serde_json::json!({"by": name, "model": request["model"], "pad": "x".repeat(pad)});
+        answer.to_string()
+    })))
+    .await
+}
+
+#[tokio::test]
+async fn shadow_copies_carry_the_candidate_model_and_a_share_goes_to_production_again() {
+    let (v1, v2) = (echo_model("v1", 0).await, echo_model("v2", 0).await);
+    let pairs = Arc::new(Pairs::default());
+    let config = config(&v1, &v2, None, "mirror = { version = \"v2\", percent = 100 }\n");
+    let g = gateway_with(&config, pairs.clone(), MirrorLimits::default()).await;
+    let mut routing = routing_of(&config);
+    let mirror = routing.services.get_mut("scorer").unwrap().mirror.as_mut().unwrap();
+    mirror.noise = Weight::from_percent(50.0).unwrap();
+    mirror.model = Some("candidate-7b".into());
+    g.gateway.apply(&routing).unwrap();
+    let client = reqwest::Client::new();
+    let n = 200;
+    for _ in 0..n {
+        let response = client.post(url(&g, "/v1/score")).body(r#"{"model":"prod-7b","prompt":"hi"}"#).send().await;
+        // The user is answered by production under the name they asked for.
+        assert_eq!(response.unwrap().text().await.unwrap(), r#"{"by":"v1","model":"prod-7b","pad":""}"#);
+    }
+    assert!(wait_until(|| async { pairs.0.lock().unwrap().len() == n }).await, "every copy was paired");
+    let pairs = std::mem::take(&mut *pairs.0.lock().unwrap());
+    let mut noisy = 0;
+    for pair in pairs.iter() {
+        let shadow = pair.shadow.as_ref().unwrap();
+        assert_eq!(shadow.body.as_ref(), br#"{"by":"v2","model":"candidate-7b","pad":""}"#);
+        if let Some(noise) = &pair.noise {
+            noisy += 1;
+            // The second copy to production is the request as the user sent it.
+            assert_eq!(noise.as_ref().unwrap().body.as_ref(), br#"{"by":"v1","model":"prod-7b","pad":""}"#);
+        }
+        let primary = pair.primary.as_ref().unwrap();
+        assert!(primary.first_byte <= primary.latency && shadow.first_byte <= shadow.latency);
+    }
+    assert!(plausible(noisy, n, 0.5), "{noisy} of {n} copies went to production again at a 50% share");
+    let metrics = metrics_of(&client, &g).await;
+    let production_again =
+        metric(&metrics, "rollgate_requests_total{service=\"scorer\",version=\"v1\",arm=\"shadow\"}");
+    assert_eq!(production_again, Some(noisy as f64), "the noise copies are measured apart from production");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn both_sides_keep_the_same_prefix_of_a_long_answer_and_mark_it_cut() {
+    let (v1, v2) = (echo_model("v1", 5000).await, echo_model("v2", 5000).await);
+    let pairs = Arc::new(Pairs::default());
+    let limits = MirrorLimits { capture: 1000, ..MirrorLimits::default() };
+    let config = config(&v1, &v2, None, "mirror = { version = \"v2\", percent = 100 }\n");
+    let g = gateway_with(&config, pairs.clone(), limits).await;
+    let client = reqwest::Client::new();
+    let served = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap().text().await.unwrap();
+    assert!(served.len() > 5000, "the user gets the whole answer");
+    assert!(wait_until(|| async { pairs.0.lock().unwrap().len() == 1 }).await);
+    let pair = pairs.0.lock().unwrap().pop().unwrap();
+    let (primary, shadow) = (pair.primary.unwrap(), pair.shadow.unwrap());
+    assert_eq!((primary.body.len(), primary.truncated), (1000, true));
+    assert_eq!((shadow.body.len(), shadow.truncated), (1000, true));
+    assert_eq!(&primary.body[..], &served.as_bytes()[..1000]);
+    assert_eq!(&shadow.body[..], &served.replace("v1", "v2").as_bytes()[..1000]);
+    g.shutdown().await;
+}
+
 /// A model server whose health probe answers `probe_status`, and which
 /// serves requests with its name either way.
 async fn model_with_probe(name: &'static str, probe_status: u16) -> String {

@@ -52,7 +52,7 @@ fn shape_of_routing(routing: &Routing) -> Shape {
                 .filter(|(_, w)| w.basis_points() > 0)
                 .map(|(v, w)| (v.clone(), w.basis_points()))
                 .collect();
-            let mirror = s.mirror.as_ref().map(|(v, w)| (v.clone(), w.basis_points()));
+            let mirror = s.mirror.as_ref().map(|m| (m.version.clone(), m.share.basis_points()));
             (name.clone(), (versions, split, mirror, s.stable.clone()))
         })
         .collect()

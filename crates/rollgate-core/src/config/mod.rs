@@ -168,6 +168,9 @@ pub struct Service {
     /// This service's deploy hook, instead of the global `[deploy]`.
     #[serde(default)]
     pub deploy: Option<DeployHook>,
+    /// For `protocol = "json"`: JSON pointers to the answer's label, score or text, for shadow comparison.
+    #[serde(default)]
+    pub outputs: Pointers,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -261,17 +264,8 @@ pub struct RouteMatch {
     pub host: Option<String>,
 }
 
-/// The inference wire format a service speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protocol {
-    /// OpenAI-compatible `/v1/chat/completions`, with streaming.
-    OpenaiChat,
-    KserveV2,
-    TfServing,
-    /// Any JSON API; outputs picked by JSON pointer.
-    Json,
-}
+/// The inference wire format a service speaks (see `rollgate_protocol`).
+pub use rollgate_protocol::{Pointers, Protocol};
 
 /// How a user is kept on the same version across requests.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

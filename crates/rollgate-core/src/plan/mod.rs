@@ -202,6 +202,24 @@ pub struct Shadow {
     pub duration: Hold,
     /// Share of the service's traffic copied to the candidate.
     pub mirror_percent: Weight,
+    /// Share of those copies also sent to a second copy of production: how
+    /// often production disagrees with itself (its noise floor), which the
+    /// candidate is judged over. 0 for a deterministic model.
+    pub noise_percent: Weight,
+    /// Paired answers needed before the comparison may decide.
+    pub min_pairs: u64,
+    /// How much more often than production disagrees with itself the candidate may disagree with it.
+    pub max_excess_disagreement: f64,
+    /// Chance of blocking a candidate that is within the bound (over the whole stage).
+    pub false_block_budget: f64,
+    /// The `model` field of shadow requests, for a candidate served under another model name (chat).
+    pub model: Option<String>,
+    /// How the answers are compared.
+    pub compare: rollgate_protocol::compare::CompareConfig,
+    /// Regular expressions whose matches are replaced by `[redacted]` in stored examples.
+    pub redact: Vec<String>,
+    /// The most divergent examples kept for the report.
+    pub examples: usize,
     pub gates: GateSet<ShadowChecks>,
 }
 
@@ -211,6 +229,19 @@ impl Default for Shadow {
             mode: ShadowMode::Optional,
             duration: Hold::from_hours(4),
             mirror_percent: Weight::FULL,
+            noise_percent: Weight::from_basis_points(1000).unwrap_or(Weight::ZERO),
+            min_pairs: 200,
+            max_excess_disagreement: 0.02,
+            false_block_budget: 0.05,
+            model: None,
+            compare: rollgate_protocol::compare::CompareConfig::default(),
+            redact: vec![
+                r"(?i)bearer\s+[a-z0-9._~+/-]+=*".into(),
+                r"\b(sk|pk|rk)-[A-Za-z0-9_-]{16,}".into(),
+                r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b".into(),
+                r"\b\d(?:[ -]?\d){12,18}\b".into(),
+            ],
+            examples: 10,
             gates: GateSet::default(),
         }
     }
@@ -475,26 +506,43 @@ impl Plan {
                 );
             }
         }
-        if !(r.latency_quantile > 0.0 && r.latency_quantile < 1.0) {
-            problem(
+        let sh = &self.shadow;
+        let bounds: [(&[&str], f64, bool, &str); 5] = [
+            (
                 &["rollback", "latency_quantile"],
-                format!("latency_quantile is {}", r.latency_quantile),
+                r.latency_quantile,
+                r.latency_quantile > 0.0 && r.latency_quantile < 1.0,
                 "use a quantile strictly between 0 and 1, e.g. 0.99",
-            );
-        }
-        if !(r.false_rollback_budget > 0.0 && r.false_rollback_budget <= 0.5) {
-            problem(
+            ),
+            (
                 &["rollback", "false_rollback_budget"],
-                format!("false_rollback_budget is {}", r.false_rollback_budget),
+                r.false_rollback_budget,
+                r.false_rollback_budget > 0.0 && r.false_rollback_budget <= 0.5,
                 "use a probability above 0 and at most 0.5, e.g. 0.05",
-            );
-        }
-        if !(r.max_saturation > 0.0 && r.max_saturation <= 1.0) {
-            problem(
+            ),
+            (
                 &["rollback", "max_saturation"],
-                format!("max_saturation is {}", r.max_saturation),
+                r.max_saturation,
+                r.max_saturation > 0.0 && r.max_saturation <= 1.0,
                 "use a share above 0 and at most 1, e.g. 0.05",
-            );
+            ),
+            (
+                &["shadow", "max_excess_disagreement"],
+                sh.max_excess_disagreement,
+                (0.0..1.0).contains(&sh.max_excess_disagreement),
+                "give a share in [0, 1), e.g. 0.02",
+            ),
+            (
+                &["shadow", "false_block_budget"],
+                sh.false_block_budget,
+                sh.false_block_budget > 0.0 && sh.false_block_budget <= 0.5,
+                "use a probability above 0 and at most 0.5, e.g. 0.05",
+            ),
+        ];
+        for (at, value, ok, hint) in bounds {
+            if !ok {
+                problem(at, format!("{} is {value}", at[1]), hint);
+            }
         }
         for (i, metric) in r.external.iter().enumerate() {
             let at = format!("{i}");
@@ -535,6 +583,15 @@ impl Plan {
         for freeze in &self.window.freezes {
             if let Some(why) = freeze.problem(&self.window.timezone) {
                 problem(&["window", "freezes"], why, "give `until` a later moment than `from`");
+            }
+        }
+        for pattern in sh.redact.iter().chain(&sh.compare.refusal_patterns) {
+            if let Err(e) = regex::Regex::new(pattern) {
+                problem(
+                    &["shadow"],
+                    format!("`{pattern}` is not a regular expression: {e}"),
+                    "fix or remove the pattern",
+                );
             }
         }
         if self.shadow.mirror_percent == Weight::ZERO {
