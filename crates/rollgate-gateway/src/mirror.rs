@@ -34,6 +34,16 @@ pub struct Captured {
     pub latency: Duration,
 }
 
+/// Why a copy got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyFailure {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting, sending or reading failed (refused, reset, cut mid-answer).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// The primary's and the shadow's answers to the same request.
 #[derive(Debug, Clone)]
 pub struct MirrorPair {
@@ -45,10 +55,10 @@ pub struct MirrorPair {
     pub request_body: Bytes,
     pub primary: Option<Captured>,
     /// `Err` when the shadow failed (connection, timeout), with why.
-    pub shadow: Result<Captured, String>,
+    pub shadow: Result<Captured, CopyFailure>,
     /// The serving version's second answer to the same request, when this
     /// copy was drawn for the noise floor.
-    pub noise: Option<Result<Captured, String>>,
+    pub noise: Option<Result<Captured, CopyFailure>>,
 }
 
 /// Where pairs go; the shadow comparison fills this in.
@@ -254,10 +264,10 @@ struct Copy {
 }
 
 impl Copy {
-    async fn send(self) -> Result<Captured, String> {
+    async fn send(self) -> Result<Captured, CopyFailure> {
         let started = Instant::now();
         let uri = upstream::target(&self.endpoint, &self.path)
-            .map_err(|e| format!("cannot build the shadow request: {e}"))?;
+            .map_err(|e| CopyFailure::Failed(format!("cannot build the shadow request: {e}")))?;
         self.series.started();
         let mut headers = self.headers;
         // The body may have been rewritten; its length is the one sent.
@@ -275,11 +285,11 @@ impl Copy {
             }
             Ok(Err(e)) => {
                 self.series.finished(Outcome::ConnectionFailure, started.elapsed());
-                Err(e)
+                Err(CopyFailure::Failed(e))
             }
             Err(_) => {
                 self.series.finished(Outcome::Timeout, started.elapsed());
-                Err(format!("no answer within {:?}", self.timeout))
+                Err(CopyFailure::Timeout(self.timeout))
             }
         }
     }

@@ -2,21 +2,25 @@
 //! production disagrees with itself, by more than the plan allows?
 //!
 //! Models are not deterministic (an LLM at temperature 0 under batching
-//! differs from itself), so a share of mirrored requests also goes to a second
-//! copy of production. For such a request the judge sees two facts: whether
-//! the candidate's answer disagrees with production's (x) and whether the
-//! copy's does (n). D = x − n lies in {−1, 0, 1} and its mean is the excess
-//! disagreement p_candidate − p_noise. Without a noise copy (a deterministic
-//! model, or none configured) n is taken as 0.
+//! differs from itself), so a share q of mirrored requests, drawn at random,
+//! also goes to a second copy of production. For every pair the judge sees
+//! whether the candidate's answer disagrees with production's (x); for the
+//! drawn ones (S = 1) also whether the copy's does (n). D = x − S·n/q has mean
+//! p_candidate − p_noise, the excess disagreement, whatever q is: every pair
+//! counts, and the drawn ones stand for the rest (inverse-probability
+//! weighting). With q = 1, D = x − n ∈ {−1, 0, 1}; with no copies configured
+//! (a deterministic model) n is taken as 0 and D = x.
 //!
-//! H0 "excess ≤ δ" is tested with a betting e-process on Y = (D + 1)/2 ∈
-//! [0, 1] (Waudby-Smith & Ramdas): K(λ) = Π (1 + λ(Y − m)), m = (1 + δ)/2, a
-//! nonnegative supermartingale under H0 for every λ in [0, 1/m); the mixture
-//! over a grid of λ is one too, so it may be looked at after every pair and the
-//! chance of ever blocking a candidate within δ stays at most α. The same
-//! construction the other way bounds the excess from above; together they give
-//! a confidence sequence, and the gate passes once its upper end is within δ.
-//! Y takes three values, so every product is a function of three counts.
+//! H0 "excess ≤ δ" is tested with a betting e-process on D rescaled to
+//! Y ∈ [0, 1] (Waudby-Smith & Ramdas): K(λ) = Π (1 + λ(Y − m)), m the bound
+//! rescaled the same way, a nonnegative supermartingale under H0 for every λ
+//! in [0, 1/m); the mixture over a grid of λ is one too, so it may be looked at
+//! after every pair and the chance of ever blocking a candidate within δ stays
+//! at most α. The same construction the other way bounds the excess from
+//! above; together they give a confidence sequence, and the gate passes once
+//! its upper end is within δ. D takes four values, so every product is a
+//! function of four counts. A small q widens D's range to [−1/q, 1], so
+//! decisions take more pairs: the price of asking production less often.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,10 +44,13 @@ pub enum ShadowDecision {
 }
 
 /// The excess-disagreement test, from its counts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExcessTest {
-    /// Pairs with D = −1, 0, +1 (the copy disagreed alone; both or neither; the candidate alone).
-    pub counts: [u64; 3],
+    /// The share q of pairs drawn for a copy to production; 0 when none are.
+    pub noise_share: f64,
+    /// Pairs with D = −1/q (the copy alone disagreed), 1 − 1/q (both did),
+    /// 0 (neither), 1 (the candidate alone, or with no copy asked).
+    pub counts: [u64; 4],
 }
 
 /// The test's figures for a report.
@@ -59,24 +66,56 @@ pub struct ExcessReport {
     pub e_value: f64,
     pub threshold: f64,
     pub bound: f64,
+    #[serde(flatten)]
     pub decision: ShadowDecision,
 }
 
 impl ExcessTest {
+    /// A test where a share `noise_share` of pairs (0 to 1) has a copy to production.
+    pub fn new(noise_share: f64) -> ExcessTest {
+        let noise_share = if noise_share.is_finite() { noise_share.clamp(0.0, 1.0) } else { 0.0 };
+        ExcessTest { noise_share, counts: [0; 4] }
+    }
+
+    /// 1/q, the weight of a copy's disagreement; 0 with no copies.
+    fn weight(&self) -> f64 {
+        if self.noise_share > 0.0 { 1.0 / self.noise_share } else { 0.0 }
+    }
+
     /// One paired request: whether the candidate disagreed with production,
-    /// and whether production's copy did (`None`: no copy was asked).
+    /// and whether production's copy did (`None`: no copy was asked). A copy's
+    /// answer in a test configured without copies is not counted.
     pub fn add(&mut self, candidate_disagrees: bool, noise_disagrees: Option<bool>) {
-        let d = i8::from(candidate_disagrees) - i8::from(noise_disagrees.unwrap_or(false));
-        self.counts[usize::try_from(d + 1).unwrap_or(1)] += 1;
+        let noise = noise_disagrees.unwrap_or(false) && self.noise_share > 0.0;
+        let slot = match (candidate_disagrees, noise) {
+            (false, true) => 0,
+            (true, true) => 1,
+            (false, false) => 2,
+            (true, false) => 3,
+        };
+        self.counts[slot] += 1;
     }
 
     pub fn pairs(&self) -> u64 {
         self.counts.iter().sum()
     }
 
+    /// D's four values, rescaled to Y in [0, 1]; and the map from D to Y.
+    fn scaled(&self) -> ([f64; 4], impl Fn(f64) -> f64 + use<>) {
+        let w = self.weight();
+        let to_y = move |d: f64| (d + w) / (1.0 + w);
+        ([to_y(-w), to_y(1.0 - w), to_y(0.0), to_y(1.0)], to_y)
+    }
+
+    /// The map from Y back to D.
+    fn unscale(&self, y: f64) -> f64 {
+        let w = self.weight();
+        y * (1.0 + w) - w
+    }
+
     /// log K of H0 "E[Y] ≤ m": a mixture of bets on Y above m.
     fn log_e_below(&self, m: f64) -> f64 {
-        let ys = [0.0, 0.5, 1.0];
+        let (ys, _) = self.scaled();
         let per_bet: Vec<f64> = BETS
             .iter()
             .map(|share| {
@@ -89,7 +128,7 @@ impl ExcessTest {
 
     /// log K of H0 "E[Y] ≥ m": bets on Y below m.
     fn log_e_above(&self, m: f64) -> f64 {
-        let ys = [0.0, 0.5, 1.0];
+        let (ys, _) = self.scaled();
         let per_bet: Vec<f64> = BETS
             .iter()
             .map(|share| {
@@ -100,23 +139,35 @@ impl ExcessTest {
         log_mean_exp(&per_bet)
     }
 
-    /// The confidence sequence for the excess at level 1 − α (α/2 each side).
+    /// The confidence sequence for the excess at level 1 − α (α/2 each side),
+    /// clipped to the excess's possible range [−1, 1].
     pub fn interval(&self, alpha: f64) -> (f64, f64) {
         let threshold = (2.0 / alpha).ln();
         // Rejected "E[Y] ≤ m" for m below `low`; rejected "E[Y] ≥ m" for m above `high`.
         let low = bisect(|m| self.log_e_below(m) >= threshold, true);
         let high = bisect(|m| self.log_e_above(m) >= threshold, false);
-        (2.0 * low - 1.0, 2.0 * high - 1.0)
+        (self.unscale(low).max(-1.0), self.unscale(high).min(1.0))
+    }
+
+    /// The observed excess: the mean of D.
+    pub fn excess(&self) -> f64 {
+        let pairs = self.pairs();
+        if pairs == 0 {
+            return 0.0;
+        }
+        let w = self.weight();
+        let ds = [-w, 1.0 - w, 0.0, 1.0];
+        self.counts.iter().zip(ds).map(|(&n, d)| n as f64 * d).sum::<f64>() / pairs as f64
     }
 
     /// The gate at level α (at most α of candidates within `bound` are ever
     /// blocked), once `min_pairs` have been seen.
     pub fn report(&self, bound: f64, alpha: f64, min_pairs: u64) -> ExcessReport {
         let pairs = self.pairs();
-        let m = (1.0 + bound) / 2.0;
-        let log_e = self.log_e_below(m);
+        let (_, to_y) = self.scaled();
+        let log_e = self.log_e_below(to_y(bound));
         let (low, high) = self.interval(alpha);
-        let excess = if pairs == 0 { 0.0 } else { (self.counts[2] as f64 - self.counts[0] as f64) / pairs as f64 };
+        let excess = self.excess();
         let decision = if log_e >= (1.0 / alpha).ln() && pairs >= min_pairs {
             ShadowDecision::Block
         } else if high <= bound && pairs >= min_pairs {
@@ -183,8 +234,9 @@ fn log_mean_exp(xs: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
+    /// Every pair with a copy: counts of D = −1, 0, +1.
     fn test_with(minus: u64, zero: u64, plus: u64) -> ExcessTest {
-        ExcessTest { counts: [minus, zero, plus] }
+        ExcessTest { noise_share: 1.0, counts: [minus, 0, zero, plus] }
     }
 
     #[test]
@@ -204,8 +256,27 @@ mod tests {
 
     #[test]
     fn the_e_value_is_one_before_any_pair_and_the_interval_everything() {
-        let empty = ExcessTest::default().report(0.02, 0.05, 0);
+        let empty = ExcessTest::new(0.25).report(0.02, 0.05, 0);
         assert!((empty.e_value - 1.0).abs() < 1e-12);
         assert_eq!((empty.low, empty.high), (-1.0, 1.0));
+    }
+
+    #[test]
+    fn a_partial_copy_share_weighs_each_copy_for_the_pairs_without_one() {
+        // q = 1/4; 10% of pairs the candidate disagrees; of the 250 copies, 10 (4%) disagree.
+        let mut test = ExcessTest::new(0.25);
+        for i in 0..1000 {
+            let copy = (i % 4 == 0).then_some(i % 100 == 0);
+            test.add(i % 10 == 0, copy);
+        }
+        // Candidate 10%, noise 4% (the copies that disagreed each stand for 4 pairs).
+        assert!((test.excess() - 0.06).abs() < 1e-12, "{}", test.excess());
+        let (low, high) = test.interval(0.05);
+        assert!(low < 0.06 && 0.06 < high && low >= -1.0 && high <= 1.0, "{low} {high}");
+        // Without copies configured, a copy's answer is not counted.
+        let mut plain = ExcessTest::new(0.0);
+        plain.add(false, Some(true));
+        plain.add(true, None);
+        assert!((plain.excess() - 0.5).abs() < 1e-12);
     }
 }

@@ -154,6 +154,21 @@ pub enum ProtocolError {
     Cut,
 }
 
+impl ProtocolError {
+    /// A short name for the kind of problem, for counting errors by class.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProtocolError::NotJson { .. } => "not_json",
+            ProtocolError::Truncated(_) => "truncated",
+            ProtocolError::Missing(_) => "missing_field",
+            ProtocolError::WrongType { .. } => "wrong_type",
+            ProtocolError::Shape { .. } => "wrong_shape",
+            ProtocolError::BadEvent(_) => "bad_stream_event",
+            ProtocolError::Cut => "cut_at_capture_limit",
+        }
+    }
+}
+
 /// Parses one answer body of a service in `format`.
 pub fn parse_answer(format: &Format, body: &[u8]) -> Result<Output, ProtocolError> {
     match format.protocol {

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod prometheus;
 pub mod reconciler;
 mod registry;
+pub mod shadow;
 mod staging;
 mod state;
 pub mod views;
@@ -73,6 +74,9 @@ pub struct ServerOptions {
     pub archive_dir: PathBuf,
     /// Where to keep the signed head of the log, outside the database.
     pub head_file: Option<head::HeadFile>,
+    /// Where the gateway's shadow pairs arrive, to be compared (give the
+    /// gateway the same one as its comparison hook).
+    pub shadow: Arc<shadow::ShadowPairs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +155,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         prometheus,
         archive_dir: options.archive_dir,
         head_file: options.head_file,
+        shadow: options.shadow,
     };
     let mut tasks = reconciler::start(reconciler, effects_due, stopped);
     tasks.push(http);

@@ -8,7 +8,7 @@ use crate::views::RolloutView;
 use rollgate_core::Timestamp;
 use rollgate_core::config::Config;
 use rollgate_core::rollout::{Command, Rollout};
-use rollgate_store::{AnyStore, DeliveryStore, JudgeStore, Rollouts, SubmitError, Submitted};
+use rollgate_store::{Analysis, AnalysisStore, AnyStore, DeliveryStore, Rollouts, SubmitError, Submitted};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +85,8 @@ impl AppState {
         let Some(rollout) = self.rollout(id).await? else { return Ok(None) };
         let deliveries = self.store().deliveries_for(id).await?;
         let mut view = RolloutView::new(&rollout, self.now(), &deliveries);
-        view.judge = self.store().judge(id).await?.and_then(|j| serde_json::from_str(&j.report).ok());
+        view.judge =
+            self.store().analysis(Analysis::Judge, id).await?.and_then(|j| serde_json::from_str(&j.report).ok());
         Ok(Some(view))
     }
 

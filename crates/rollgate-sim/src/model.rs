@@ -37,6 +37,10 @@ pub struct Faults {
     /// One group of inputs always gets the wrong label: the requests whose
     /// body contains this text (e.g. `"country":"FR"`).
     pub wrong_group: Option<String>,
+    /// Share of answers that differ from call to call for the same input, as
+    /// a sampling LLM's or batched GPU inference's do: the label flips, the
+    /// score moves and a chat answer is worded differently.
+    pub flaky_rate: f64,
     /// Never answer (until the fault is cleared and the client gives up).
     pub hang: bool,
     /// Behave like a process that died: every connection is cut mid-answer, health checks included.
@@ -57,6 +61,7 @@ impl Default for Faults {
             tail_factor: 1.0,
             wrong_rate: 0.0,
             wrong_group: None,
+            flaky_rate: 0.0,
             hang: false,
             crash: false,
             slow_start_ms: 0,
@@ -255,15 +260,22 @@ async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Byte
         return json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "error": "injected fault" }));
     }
     let print = fingerprint(model.seed, &body);
-    let score = (print % 10_000) as f64 / 10_000.0;
+    let mut score = (print % 10_000) as f64 / 10_000.0;
     let mut label = if score >= 0.5 { "approve" } else { "review" };
     let in_wrong_group = faults.wrong_group.as_deref().is_some_and(|g| contains(&body, g.as_bytes()));
+    let flip = |label: &str| if label == "approve" { "review" } else { "approve" };
     if in_wrong_group || rng.f64() < faults.wrong_rate {
-        label = if label == "approve" { "review" } else { "approve" };
+        label = flip(label);
+    }
+    let flaky = rng.f64() < faults.flaky_rate;
+    if flaky {
+        label = flip(label);
+        score = (score + 0.01 + rng.f64() * 0.1).fract();
     }
     let path = uri.path();
     if path.ends_with("/chat/completions") {
-        return chat(&model, &body, label, score, faults.token_ms);
+        let wording = if flaky { "My answer is" } else { "The answer is" };
+        return chat(&model, &body, &format!("{wording} {label} with confidence {score:.2}."), faults.token_ms);
     }
     if path.starts_with("/v2/models/") && path.ends_with("/infer") {
         let outputs = serde_json::json!([
@@ -280,9 +292,9 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
 }
 
 /// OpenAI-compatible chat: one message, or with `"stream": true` one SSE event per token.
-fn chat(model: &Model, body: &[u8], label: &str, score: f64, token_ms: u64) -> Response {
+/// Versions with the same seed give the same `content` (the model's name is in `model` only).
+fn chat(model: &Model, body: &[u8], content: &str, token_ms: u64) -> Response {
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let content = format!("The model {} says {label} with confidence {score:.2}.", model.name);
     if request["stream"].as_bool() != Some(true) {
         let message = serde_json::json!({
             "id": "chatcmpl-sim", "object": "chat.completion", "model": model.name,

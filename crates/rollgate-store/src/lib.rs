@@ -16,7 +16,7 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use postgres::PgStore;
-pub use records::{Delivery, DeliveryStore, JudgeRecord, JudgeStore};
+pub use records::{Analysis, AnalysisRecord, AnalysisStore, Delivery, DeliveryStore};
 pub use rollouts::{
     EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending, carry_out_pending_in,
 };
@@ -182,12 +182,12 @@ impl EventStore for AnyStore {
     }
 }
 
-impl JudgeStore for AnyStore {
-    async fn save_judge(&self, judge: &JudgeRecord) -> Result<(), StoreError> {
-        delegate!(self, s => s.save_judge(judge))
+impl AnalysisStore for AnyStore {
+    async fn save_analysis(&self, kind: Analysis, record: &AnalysisRecord) -> Result<(), StoreError> {
+        delegate!(self, s => s.save_analysis(kind, record))
     }
-    async fn judge(&self, rollout: &str) -> Result<Option<JudgeRecord>, StoreError> {
-        delegate!(self, s => s.judge(rollout))
+    async fn analysis(&self, kind: Analysis, rollout: &str) -> Result<Option<AnalysisRecord>, StoreError> {
+        delegate!(self, s => s.analysis(kind, rollout))
     }
 }
 

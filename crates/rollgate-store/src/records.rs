@@ -1,5 +1,6 @@
 //! What the control plane keeps besides the event log: webhook deliveries
-//! with their retry state, and each judged rollout's judge. Both stores
+//! with their retry state, and each rollout's analyses (the canary's judge,
+//! the shadow's comparison). Both stores
 //! implement these with the same SQL. (API tokens are events of the
 //! `@tokens` stream, in the log itself.)
 
@@ -31,25 +32,60 @@ pub trait DeliveryStore: Send + Sync {
     fn deliveries_for(&self, rollout: &str) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 }
 
-/// A judged rollout's judge as last stored: its state (JSON, to continue the
+/// The analyses kept per rollout, each in a table of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Analysis {
+    /// The canary's judge.
+    Judge,
+    /// The shadow stage's comparison of answers.
+    Shadow,
+}
+
+impl Analysis {
+    pub(crate) fn save_sql(self) -> &'static str {
+        match self {
+            Analysis::Judge => {
+                "INSERT INTO judges (rollout, state, report, updated_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms"
+            }
+            Analysis::Shadow => {
+                "INSERT INTO shadow_comparisons (rollout, state, report, updated_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms"
+            }
+        }
+    }
+
+    pub(crate) fn load_sql(self) -> &'static str {
+        match self {
+            Analysis::Judge => "SELECT rollout, state, report, updated_ms FROM judges WHERE rollout = $1",
+            Analysis::Shadow => "SELECT rollout, state, report, updated_ms FROM shadow_comparisons WHERE rollout = $1",
+        }
+    }
+}
+
+/// A rollout's analysis as last stored: its state (JSON, to continue the
 /// same sequential test after a restart) and its latest report (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JudgeRecord {
+pub struct AnalysisRecord {
     pub rollout: String,
     pub state: String,
     pub report: String,
     pub updated_ms: i64,
 }
 
-pub trait JudgeStore: Send + Sync {
-    /// Stores a rollout's judge, replacing what was stored before.
-    fn save_judge(&self, judge: &JudgeRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn judge(&self, rollout: &str) -> impl Future<Output = Result<Option<JudgeRecord>, StoreError>> + Send;
+pub trait AnalysisStore: Send + Sync {
+    /// Stores a rollout's analysis, replacing what was stored before.
+    fn save_analysis(
+        &self,
+        kind: Analysis,
+        record: &AnalysisRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn analysis(
+        &self,
+        kind: Analysis,
+        rollout: &str,
+    ) -> impl Future<Output = Result<Option<AnalysisRecord>, StoreError>> + Send;
 }
-
-pub(crate) const SAVE_JUDGE: &str = "INSERT INTO judges (rollout, state, report, updated_ms) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms";
-pub(crate) const JUDGE: &str = "SELECT rollout, state, report, updated_ms FROM judges WHERE rollout = $1";
 
 pub(crate) const ENQUEUE: &str = "INSERT INTO deliveries \
      (id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up, last_error) \
@@ -67,12 +103,16 @@ pub(crate) fn delivery_from(row: DeliveryRow) -> Delivery {
     Delivery { id, rollout, sink, body, attempts, next_attempt_ms, delivered_ms, gave_up: gave_up != 0, last_error }
 }
 
-/// Implements [`DeliveryStore`] and [`JudgeStore`] for a store type with a `pool` field.
+/// Implements [`DeliveryStore`] and [`AnalysisStore`] for a store type with a `pool` field.
 macro_rules! impl_record_stores {
     ($store:ty) => {
-        impl $crate::records::JudgeStore for $store {
-            async fn save_judge(&self, j: &$crate::records::JudgeRecord) -> Result<(), $crate::StoreError> {
-                sqlx::query($crate::records::SAVE_JUDGE)
+        impl $crate::records::AnalysisStore for $store {
+            async fn save_analysis(
+                &self,
+                kind: $crate::records::Analysis,
+                j: &$crate::records::AnalysisRecord,
+            ) -> Result<(), $crate::StoreError> {
+                sqlx::query(kind.save_sql())
                     .bind(&j.rollout)
                     .bind(&j.state)
                     .bind(&j.report)
@@ -82,10 +122,14 @@ macro_rules! impl_record_stores {
                 Ok(())
             }
 
-            async fn judge(&self, rollout: &str) -> Result<Option<$crate::records::JudgeRecord>, $crate::StoreError> {
+            async fn analysis(
+                &self,
+                kind: $crate::records::Analysis,
+                rollout: &str,
+            ) -> Result<Option<$crate::records::AnalysisRecord>, $crate::StoreError> {
                 let row: Option<(String, String, String, i64)> =
-                    sqlx::query_as($crate::records::JUDGE).bind(rollout).fetch_optional(&self.pool).await?;
-                Ok(row.map(|(rollout, state, report, updated_ms)| $crate::records::JudgeRecord {
+                    sqlx::query_as(kind.load_sql()).bind(rollout).fetch_optional(&self.pool).await?;
+                Ok(row.map(|(rollout, state, report, updated_ms)| $crate::records::AnalysisRecord {
                     rollout,
                     state,
                     report,

@@ -8,8 +8,8 @@ use rollgate_core::plan::Plan;
 use rollgate_core::roles::{Actor, Role};
 use rollgate_core::rollout::{Command, Effect, Input};
 use rollgate_store::{
-    Delivery, DeliveryStore, EffectKey, EffectSink, EventStore, JudgeRecord, JudgeStore, PgStore, Rollouts,
-    SqliteStore, StoreError, SubmitError, carry_out_pending,
+    Analysis, AnalysisRecord, AnalysisStore, Delivery, DeliveryStore, EffectKey, EffectSink, EventStore, PgStore,
+    Rollouts, SqliteStore, StoreError, SubmitError, carry_out_pending,
 };
 use std::sync::{Arc, Mutex};
 
@@ -236,13 +236,21 @@ async fn heads_name_each_streams_last_event<S: EventStore>(store: S) {
     assert_eq!(heads, [("r0".to_string(), 1, r0[0].hash.clone()), ("r1".to_string(), 3, r1[2].hash.clone())]);
 }
 
-async fn judges_are_stored_and_replaced<S: JudgeStore>(store: S) {
-    assert_eq!(store.judge("r1").await.unwrap(), None);
-    let first = JudgeRecord { rollout: "r1".into(), state: "{}".into(), report: "{\"a\":1}".into(), updated_ms: 5 };
-    store.save_judge(&first).await.unwrap();
-    let second = JudgeRecord { report: "{\"a\":2}".into(), updated_ms: 6, ..first.clone() };
-    store.save_judge(&second).await.unwrap();
-    assert_eq!(store.judge("r1").await.unwrap(), Some(second));
+async fn analyses_are_stored_apart_and_replaced<S: AnalysisStore>(store: S) {
+    for kind in [Analysis::Judge, Analysis::Shadow] {
+        assert_eq!(store.analysis(kind, "r1").await.unwrap(), None);
+    }
+    let first = AnalysisRecord { rollout: "r1".into(), state: "{}".into(), report: "{\"a\":1}".into(), updated_ms: 5 };
+    store.save_analysis(Analysis::Judge, &first).await.unwrap();
+    let second = AnalysisRecord { report: "{\"a\":2}".into(), updated_ms: 6, ..first.clone() };
+    store.save_analysis(Analysis::Judge, &second).await.unwrap();
+    assert_eq!(store.analysis(Analysis::Judge, "r1").await.unwrap(), Some(second.clone()));
+    // Each analysis is kept apart.
+    assert_eq!(store.analysis(Analysis::Shadow, "r1").await.unwrap(), None);
+    let shadow = AnalysisRecord { report: "{\"pairs\":3}".into(), ..first };
+    store.save_analysis(Analysis::Shadow, &shadow).await.unwrap();
+    assert_eq!(store.analysis(Analysis::Shadow, "r1").await.unwrap(), Some(shadow));
+    assert_eq!(store.analysis(Analysis::Judge, "r1").await.unwrap(), Some(second));
 }
 
 async fn deliveries_queue_once_and_come_due_in_order<S: DeliveryStore>(store: S) {
@@ -343,7 +351,7 @@ suite!(
     of_racing_starts_exactly_one_wins,
     heads_name_each_streams_last_event,
     a_failed_effect_stays_pending_and_the_next_run_resumes_it,
-    judges_are_stored_and_replaced,
+    analyses_are_stored_apart_and_replaced,
 );
 
 #[tokio::test]

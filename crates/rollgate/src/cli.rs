@@ -208,6 +208,9 @@ pub struct BenchShadowArgs {
     /// True excesses to run besides 0 (A/A) and the bound itself, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [0.05, 0.10])]
     pub excess: Vec<f64>,
+    /// The share of pairs also sent to production again (the plan's shadow.noise_percent / 100).
+    #[arg(long, default_value_t = 1.0)]
+    pub noise_share: f64,
 }
 
 #[derive(Debug, Args)]

@@ -207,8 +207,12 @@ pub mod ids {
     pub const STAGING_ROLLBACK_DRILL: &str = "staging.rollback_drill";
     pub const STAGING_NO_BLOCKING_ISSUES: &str = "staging.no_blocking_issues";
 
-    /// Every constant above.
-    pub const ALL: [&str; 7] = [
+    pub const SHADOW_OUTPUT_AGREEMENT: &str = "shadow.output_agreement";
+    pub const SHADOW_PERFORMANCE: &str = "shadow.performance";
+    pub const SHADOW_ERROR_PATTERNS: &str = "shadow.error_patterns";
+
+    /// The staging run's gates.
+    pub const STAGING: [&str; 7] = [
         STAGING_FUNCTIONAL_TESTS,
         STAGING_PERFORMANCE_UNDER_LOAD,
         STAGING_INTEGRATION,
@@ -217,6 +221,8 @@ pub mod ids {
         STAGING_ROLLBACK_DRILL,
         STAGING_NO_BLOCKING_ISSUES,
     ];
+    /// The shadow comparison's gates.
+    pub const SHADOW: [&str; 3] = [SHADOW_OUTPUT_AGREEMENT, SHADOW_PERFORMANCE, SHADOW_ERROR_PATTERNS];
 }
 
 #[cfg(test)]
@@ -259,7 +265,7 @@ mod tests {
     #[test]
     fn every_gate_id_constant_names_a_built_in_gate() {
         let plan = crate::plan::Plan::default();
-        for id in ids::ALL {
+        for id in ids::STAGING.iter().chain(&ids::SHADOW) {
             assert!(plan.gate(id).is_some(), "{id} is not a gate of the default plan");
         }
     }

@@ -202,9 +202,11 @@ pub struct Shadow {
     pub duration: Hold,
     /// Share of the service's traffic copied to the candidate.
     pub mirror_percent: Weight,
-    /// Share of those copies also sent to a second copy of production: how
+    /// Share of those copies also sent to production a second time: how
     /// often production disagrees with itself (its noise floor), which the
-    /// candidate is judged over. 0 for a deterministic model.
+    /// candidate is judged over. 0 for a deterministic model (decisions come
+    /// soonest); more copies decide sooner at the price of production load
+    /// (`rollgate bench shadow --noise-share` shows how much sooner).
     pub noise_percent: Weight,
     /// Paired answers needed before the comparison may decide.
     pub min_pairs: u64,
@@ -229,7 +231,7 @@ impl Default for Shadow {
             mode: ShadowMode::Optional,
             duration: Hold::from_hours(4),
             mirror_percent: Weight::FULL,
-            noise_percent: Weight::from_basis_points(1000).unwrap_or(Weight::ZERO),
+            noise_percent: Weight::from_basis_points(2500).unwrap_or(Weight::ZERO),
             min_pairs: 200,
             max_excess_disagreement: 0.02,
             false_block_budget: 0.05,

@@ -44,6 +44,8 @@ pub struct ShadowSettings {
     pub max_pairs: u64,
     /// The gate is looked at after every this many pairs (as a server looks once a tick).
     pub look_every: u64,
+    /// The share of pairs with a copy to production.
+    pub noise_share: f64,
 }
 
 /// Runs `runs` seeded streams of `cell` until the gate decides or `max_pairs` pass.
@@ -51,13 +53,14 @@ pub fn run_cell(cell: ShadowCell, settings: &ShadowSettings, runs: u64, seed: u6
     let mut outcome = ShadowOutcome { cell, runs, blocked: 0, passed: 0, decided_at: Vec::new() };
     for run in 0..runs {
         let mut rng = ChaCha8Rng::seed_from_u64(super::world::splitmix64(seed ^ run));
-        let mut test = ExcessTest::default();
+        let mut test = ExcessTest::new(settings.noise_share);
         let candidate_rate = (cell.noise + cell.excess).min(1.0);
         while test.pairs() < settings.max_pairs {
             for _ in 0..settings.look_every {
                 let candidate = rng.random::<f64>() < candidate_rate;
                 let noise = rng.random::<f64>() < cell.noise;
-                test.add(candidate, Some(noise));
+                let copied = rng.random::<f64>() < settings.noise_share;
+                test.add(candidate, copied.then_some(noise));
             }
             match test.report(settings.bound, settings.alpha, settings.min_pairs).decision {
                 ShadowDecision::Block => {
@@ -84,7 +87,14 @@ mod tests {
 
     #[test]
     fn identical_candidates_are_rarely_blocked_and_clear_excess_always_is() {
-        let settings = ShadowSettings { bound: 0.02, alpha: 0.05, min_pairs: 200, max_pairs: 5000, look_every: 50 };
+        let settings = ShadowSettings {
+            bound: 0.02,
+            alpha: 0.05,
+            min_pairs: 200,
+            max_pairs: 5000,
+            look_every: 50,
+            noise_share: 1.0,
+        };
         let aa = run_cell(ShadowCell { noise: 0.05, excess: 0.0 }, &settings, 200, 1);
         assert!(aa.blocked <= 4, "A/A blocked {} of 200", aa.blocked);
         assert!(aa.passed >= 150, "A/A passes: {} of 200", aa.passed);

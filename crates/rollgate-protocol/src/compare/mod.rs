@@ -10,7 +10,7 @@ mod numeric;
 mod summary;
 mod text;
 
-pub use summary::{Interval, Summary, SummaryView, cohens_kappa, wilson};
+pub use summary::{Interval, Sample, Summary, SummaryView, cohens_kappa, wilson};
 
 use crate::{Chat, Output, Tensor, TensorData};
 use regex::Regex;

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use rollgate_core::plan::ChecklistKind;
 use rollgate_core::roles::ApprovalKind;
 use rollgate_core::rollout::{Command, Input, RollbackCategory};
-use rollgate_store::{EventStore, is_rollout_stream};
+use rollgate_store::{Analysis, AnalysisStore, EventStore, is_rollout_stream};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -182,6 +182,31 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RolloutView>, ApiError> {
     view(&state, &id).await.map(Json)
+}
+
+/// The shadow stage's comparison report: agreement with its interval, the
+/// gate's test of the candidate's disagreement over production's own,
+/// latency and time to first byte side by side, errors by class, mirrored
+/// cost and the most divergent examples (redacted). Stored once a tick while
+/// the stage runs, and kept after it.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/shadow", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "The rollout's id")),
+    responses((status = 200, body = Object, description = "The report; docs/shadow.md describes its fields"), ReadErrors))]
+pub async fn shadow(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.rollouts().load(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no rollout `{id}`")));
+    }
+    let stored = state.store().analysis(Analysis::Shadow, &id).await?;
+    let report = stored.and_then(|s| serde_json::from_str(&s.report).ok()).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "rollout `{id}` has no shadow comparison yet: it starts with the first pair of answers its shadow stage mirrors"
+        ))
+    })?;
+    Ok(Json(report))
 }
 
 // rustfmt re-indents attributes inside macro_rules on every run; keep it stable.

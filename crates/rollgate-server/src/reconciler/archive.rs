@@ -6,7 +6,7 @@
 
 use super::Ctx;
 use rollgate_core::rollout::Rollout;
-use rollgate_store::{EventStore, JudgeStore};
+use rollgate_store::{Analysis, AnalysisStore, EventStore};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -21,7 +21,15 @@ pub struct Archived {
 
 pub async fn write(ctx: &Ctx, rollout: &Rollout) -> Result<Archived, String> {
     let events = ctx.store.read(&rollout.id).await.map_err(|e| format!("cannot read the log: {e}"))?;
-    let judge = ctx.store.judge(&rollout.id).await.map_err(|e| format!("cannot read the judge: {e}"))?;
+    let report = |kind: Analysis| async move {
+        let stored = ctx
+            .store
+            .analysis(kind, &rollout.id)
+            .await
+            .map_err(|e| format!("cannot read the {kind:?} analysis: {e}"))?;
+        Ok::<_, String>(stored.and_then(|a| serde_json::from_str::<serde_json::Value>(&a.report).ok()))
+    };
+    let (judge_report, shadow_report) = (report(Analysis::Judge).await?, report(Analysis::Shadow).await?);
     let log: Vec<serde_json::Value> = events
         .iter()
         .map(|e| {
@@ -29,7 +37,6 @@ pub async fn write(ctx: &Ctx, rollout: &Rollout) -> Result<Archived, String> {
             json!({ "seq": e.seq, "prev_hash": e.prev_hash, "hash": e.hash, "body": body })
         })
         .collect();
-    let report = judge.and_then(|j| serde_json::from_str::<serde_json::Value>(&j.report).ok());
     let document = json!({
         "rollout": rollout.id,
         "service": rollout.service,
@@ -45,7 +52,8 @@ pub async fn write(ctx: &Ctx, rollout: &Rollout) -> Result<Archived, String> {
         "checklist_ticks": rollout.ticks,
         "overrides": rollout.overrides,
         "history": rollout.history,
-        "judge_report": report,
+        "judge_report": judge_report,
+        "shadow_report": shadow_report,
         "log": log,
     });
     let bytes = serde_json::to_vec_pretty(&document).map_err(|e| e.to_string())?;

@@ -17,7 +17,7 @@ use rollgate_core::weight::Weight;
 use rollgate_judge::external::ExternalReading;
 use rollgate_judge::ratio::WeightCell;
 use rollgate_judge::{ArmTick, Judge, JudgeConfig, JudgeState, Tick, Verdict};
-use rollgate_store::{JudgeRecord, JudgeStore};
+use rollgate_store::{Analysis, AnalysisRecord, AnalysisStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -154,7 +154,7 @@ impl Judging {
             slot.arms.feed(&mut slot.judge, at, weight, health.as_deref(), &readings);
             (slot.judge.news(rollout.verdict.as_ref().map(|v| &v.verdict)), record(&rollout.id, &slot.judge))
         };
-        if let Err(e) = ctx.store.save_judge(&record).await {
+        if let Err(e) = ctx.store.save_analysis(Analysis::Judge, &record).await {
             tracing::warn!(rollout = %rollout.id, error = %e, "cannot store the judge's state");
         }
         news
@@ -163,7 +163,7 @@ impl Judging {
     /// The rollout's judge: the stored one continued, or a new one.
     async fn open(&self, ctx: &Ctx, rollout: &Rollout, dataplane: Arc<dyn DataPlane>) -> Slot {
         let config = JudgeConfig::from_plan(&rollout.plan.rollback);
-        let stored = match ctx.store.judge(&rollout.id).await {
+        let stored = match ctx.store.analysis(Analysis::Judge, &rollout.id).await {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::warn!(rollout = %rollout.id, error = %e, "cannot read the judge's stored state; it starts afresh");
@@ -186,8 +186,8 @@ impl Judging {
 }
 
 /// The judge as stored: its state and its report, as JSON.
-fn record(rollout: &str, judge: &Judge) -> JudgeRecord {
-    JudgeRecord {
+fn record(rollout: &str, judge: &Judge) -> AnalysisRecord {
+    AnalysisRecord {
         rollout: rollout.to_string(),
         state: serde_json::to_string(&judge.snapshot()).unwrap_or_default(),
         report: serde_json::to_string(&judge.report()).unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! The leader's work, apart from the API: carrying out the log's effects,
 //! feeding rollouts their timers, judging canaries, running staging,
-//! running deploy hooks and archiving, and delivering webhooks. It is
+//! comparing shadow answers, running deploy hooks and archiving, and
+//! delivering webhooks. It is
 //! started through one entry point, [`start`], which a leader lease can gate:
 //! a replica that serves only the API and routes its own traffic never
 //! starts it.
@@ -44,6 +45,8 @@ pub struct Reconciler {
     /// Where finished rollouts are archived.
     pub archive_dir: PathBuf,
     pub head_file: Option<HeadFile>,
+    /// The gateway's shadow pairs, compared while a rollout's shadow stage runs.
+    pub shadow: Arc<crate::shadow::ShadowPairs>,
 }
 
 /// Shared by the reconciler's tasks.
@@ -113,7 +116,9 @@ pub fn start(
         recorded_heads: std::sync::Mutex::new(Vec::new()),
     });
     let staging_ctx = Arc::new(StagingCtx { log: ctx.log.clone(), clock: ctx.clock.clone(), http: staging_client() });
+    let shadow = crate::shadow::run(ctx.log.clone(), ctx.store.clone(), reconciler.shadow, ctx.tick, stop.clone());
     vec![
+        tokio::spawn(shadow),
         tokio::spawn(staging::run(ctx.staging.clone(), staging_ctx, stop.clone())),
         tokio::spawn(effects::run(ctx.clone(), effects, stop.clone())),
         tokio::spawn(controller::run(ctx.clone(), stop.clone())),

@@ -157,7 +157,7 @@ fn is_due(rollout: &Rollout) -> bool {
     rollout.stage == Stage::Staging
         && rollout.paused.is_none()
         && rollout.plan.staging.environment.is_some()
-        && gate_ids::ALL.iter().any(|id| rollout.plan.gate(id).is_some() && !rollout.evidence.contains_key(*id))
+        && gate_ids::STAGING.iter().any(|id| rollout.plan.gate(id).is_some() && !rollout.evidence.contains_key(*id))
 }
 
 struct Setup {
@@ -345,7 +345,7 @@ fn no_blocking_issues(checks: &[Check]) -> Check {
 
 /// Every staging gate rollgate checks failed, for one reason that stops the run.
 fn unrunnable(rollout: &Rollout, why: &str) -> Vec<Check> {
-    gate_ids::ALL
+    gate_ids::STAGING
         .into_iter()
         .filter(|gate| rollout.plan.gate(gate).is_some())
         .map(|gate| Check::new(gate, false, format!("staging could not run: {why}"), json!({ "problem": why })))

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use rollgate_core::clock::Clock;
 use rollgate_core::config::{Config, EXAMPLE};
 use rollgate_core::roles::Role;
-use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
+use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
 use rollgate_gateway::{Gateway, RunningGateway, serve};
@@ -12,6 +12,7 @@ use rollgate_server::auth::create_token;
 use rollgate_server::clock::ScaledClock;
 use rollgate_server::dataplane::InProcess;
 use rollgate_server::notify::{Hook, RetryPolicy};
+use rollgate_server::shadow::ShadowPairs;
 use rollgate_server::{ConfigSource, RunningServer, ServerOptions, start};
 use rollgate_store::{AnyStore, SqliteStore};
 use serde_json::Value;
@@ -72,6 +73,7 @@ impl Setup {
             retry,
             archive_dir: self.dir.path().join("archive"),
             head_file: None,
+            shadow: ShadowPairs::new(),
         }
     }
 
@@ -95,7 +97,7 @@ impl Setup {
         mut options: ServerOptions,
         timeout: Duration,
     ) -> (Api, RunningGateway) {
-        let gateway = gateway(timeout);
+        let gateway = gateway_with(timeout, options.shadow.clone());
         let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         options.dataplane = Some(Arc::new(InProcess::new(gateway, format!("http://{}", front.addr))));
         let server = start(options).await.unwrap();
@@ -109,8 +111,13 @@ impl Setup {
 
 /// A gateway with an empty table: the control plane gives it its routing.
 pub fn gateway(timeout: Duration) -> Arc<Gateway> {
+    gateway_with(timeout, Arc::new(DiscardPairs))
+}
+
+/// The same, with its shadow pairs going to `pairs`.
+pub fn gateway_with(timeout: Duration, pairs: Arc<dyn ComparisonHook>) -> Arc<Gateway> {
     let stats = Arc::new(Stats::default());
-    Arc::new(Gateway::new(RouteTable::empty(), stats, timeout, Arc::new(DiscardPairs), MirrorLimits::default()))
+    Arc::new(Gateway::new(RouteTable::empty(), stats, timeout, pairs, MirrorLimits::default()))
 }
 
 /// A config without a file (it cannot be reloaded).

@@ -81,9 +81,14 @@ pub fn judge(args: BenchJudgeArgs) -> anyhow::Result<()> {
 /// The shadow gate's table: per noise floor and true excess, how often it
 /// blocked, passed or stayed undecided, and the pairs its decisions took.
 pub fn shadow(args: &BenchShadowArgs) -> anyhow::Result<()> {
-    let sane = (0.0..1.0).contains(&args.bound) && args.alpha > 0.0 && args.alpha < 1.0;
+    let sane = (0.0..1.0).contains(&args.bound)
+        && args.alpha > 0.0
+        && args.alpha < 1.0
+        && args.noise_share > 0.0
+        && args.noise_share <= 1.0;
     if !sane {
-        return Err(crate::Refused("--bound must be in [0, 1) and --alpha in (0, 1)".into()).into());
+        let why = "--bound must be in [0, 1), --alpha in (0, 1) and --noise-share in (0, 1]";
+        return Err(crate::Refused(why.into()).into());
     }
     let settings = ShadowSettings {
         bound: args.bound,
@@ -91,6 +96,7 @@ pub fn shadow(args: &BenchShadowArgs) -> anyhow::Result<()> {
         min_pairs: args.min_pairs,
         max_pairs: args.max_pairs,
         look_every: 50,
+        noise_share: args.noise_share,
     };
     let mut excesses = vec![0.0];
     for &e in std::iter::once(&args.bound).chain(&args.excess) {
@@ -113,9 +119,10 @@ pub fn shadow(args: &BenchShadowArgs) -> anyhow::Result<()> {
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| unreachable!("a cell does not panic"))).collect()
     });
     println!(
-        "shadow gate: allowed excess {:.1}%, false-block budget {}, at least {} pairs, looked at every 50 pairs, {} runs per cell (seed {:#x})",
+        "shadow gate: allowed excess {:.1}%, false-block budget {}, copies to production on {:.0}% of pairs, at least {} pairs, looked at every 50 pairs, {} runs per cell (seed {:#x})",
         args.bound * 100.0,
         args.alpha,
+        args.noise_share * 100.0,
         args.min_pairs,
         args.runs,
         args.seed

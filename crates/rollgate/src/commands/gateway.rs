@@ -5,7 +5,7 @@ use anyhow::Context;
 use rollgate_core::Timestamp;
 use rollgate_core::config::Config;
 use rollgate_core::routing::{RoutingInputs, desired};
-use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
+use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
 use rollgate_gateway::{Gateway, RunningGateway, serve_on_threads};
@@ -17,10 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Builds the gateway for a config and starts listening on `threads` threads (default: one per core).
+/// The gateway on `config`'s own routing; shadow pairs go to `pairs`.
 pub async fn start(
     config: &Config,
     listen: SocketAddr,
     threads: Option<NonZeroUsize>,
+    pairs: Arc<dyn ComparisonHook>,
 ) -> anyhow::Result<RunningGateway> {
     let stats = Arc::new(Stats::default());
     // The config's own routing: every service on its stable version (or static
@@ -30,7 +32,7 @@ pub async fn start(
         .map_err(|e| crate::Refused(e.to_string()))?;
     // One connection pool serves every service, so it takes the shortest connect timeout.
     let connect = table.services.iter().map(|s| s.connect_timeout).min().unwrap_or(Duration::from_secs(2));
-    let gateway = Arc::new(Gateway::new(table, stats, connect, Arc::new(DiscardPairs), MirrorLimits::default()));
+    let gateway = Arc::new(Gateway::new(table, stats, connect, pairs, MirrorLimits::default()));
     let threads = threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
     serve_on_threads(gateway, listen, threads)
         .await
@@ -39,7 +41,8 @@ pub async fn start(
 
 pub async fn run(config: &Path, listen: SocketAddr, threads: Option<NonZeroUsize>) -> anyhow::Result<()> {
     let config = load(config)?;
-    let gateway = start(&config, listen, threads).await?;
+    // A gateway alone has no rollouts, so nothing compares its static mirrors' answers.
+    let gateway = start(&config, listen, threads, Arc::new(DiscardPairs)).await?;
     println!("rollgate gateway listening on http://{}", gateway.addr);
     std::io::stdout().flush()?;
     super::serve::shutdown_signal().await;

@@ -8,6 +8,7 @@ use rollgate_server::clock::{ScaledClock, SystemClock};
 use rollgate_server::dataplane::InProcess;
 use rollgate_server::head::HeadFile;
 use rollgate_server::notify::{Hook, RetryPolicy};
+use rollgate_server::shadow::ShadowPairs;
 use rollgate_server::{ServerOptions, start};
 use rollgate_store::AnyStore;
 use std::io::Write;
@@ -24,7 +25,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let hooks = Hook::from_config(&source.config).map_err(crate::Refused)?;
-    let gateway = super::gateway::start(&source.config, args.gateway_listen, args.gateway_threads).await?;
+    let shadow = ShadowPairs::new();
+    let gateway =
+        super::gateway::start(&source.config, args.gateway_listen, args.gateway_threads, shadow.clone()).await?;
     let dataplane = InProcess::new(gateway.gateway.clone(), format!("http://{}", gateway.addr));
     let archive_dir = args.archive_dir.clone().unwrap_or_else(|| args.store.data_dir.join("archive"));
     let head_file = match &args.head_file {
@@ -51,6 +54,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         retry: RetryPolicy::default(),
         archive_dir,
         head_file,
+        shadow,
     };
     let server = start(options).await?;
     println!("rollgate API listening on http://{}", server.addr);

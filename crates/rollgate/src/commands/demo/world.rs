@@ -12,6 +12,7 @@ use rollgate_server::auth::create_token;
 use rollgate_server::clock::ScaledClock;
 use rollgate_server::dataplane::InProcess;
 use rollgate_server::notify::RetryPolicy;
+use rollgate_server::shadow::ShadowPairs;
 use rollgate_server::{ConfigSource, RunningServer, ServerOptions, start};
 use rollgate_sim::model::{Faults, RunningModel};
 use rollgate_store::{AnyStore, SqliteStore};
@@ -138,7 +139,8 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
     let store = AnyStore::Sqlite(
         SqliteStore::open(&data).await.with_context(|| format!("cannot open the data directory {}", data.display()))?,
     );
-    let front = super::super::gateway::start(&config, any_port, None).await?;
+    let shadow = ShadowPairs::new();
+    let front = super::super::gateway::start(&config, any_port, None, shadow.clone()).await?;
     // Thursday morning: the plan's deploy window refuses Friday starts.
     let clock = ScaledClock { origin: "2026-11-26T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
     let dataplane = InProcess::new(front.gateway.clone(), format!("http://{}", front.addr));
@@ -153,6 +155,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         retry: RetryPolicy::default(),
         archive_dir: data.join("archive"),
         head_file: None,
+        shadow,
     };
     let server = start(options).await?;
     let mut tokens = BTreeMap::new();
