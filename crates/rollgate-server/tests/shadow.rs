@@ -30,7 +30,8 @@ struct Shadowing {
     api: Api,
     front: RunningGateway,
     alice: String,
-    _setup: Setup,
+    setup: Setup,
+    config: String,
     _models: (RunningModel, RunningModel),
 }
 
@@ -42,8 +43,8 @@ async fn in_shadow(v1: Faults, v2: Faults, shadow: &str) -> Shadowing {
     let dana = setup.token("dana", &[Role::Admin]).await;
     // The canary's deployment-day checklist is not what these tests are about.
     let plan = format!("{CANARY}[plans.fast.checklists]\ndeployment_day = []\n[plans.fast.shadow]\n{shadow}");
-    let config = source(&fraud_config(&[("v1", &m1.url()), ("v2", &m2.url())], &plan, OUTPUTS));
-    let (api, front) = setup.start_with_gateway(config, Duration::from_secs(5)).await;
+    let config = fraud_config(&[("v1", &m1.url()), ("v2", &m2.url())], &plan, OUTPUTS);
+    let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(5)).await;
     let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1" });
     let (status, body) = api.post("/api/v1/rollouts", &alice, start).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -55,7 +56,7 @@ async fn in_shadow(v1: Faults, v2: Faults, shadow: &str) -> Shadowing {
         view = v;
     }
     assert_eq!(view["stage_label"], "shadow", "{view}");
-    Shadowing { api, front, alice, _setup: setup, _models: (m1, m2) }
+    Shadowing { api, front, alice, setup, config, _models: (m1, m2) }
 }
 
 impl Shadowing {
@@ -113,6 +114,15 @@ impl Shadowing {
     async fn stop(self) {
         self.api.stop().await;
         self.front.shutdown().await;
+    }
+
+    /// Stops the server and its gateway and starts them again on the same store.
+    async fn restart(self) -> Shadowing {
+        let Shadowing { api, front, alice, setup, config, _models } = self;
+        api.stop().await;
+        front.shutdown().await;
+        let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(5)).await;
+        Shadowing { api, front, alice, setup, config, _models }
     }
 }
 
@@ -201,5 +211,22 @@ async fn production_disagreeing_with_itself_does_not_block_a_candidate_that_does
     assert_eq!(excess["decision"], "pass", "{excess}");
     let evidence = s.evidence("shadow.output_agreement").await;
     assert_eq!(evidence["passed"], true, "{evidence}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_server_goes_on_with_the_stored_comparison() {
+    let v2 = Faults { wrong_rate: 0.1, ..steady(1.0) };
+    let s = in_shadow(steady(1.0), v2, "duration = \"10m\"\nnoise_percent = 0\nmin_pairs = 5000\n").await;
+    s.traffic(300).await;
+    let before = s.report_with(300).await;
+    let s = s.restart().await;
+    assert_eq!(s.report().await.1["pairs"], 300, "the stored report is served after the restart");
+    s.traffic(300).await;
+    let after = s.report_with(600).await;
+    assert_eq!(after["pairs"], 600, "the restarted comparison counts on from the stored one");
+    let flips = |r: &Value, from: &str, to: &str| r["agreement"]["flips"][from][to].as_u64().unwrap_or(0);
+    assert!(flips(&after, "approve", "review") >= flips(&before, "approve", "review"));
+    assert!(flips(&after, "approve", "approve") > flips(&before, "approve", "approve"));
     s.stop().await;
 }

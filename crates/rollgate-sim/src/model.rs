@@ -259,7 +259,15 @@ async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Byte
     if rng.f64() < faults.error_rate {
         return json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "error": "injected fault" }));
     }
-    let print = fingerprint(model.seed, &body);
+    let path = uri.path();
+    let is_chat = path.ends_with("/chat/completions");
+    // A chat answer follows the messages alone: a candidate asked under another
+    // `model` name answers what production answers.
+    let messages = is_chat.then(|| serde_json::from_slice::<serde_json::Value>(&body).ok()).flatten();
+    let print = match messages {
+        Some(request) => fingerprint(model.seed, request["messages"].to_string().as_bytes()),
+        None => fingerprint(model.seed, &body),
+    };
     let mut score = (print % 10_000) as f64 / 10_000.0;
     let mut label = if score >= 0.5 { "approve" } else { "review" };
     let in_wrong_group = faults.wrong_group.as_deref().is_some_and(|g| contains(&body, g.as_bytes()));
@@ -272,8 +280,7 @@ async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Byte
         label = flip(label);
         score = (score + 0.01 + rng.f64() * 0.1).fract();
     }
-    let path = uri.path();
-    if path.ends_with("/chat/completions") {
+    if is_chat {
         let wording = if flaky { "My answer is" } else { "The answer is" };
         return chat(&model, &body, &format!("{wording} {label} with confidence {score:.2}."), faults.token_ms);
     }
@@ -295,37 +302,44 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response {
 /// Versions with the same seed give the same `content` (the model's name is in `model` only).
 fn chat(model: &Model, body: &[u8], content: &str, token_ms: u64) -> Response {
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let words: Vec<String> = content.split_inclusive(' ').map(str::to_string).collect();
+    // Tokens counted as words, as a tokenizer would roughly.
+    let prompt_tokens = request["messages"].to_string().split_whitespace().count();
+    let usage = serde_json::json!({
+        "prompt_tokens": prompt_tokens, "completion_tokens": words.len(), "total_tokens": prompt_tokens + words.len()
+    });
     if request["stream"].as_bool() != Some(true) {
         let message = serde_json::json!({
             "id": "chatcmpl-sim", "object": "chat.completion", "model": model.name,
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }]
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
+            "usage": usage
         });
         return json(StatusCode::OK, message);
     }
-    let name = model.name.clone();
-    let words: Vec<String> = content.split_inclusive(' ').map(str::to_string).collect();
-    let events = futures_util::stream::unfold((0usize, words, name), move |(i, words, name)| async move {
-        if i > words.len() {
-            return None;
-        }
+    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
+        let chunk = serde_json::json!({
+            "id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model.name, "choices": choices, "usage": usage
+        });
+        format!("data: {chunk}\n\n")
+    };
+    // One event a word, then the finish reason with the usage (as with
+    // `stream_options.include_usage`), then the end.
+    let mut events: Vec<String> = words
+        .iter()
+        .map(|word| chunk(serde_json::json!([{ "index": 0, "delta": { "content": word } }]), serde_json::Value::Null))
+        .collect();
+    events.push(chunk(serde_json::json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }]), usage));
+    events.push("data: [DONE]\n\n".to_string());
+    let stream = futures_util::stream::unfold((0usize, events), move |(i, events)| async move {
+        let event = events.get(i)?.clone();
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(token_ms)).await;
         }
-        let text = match words.get(i) {
-            Some(word) => {
-                let chunk = serde_json::json!({
-                    "id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": name,
-                    "choices": [{ "index": 0, "delta": { "content": word } }]
-                });
-                format!("data: {chunk}\n\n")
-            }
-            None => "data: [DONE]\n\n".to_string(),
-        };
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(text)), (i + 1, words, name)))
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(event)), (i + 1, events)))
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(events))
+        .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

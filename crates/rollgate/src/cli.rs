@@ -56,6 +56,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The shadow stage's comparison of a rollout's candidate with production.
+    Shadow {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// Register model versions with a server.
     Version {
         #[command(flatten)]
@@ -131,7 +138,9 @@ pub enum SimCommand {
         /// Answers are a function of the seed and the request.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Initial faults as JSON, e.g. '{"error_rate":0.05,"latency_ms":20,"tail_share":0.01,"tail_factor":10}'.
+        /// Initial faults as JSON, e.g. '{"error_rate":0.05,"latency_ms":20,"tail_share":0.01,"tail_factor":10}';
+        /// also wrong_rate (wrong labels), wrong_group (always wrong where the body has this text),
+        /// flaky_rate (answers that change from call to call), hang, crash, slow_start_ms, token_ms.
         #[arg(long, default_value = "{}")]
         faults: String,
         /// Fault changes by time after start, as JSON, e.g.
@@ -293,6 +302,17 @@ pub struct Target {
     pub token: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Agreement with its interval, the gate's test, flips, latency and first byte side by side,
+    /// errors by class, mirrored cost and the most divergent examples (redacted).
+    Report {
+        rollout: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,10 +51,24 @@ pub fn plan(name: &str, plan: &Plan) -> String {
         ShadowMode::Required => "required",
         ShadowMode::Optional => "optional: a rollout may skip it when started",
     };
+    let sh = &plan.shadow;
+    let _ =
+        writeln!(o, "\n3. shadow ({mode}): mirror {} of traffic for {}, never served", sh.mirror_percent, sh.duration);
+    let model = sh.model.as_ref().map_or(String::new(), |m| format!(", copies ask for model `{m}`"));
     let _ = writeln!(
         o,
-        "\n3. shadow ({mode}): mirror {} of traffic for {}, never served",
-        plan.shadow.mirror_percent, plan.shadow.duration
+        "   compare: {} comparator; production asked twice on {} of copies (its noise floor){model}",
+        format!("{:?}", sh.compare.comparator).to_lowercase(),
+        sh.noise_percent
+    );
+    let _ = writeln!(
+        o,
+        "   gate: block when the candidate disagrees more than {:.1}% beyond production's own disagreement \
+         (false blocks at most {:.0}%), after at least {} pairs; keeps {} redacted examples",
+        sh.max_excess_disagreement * 100.0,
+        sh.false_block_budget * 100.0,
+        sh.min_pairs,
+        sh.examples
     );
     gates(&mut o, "comparison", &plan.shadow.gates);
     checklist(&mut o, plan, ChecklistKind::DeploymentDay);

@@ -188,6 +188,9 @@ fn a_rollout_runs_from_the_command_line_and_its_log_verifies() {
     assert_eq!(status["approvals"][0]["by"], "bob");
     let verified = ws.ok(&["audit", "verify"]);
     assert!(verified.contains("ok: 1 stream(s), 2 event(s)"), "{verified}");
+    let no_shadow = ws.run(&["shadow", "report", "r1"]);
+    assert_eq!(no_shadow.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&no_shadow.stderr).contains("no shadow comparison for `r1`"));
 }
 
 #[test]

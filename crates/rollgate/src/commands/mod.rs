@@ -10,6 +10,7 @@ mod rehearse;
 mod remote;
 mod rollout;
 mod serve;
+mod shadow;
 mod sim;
 mod token;
 
@@ -32,6 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Some(server) => remote::audit(&Client::new(server, target.token.clone())?, command).await,
             None => audit::run(&target.store, command).await,
         },
+        Command::Shadow { target, command } => shadow::run(&target, command).await,
         Command::Version { target, command } => match &target.server {
             Some(server) => remote::version(&Client::new(server, target.token.clone())?, command).await,
             None => {
