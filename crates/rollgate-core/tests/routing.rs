@@ -142,7 +142,8 @@ fn shadowing_mirrors_to_the_candidate_and_serves_it_nothing() {
     };
     let s = route(&config, &[rollout], now).services.remove("fraud").unwrap();
     let mirror = s.mirror.clone().unwrap();
-    assert_eq!((mirror.version.as_str(), mirror.share, mirror.noise), ("v2", Weight::FULL, pct(10.0)));
+    let noise = Plan::default().shadow.noise_percent;
+    assert_eq!((mirror.version.as_str(), mirror.share, mirror.noise), ("v2", Weight::FULL, noise));
     assert_eq!(split(&s), [("v2", Weight::ZERO), ("v1", Weight::FULL)]);
 }
 
