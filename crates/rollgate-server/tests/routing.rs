@@ -259,8 +259,10 @@ async fn a_restarted_server_continues_the_judges_test_where_it_was() {
     let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
     assert_eq!(api.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
     force(&api, &dana, "r1", 2).await;
-    served_by(&front, 500).await;
     let report = || async { api.get("/api/v1/rollouts/r1", &alice).await.1["judge"].clone() };
+    // The judge counts from its first tick: traffic starts once it has one.
+    assert!(wait_for(Duration::from_secs(10), || async { report().await.is_object() }).await, "the judge never ticked");
+    served_by(&front, 500).await;
     // Every request counted (the traffic has stopped): the report no longer moves.
     let counted = wait_for(Duration::from_secs(10), || async {
         let r = report().await;
