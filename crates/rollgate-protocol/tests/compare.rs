@@ -135,3 +135,45 @@ fn a_summary_adds_pairs_into_agreement_kappa_flips_and_costs() {
     assert!((view.cohens_kappa.unwrap() - 0.4).abs() < 1e-12, "{view:?}");
     assert_eq!(view.flips["1"]["0"], 5);
 }
+
+#[test]
+fn structured_answers_are_held_to_the_schema_their_request_asked_for() {
+    let mut c = comparer(CompareConfig { text_agreement: 0.0, ..CompareConfig::default() });
+    let request = serde_json::json!({
+        "model": "m", "messages": [{ "role": "user", "content": "score this" }],
+        "response_format": { "type": "json_schema", "json_schema": { "name": "verdict", "strict": true, "schema": {
+            "type": "object", "required": ["label", "score"], "additionalProperties": false,
+            "properties": { "label": { "enum": ["approve", "review"] }, "score": { "type": "number" } } } } }
+    })
+    .to_string();
+    let valid = chat(r#"{"label":"approve","score":0.9}"#, "stop", "", 9);
+    let extra_field = chat(r#"{"label":"approve","score":0.9,"why":"x"}"#, "stop", "", 12);
+    let not_json = chat("approve, 0.9", "stop", "", 4);
+    let mut summary = Summary::default();
+    // Texts that agree by token F1 (the bar is 0 here), but the candidate broke the schema.
+    let broken = c.compare_answers(request.as_bytes(), &valid, &extra_field);
+    assert_eq!(broken.schema_valid, Some((true, false)));
+    assert!(!broken.agree && broken.why.contains("JSON schema"), "{}", broken.why);
+    summary.add(&broken);
+    summary.add(&c.compare_answers(request.as_bytes(), &valid, &not_json));
+    let both = c.compare_answers(request.as_bytes(), &valid, &valid);
+    assert_eq!((both.schema_valid, both.agree), (Some((true, true)), true));
+    summary.add(&both);
+    // Production broke it, the candidate follows it: that is no disagreement of the candidate's.
+    let better = c.compare_answers(request.as_bytes(), &not_json, &valid);
+    assert_eq!((better.schema_valid, better.agree), (Some((false, true)), true));
+    summary.add(&better);
+    // A request that asks for no schema is not checked.
+    assert_eq!(c.compare_answers(b"{\"messages\":[]}", &valid, &not_json).schema_valid, None);
+    let validity = summary.view().schema_validity.unwrap();
+    // Production followed it in 3 of 4 pairs, the candidate in 2 of 4.
+    assert_eq!((validity.production.value, validity.candidate.value), (0.75, 0.5));
+}
+
+#[test]
+fn a_plan_schema_that_does_not_compile_is_refused() {
+    let config =
+        CompareConfig { json_schema: Some(serde_json::json!({ "type": "nonsense" })), ..CompareConfig::default() };
+    let err = Comparer::new(config).unwrap_err();
+    assert!(err.starts_with("json_schema:"), "{err}");
+}

@@ -587,14 +587,17 @@ impl Plan {
                 problem(&["window", "freezes"], why, "give `until` a later moment than `from`");
             }
         }
-        for pattern in sh.redact.iter().chain(&sh.compare.refusal_patterns) {
+        for pattern in &sh.redact {
             if let Err(e) = regex::Regex::new(pattern) {
                 problem(
-                    &["shadow"],
+                    &["shadow", "redact"],
                     format!("`{pattern}` is not a regular expression: {e}"),
                     "fix or remove the pattern",
                 );
             }
+        }
+        if let Err(e) = rollgate_protocol::compare::Comparer::new(sh.compare.clone()) {
+            problem(&["shadow", "compare"], e, "fix the pattern or the schema");
         }
         if self.shadow.mirror_percent == Weight::ZERO {
             problem(

@@ -7,10 +7,11 @@
 
 mod label;
 mod numeric;
+pub mod schema;
 mod summary;
 mod text;
 
-pub use summary::{Interval, Sample, Summary, SummaryView, cohens_kappa, wilson};
+pub use summary::{Interval, Sample, SchemaValidity, Summary, SummaryView, cohens_kappa, wilson};
 
 use crate::{Chat, Output, Tensor, TensorData};
 use regex::Regex;
@@ -48,6 +49,8 @@ pub struct CompareConfig {
     /// Prices per thousand tokens, for the cost of each side from `usage`.
     pub prompt_price_per_1k: f64,
     pub completion_price_per_1k: f64,
+    /// A JSON schema every answer's text must follow, where the request asks for none of its own.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 impl Default for CompareConfig {
@@ -66,6 +69,7 @@ impl Default for CompareConfig {
             ],
             prompt_price_per_1k: 0.0,
             completion_price_per_1k: 0.0,
+            json_schema: None,
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct PairResult {
     /// What each answer cost, from `usage` and the configured prices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub costs: Option<(f64, f64)>,
+    /// Whether each side's answer follows the JSON schema asked for (production, candidate).
+    pub schema_valid: Option<(bool, bool)>,
 }
 
 impl PairResult {
@@ -116,11 +122,12 @@ impl PairResult {
     }
 }
 
-/// A comparator ready to use: its patterns compiled once.
+/// A comparator ready to use: its patterns and schemas compiled once.
 #[derive(Debug, Clone)]
 pub struct Comparer {
     config: CompareConfig,
     refusals: Vec<Regex>,
+    schemas: schema::Schemas,
 }
 
 impl Comparer {
@@ -130,7 +137,29 @@ impl Comparer {
             .iter()
             .map(|p| Regex::new(&format!("(?i){p}")).map_err(|e| format!("refusal pattern `{p}`: {e}")))
             .collect::<Result<_, _>>()?;
-        Ok(Comparer { config, refusals })
+        let fixed = match &config.json_schema {
+            Some(schema) => Some(schema::Schema::compile(schema).map_err(|e| format!("json_schema: {e}"))?),
+            None => None,
+        };
+        Ok(Comparer { config, refusals, schemas: schema::Schemas::new(fixed) })
+    }
+
+    /// Compares two answers to `request`: as [`Comparer::compare`], and when
+    /// the request asks for a JSON schema (or the plan names one), whether
+    /// each answer follows it. A candidate that breaks the schema where
+    /// production follows it disagrees.
+    pub fn compare_answers(&mut self, request: &[u8], production: &Output, candidate: &Output) -> PairResult {
+        let mut result = self.compare(production, candidate);
+        let structured = matches!(production, Output::Chat(_) | Output::Picked(_));
+        if let Some(schema) = self.schemas.for_request(request).filter(|_| structured) {
+            let valid = (schema.accepts(&text_of(production)), schema.accepts(&text_of(candidate)));
+            result.schema_valid = Some(valid);
+            if result.agree && valid.0 && !valid.1 {
+                result.agree = false;
+                result.why = "the candidate's answer does not follow the requested JSON schema".into();
+            }
+        }
+        result
     }
 
     pub fn config(&self) -> &CompareConfig {

@@ -117,6 +117,8 @@ pub struct Summary {
     tool_pairs: u64,
     length_ratios: Sample,
     token_ratios: Sample,
+    schema_pairs: u64,
+    schema_valid: (u64, u64),
     pub production_cost: f64,
     pub candidate_cost: f64,
 }
@@ -152,12 +154,27 @@ pub struct SummaryView {
     pub median_length_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub median_token_ratio: Option<f64>,
+    /// Where a JSON schema was asked for: how often each side's answer followed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_validity: Option<SchemaValidity>,
     pub production_cost: f64,
     pub candidate_cost: f64,
 }
 
+/// How often each side's structured answers followed their schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaValidity {
+    pub production: Interval,
+    pub candidate: Interval,
+}
+
 impl Summary {
     pub fn add(&mut self, r: &PairResult) {
+        if let Some((production, candidate)) = r.schema_valid {
+            self.schema_pairs += 1;
+            self.schema_valid.0 += u64::from(production);
+            self.schema_valid.1 += u64::from(candidate);
+        }
         self.pairs += 1;
         self.agreed += u64::from(r.agree);
         if let Some((a, b)) = &r.labels {
@@ -221,6 +238,10 @@ impl Summary {
             tool_call_agreement: share(self.tools_agree, self.tool_pairs),
             median_length_ratio: self.length_ratios.quantile(0.5),
             median_token_ratio: self.token_ratios.quantile(0.5),
+            schema_validity: (self.schema_pairs > 0).then(|| SchemaValidity {
+                production: wilson(self.schema_valid.0, self.schema_pairs),
+                candidate: wilson(self.schema_valid.1, self.schema_pairs),
+            }),
             production_cost: self.production_cost,
             candidate_cost: self.candidate_cost,
         }

@@ -107,7 +107,7 @@ impl Comparison {
         self.summary.pairs
     }
 
-    pub fn add(&mut self, pair: &MirrorPair, settings: &Settings) {
+    pub fn add(&mut self, pair: &MirrorPair, settings: &mut Settings) {
         let Some(primary) = &pair.primary else {
             // The user went away before production's answer ended.
             return self.not_compared("production's answer was not captured whole");
@@ -121,7 +121,7 @@ impl Comparison {
             Seen::Cut => return self.not_compared("an answer was longer than the capture limit"),
         };
         let result = match candidate {
-            Seen::Answer(output) => settings.comparer.compare(&production, &output),
+            Seen::Answer(output) => settings.comparer.compare_answers(&pair.request_body, &production, &output),
             Seen::Failed(class) => {
                 PairResult { agree: false, why: format!("the candidate failed ({class})"), ..PairResult::default() }
             }
@@ -130,7 +130,7 @@ impl Comparison {
         // A copy that failed disagrees with production as a failed candidate would.
         let noise_disagrees = match again {
             Some(Seen::Answer(output)) => {
-                let copy = settings.comparer.compare(&production, &output);
+                let copy = settings.comparer.compare_answers(&pair.request_body, &production, &output);
                 self.noise.add(&copy);
                 Some(!copy.agree)
             }

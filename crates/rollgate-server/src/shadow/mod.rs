@@ -156,7 +156,7 @@ async fn add(log: &Log, store: &AnyStore, open: &mut HashMap<String, Open>, drop
         open.insert(rollout.id.clone(), opened);
     }
     if let Some(o) = open.get_mut(&rollout.id) {
-        o.comparison.add(pair, &o.settings);
+        o.comparison.add(pair, &mut o.settings);
     }
 }
 

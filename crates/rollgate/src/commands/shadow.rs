@@ -164,6 +164,13 @@ fn figures(o: &mut String, a: &Value) {
         ("tool-call agreement", a["tool_call_agreement"].is_object().then(|| interval(&a["tool_call_agreement"]))),
         ("median length ratio", a["median_length_ratio"].as_f64().map(|x| format!("{x:.2}"))),
         ("median token ratio", a["median_token_ratio"].as_f64().map(|x| format!("{x:.2}"))),
+        (
+            "follows the JSON schema",
+            a["schema_validity"].is_object().then(|| {
+                let v = &a["schema_validity"];
+                format!("production {}, candidate {}", interval(&v["production"]), interval(&v["candidate"]))
+            }),
+        ),
     ];
     let shown: Vec<_> = lines.iter().filter_map(|(name, v)| v.as_ref().map(|v| (name, v))).collect();
     for (name, value) in &shown {
@@ -283,6 +290,7 @@ mod tests {
             "updated_at": "2026-11-26T09:00:00Z", "pairs": 1500, "dropped_pairs": 2, "noise_percent": 25.0,
             "agreement": {
                 "pairs": 1500, "agreement": interval(0.9, 0.88, 0.92), "cohens_kappa": 0.8,
+                "schema_validity": { "production": interval(1.0, 0.99, 1.0), "candidate": interval(0.5, 0.45, 0.55) },
                 "flips": { "approve": { "approve": 700, "review": 80 }, "review": { "approve": 70, "review": 650 } },
             },
             "noise_floor": { "agreement": interval(0.99, 0.97, 1.0) },
@@ -310,6 +318,7 @@ mod tests {
             "excess disagreement:            +9.0% [+5.0%, +13.0%], allowed 2.0%",
             "gate: BLOCK: over the bound",
             "  approve           700         80",
+            "follows the JSON schema  production 100.0% [99.0%, 100.0%], candidate 50.0% [45.0%, 55.0%]",
             "  candidate        http_500 x3 (new)",
             "  shadow.output_agreement    FAILED  over the bound",
             "  shadow.performance         pending not enough pairs yet",
