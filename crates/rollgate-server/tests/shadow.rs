@@ -220,6 +220,10 @@ async fn a_restarted_server_goes_on_with_the_stored_comparison() {
     let s = in_shadow(steady(1.0), v2, "duration = \"10m\"\nnoise_percent = 0\nmin_pairs = 5000\n").await;
     s.traffic(300).await;
     let before = s.report_with(300).await;
+    assert_eq!(before["excess"]["decision"], "not_yet", "min_pairs is 5000");
+    let expected: rollgate_core::Timestamp = before["decision_expected_at"].as_str().unwrap().parse().unwrap();
+    let updated: rollgate_core::Timestamp = before["updated_at"].as_str().unwrap().parse().unwrap();
+    assert!(expected > updated, "the decision is forecast for later: {expected} after {updated}");
     let s = s.restart().await;
     assert_eq!(s.report().await.1["pairs"], 300, "the stored report is served after the restart");
     s.traffic(300).await;

@@ -7,6 +7,7 @@
 //! it is stored as it is, so a restarted server goes on counting.
 
 use super::redact::Redactor;
+use rollgate_core::Timestamp;
 use rollgate_gateway::mirror::{Captured, CopyFailure, MirrorPair};
 use rollgate_judge::shadow::{ExcessReport, ExcessTest};
 use rollgate_protocol::compare::{Comparer, PairResult, Sample, Summary, SummaryView};
@@ -78,6 +79,8 @@ pub struct Comparison {
     pub not_compared: BTreeMap<String, u64>,
     /// The most divergent pairs, most divergent first.
     pub examples: Vec<Example>,
+    /// When the first pair was added: the traffic's pace, for the forecast.
+    pub first_pair_at: Option<Timestamp>,
 }
 
 /// How one answer turned out.
@@ -100,6 +103,7 @@ impl Comparison {
             errors: Sides::default(),
             not_compared: BTreeMap::new(),
             examples: Vec::new(),
+            first_pair_at: None,
         }
     }
 
@@ -107,7 +111,8 @@ impl Comparison {
         self.summary.pairs
     }
 
-    pub fn add(&mut self, pair: &MirrorPair, settings: &mut Settings) {
+    pub fn add(&mut self, pair: &MirrorPair, settings: &mut Settings, now: Timestamp) {
+        self.first_pair_at.get_or_insert(now);
         let Some(primary) = &pair.primary else {
             // The user went away before production's answer ended.
             return self.not_compared("production's answer was not captured whole");

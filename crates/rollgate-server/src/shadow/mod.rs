@@ -21,6 +21,7 @@ use rollgate_core::plan::gate_ids;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rollout, Stage};
 use rollgate_gateway::mirror::{ComparisonHook, MirrorPair};
+use rollgate_judge::shadow::ShadowDecision;
 use rollgate_protocol::Format;
 use rollgate_protocol::compare::Comparer;
 use rollgate_store::{Analysis, AnalysisRecord, AnalysisStore, AnyStore};
@@ -95,6 +96,8 @@ pub struct ShadowReport {
     /// Pairs the gateway paired but the comparison dropped, falling behind,
     /// while this comparison ran (for any service).
     pub dropped_pairs: u64,
+    /// While the gate cannot decide: when it is expected to, at the pace pairs have come so far.
+    pub decision_expected_at: Option<Timestamp>,
     #[serde(flatten)]
     pub comparison: ComparisonView,
     /// What the shadow gates say now; a gate with too little evidence yet is absent.
@@ -156,7 +159,7 @@ async fn add(log: &Log, store: &AnyStore, open: &mut HashMap<String, Open>, drop
         open.insert(rollout.id.clone(), opened);
     }
     if let Some(o) = open.get_mut(&rollout.id) {
-        o.comparison.add(pair, &mut o.settings);
+        o.comparison.add(pair, &mut o.settings, log.fleet().now());
     }
 }
 
@@ -235,8 +238,22 @@ fn report(rollout: &Rollout, o: &Open, running: bool, now: Timestamp) -> ShadowR
         noise_percent: shadow.noise_percent.percent(),
         dropped_pairs: o.dropped,
         findings: evidence::findings(&comparison, &rollout.plan),
+        decision_expected_at: expected_at(&comparison.excess.decision, &o.comparison, now),
         comparison,
     }
+}
+
+/// The moment `pairs_needed` pairs will have been seen if they keep coming at
+/// the pace they came since the first.
+fn expected_at(decision: &ShadowDecision, comparison: &Comparison, now: Timestamp) -> Option<Timestamp> {
+    let ShadowDecision::NotYet { pairs_needed: Some(needed) } = decision else { return None };
+    let elapsed = now.duration_since(comparison.first_pair_at?).as_secs_f64();
+    let pairs = comparison.pairs();
+    if pairs == 0 || elapsed <= 0.0 {
+        return None;
+    }
+    let remaining = needed.saturating_sub(pairs) as f64 * elapsed / pairs as f64;
+    now.checked_add(jiff::SignedDuration::try_from_secs_f64(remaining).ok()?).ok()
 }
 
 async fn save(store: &AnyStore, o: &mut Open, report: &ShadowReport) {
@@ -277,5 +294,24 @@ async fn record(log: &Log, rollout: &Rollout, findings: &[Finding]) {
         if let Err(e) = log.submit(&rollout.id, &Command::new(Actor::system(), input)).await {
             tracing::warn!(rollout = %rollout.id, gate = finding.gate, error = %e, "cannot record shadow evidence");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_expected_when_the_pairs_needed_will_have_come_at_the_pace_so_far() {
+        let start: Timestamp = "2026-11-26T09:00:00Z".parse().unwrap();
+        let mut comparison = Comparison::new(0.25);
+        comparison.first_pair_at = Some(start);
+        comparison.summary.pairs = 100;
+        let now = start + jiff::SignedDuration::from_secs(100);
+        let waiting = ShadowDecision::NotYet { pairs_needed: Some(400) };
+        // 100 pairs in 100 s: the other 300 in 300 s more.
+        assert_eq!(expected_at(&waiting, &comparison, now), Some(now + jiff::SignedDuration::from_secs(300)));
+        assert_eq!(expected_at(&ShadowDecision::Pass, &comparison, now), None);
+        assert_eq!(expected_at(&ShadowDecision::NotYet { pairs_needed: None }, &comparison, now), None);
     }
 }

@@ -107,9 +107,12 @@ fn verdict(o: &mut String, r: &Value) {
             e["e_value"].as_f64().unwrap_or(0.0),
             e["threshold"]
         ),
-        _ => match e["pairs_needed"].as_u64() {
-            Some(n) => format!("not enough evidence yet: about {n} pairs needed at the current estimate"),
-            None => "not enough evidence yet".to_string(),
+        _ => match (e["pairs_needed"].as_u64(), r["decision_expected_at"].as_str()) {
+            (Some(n), Some(at)) => format!(
+                "not enough evidence yet: about {n} pairs needed at the current estimate, around {at} at the current traffic"
+            ),
+            (Some(n), None) => format!("not enough evidence yet: about {n} pairs needed at the current estimate"),
+            (None, _) => "not enough evidence yet".to_string(),
         },
     };
     let _ = writeln!(
@@ -337,5 +340,8 @@ mod tests {
         r["excess"]["pairs_needed"] = json!(4200);
         let page = render(&r);
         assert!(page.contains("not enough evidence yet: about 4200 pairs needed at the current estimate"), "{page}");
+        r["decision_expected_at"] = json!("2026-11-26T10:30:00Z");
+        let page = render(&r);
+        assert!(page.contains("4200 pairs needed at the current estimate, around 2026-11-26T10:30:00Z"), "{page}");
     }
 }
