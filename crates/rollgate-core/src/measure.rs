@@ -43,3 +43,15 @@ impl Counters {
         }
     }
 }
+
+/// A series' whole record, read without taking anything away from the judge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct History {
+    pub counters: Counters,
+    /// Latency at the asked quantile, in microseconds, once any was recorded.
+    pub quantile_us: Option<u64>,
+    /// Latencies recorded.
+    pub count: u64,
+    /// Of them, over the asked limit.
+    pub over: u64,
+}

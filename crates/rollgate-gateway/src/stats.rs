@@ -5,7 +5,7 @@
 //! histogram.
 
 use hdrhistogram::Histogram;
-pub use rollgate_core::measure::{Arm, Counters};
+pub use rollgate_core::measure::{Arm, Counters, History};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,6 +171,18 @@ impl Series {
         if complaint {
             self.complaints.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Everything this series measured, read without taking anything away:
+    /// its counters, its latency at quantile `q` (µs), how many latencies were
+    /// recorded and how many of them were over `over_us`.
+    pub fn history(&self, q: f64, over_us: Option<u64>) -> History {
+        let latencies = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = &latencies.histogram;
+        let count = h.len();
+        let over = over_us.map_or(0, |limit| count.saturating_sub(h.count_between(0, limit)));
+        let quantile_us = (count > 0).then(|| h.value_at_quantile(q));
+        History { counters: self.counters(), quantile_us, count, over }
     }
 
     /// The latency histogram so far (a copy).

@@ -17,6 +17,7 @@ pub mod mann_whitney;
 pub mod quantile;
 pub mod ratio;
 pub mod shadow;
+pub mod watch;
 
 pub use config::JudgeConfig;
 pub use judge::{ArmTick, Judge, JudgeState, Report, Tick, TriggerReport, Verdict};

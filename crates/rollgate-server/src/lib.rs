@@ -156,6 +156,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         archive_dir: options.archive_dir,
         head_file: options.head_file,
         shadow: options.shadow,
+        api_url: Some(format!("http://{addr}")),
     };
     let mut tasks = reconciler::start(reconciler, effects_due, stopped);
     tasks.push(http);

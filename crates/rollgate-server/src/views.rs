@@ -127,6 +127,47 @@ pub struct WarmView {
     pub warm: bool,
 }
 
+/// After a rollback: the watch of the version that came back.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WatchView {
+    pub version: String,
+    /// A full rollback: the redeployed endpoints are checked too.
+    pub full: bool,
+    pub from: String,
+    pub until: String,
+    /// `watching`, `stable` or `unhealthy`.
+    pub status: String,
+    /// What it is measured against: its own record before the rollback.
+    #[schema(value_type = Option<Object>)]
+    pub baseline: Option<serde_json::Value>,
+    /// How the watch ended, with the numbers.
+    pub summary: Option<String>,
+    pub ended_at: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+impl WatchView {
+    fn new(w: &rollgate_core::rollout::WatchRecord) -> WatchView {
+        let status = match &w.result {
+            None => "watching",
+            Some(result) if result.stable => "stable",
+            Some(_) => "unhealthy",
+        };
+        WatchView {
+            version: w.version.clone(),
+            full: w.full,
+            from: w.from.to_string(),
+            until: w.until.to_string(),
+            status: status.into(),
+            baseline: w.baseline.as_ref().and_then(|b| serde_json::to_value(b).ok()),
+            summary: w.result.as_ref().map(|r| r.summary.clone()),
+            ended_at: w.result.as_ref().map(|r| r.at.to_string()),
+            details: w.result.as_ref().map(|r| r.details.clone()),
+        }
+    }
+}
+
 /// One run of an action's hook.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ActionRunView {
@@ -221,8 +262,13 @@ pub struct RolloutView {
     pub mirroring_percent: Option<f64>,
     pub paused: Option<PauseView>,
     pub waiting_for_window: Option<String>,
-    /// Why a rolled-back or aborted rollout ended.
+    /// Why a rolled-back or aborted rollout ended; after a rollback, how the
+    /// version that came back is doing.
     pub outcome: Option<String>,
+    /// The deployment ticket, closed through the ticket hook at the end.
+    pub ticket: Option<String>,
+    /// After a rollback: the watch of the version that came back.
+    pub watch: Option<WatchView>,
     pub gates: Vec<GateView>,
     pub evidence: Vec<EvidenceView>,
     pub approvals: Vec<ApprovalView>,
@@ -258,7 +304,19 @@ pub fn stage_name(stage: &Stage) -> &'static str {
     }
 }
 
-fn outcome(stage: &Stage) -> Option<String> {
+fn outcome(r: &Rollout) -> Option<String> {
+    let ended = ended(&r.stage)?;
+    let Some(w) = &r.watch else { return Some(ended) };
+    Some(match &w.result {
+        None => format!("{ended}; watching {} until {}", w.version, w.until),
+        Some(result) if result.stable => format!("{ended}; previous version {} stable since {}", w.version, w.from),
+        Some(result) => {
+            format!("{ended}; ALERT: previous version {} is not healthy either: {}", w.version, result.summary)
+        }
+    })
+}
+
+fn ended(stage: &Stage) -> Option<String> {
     match stage {
         Stage::RolledBack { kind, cause: RollbackCause::Judge { trigger } } => {
             Some(format!("{kind} rollback: the judge's {trigger} trigger fired"))
@@ -311,7 +369,9 @@ impl RolloutView {
                 at: p.at.to_string(),
             }),
             waiting_for_window: r.waiting_for_window.as_ref().map(ToString::to_string),
-            outcome: outcome(&r.stage),
+            outcome: outcome(r),
+            ticket: r.ticket.clone(),
+            watch: r.watch.as_ref().map(WatchView::new),
             gates,
             evidence: r
                 .evidence

@@ -66,6 +66,7 @@ pub fn rehearse(
         plan: Box::new(plan.clone()),
         // A shadow stage runs only when the plan requires it (its gates are passed by stand-ins).
         skip_shadow: plan.shadow.mode != ShadowMode::Required,
+        ticket: None,
     };
     let mut now = start_at;
     let mut timeline = Vec::new();

@@ -30,6 +30,7 @@ fn start_command(id: &str) -> Command {
             plan_name: "default".into(),
             plan: Box::new(Plan::default()),
             skip_shadow: true,
+            ticket: None,
         },
     )
 }

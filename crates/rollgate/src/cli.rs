@@ -455,6 +455,9 @@ pub enum RolloutCommand {
         /// The rollout's id (default: SERVICE-CANDIDATE-TIMESTAMP).
         #[arg(long)]
         id: Option<String>,
+        /// The deployment ticket (a URL or a key such as OPS-42); closed through the `[tickets]` hook at the end.
+        #[arg(long)]
+        ticket: Option<String>,
     },
     /// List rollouts with their stage and weight.
     List {

@@ -117,6 +117,15 @@ pub fn plan(name: &str, plan: &Plan) -> String {
         o,
         "     manual rollback at any time with a reason: quality, complaints, harmful outputs, security, other"
     );
+    if r.watch.duration().is_zero() {
+        let _ = writeln!(o, "     after a rollback the version that came back is not watched");
+    } else {
+        let _ = writeln!(
+            o,
+            "     after a rollback the version that came back is watched for {} against its own record before",
+            r.watch
+        );
+    }
     let f = &plan.full;
     let _ = writeln!(
         o,
@@ -181,6 +190,7 @@ pub fn effects(effects: &[Effect]) -> Vec<String> {
             Effect::Retire { service, version } => format!("retire {service} {version}"),
             Effect::Notify { message, .. } => format!("notify: {message}"),
             Effect::Archive => "archive the rollout's artifacts".to_string(),
+            Effect::CloseTicket { ticket, outcome, .. } => format!("close ticket {ticket}: {outcome}"),
         })
         .collect()
 }
@@ -236,6 +246,20 @@ pub fn status(r: &RolloutView) -> String {
     if let Some(warm) = &r.warm {
         let state = if warm.warm { "kept warm (no traffic, probed) until" } else { "was kept warm until" };
         let _ = writeln!(o, "previous version: {} {state} {}", warm.version, warm.until);
+    }
+    if let Some(ticket) = &r.ticket {
+        let _ = writeln!(o, "ticket: {ticket}");
+    }
+    if let Some(w) = &r.watch {
+        let summary = w.summary.as_deref().unwrap_or("");
+        let line = match w.status.as_str() {
+            "watching" => {
+                format!("watching {} until {} against its own record before the rollback", w.version, w.until)
+            }
+            "stable" => format!("{} stable since {}: {summary}", w.version, w.from),
+            _ => format!("ALERT: {} is not healthy either: {summary}", w.version),
+        };
+        let _ = writeln!(o, "after the rollback: {line}");
     }
     if !r.actions.is_empty() {
         let _ = writeln!(

@@ -39,6 +39,11 @@ pub struct Config {
     /// How rollgate asks the deployment system to redeploy or retire a
     /// version, for every service without a `deploy` of its own.
     pub deploy: Option<DeployHook>,
+    /// How rollgate closes (or comments on) a rollout's deployment ticket when
+    /// it ends: a hook of the same kind, run with the outcome (`{effect}` is
+    /// `close_ticket`; `{ticket}`, ROLLGATE_TICKET, ROLLGATE_OUTCOME,
+    /// ROLLGATE_SUMMARY and ROLLGATE_LINK say what to write).
+    pub tickets: Option<DeployHook>,
 }
 
 /// A deploy hook: a command, or a webhook, that redeploys or retires a
@@ -109,11 +114,12 @@ impl Config {
             })
         });
         let hooks = self.services.values().filter_map(|s| s.deploy.as_ref()).chain(self.deploy.as_ref());
-        let deploys = hooks.filter_map(|h| {
+        let hooks = hooks.map(|h| ("deploy", h)).chain(self.tickets.as_ref().map(|h| ("ticket", h)));
+        let deploys = hooks.filter_map(|(kind, h)| {
             let url = h.webhook.as_ref()?;
             Some(NeededSecret {
                 var: h.secret_env.clone()?,
-                what: format!("the signing key of deploy webhook {}: every run would fail without it", url.get_ref()),
+                what: format!("the signing key of {kind} webhook {}: every run would fail without it", url.get_ref()),
                 span: url.span(),
             })
         });
@@ -171,6 +177,20 @@ pub struct Service {
     /// For `protocol = "json"`: JSON pointers to the answer's label, score or text, for shadow comparison.
     #[serde(default)]
     pub outputs: Pointers,
+    /// How to ask an endpoint which version it serves, so that the version a
+    /// rollback brought back (or redeployed) is checked to be the right one.
+    #[serde(default)]
+    pub version_probe: Option<VersionProbe>,
+}
+
+/// `GET path` on an endpoint answers JSON whose string at `pointer` names the
+/// version it serves (a version's `reports_as`, or its name).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionProbe {
+    pub path: String,
+    /// A JSON pointer (RFC 6901), e.g. "/model_version".
+    pub pointer: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +305,9 @@ pub struct Version {
     #[serde(default)]
     pub model_card: Option<String>,
     pub owner: String,
+    /// What its endpoints answer to the service's `version_probe` (default: the version's name).
+    #[serde(default)]
+    pub reports_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -378,10 +401,14 @@ impl Config {
                     }
                 }
                 "deploy" => config.deploy = read_value(value, &locate, &mut problems),
+                "tickets" => config.tickets = read_value(value, &locate, &mut problems),
                 other => problems.push(locate.at(
                     Some(key.span()),
                     format!("unknown section `{other}`"),
-                    Some("the sections are services, plans, roles, policy, notifications, metrics and deploy".into()),
+                    Some(
+                        "the sections are services, plans, roles, policy, notifications, metrics, deploy and tickets"
+                            .into(),
+                    ),
                 )),
             }
         }

@@ -127,6 +127,17 @@ pub(super) fn check(
                 Some("mirror to one of the service's versions".into()),
             ));
         }
+        if let Some(probe) = &service.version_probe {
+            let bad_path = !probe.path.starts_with('/');
+            let bad_pointer = !(probe.pointer.is_empty() || probe.pointer.starts_with('/'));
+            if bad_path || bad_pointer {
+                out.push(locate.at(
+                    at(&["version_probe"]),
+                    format!("service `{name}`: version_probe needs a path and a JSON pointer that start with `/`"),
+                    Some("e.g. version_probe = { path = \"/v2/models/fraud\", pointer = \"/model_version\" }".into()),
+                ));
+            }
+        }
         if let Some(health) = &service.health {
             for (why, hint) in health_problems(health) {
                 out.push(locate.at(at(&["health"]), format!("service `{name}`: {why}"), Some(hint.into())));
@@ -173,7 +184,9 @@ pub(super) fn check(
     }
     let hooks =
         config.services.iter().filter_map(|(name, s)| Some((format!("[services.{name}.deploy]"), s.deploy.as_ref()?)));
-    for (section, hook) in config.deploy.iter().map(|h| ("[deploy]".to_string(), h)).chain(hooks) {
+    let named = config.deploy.iter().map(|h| ("[deploy]".to_string(), h));
+    let tickets = config.tickets.iter().map(|h| ("[tickets]".to_string(), h));
+    for (section, hook) in named.chain(tickets).chain(hooks) {
         for (span, message, hint) in check_deploy_hook(hook) {
             out.push(locate.at(span, format!("{section}: {message}"), Some(hint.into())));
         }

@@ -48,6 +48,9 @@ impl FromStr for ChecklistKind {
 /// (every required approval given) or `judge` (the judge reports healthy).
 pub const PROOF_APPROVALS: &str = "approvals";
 pub const PROOF_JUDGE: &str = "judge";
+/// Proof of an item done after the rollout ends: its ticket closed by the ticket hook.
+/// Such an item never holds the rollout (it cannot be done before the end).
+pub const PROOF_TICKET: &str = "ticket";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +127,7 @@ impl Default for Checklists {
                 item("monitoring_working", "Monitoring working correctly", &["infrastructure.monitoring_instrumented"]),
                 item("documentation_updated", "Documentation updated", &[]),
                 item("retrospective_scheduled", "Deployment retrospective scheduled", &[]),
+                item("ticket_closed", "Deployment ticket closed", &[PROOF_TICKET]),
             ],
         }
     }

@@ -6,7 +6,7 @@
 mod checklist;
 mod gates;
 
-pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE};
+pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET};
 pub use gates::{
     Documentation, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks, StagingTests,
     Validation, ids as gate_ids,
@@ -325,6 +325,11 @@ pub struct RollbackTriggers {
     /// caches and new connections are slow without anything being wrong).
     /// Errors, bad outputs and complaints count from the first request.
     pub warm_up: Hold,
+    /// After a rollback, how long the version that came back is watched against
+    /// its own record from before (its error rate, latency, quality, health
+    /// checks and, where the service says how, the version its endpoints report).
+    /// 0 turns the watch off.
+    pub watch: Hold,
     /// Canary events a statistical trigger needs before it may fire.
     pub min_canary_events: u32,
     /// Canary requests the judge wants to have seen before it calls the canary healthy.
@@ -369,6 +374,7 @@ impl Default for RollbackTriggers {
             false_rollback_budget: 0.05,
             full_rollback: false,
             warm_up: Hold::from_secs(30),
+            watch: Hold::from_secs(30 * 60),
             min_canary_events: 3,
             min_canary_requests: 100,
             external: Vec::new(),
@@ -610,12 +616,13 @@ impl Plan {
         for kind in ChecklistKind::ALL {
             for item in self.checklists.list(kind) {
                 for proof in &item.proof {
-                    let ok = proof == PROOF_APPROVALS || proof == PROOF_JUDGE || known.contains(proof);
+                    let ok =
+                        [PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET].contains(&proof.as_str()) || known.contains(proof);
                     if !ok {
                         problem(
                             &["checklists", kind.as_str()],
                             format!("checklist item `{}` names an unknown proof `{proof}`", item.id),
-                            "a proof is a gate id such as \"validation.bias\", \"approvals\" or \"judge\"",
+                            "a proof is a gate id such as \"validation.bias\", \"approvals\", \"judge\" or \"ticket\"",
                         );
                     }
                 }

@@ -75,12 +75,16 @@ impl Action {
     }
 }
 
+/// The id of the action that closes (or comments on) the rollout's ticket.
+pub const CLOSE_TICKET: &str = "close-ticket";
+
 /// The id of the action an effect asks for, if it asks for one.
 pub fn action_id(effect: &Effect) -> Option<String> {
     match effect {
         Effect::Redeploy { version, .. } => Some(format!("redeploy-{version}")),
         Effect::Retire { version, .. } => Some(format!("retire-{version}")),
         Effect::Archive => Some("archive".into()),
+        Effect::CloseTicket { .. } => Some(CLOSE_TICKET.into()),
         _ => None,
     }
 }
@@ -103,6 +107,9 @@ pub fn instructions(effect: &Effect) -> String {
         }
         Effect::Retire { service, version } => format!("take version {version} of {service} out of service"),
         Effect::Archive => "archive the rollout's plan, evidence and log".into(),
+        Effect::CloseTicket { ticket, outcome, summary } => {
+            format!("close deployment ticket {ticket} (or comment on it) with the outcome `{outcome}`: {summary}")
+        }
         other => format!("{other:?}"),
     }
 }

@@ -54,6 +54,13 @@ pub enum Effect {
     },
     /// Store the plan, evidence, checklists and log of the finished rollout.
     Archive,
+    /// Close the rollout's deployment ticket, or comment on it, with how it ended.
+    CloseTicket {
+        ticket: String,
+        /// `completed`, `rolled_back` or `aborted`.
+        outcome: String,
+        summary: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,4 +76,8 @@ pub enum NotificationKind {
     Completed,
     /// A person must do something rollgate could not (an action without a working hook).
     ActionNeeded,
+    /// After a rollback, the version that came back stayed healthy through the watch.
+    PreviousVersionStable,
+    /// After a rollback, the version that came back is not healthy either.
+    PreviousVersionUnhealthy,
 }

@@ -4,7 +4,7 @@
 
 use super::{Rollout, Stage, Verdict};
 use crate::hold::Hold;
-use crate::plan::{ChecklistKind, GateSpec, PROOF_APPROVALS, PROOF_JUDGE};
+use crate::plan::{ChecklistKind, GateSpec, PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET};
 use crate::roles::ApprovalKind;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -230,6 +230,9 @@ fn item_done(r: &Rollout, kind: ChecklistKind, id: &str, proof: &[String]) -> Op
     if proof.is_empty() {
         return None;
     }
+    if proof.iter().any(|p| p == PROOF_TICKET) {
+        return ticket_closed(r);
+    }
     let holds = |p: &String| match p.as_str() {
         PROOF_APPROVALS => {
             r.plan.pre_deployment.approvals.required().iter().all(|k| r.approvals.iter().any(|a| a.kind == *k))
@@ -240,8 +243,19 @@ fn item_done(r: &Rollout, kind: ChecklistKind, id: &str, proof: &[String]) -> Op
     proof.iter().all(holds).then(|| format!("proved by {}", proof.join(", ")))
 }
 
+/// How the rollout's ticket was closed, when it was; an item proved by it is done then.
+fn ticket_closed(r: &Rollout) -> Option<String> {
+    let Some(ticket) = &r.ticket else { return Some("no ticket was given".into()) };
+    match &r.action(super::action::CLOSE_TICKET)?.status {
+        super::ActionStatus::Done { by, at, summary } => Some(format!("{ticket} closed by {by} at {at}: {summary}")),
+        _ => None,
+    }
+}
+
 fn checklist_status(r: &Rollout, kind: ChecklistKind) -> GateStatus {
-    let items = r.plan.checklists.list(kind);
+    // Items proved by the ticket are done after the end, so they never hold the rollout.
+    let items: Vec<_> =
+        r.plan.checklists.list(kind).iter().filter(|i| !i.proof.iter().any(|p| p == PROOF_TICKET)).collect();
     let open: Vec<&str> =
         items.iter().filter(|i| item_done(r, kind, &i.id, &i.proof).is_none()).map(|i| i.id.as_str()).collect();
     if open.is_empty() {

@@ -1,6 +1,6 @@
 //! What can happen to a rollout: the inputs of the state machine.
 
-use super::ActionRun;
+use super::{ActionRun, WatchBaseline};
 use crate::plan::{ChecklistKind, Plan};
 use crate::roles::{Actor, ApprovalKind};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,9 @@ pub enum Input {
         plan: Box<Plan>,
         #[serde(default)]
         skip_shadow: bool,
+        /// The deployment ticket (a URL or a key), closed through the ticket hook at the end.
+        #[serde(default)]
+        ticket: Option<String>,
     },
     /// The result of a gate's check (measured by rollgate or attached as a report).
     Evidence {
@@ -91,6 +94,17 @@ pub enum Input {
         action: String,
         note: String,
     },
+    /// The record the version that came back is watched against, as measured.
+    WatchBaseline {
+        baseline: WatchBaseline,
+    },
+    /// How the watch of the version that came back ended.
+    WatchResult {
+        stable: bool,
+        summary: String,
+        #[serde(default)]
+        details: serde_json::Value,
+    },
 }
 
 impl Input {
@@ -112,12 +126,22 @@ impl Input {
             Input::ActionRun { .. } => "action_run",
             Input::ActionNeedsPerson { .. } => "action_needs_person",
             Input::ConfirmAction { .. } => "confirm_action",
+            Input::WatchBaseline { .. } => "watch_baseline",
+            Input::WatchResult { .. } => "watch_result",
         }
     }
 
-    /// Inputs that a finished rollout still takes: its actions are done after it ends.
+    /// Inputs that a finished rollout still takes: its actions are done, and
+    /// the version a rollback brought back is watched, after it ends.
     pub fn applies_after_the_end(&self) -> bool {
-        matches!(self, Input::ActionRun { .. } | Input::ActionNeedsPerson { .. } | Input::ConfirmAction { .. })
+        matches!(
+            self,
+            Input::ActionRun { .. }
+                | Input::ActionNeedsPerson { .. }
+                | Input::ConfirmAction { .. }
+                | Input::WatchBaseline { .. }
+                | Input::WatchResult { .. }
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use super::gates::{self, GateReport, next_stage};
 use super::{
     Action, ActionStatus, ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, Override,
     PauseRecord, RollbackCause, RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
-    WarmRecord, instructions,
+    WarmRecord, WatchRecord, WatchResult, instructions,
 };
 use crate::roles::{Actor, Role};
 use crate::weight::Weight;
@@ -107,7 +107,8 @@ fn require_reason(reason: &str, action: &'static str) -> Result<(), Rejection> {
 }
 
 fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
-    let Input::Start { rollout_id, service, candidate, stable, plan_name, plan, skip_shadow } = &command.input else {
+    let Input::Start { rollout_id, service, candidate, stable, plan_name, plan, skip_shadow, ticket } = &command.input
+    else {
         return Err(Rejection::NotStarted);
     };
     let actor = &command.actor;
@@ -124,6 +125,13 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
     }
     if candidate == stable {
         return Err(Rejection::InvalidStart(format!("the candidate and the stable version are both `{stable}`")));
+    }
+    if let Some(ticket) = ticket
+        && (ticket.trim().is_empty() || ticket.len() > MAX_TICKET_LEN || ticket.chars().any(char::is_control))
+    {
+        return Err(Rejection::InvalidStart(format!(
+            "the ticket must be a URL or key of 1 to {MAX_TICKET_LEN} characters on one line"
+        )));
     }
     if let Some(problem) = plan.problems().into_iter().next() {
         return Err(Rejection::InvalidStart(format!("plan `{plan_name}`: {} ({})", problem.message, problem.hint)));
@@ -158,6 +166,8 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         history: vec![StageVisit { stage: Stage::PreDeployment, entered_at: now }],
         warm: None,
         actions: Vec::new(),
+        ticket: ticket.clone(),
+        watch: None,
     };
     let mut effects = vec![notify(
         NotificationKind::Started,
@@ -265,6 +275,7 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             move_traffic_back(r, fx);
             enter(r, Stage::Aborted { reason: reason.clone() }, now);
             fx.push(notify(NotificationKind::Aborted, format!("{by} aborted the rollout: {reason}")));
+            close_ticket(r, now, fx);
             Ok(())
         }
         Input::Rollback { category, reason, full } => {
@@ -321,7 +332,58 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             open.status = ActionStatus::Done { by, at: now, summary: note.clone() };
             Ok(())
         }
+        Input::WatchBaseline { baseline } => {
+            require(actor, actor.has(Role::System), "record the watch's baseline", "system")?;
+            let watch = r.watch.as_mut().filter(|w| w.is_open() && w.baseline.is_none()).ok_or(Rejection::Unchanged)?;
+            watch.baseline = Some(baseline.clone());
+            Ok(())
+        }
+        Input::WatchResult { stable, summary, details } => {
+            require(actor, actor.has(Role::System), "record the watch's result", "system")?;
+            let watch = r.watch.as_mut().filter(|w| w.is_open()).ok_or(Rejection::Unchanged)?;
+            watch.result =
+                Some(WatchResult { stable: *stable, at: now, summary: summary.clone(), details: details.clone() });
+            let (kind, message) = if *stable {
+                let message =
+                    format!("{} {} is stable again since {}: {summary}", r.service, watch.version, watch.from);
+                (NotificationKind::PreviousVersionStable, message)
+            } else {
+                let message = format!(
+                    "{} {} came back after the rollback but is not healthy either: {summary}",
+                    r.service, watch.version
+                );
+                (NotificationKind::PreviousVersionUnhealthy, message)
+            };
+            fx.push(notify(kind, message));
+            Ok(())
+        }
     }
+}
+
+/// The longest ticket reference a rollout takes.
+const MAX_TICKET_LEN: usize = 512;
+
+/// The rollout has ended: its ticket is closed with the outcome, through the ticket hook or by a person.
+fn close_ticket(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
+    let Some(ticket) = r.ticket.clone() else { return };
+    let (outcome, summary) = match &r.stage {
+        Stage::Completed => ("completed", format!("{} now serves {}", r.candidate, r.service)),
+        Stage::RolledBack { kind, cause } => {
+            let why = match cause {
+                RollbackCause::Judge { trigger } => format!("the judge's {trigger} trigger fired"),
+                RollbackCause::Person { name, category, reason } => format!("{name} ({category}): {reason}"),
+            };
+            (
+                "rolled_back",
+                format!("{} rolled back ({kind}), {} serves {} again: {why}", r.candidate, r.stable, r.service),
+            )
+        }
+        Stage::Aborted { reason } => {
+            ("aborted", format!("{} aborted, {} still serves {}: {reason}", r.candidate, r.stable, r.service))
+        }
+        _ => return,
+    };
+    request(r, Effect::CloseTicket { ticket, outcome: outcome.into(), summary }, now, fx);
 }
 
 /// The action `id` of the rollout, if it is not done yet.
@@ -402,7 +464,10 @@ fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
             fx.push(Effect::KeepWarm { service: r.service.clone(), version: r.stable.clone(), until });
             fx.push(Effect::ScheduleTimer { at: after(r.plan.full.observe) });
         }
-        Stage::Completed => request(r, Effect::Archive, now, fx),
+        Stage::Completed => {
+            request(r, Effect::Archive, now, fx);
+            close_ticket(r, now, fx);
+        }
         Stage::PreDeployment | Stage::RolledBack { .. } | Stage::Aborted { .. } => {}
     }
     let kind = if next == Stage::Completed { NotificationKind::Completed } else { NotificationKind::StageChanged };
@@ -454,6 +519,20 @@ fn roll_back(r: &mut Rollout, kind: RollbackKind, cause: RollbackCause, now: Tim
     let message = format!("{} {} rolled back ({kind}) at {}: {why}", r.service, r.candidate, r.stage);
     enter(r, Stage::RolledBack { kind, cause }, now);
     fx.push(notify(NotificationKind::RolledBack, message));
+    let watch = r.plan.rollback.watch;
+    if watch.duration() > jiff::SignedDuration::ZERO {
+        let until = now.checked_add(watch.duration()).unwrap_or(Timestamp::MAX);
+        let version = r.stable.clone();
+        r.watch = Some(WatchRecord {
+            version,
+            full: kind == RollbackKind::Full,
+            from: now,
+            until,
+            baseline: None,
+            result: None,
+        });
+    }
+    close_ticket(r, now, fx);
 }
 
 fn notify(kind: NotificationKind, message: String) -> Effect {

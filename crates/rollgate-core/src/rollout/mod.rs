@@ -8,12 +8,14 @@ mod gates;
 mod input;
 mod machine;
 pub mod rehearsal;
+mod watch;
 
-pub use action::{Action, ActionRun, ActionStatus, action_id, instructions};
+pub use action::{Action, ActionRun, ActionStatus, CLOSE_TICKET, action_id, instructions};
 pub use effect::{Effect, NotificationKind};
 pub use gates::{Gate, GateReport, GateStatus, checklist_items};
 pub use input::{Command, Input, RollbackCategory, Verdict};
 pub use machine::{Rejection, Transition, step};
+pub use watch::{WatchBaseline, WatchRecord, WatchResult};
 
 use crate::plan::{ChecklistKind, Plan};
 use crate::roles::ApprovalKind;
@@ -192,8 +194,14 @@ pub struct Rollout {
     pub history: Vec<StageVisit>,
     /// Set on entering full deployment: the previous version stays warm until then.
     pub warm: Option<WarmRecord>,
-    /// Redeploy, retire and archive, in the order they must be done.
+    /// Redeploy, retire, archive and closing the ticket, in the order they must be done.
     pub actions: Vec<Action>,
+    /// The deployment ticket the rollout belongs to (a URL or a key).
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// After a rollback: the watch of the version that came back.
+    #[serde(default)]
+    pub watch: Option<WatchRecord>,
 }
 
 impl Rollout {

@@ -35,6 +35,7 @@ pub fn start(plan: Plan, skip_shadow: bool) -> Command {
             plan_name: "default".into(),
             plan: Box::new(plan),
             skip_shadow,
+            ticket: None,
         },
     )
 }

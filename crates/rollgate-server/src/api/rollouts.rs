@@ -28,6 +28,10 @@ pub struct StartRequest {
     /// Skip the shadow stage; refused when the plan requires it.
     #[serde(default)]
     pub skip_shadow: bool,
+    /// The deployment ticket (a URL or a key), closed or commented on through the `[tickets]` hook when the rollout ends.
+    #[serde(default)]
+    #[schema(max_length = 512, pattern = r"\S")]
+    pub ticket: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -167,6 +171,7 @@ pub async fn start(
         plan_name,
         plan: Box::new(plan),
         skip_shadow: req.skip_shadow,
+        ticket: req.ticket,
     };
     let Json(view) = act(&state, &id, Command::new(caller.0, input)).await?;
     Ok((StatusCode::CREATED, Json(view)))

@@ -1,9 +1,10 @@
 //! The gateway running in this process as the data plane.
 
-use super::{Arm, ArmReading, DataPlane};
+use super::{Arm, ArmReading, DataPlane, History};
 use rollgate_core::routing::Routing;
 use rollgate_gateway::Gateway;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct InProcess {
     gateway: Arc<Gateway>,
@@ -26,6 +27,11 @@ impl DataPlane for InProcess {
         let series = self.gateway.stats.series(service, version, arm);
         let (latencies_us, latency_population) = series.drain_latencies();
         ArmReading { counters: series.counters(), latencies_us, latency_population }
+    }
+
+    fn history(&self, service: &str, version: &str, arm: Arm, q: f64, over: Option<Duration>) -> History {
+        let over_us = over.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.gateway.stats.series(service, version, arm).history(q, over_us)
     }
 
     fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>> {

@@ -8,7 +8,7 @@
 mod in_process;
 
 pub use in_process::InProcess;
-pub use rollgate_core::measure::{Arm, Counters};
+pub use rollgate_core::measure::{Arm, Counters, History};
 
 use rollgate_core::routing::Routing;
 
@@ -29,6 +29,12 @@ pub trait DataPlane: Send + Sync {
     fn apply(&self, routing: &Routing) -> Result<(), String>;
 
     fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading;
+
+    /// Everything an arm of a version measured, read without taking anything
+    /// away (the judge's latency samples stay): counters, latency at quantile
+    /// `q`, and how many latencies were over `over`. For watching a version
+    /// against its own record.
+    fn history(&self, service: &str, version: &str, arm: Arm, q: f64, over: Option<std::time::Duration>) -> History;
 
     /// Failed probes in a row of each endpoint of a version, when the service is probed.
     fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>>;

@@ -1,6 +1,7 @@
 //! The action runner: each rollout's open actions, one at a time and in
 //! order (a retire waits for the redeploy before it). An archive is written
-//! by rollgate itself; a redeploy or retire runs the service's deploy hook,
+//! by rollgate itself; closing the ticket runs the `[tickets]` hook; a
+//! redeploy or retire runs the service's deploy hook,
 //! retried with backoff, each run recorded in the log with its outcome; with
 //! no hook, or once the hook has failed its attempts, the action waits for a
 //! person, who is told what to do and confirms it. Nothing is recorded done
@@ -12,7 +13,7 @@
 
 use super::Ctx;
 use super::archive;
-use super::hooks::{self, HookCall, HookOutcome};
+use super::hooks::{self, HookCall, HookOutcome, TicketCall};
 use crate::failpoint;
 use rollgate_core::config::{Config, DeployHook};
 use rollgate_core::roles::Actor;
@@ -121,8 +122,31 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
                 rollout: rollout.id.clone(),
                 effect_id: action.id.clone(),
                 idempotency_key: key.clone(),
+                ticket: None,
             };
             tracing::info!(rollout = %rollout.id, action = %action.id, attempt, "running the deploy hook");
+            let outcome = hooks::run(hook, &call, &ctx.http).await;
+            (outcome, serde_json::Value::Null, hook.attempts, backoff_of(hook))
+        }
+        Effect::CloseTicket { ticket, outcome, summary } => {
+            let Some(hook) = config.tickets.as_ref() else { return Progress::Blocked };
+            let link = ctx.api_url.as_ref().map(|api| format!("{api}/api/v1/rollouts/{}", rollout.id));
+            let call = HookCall {
+                effect: "close_ticket",
+                service: rollout.service.clone(),
+                version: rollout.candidate.clone(),
+                endpoints: Vec::new(),
+                rollout: rollout.id.clone(),
+                effect_id: action.id.clone(),
+                idempotency_key: key.clone(),
+                ticket: Some(TicketCall {
+                    ticket: ticket.clone(),
+                    outcome: outcome.clone(),
+                    summary: summary.clone(),
+                    link,
+                }),
+            };
+            tracing::info!(rollout = %rollout.id, %ticket, attempt, "running the ticket hook");
             let outcome = hooks::run(hook, &call, &ctx.http).await;
             (outcome, serde_json::Value::Null, hook.attempts, backoff_of(hook))
         }
@@ -145,6 +169,9 @@ fn no_way_to_run(config: &Config, effect: &Effect) -> Option<String> {
         Effect::Redeploy { service, .. } | Effect::Retire { service, .. } => config.deploy_hook(service).is_none().then(|| {
             format!("no deploy hook is configured for service `{service}` ([deploy] or [services.{service}.deploy] in the config)")
         }),
+        Effect::CloseTicket { .. } => {
+            config.tickets.is_none().then(|| "no ticket hook is configured ([tickets] in the config)".to_string())
+        }
         other => Some(format!("rollgate has no way to carry out {other:?}")),
     }
 }

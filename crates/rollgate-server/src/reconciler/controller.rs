@@ -1,7 +1,8 @@
 //! The controller: rollouts get a timer when the log asked for one (a hold
 //! ends, a deploy window opens), and once a tick each judged rollout's judge
 //! gets the tick's measurements; a verdict that changes, and a rollback at
-//! once, is recorded. Holds are measured from the recorded stage times, so a
+//! once, is recorded. The watches of versions that rollbacks brought back
+//! take their step once a tick too. Holds are measured from the recorded stage times, so a
 //! restart resumes each rollout where its log says it was, and a hold ends
 //! when it would have without the outage.
 //!
@@ -99,6 +100,7 @@ async fn tick(ctx: &Ctx) {
         judge(ctx, rollout).await;
     }
     ctx.judging.keep_only(|id| active.iter().any(|r| r.id == id));
+    super::aftercare::tick(ctx).await;
 }
 
 /// Feeds the rollout's judge and records what it says, if that is news.

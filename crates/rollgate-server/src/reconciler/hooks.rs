@@ -14,7 +14,7 @@ pub const IDEMPOTENCY_HEADER: &str = "x-rollgate-idempotency-key";
 /// What the hook is asked to do.
 #[derive(Debug, Clone, Serialize)]
 pub struct HookCall {
-    /// `redeploy` or `retire`.
+    /// `redeploy`, `retire` or `close_ticket`.
     pub effect: &'static str,
     pub service: String,
     pub version: String,
@@ -22,6 +22,20 @@ pub struct HookCall {
     pub rollout: String,
     pub effect_id: String,
     pub idempotency_key: String,
+    /// For `close_ticket`: the ticket and what to write on it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketCall>,
+}
+
+/// The ticket to close and how the rollout ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketCall {
+    pub ticket: String,
+    /// `completed`, `rolled_back` or `aborted`.
+    pub outcome: String,
+    pub summary: String,
+    /// Where the rollout can be read (the API's view of it).
+    pub link: Option<String>,
 }
 
 /// How one run went.
@@ -53,6 +67,7 @@ fn placeholders(text: &str, call: &HookCall) -> String {
         .replace("{version}", &call.version)
         .replace("{rollout}", &call.rollout)
         .replace("{key}", &call.idempotency_key)
+        .replace("{ticket}", call.ticket.as_ref().map_or("", |t| &t.ticket))
 }
 
 async fn run_command(argv: &[String], call: &HookCall, timeout: Duration) -> HookOutcome {
@@ -61,8 +76,17 @@ async fn run_command(argv: &[String], call: &HookCall, timeout: Duration) -> Hoo
     let Some((program, rest)) = args.split_first() else {
         return HookOutcome { ok: false, via, detail: "the command is empty".into() };
     };
+    let ticket = call.ticket.iter().flat_map(|t| {
+        [
+            ("ROLLGATE_TICKET", t.ticket.clone()),
+            ("ROLLGATE_OUTCOME", t.outcome.clone()),
+            ("ROLLGATE_SUMMARY", t.summary.clone()),
+            ("ROLLGATE_LINK", t.link.clone().unwrap_or_default()),
+        ]
+    });
     let child = tokio::process::Command::new(program)
         .args(rest)
+        .envs(ticket)
         .envs([
             ("ROLLGATE_EFFECT", call.effect.to_string()),
             ("ROLLGATE_SERVICE", call.service.clone()),
@@ -146,6 +170,7 @@ mod tests {
             rollout: "r1".into(),
             effect_id: "redeploy-v1".into(),
             idempotency_key: "r1/redeploy-v1".into(),
+            ticket: None,
         }
     }
 

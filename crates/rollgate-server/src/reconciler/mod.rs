@@ -1,7 +1,7 @@
 //! The leader's work, apart from the API: carrying out the log's effects,
 //! feeding rollouts their timers, judging canaries, running staging,
-//! comparing shadow answers, running deploy hooks and archiving, and
-//! delivering webhooks. It is
+//! comparing shadow answers, watching the version a rollback brought back,
+//! running deploy hooks and archiving, and delivering webhooks. It is
 //! started through one entry point, [`start`], which a leader lease can gate:
 //! a replica that serves only the API and routes its own traffic never
 //! starts it.
@@ -13,6 +13,7 @@ mod effects;
 mod hooks;
 pub(crate) mod judging;
 mod timers;
+mod aftercare;
 
 use crate::fleet::Fleet;
 use crate::head::{HeadFile, SignedHead};
@@ -47,6 +48,8 @@ pub struct Reconciler {
     pub head_file: Option<HeadFile>,
     /// The gateway's shadow pairs, compared while a rollout's shadow stage runs.
     pub shadow: Arc<crate::shadow::ShadowPairs>,
+    /// Where the API answers (`http://HOST:PORT`), for links to a rollout.
+    pub api_url: Option<String>,
 }
 
 /// Shared by the reconciler's tasks.
@@ -66,6 +69,9 @@ pub(crate) struct Ctx {
     /// The signed head, and the heads it last recorded.
     pub head_file: Option<HeadFile>,
     pub recorded_heads: std::sync::Mutex<Vec<rollgate_core::audit::StreamHead>>,
+    pub api_url: Option<String>,
+    /// After rollbacks: where each watch of the version that came back began.
+    pub watches: aftercare::Watches,
 }
 
 impl Ctx {
@@ -114,6 +120,8 @@ pub fn start(
         http: reqwest::Client::builder().build().unwrap_or_default(),
         head_file: reconciler.head_file,
         recorded_heads: std::sync::Mutex::new(Vec::new()),
+        api_url: reconciler.api_url,
+        watches: aftercare::Watches::default(),
     });
     let staging_ctx = Arc::new(StagingCtx { log: ctx.log.clone(), clock: ctx.clock.clone(), http: staging_client() });
     let shadow = crate::shadow::run(ctx.log.clone(), ctx.store.clone(), reconciler.shadow, ctx.tick, stop.clone());

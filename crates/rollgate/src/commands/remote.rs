@@ -23,8 +23,9 @@ pub async fn rollout(client: &Client, command: RolloutCommand) -> anyhow::Result
             let url = format!("/api/v1/rollouts/{rollout}/actions/{action}/confirm");
             ("confirm_action", client.post(&url, &json!({ "note": note })).await?)
         }
-        RolloutCommand::Start { service, candidate, skip_shadow, id, .. } => {
-            let body = json!({ "service": service, "candidate": candidate, "skip_shadow": skip_shadow, "id": id });
+        RolloutCommand::Start { service, candidate, skip_shadow, id, ticket, .. } => {
+            let body = json!({ "service": service, "candidate": candidate, "skip_shadow": skip_shadow, "id": id,
+                               "ticket": ticket });
             ("start", client.post("/api/v1/rollouts", &body).await?)
         }
         RolloutCommand::Evidence { rollout, gate, failed, summary, details, .. } => {

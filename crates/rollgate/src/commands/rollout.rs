@@ -33,12 +33,12 @@ pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()
             let view = RolloutView::new(&load_rollout(&rollouts, &rollout).await?, now()?, &[]);
             return render::archive(&view, json);
         }
-        RolloutCommand::Start { actor, service, candidate, skip_shadow, id } => {
+        RolloutCommand::Start { actor, service, candidate, skip_shadow, id, ticket } => {
             let config = load(&actor.config)?;
             let who = resolve(&config, &actor)?;
             let all = all_rollouts(&rollouts).await?;
             let stable = serving_version(&config, &all, &service);
-            let input = start_input(&config, &service, &candidate, stable, skip_shadow, id)?;
+            let input = start_input(&config, &service, &candidate, stable, skip_shadow, id, ticket)?;
             let Input::Start { rollout_id, .. } = &input else { unreachable!("start_input builds a start") };
             (rollout_id.clone(), Command::new(who, input))
         }
@@ -89,6 +89,7 @@ fn start_input(
     stable: Option<String>,
     skip_shadow: bool,
     id: Option<String>,
+    ticket: Option<String>,
 ) -> anyhow::Result<Input> {
     let known = || config.services.keys().cloned().collect::<Vec<_>>().join(", ");
     let spec = config
@@ -110,6 +111,7 @@ fn start_input(
         plan_name,
         plan: Box::new(plan),
         skip_shadow,
+        ticket,
     })
 }
 

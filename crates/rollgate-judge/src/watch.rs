@@ -1,0 +1,72 @@
+//! The watch after a rollback: is the version that came back worse than its
+//! own record? There is no concurrent control any more, so each rate is
+//! tested against a fixed bound p0 taken from the record (the record's rate
+//! times the plan's ratio). Under "rate ≤ p0" each request is an event with
+//! probability at most p0, and for any p1 > p0 the likelihood ratio
+//! (p1/p0)^k ((1−p1)/(1−p0))^(n−k) is a nonnegative supermartingale; their
+//! mean over a grid of p1 is one too. So the watch may look every tick and,
+//! by Ville's inequality, raises a false alarm with chance at most α.
+
+/// How far above p0 the alternatives lie: a mixture is as good as the best
+/// of them up to the grid's size.
+const ALTERNATIVES: [f64; 6] = [1.25, 1.5, 2.0, 3.0, 5.0, 10.0];
+
+/// The e-value against "the event rate is at most `p0`" after `k` events in
+/// `n` trials.
+pub fn rate_above(k: u64, n: u64, p0: f64) -> f64 {
+    if n == 0 || !(p0 > 0.0 && p0 < 1.0) {
+        return 1.0;
+    }
+    let (k, misses) = (k.min(n) as f64, (n - k.min(n)) as f64);
+    let logs: Vec<f64> = ALTERNATIVES
+        .iter()
+        .map(|m| (p0 * m).min(0.999))
+        .filter(|p1| *p1 > p0)
+        .map(|p1| k * (p1 / p0).ln() + misses * ((1.0 - p1) / (1.0 - p0)).ln())
+        .collect();
+    if logs.is_empty() {
+        return 1.0;
+    }
+    let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = max + (logs.iter().map(|l| (l - max).exp()).sum::<f64>() / logs.len() as f64).ln();
+    mean.exp().min(f64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn as_many_events_as_the_bound_allows_is_no_evidence_and_many_more_is() {
+        assert_eq!(rate_above(0, 0, 0.01), 1.0);
+        // At the bound the e-value stays small; at five times it, it is overwhelming.
+        assert!(rate_above(10, 1000, 0.01) < 1.0);
+        assert!(rate_above(50, 1000, 0.01) > 1e6);
+        // No events at all only lowers it.
+        assert!(rate_above(0, 1000, 0.01) < 0.05);
+        // Hand-computed for one alternative's share: p1 = 0.02, k = 2, n = 2 → (0.02/0.01)^2 = 4.
+        let single = 2.0 * (0.02f64 / 0.01).ln();
+        assert!((single.exp() - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn under_the_bound_the_chance_of_ever_crossing_one_over_alpha_is_at_most_alpha() {
+        // 2000 seeded runs of 5000 requests at exactly the bound, looked at after every request.
+        let (p0, alpha, runs) = (0.02, 0.05, 2000u64);
+        let mut crossed = 0;
+        for run in 0..runs {
+            let mut rng = ChaCha8Rng::seed_from_u64(run);
+            let mut k = 0;
+            for n in 1..=5000u64 {
+                k += u64::from(rng.random::<f64>() < p0);
+                if rate_above(k, n, p0) >= 1.0 / alpha {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        assert!((crossed as f64) / (runs as f64) <= alpha, "{crossed} of {runs} crossed");
+    }
+}
