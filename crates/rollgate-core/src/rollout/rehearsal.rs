@@ -5,6 +5,7 @@
 
 use super::gates::checklist_items;
 use super::{Command, Gate, GateStatus, Input, Rollout, Verdict};
+use crate::plan::PROOF_TICKET;
 use crate::roles::{Actor, Role};
 use jiff::Timestamp;
 
@@ -28,8 +29,16 @@ pub fn inputs_to_pass(r: &Rollout, now: Timestamp) -> Vec<Command> {
             )),
             Gate::Checklist { checklist } => {
                 let ticker = Actor::new("rehearsal-deployer", [Role::Deployer]);
+                // Items proved by the ticket are done after the end; they hold nothing.
+                let after_the_end = |id: &str| {
+                    r.plan
+                        .checklists
+                        .list(*checklist)
+                        .iter()
+                        .any(|i| i.id == id && i.proof.iter().any(|p| p == PROOF_TICKET))
+                };
                 for (item, _, done) in checklist_items(r, *checklist) {
-                    if done.is_none() {
+                    if done.is_none() && !after_the_end(&item) {
                         let input = Input::Tick { checklist: *checklist, item, note: None };
                         out.push(Command::new(ticker.clone(), input));
                     }

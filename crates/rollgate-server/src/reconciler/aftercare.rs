@@ -61,12 +61,16 @@ pub async fn tick(ctx: &Ctx) {
 async fn look(ctx: &Ctx, dataplane: &dyn DataPlane, r: &Rollout, now: Timestamp) -> Option<Input> {
     let w = r.watch.as_ref()?;
     let plan = &r.plan.rollback;
+    let limit_of = |b: &WatchBaseline| b.latency_ms.map(|ms| Duration::from_secs_f64(ms * plan.latency_ratio / 1000.0));
+    let read = |limit| dataplane.history(&r.service, &w.version, Arm::Stable, plan.latency_quantile, limit);
     let Some(baseline) = &w.baseline else {
-        let record = dataplane.history(&r.service, &w.version, Arm::Stable, plan.latency_quantile, None);
-        return Some(Input::WatchBaseline { baseline: baseline_of(&record) });
+        // The record up to now is the baseline; the watch counts from this very reading.
+        let baseline = baseline_of(&read(None));
+        ctx.watches.start(&r.id, read(limit_of(&baseline)));
+        return Some(Input::WatchBaseline { baseline });
     };
-    let limit = baseline.latency_ms.map(|ms| Duration::from_secs_f64(ms * plan.latency_ratio / 1000.0));
-    let record = dataplane.history(&r.service, &w.version, Arm::Stable, plan.latency_quantile, limit);
+    let limit = limit_of(baseline);
+    let record = read(limit);
     let since = Since::between(&ctx.watches.start(&r.id, record), &record);
     let mut findings = rates(r, baseline, &since);
     findings.extend(health(dataplane, r, &w.version));

@@ -7,13 +7,13 @@
 //! starts it.
 
 mod actions;
+mod aftercare;
 mod archive;
 mod controller;
 mod effects;
 mod hooks;
 pub(crate) mod judging;
 mod timers;
-mod aftercare;
 
 use crate::fleet::Fleet;
 use crate::head::{HeadFile, SignedHead};
