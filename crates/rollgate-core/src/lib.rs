@@ -13,6 +13,7 @@ pub mod event;
 pub mod hold;
 pub mod measure;
 pub mod plan;
+pub mod retro;
 pub mod roles;
 pub mod rollout;
 pub mod routing;

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod prometheus;
 pub mod reconciler;
 mod registry;
+pub mod retro;
 pub mod shadow;
 mod staging;
 mod state;

@@ -582,4 +582,31 @@ pub enum RolloutCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The retrospective, written from the log: stages, gates and evidence, the judge's verdicts,
+    /// the staging drill, the rollback, what is still open, and questions for the team.
+    Retro {
+        rollout: String,
+        #[arg(long, value_enum, default_value_t = RetroFormat::Markdown)]
+        format: RetroFormat,
+        /// Write it to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RetroFormat {
+    Markdown,
+    Html,
+    Json,
+}
+
+impl RetroFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetroFormat::Markdown => "markdown",
+            RetroFormat::Html => "html",
+            RetroFormat::Json => "json",
+        }
+    }
 }

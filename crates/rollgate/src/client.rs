@@ -41,6 +41,21 @@ impl Client {
         self.send::<(), T>(Method::GET, path, None).await
     }
 
+    /// An answer that is not JSON (a Markdown or HTML page), as text.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the rollgate server at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.with_context(|| format!("reading the answer from {url}"))?;
+        if status.is_success() { Ok(text) } else { Err(problem(status, &text)) }
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send(Method::POST, path, Some(body)).await
     }

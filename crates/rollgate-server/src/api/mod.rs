@@ -71,6 +71,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::list, rollouts::start))
         .routes(routes!(rollouts::get))
         .routes(routes!(rollouts::shadow))
+        .routes(routes!(rollouts::retro))
         .routes(routes!(rollouts::events))
         .routes(routes!(rollouts::promote))
         .routes(routes!(rollouts::pause))

@@ -245,3 +245,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 fn path_problem(rejection: &PathRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid path", rejection.body_text())
 }
+
+/// A query string read like a body: an unknown parameter or value is a 400 problem document.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid query", rejection.body_text())),
+        }
+    }
+}

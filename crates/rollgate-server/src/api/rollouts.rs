@@ -1,7 +1,7 @@
 //! Rollouts: start, list, show, act on, and read the log of.
 
 use super::caller::Caller;
-use super::problem::{ApiError, ApiJson, ApiPath};
+use super::problem::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::responses::{ReadErrors, WriteErrors};
 use crate::registry;
 use crate::state::AppState;
@@ -212,6 +212,55 @@ pub async fn shadow(
         ))
     })?;
     Ok(Json(report))
+}
+
+/// How the retrospective is written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RetroFormat {
+    #[default]
+    Markdown,
+    Html,
+    Json,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RetroQuery {
+    /// markdown (default), html (a self-contained page) or json.
+    #[serde(default)]
+    pub format: RetroFormat,
+}
+
+/// The rollout's retrospective, written from its log: stages and the time in
+/// each, every gate with who and when and the evidence, the judge's verdicts
+/// with their numbers, the staging drill, the rollback (when decided, when
+/// traffic left, what came after), requests the candidate served, what is
+/// still open, and questions for the team.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}/retro", tag = "rollouts", security(("token" = [])),
+    params(("id" = String, Path, description = "The rollout's id"), RetroQuery),
+    responses(
+        (status = 200, description = "The retrospective", content(
+            (String = "text/markdown"), (String = "text/html"), (Object = "application/json"))),
+        ReadErrors))]
+pub async fn retro(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RetroQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let built = crate::retro::build(state.store(), &id).await.map_err(|e| match e {
+        crate::retro::RetroError::Store(store) => ApiError::from(store),
+        log => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the log does not verify", log.to_string()),
+    })?;
+    let retro = built.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
+    let text = |kind: &'static str, body: String| ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response();
+    Ok(match query.format {
+        RetroFormat::Markdown => text("text/markdown; charset=utf-8", crate::retro::markdown(&retro)),
+        RetroFormat::Html => text("text/html; charset=utf-8", crate::retro::html(&retro)),
+        RetroFormat::Json => Json(retro).into_response(),
+    })
 }
 
 // rustfmt re-indents attributes inside macro_rules on every run; keep it stable.

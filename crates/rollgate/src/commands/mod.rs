@@ -54,6 +54,18 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Prints `text`, or writes it to `out` and says where.
+pub fn write_out(text: &str, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            anyhow::Context::with_context(std::fs::write(path, text), || format!("cannot write {}", path.display()))?;
+            println!("wrote {} ({} bytes)", path.display(), text.len());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 /// The current moment. `ROLLGATE_NOW` (RFC 3339) pretends it is another
 /// moment: for rehearsals, and for tests that must not depend on the weekday.
 pub fn now() -> anyhow::Result<Timestamp> {

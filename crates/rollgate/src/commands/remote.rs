@@ -19,6 +19,10 @@ pub async fn rollout(client: &Client, command: RolloutCommand) -> anyhow::Result
         RolloutCommand::Archive { rollout, json } => {
             return render::archive(&client.get(&format!("/api/v1/rollouts/{rollout}")).await?, json);
         }
+        RolloutCommand::Retro { rollout, format, out } => {
+            let path = format!("/api/v1/rollouts/{rollout}/retro?format={}", format.as_str());
+            return super::write_out(&client.get_text(&path).await?, out.as_deref());
+        }
         RolloutCommand::ConfirmEffect { rollout, action, note, .. } => {
             let url = format!("/api/v1/rollouts/{rollout}/actions/{action}/confirm");
             ("confirm_action", client.post(&url, &json!({ "note": note })).await?)

@@ -5,7 +5,7 @@
 use super::config::load;
 use super::{failpoint, now};
 use crate::Refused;
-use crate::cli::{ActorArgs, RolloutCommand, StoreArgs};
+use crate::cli::{ActorArgs, RetroFormat, RolloutCommand, StoreArgs};
 use crate::effects::Journal;
 use crate::render;
 use anyhow::Context;
@@ -32,6 +32,17 @@ pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()
         RolloutCommand::Archive { rollout, json } => {
             let view = RolloutView::new(&load_rollout(&rollouts, &rollout).await?, now()?, &[]);
             return render::archive(&view, json);
+        }
+        RolloutCommand::Retro { rollout, format, out } => {
+            let retro = rollgate_server::retro::build(rollouts.store(), &rollout).await?.ok_or_else(|| {
+                Refused(format!("no rollout `{rollout}`; `rollgate rollout list` shows the ones there are"))
+            })?;
+            let text = match format {
+                RetroFormat::Markdown => rollgate_server::retro::markdown(&retro),
+                RetroFormat::Html => rollgate_server::retro::html(&retro),
+                RetroFormat::Json => serde_json::to_string_pretty(&retro)? + "\n",
+            };
+            return super::write_out(&text, out.as_deref());
         }
         RolloutCommand::Start { actor, service, candidate, skip_shadow, id, ticket } => {
             let config = load(&actor.config)?;
@@ -159,7 +170,8 @@ fn action(command: RolloutCommand) -> anyhow::Result<(String, Command)> {
         RolloutCommand::Start { .. }
         | RolloutCommand::List { .. }
         | RolloutCommand::Status { .. }
-        | RolloutCommand::Archive { .. } => {
+        | RolloutCommand::Archive { .. }
+        | RolloutCommand::Retro { .. } => {
             unreachable!("handled by run")
         }
     }

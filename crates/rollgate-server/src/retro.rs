@@ -1,0 +1,210 @@
+//! The retrospective as people read it: Markdown (for a wiki or a ticket)
+//! and a self-contained HTML page made from the same Markdown. Text that
+//! came from people or models (reasons, summaries) is escaped: in the HTML
+//! any markup in it is shown, never run.
+
+use rollgate_core::retro::{Retro, retrospective};
+use rollgate_store::{Analysis, AnalysisStore, AnyStore, EventStore, StoreError};
+use std::fmt::Write;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetroError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the rollout's log does not replay: {0}")]
+    Log(#[from] rollgate_core::event::ReplayError),
+}
+
+/// The retrospective of rollout `id` from the store: its log and its stored
+/// reports. `None` when there is no such rollout.
+pub async fn build(store: &AnyStore, id: &str) -> Result<Option<Retro>, RetroError> {
+    let events = store.read(id).await?;
+    let Some(rollout) = rollgate_core::event::replay(&events)? else { return Ok(None) };
+    let report = |stored: Option<rollgate_store::AnalysisRecord>| {
+        stored.and_then(|s| serde_json::from_str::<serde_json::Value>(&s.report).ok())
+    };
+    let judge = report(store.analysis(Analysis::Judge, id).await?);
+    let shadow = report(store.analysis(Analysis::Shadow, id).await?);
+    Ok(Some(retrospective(&rollout, &events, judge.as_ref(), shadow.as_ref())))
+}
+
+/// Markdown special characters in running text are escaped so a reason reads as written.
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|') {
+            out.push('\\');
+        }
+        out.push(if c == '\n' { ' ' } else { c });
+    }
+    out
+}
+
+fn duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, (seconds % 3600) / 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s:02}s"),
+        _ => format!("{h}h{m:02}m"),
+    }
+}
+
+pub fn markdown(r: &Retro) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Retrospective: {} {} → {} ({})\n",
+        text(&r.service),
+        text(&r.stable),
+        text(&r.candidate),
+        text(&r.rollout)
+    );
+    let _ = writeln!(o, "- **Outcome:** {} ({})", r.outcome, text(&r.outcome_detail));
+    let _ = writeln!(o, "- **Plan:** {}; requested by {}", text(&r.plan), text(&r.requester));
+    if let Some(ticket) = &r.ticket {
+        let _ = writeln!(o, "- **Ticket:** {}", text(ticket));
+    }
+    let ended = r.ended_at.map_or_else(|| "not yet".to_string(), |t| t.to_string());
+    let _ = writeln!(o, "- **Started:** {}; **ended:** {ended}", r.started_at);
+    if let Some(n) = r.candidate_requests {
+        let _ = writeln!(o, "- **Requests served by the candidate** (the judge's count): {n}");
+    }
+    if let Some(n) = r.shadow_pairs {
+        let _ = writeln!(o, "- **Shadow pairs compared:** {n}");
+    }
+    let _ = writeln!(o, "- **Written from** {} events of the hash-chained log, head `{}`\n", r.events, r.head);
+
+    let _ = writeln!(o, "## Stages\n\n| stage | entered | left | time in it |\n|---|---|---|---|");
+    for s in &r.stages {
+        let left = s.left_at.map_or_else(|| "-".to_string(), |t| t.to_string());
+        let _ = writeln!(o, "| {} | {} | {left} | {} |", text(&s.stage), s.entered_at, duration(s.seconds));
+    }
+    if let Some(rb) = &r.rollback {
+        let _ = writeln!(o, "\n## Rollback\n");
+        let _ = writeln!(o, "- **Kind:** {}, during {}, by {}", rb.kind, text(&rb.during), text(&rb.cause));
+        let _ = writeln!(
+            o,
+            "- **Decided at:** {}; **traffic off the candidate at:** {} (the same event)",
+            rb.decided_at, rb.traffic_off_at
+        );
+        let _ = writeln!(o, "- **Candidate's share before:** {}%", rb.candidate_percent);
+        if let (Some(first), Some(seconds)) = (rb.first_traffic_at, rb.exposed_seconds) {
+            let _ =
+                writeln!(o, "- **Users met the candidate from** {first} until traffic left it: {}", duration(seconds));
+        }
+        if let Some(watch) = &rb.watch {
+            let _ = writeln!(o, "- **Afterwards:** {}", text(watch));
+        }
+    }
+    if !r.verdicts.is_empty() {
+        let _ = writeln!(o, "\n## The judge\n\n| at | verdict | why |\n|---|---|---|");
+        for v in &r.verdicts {
+            let _ = writeln!(o, "| {} | {} | {} |", v.at, v.verdict, text(&v.detail));
+        }
+        for v in r.verdicts.iter().filter(|v| !v.evidence.is_null()) {
+            triggers_table(&mut o, v);
+            let _ = writeln!(
+                o,
+                "\nEvidence of the {} verdict at {}:\n\n```json\n{}\n```",
+                v.verdict,
+                v.at,
+                serde_json::to_string_pretty(&v.evidence).unwrap_or_default()
+            );
+        }
+    }
+    if let Some(drill) = &r.drill {
+        let _ = writeln!(
+            o,
+            "\n## The staging drill\n\n```json\n{}\n```",
+            serde_json::to_string_pretty(drill).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(o, "\n## Gates and evidence\n\n| gate | result | by | at | summary |\n|---|---|---|---|---|");
+    for e in &r.evidence {
+        let result = if e.passed { "passed" } else { "**failed**" };
+        let _ = writeln!(o, "| {} | {result} | {} | {} | {} |", text(&e.gate), text(&e.by), e.at, text(&e.summary));
+    }
+    for (title, moments) in [("Approvals", &r.approvals), ("Overrides", &r.overrides)] {
+        if !moments.is_empty() {
+            let _ = writeln!(o, "\n## {title}\n");
+            for m in moments {
+                let _ = writeln!(o, "- {} by {}: {}", m.at, text(&m.by), text(&m.what));
+            }
+        }
+    }
+    let _ = writeln!(o, "\n## Timeline\n\n| at | who | what |\n|---|---|---|");
+    for m in r.timeline.iter().filter(|m| m.what != "time passed") {
+        let _ = writeln!(o, "| {} | {} | {} |", m.at, text(&m.by), text(&m.what));
+    }
+    let _ = writeln!(o, "\n## Still open\n");
+    if r.follow_ups.is_empty() {
+        let _ = writeln!(o, "Nothing.");
+    }
+    for f in &r.follow_ups {
+        let _ = writeln!(o, "- [ ] {}", text(f));
+    }
+    let _ = writeln!(o, "\n## Questions for the team\n");
+    for q in &r.questions {
+        let _ = writeln!(o, "- {}", text(q));
+    }
+    o
+}
+
+/// The triggers behind a verdict, one line each, read from its evidence.
+fn triggers_table(o: &mut String, v: &rollgate_core::retro::VerdictLine) {
+    let Some(triggers) = v.evidence["judge"]["triggers"].as_array() else { return };
+    let _ = writeln!(
+        o,
+        "\nThe triggers at {}:\n\n| trigger | rule | e-value | threshold | canary / baseline events | fired |\n|---|---|---|---|---|---|",
+        v.at
+    );
+    for t in triggers {
+        let number = |key: &str| t[key].as_f64().map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} / {} | {} |",
+            text(t["trigger"].as_str().unwrap_or("?")),
+            text(t["rule"].as_str().unwrap_or("")),
+            number("e_value"),
+            number("threshold"),
+            t["canary_events"],
+            t["baseline_events"],
+            if t["fired"] == true { "**yes**" } else { "no" }
+        );
+    }
+}
+
+/// A self-contained page: the Markdown rendered, raw HTML in it shown as text.
+pub fn html(r: &Retro) -> String {
+    use pulldown_cmark::{Event, Options, Parser, html};
+    let source = markdown(r);
+    let parser =
+        Parser::new_ext(&source, Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS).map(|event| match event {
+            Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+            other => other,
+        });
+    let mut body = String::new();
+    html::push_html(&mut body, parser);
+    let title = format!("Retrospective: {} {} → {}", r.service, r.stable, r.candidate);
+    let mut escaped_title = String::new();
+    html_escape(&title, &mut escaped_title);
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escaped_title}</title>\n<style>\n\
+         body{{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1d2330}}\n\
+         table{{border-collapse:collapse;margin:.5rem 0}}td,th{{border:1px solid #c9ced8;padding:.25rem .5rem;text-align:left;vertical-align:top}}\n\
+         th{{background:#eef1f6}}code,pre{{background:#f5f6f8;font-size:13px}}pre{{padding:.5rem;overflow:auto}}\n\
+         </style></head><body>\n{body}</body></html>\n"
+    )
+}
+
+fn html_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+}
