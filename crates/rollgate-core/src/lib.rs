@@ -6,6 +6,7 @@
 //! or clock reads. Time comes in as an argument (see [`clock`]), which is
 //! what lets a 48-hour rollout be tested in milliseconds.
 
+pub mod archive;
 pub mod audit;
 pub mod clock;
 pub mod config;

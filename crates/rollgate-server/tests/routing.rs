@@ -117,23 +117,30 @@ async fn the_previous_version_stays_warm_and_probed_and_leaves_the_table_when_it
     let (_, view) = api.get("/api/v1/rollouts/r2", &alice).await;
     assert_eq!(view["warm"]["warm"], false, "{view}");
 
-    // The finished rollout is archived under its content's hash, and the log says where.
+    // The finished rollout is archived as a directory with a manifest whose hash the log records.
     let archive = &view["actions"][0];
     assert_eq!((archive["id"].as_str(), archive["status"].as_str()), (Some("archive"), Some("done")), "{archive}");
     let details = &archive["runs"][0]["details"];
     let path = std::path::PathBuf::from(details["path"].as_str().unwrap());
     assert!(path.starts_with(setup.dir.path().join("archive")), "{path:?}");
-    let bytes = std::fs::read(&path).unwrap();
-    let sha = sha2_hex(&bytes);
+    let files: std::collections::BTreeMap<String, Vec<u8>> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    assert_eq!(details["sha256"].as_str(), Some(sha2_hex(&files["MANIFEST.json"]).as_str()));
+    let verified = rollgate_core::archive::verify(&files).unwrap();
+    let (_, events) = api.get("/api/v1/rollouts/r2/events", &alice).await;
+    let recorded_then = events.as_array().unwrap().iter().position(|e| e["input"]["type"] == "action_run").unwrap();
+    assert_eq!(verified.events, recorded_then as u64, "the archive holds the log up to the run that recorded it");
+    assert!(String::from_utf8_lossy(&files["config.toml"]).contains("[services.fraud]"), "the config in force");
+    let rollout: Value = serde_json::from_slice(&files["rollout.json"]).unwrap();
     assert_eq!(
-        (details["sha256"].as_str(), path.file_stem().and_then(|s| s.to_str())),
-        (Some(sha.as_str()), Some(sha.as_str()))
+        (rollout["id"].as_str(), rollout["stage"]["stage"].as_str()),
+        (Some("r2"), Some("completed")),
+        "{rollout}"
     );
-    let document: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(document["rollout"], "r2");
-    assert!(document["config"].as_str().unwrap().contains("[services.fraud]"), "the config in force is archived");
-    let log = document["log"].as_array().unwrap();
-    assert!(log.len() >= 4 && log.iter().all(|e| e["hash"].is_string()), "the whole chained log is archived");
+    assert!(String::from_utf8_lossy(&files["retro.md"]).contains("# Retrospective: fraud v1 → v2 (r2)"));
     api.stop().await;
     front.shutdown().await;
 }

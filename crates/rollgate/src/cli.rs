@@ -56,6 +56,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check a finished rollout's archive offline (no database needed).
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// The shadow stage's comparison of a rollout's candidate with production.
     Shadow {
         #[command(flatten)]
@@ -400,6 +405,21 @@ impl StoreArgs {
     pub fn location(&self) -> String {
         self.database.clone().unwrap_or_else(|| self.data_dir.display().to_string())
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Check every file of an archive directory against its MANIFEST.json, the log's hash chain, and the
+    /// rollout's state against a replay of the log. Exit code 3 names each file that is wrong.
+    Verify {
+        /// The archive directory (`rollgate rollout archive ID` says where it is).
+        dir: PathBuf,
+        /// The manifest's SHA-256 as the rollout's log recorded it: also checks that the manifest is that one.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

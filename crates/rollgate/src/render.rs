@@ -393,7 +393,7 @@ pub fn archive(r: &RolloutView, json: bool) -> anyhow::Result<()> {
     match (action, run) {
         (_, Some(run)) if json => println!("{}", run.details),
         (_, Some(run)) => println!(
-            "{}: archived to {} (sha256 {}, {} bytes)",
+            "{}: archived to {} (MANIFEST.json sha256 {}, {} bytes; `rollgate archive verify` checks it)",
             r.id,
             run.details["path"].as_str().unwrap_or("?"),
             run.details["sha256"].as_str().unwrap_or("?"),

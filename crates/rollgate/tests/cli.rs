@@ -380,9 +380,27 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     assert_eq!(v2["stage"], "completed", "{v2}");
     let archive = ws.ok(&["rollout", "archive", "fraud-v2", "--data-dir", data.to_str().unwrap()]);
     let archived = archive.trim().strip_prefix("fraud-v2: archived to ").unwrap_or_else(|| panic!("{archive}"));
-    let file = archived.split(" (sha256 ").next().unwrap();
-    assert!(std::path::Path::new(file).starts_with(&data), "archived under the data directory: {archive}");
-    assert!(std::fs::metadata(file).unwrap().len() > 1000, "{archive}");
+    let (dir, rest) = archived.split_once(" (MANIFEST.json sha256 ").unwrap();
+    let manifest_sha = rest.split(',').next().unwrap();
+    assert!(std::path::Path::new(dir).starts_with(&data), "archived under the data directory: {archive}");
+    // The archive verifies offline, and against the manifest hash the log recorded.
+    let verified = ws.ok(&["archive", "verify", dir, "--sha256", manifest_sha]);
+    assert!(verified.contains("archive of fraud-v2 verified"), "{verified}");
+    // One byte changed in any file is caught, naming that file.
+    for file in ["log.jsonl", "config.toml", "retro.md"] {
+        let path = std::path::Path::new(dir).join(file);
+        let original = std::fs::read(&path).unwrap();
+        let mut edited = original.clone();
+        let middle = edited.len() / 2;
+        edited[middle] = if edited[middle] == b'7' { b'8' } else { b'7' };
+        std::fs::write(&path, &edited).unwrap();
+        let out = ws.run(&["archive", "verify", dir]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(&format!("  {file}: changed:")), "{said}");
+        std::fs::write(&path, &original).unwrap();
+    }
+    ws.ok(&["archive", "verify", dir]);
     let visited: Vec<&str> = v2["history"].as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
     for stage in ["pre-deployment", "staging", "canary step 1", "canary step 3", "full deployment", "completed"] {
         assert!(visited.contains(&stage), "v2 went through {stage}: {visited:?}");
@@ -404,6 +422,9 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     assert!(0.0 < detect && detect <= off && off <= staging_real_s, "{detect} <= {off} <= {staging_real_s}");
     let audit = ws.ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
     assert!(audit.contains("fraud-v2") && audit.contains("fraud-v3"), "{audit}");
+    let retro = ws.ok(&["rollout", "retro", "fraud-v3", "--data-dir", data.to_str().unwrap()]);
+    assert!(retro.contains("by the judge's error_rate trigger"), "{retro}");
+    assert!(retro.contains("| error_rate | canary error rate \\> 2x baseline |"), "{retro}");
 }
 
 #[test]

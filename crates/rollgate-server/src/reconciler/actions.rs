@@ -104,7 +104,12 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
         Effect::Archive => {
             let (outcome, details) = match archive::write(ctx, rollout).await {
                 Ok(a) => {
-                    let detail = format!("archived to {} (sha256 {}, {} bytes)", a.path.display(), a.sha256, a.bytes);
+                    let detail = format!(
+                        "archived to {} (MANIFEST.json sha256 {}, {} bytes)",
+                        a.path.display(),
+                        a.sha256,
+                        a.bytes
+                    );
                     let details = serde_json::json!({ "path": a.path, "sha256": a.sha256, "bytes": a.bytes });
                     (HookOutcome { ok: true, via: "rollgate".into(), detail }, details)
                 }

@@ -1,5 +1,6 @@
 //! One module per group of subcommands; `run` dispatches.
 
+mod archive;
 mod audit;
 mod bench;
 mod config;
@@ -33,6 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Some(server) => remote::audit(&Client::new(server, target.token.clone())?, command).await,
             None => audit::run(&target.store, command).await,
         },
+        Command::Archive { command } => archive::run(command),
         Command::Shadow { target, command } => shadow::run(&target, command).await,
         Command::Version { target, command } => match &target.server {
             Some(server) => remote::version(&Client::new(server, target.token.clone())?, command).await,

@@ -69,7 +69,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         say(&why);
     }
     match archived(&team, "fraud-v2").await {
-        Some(where_) => say(&format!("fraud-v2 {where_}: plan, config, evidence, judge report and log")),
+        Some(where_) => say(&format!("fraud-v2 {where_}: plan, config, evidence, reports, retrospective and log")),
         None => say("fraud-v2's archive is not written yet; the next server on this data directory writes it"),
     }
     say(
