@@ -55,3 +55,8 @@ pub struct History {
     /// Of them, over the asked limit.
     pub over: u64,
 }
+
+/// A label value escaped as Prometheus' text format requires.
+pub fn prometheus_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

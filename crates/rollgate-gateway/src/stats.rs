@@ -5,6 +5,7 @@
 //! histogram.
 
 use hdrhistogram::Histogram;
+use rollgate_core::measure::prometheus_label as escape;
 pub use rollgate_core::measure::{Arm, Counters, History};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -339,9 +340,4 @@ fn histogram_family(
         let _ = writeln!(o, "{name}_sum{{{l}}} {sum}");
         let _ = writeln!(o, "{name}_count{{{l}}} {}", h.len());
     }
-}
-
-/// Label values escaped as the text format requires.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -14,10 +14,12 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod control_metrics;
 pub mod dataplane;
 pub mod fleet;
 pub mod head;
 mod log;
+pub mod monitoring;
 pub mod notify;
 pub mod prometheus;
 pub mod reconciler;

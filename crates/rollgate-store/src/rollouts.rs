@@ -82,6 +82,15 @@ impl<S: EventStore> Rollouts<S> {
         replay(&events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })
     }
 
+    /// Every rollout in the store, in stream order.
+    pub async fn all(&self) -> Result<Vec<Rollout>, SubmitError> {
+        let mut out = Vec::new();
+        for id in self.store.streams().await?.into_iter().filter(|s| crate::is_rollout_stream(s)) {
+            out.extend(self.load(&id).await?);
+        }
+        Ok(out)
+    }
+
     /// The rollout's state and the `seq` of the last event it was rebuilt from.
     pub async fn load_with_seq(&self, id: &str) -> Result<Option<(u64, Rollout)>, SubmitError> {
         let events = self.store.read(id).await?;

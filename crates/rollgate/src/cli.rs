@@ -56,6 +56,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Prometheus rules and a Grafana dashboard for a service, from its plan.
+    Monitoring {
+        #[command(subcommand)]
+        command: MonitoringCommand,
+    },
     /// Check a finished rollout's archive offline (no database needed).
     Archive {
         #[command(subcommand)]
@@ -404,6 +409,32 @@ pub struct StoreArgs {
 impl StoreArgs {
     pub fn location(&self) -> String {
         self.database.clone().unwrap_or_else(|| self.data_dir.display().to_string())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitoringCommand {
+    /// Write rules.yml (recording and alerting rules over rollgate's metrics, thresholds from the service's
+    /// plan; check with `promtool check rules`) and dashboard.json (a Grafana dashboard, canary vs stable)
+    /// into a directory.
+    Export {
+        #[arg(long)]
+        service: String,
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "rollgate.toml", env = "ROLLGATE_CONFIG")]
+        config: PathBuf,
+        /// Alert when this share of the service's requests fails, whatever the version.
+        #[arg(long, default_value_t = 0.05, value_parser = share)]
+        max_error_rate: f64,
+    },
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a share between 0 and 1 (e.g. 0.05 for 5%)")),
     }
 }
 

@@ -114,6 +114,23 @@ fn init_then_check_passes_and_init_refuses_to_overwrite() {
 }
 
 #[test]
+fn monitoring_export_writes_rules_and_a_dashboard_for_a_configured_service() {
+    let ws = Workspace::new();
+    let out = ws.ok(&["monitoring", "export", "--service", "fraud-scorer", "--out", "monitoring"]);
+    assert!(out.contains("wrote monitoring/rules.yml") && out.contains("wrote monitoring/dashboard.json"), "{out}");
+    let rules = std::fs::read_to_string(ws.path().join("monitoring/rules.yml")).unwrap();
+    assert!(rules.contains("- name: 'rollgate-fraud-scorer-alerts'"), "{rules}");
+    let board: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path().join("monitoring/dashboard.json")).unwrap()).unwrap();
+    assert_eq!(board["title"], "rollgate: fraud-scorer");
+    let unknown = ws.run(&["monitoring", "export", "--service", "nope", "--out", "monitoring"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no service `nope`"), "{unknown:?}");
+    let bad = ws.run(&["monitoring", "export", "--service", "fraud-scorer", "--out", "m", "--max-error-rate", "5"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a share between 0 and 1"), "{bad:?}");
+}
+
+#[test]
 fn check_reports_problems_with_file_line_column_and_exit_code_3() {
     let ws = Workspace::new();
     let config = ws.path().join("rollgate.toml");

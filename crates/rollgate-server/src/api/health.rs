@@ -1,4 +1,4 @@
-//! Liveness and readiness, open to everyone.
+//! Liveness, readiness and the control plane's metrics, open to everyone.
 
 use super::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -38,4 +38,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready", format!("the store does not answer: {e}"))
     })?;
     Ok(Json(Health { status: "ready".into() }))
+}
+
+/// The control plane's metrics in the Prometheus text format (the gateway's
+/// traffic metrics are at the gateway's own `/metrics`).
+pub async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let rollouts = state.rollouts().all().await?;
+    let config = state.config();
+    let text = crate::control_metrics::render(config.services.keys().map(String::as_str), &rollouts);
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], text).into_response())
 }

@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
                 ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], doc.clone())
             }),
         )
+        .route("/metrics", axum::routing::get(health::metrics))
         .fallback(|| async { ApiError::not_found("no such route; the API is described at /api/v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

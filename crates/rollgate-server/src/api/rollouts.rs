@@ -120,8 +120,7 @@ async fn view(state: &AppState, id: &str) -> Result<RolloutView, ApiError> {
     responses((status = 200, body = Vec<RolloutSummary>), ReadErrors))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<RolloutSummary>>, ApiError> {
     let mut out = Vec::new();
-    for id in state.store().streams().await?.into_iter().filter(|s| is_rollout_stream(s)) {
-        let Some(r) = state.rollouts().load(&id).await? else { continue };
+    for r in state.rollouts().all().await? {
         out.push(RolloutSummary {
             id: r.id.clone(),
             service: r.service.clone(),

@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod demo;
 mod gateway;
+mod monitoring;
 mod plan;
 mod rehearse;
 mod remote;
@@ -35,6 +36,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             None => audit::run(&target.store, command).await,
         },
         Command::Archive { command } => archive::run(command),
+        Command::Monitoring { command } => monitoring::run(command),
         Command::Shadow { target, command } => shadow::run(&target, command).await,
         Command::Version { target, command } => match &target.server {
             Some(server) => remote::version(&Client::new(server, target.token.clone())?, command).await,
