@@ -14,6 +14,7 @@ pub mod event;
 pub mod hold;
 pub mod measure;
 pub mod plan;
+pub mod report;
 pub mod retro;
 pub mod roles;
 pub mod rollout;

@@ -37,6 +37,8 @@ pub struct Retro {
     pub rollback: Option<RollbackLine>,
     /// Requests the candidate served (the judge's count), when the judge saw any.
     pub candidate_requests: Option<u64>,
+    /// Requests the stable version served beside it while the judge watched.
+    pub stable_requests: Option<u64>,
     /// Requests whose copies the candidate answered in shadow.
     pub shadow_pairs: Option<u64>,
     pub follow_ups: Vec<String>,
@@ -181,6 +183,7 @@ pub fn retrospective(
         drill: r.evidence.get(crate::plan::gate_ids::STAGING_ROLLBACK_DRILL).map(|e| e.details.clone()),
         rollback: rollback(r, &bodies),
         candidate_requests: judge.and_then(|j| j["canary_requests"].as_u64()),
+        stable_requests: judge.and_then(|j| j["baseline_requests"].as_u64()),
         shadow_pairs: shadow.and_then(|s| s["pairs"].as_u64()),
         follow_ups: follow_ups(r),
         questions: questions(r),

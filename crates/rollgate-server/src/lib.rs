@@ -24,6 +24,7 @@ pub mod notify;
 pub mod prometheus;
 pub mod reconciler;
 mod registry;
+pub mod report;
 pub mod retro;
 pub mod shadow;
 mod staging;

@@ -4,6 +4,7 @@
 //! any markup in it is shown, never run.
 
 use rollgate_core::retro::{Retro, retrospective};
+use rollgate_core::rollout::Rollout;
 use rollgate_store::{Analysis, AnalysisStore, AnyStore, EventStore, StoreError};
 use std::fmt::Write;
 
@@ -18,6 +19,11 @@ pub enum RetroError {
 /// The retrospective of rollout `id` from the store: its log and its stored
 /// reports. `None` when there is no such rollout.
 pub async fn build(store: &AnyStore, id: &str) -> Result<Option<Retro>, RetroError> {
+    Ok(load(store, id).await?.map(|(_, retro)| retro))
+}
+
+/// The rollout as its log replays, with its retrospective.
+pub async fn load(store: &AnyStore, id: &str) -> Result<Option<(Rollout, Retro)>, RetroError> {
     let events = store.read(id).await?;
     let Some(rollout) = rollgate_core::event::replay(&events)? else { return Ok(None) };
     let report = |stored: Option<rollgate_store::AnalysisRecord>| {
@@ -25,11 +31,12 @@ pub async fn build(store: &AnyStore, id: &str) -> Result<Option<Retro>, RetroErr
     };
     let judge = report(store.analysis(Analysis::Judge, id).await?);
     let shadow = report(store.analysis(Analysis::Shadow, id).await?);
-    Ok(Some(retrospective(&rollout, &events, judge.as_ref(), shadow.as_ref())))
+    let retro = retrospective(&rollout, &events, judge.as_ref(), shadow.as_ref());
+    Ok(Some((rollout, retro)))
 }
 
 /// Markdown special characters in running text are escaped so a reason reads as written.
-fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|') {
@@ -40,7 +47,7 @@ fn text(s: &str) -> String {
     out
 }
 
-fn duration(seconds: i64) -> String {
+pub(crate) fn duration(seconds: i64) -> String {
     let (h, m, s) = (seconds / 3600, (seconds % 3600) / 60, seconds % 60);
     match (h, m) {
         (0, 0) => format!("{s}s"),

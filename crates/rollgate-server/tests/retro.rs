@@ -16,26 +16,47 @@ use std::time::Duration;
 const CANARY: &str = "[plans.fast.canary]\nsteps = [{ percent = 20, hold = \"1h\" }, { percent = 100 }]\n";
 const REASON: &str = "<script>alert('x')</script> outputs | looked *wrong*";
 
+/// Models v1 (stable) and v2 behind a real gateway, on a manual clock that starts on a Thursday.
+struct World {
+    api: Api,
+    front: rollgate_gateway::RunningGateway,
+    clock: Arc<ManualClock>,
+    alice: String,
+    dana: String,
+    _setup: Setup,
+}
+
+impl World {
+    async fn new() -> World {
+        let (v1, v2) = (named_model("v1").await, named_model("v2").await);
+        let clock = Arc::new(ManualClock::new(THURSDAY.parse().unwrap()));
+        let setup = Setup::with_clock(clock.clone()).await;
+        let alice = setup.token("alice", &[Role::Deployer]).await;
+        let dana = setup.token("dana", &[Role::Admin]).await;
+        let config = fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], CANARY, "");
+        let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(2)).await;
+        World { api, front, clock, alice, dana, _setup: setup }
+    }
+}
+
+async fn force(api: &Api, admin: &str, id: &str, times: usize) {
+    for _ in 0..times {
+        let path = format!("/api/v1/rollouts/{id}/force-promote");
+        let (status, view) = api.post(&path, admin, json!({ "reason": "test" })).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+    }
+}
+
 fn at(event: &Value) -> Timestamp {
     event["at"].as_str().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
 async fn a_retro_tells_what_the_log_holds_in_markdown_html_and_json() {
-    let v1 = named_model("v1").await;
-    let v2 = named_model("v2").await;
-    let clock = Arc::new(ManualClock::new(THURSDAY.parse().unwrap()));
-    let setup = Setup::with_clock(clock.clone()).await;
-    let alice = setup.token("alice", &[Role::Deployer]).await;
-    let dana = setup.token("dana", &[Role::Admin]).await;
-    let config = fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], CANARY, "");
-    let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(2)).await;
+    let World { api, front, clock, alice, dana, _setup } = World::new().await;
     let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true, "ticket": "OPS-7" });
     assert_eq!(api.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
-    for _ in 0..2 {
-        let (status, view) = api.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "demo" })).await;
-        assert_eq!(status, StatusCode::OK, "{view}");
-    }
+    force(&api, &dana, "r1", 2).await;
     served_by(&front, 100).await;
     clock.advance(SignedDuration::from_mins(10));
     let rollback = json!({ "category": "quality", "reason": REASON, "full": false });
@@ -119,6 +140,70 @@ async fn a_retro_tells_what_the_log_holds_in_markdown_html_and_json() {
     assert!(problem["detail"].as_str().unwrap().contains("format"), "{problem}");
     let (status, _) = api.get("/api/v1/rollouts/nope/retro", &alice).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    api.stop().await;
+    front.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_period_report_counts_what_the_logs_hold() {
+    let World { api, front, clock, alice, dana, _setup } = World::new().await;
+    let start = |id: &str, candidate: &str| json!({ "service": "fraud", "candidate": candidate, "id": id, "skip_shadow": true });
+    // r1: a bad version, rolled back by a person in its first canary step.
+    assert_eq!(api.post("/api/v1/rollouts", &alice, start("r1", "v2")).await.0, StatusCode::CREATED);
+    force(&api, &dana, "r1", 2).await;
+    served_by(&front, 50).await;
+    clock.advance(SignedDuration::from_mins(10));
+    let rollback = json!({ "category": "quality", "reason": "bad outputs", "full": false });
+    assert_eq!(api.post("/api/v1/rollouts/r1/rollback", &alice, rollback).await.0, StatusCode::OK);
+    // r2: the same version forced all the way through.
+    clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(api.post("/api/v1/rollouts", &alice, start("r2", "v2")).await.0, StatusCode::CREATED);
+    force(&api, &dana, "r2", 4).await;
+    // A Friday start is refused by the plan's window, and remembered.
+    clock.advance(SignedDuration::from_hours(24));
+    let (status, refused) = api.post("/api/v1/rollouts", &alice, start("r3", "v1")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+
+    let period = "from=2026-11-26T00:00:00Z&to=2026-11-28T00:00:00Z";
+    let (status, report) = api.get(&format!("/api/v1/report?{period}"), &alice).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let (_, r1) = api.get("/api/v1/rollouts/r1/events", &alice).await;
+    let r1 = r1.as_array().unwrap();
+    assert_eq!(report["rollouts"], 2, "{report}");
+    assert_eq!(report["outcomes"], json!({ "completed": 1, "rolled_back": 1 }), "{report}");
+    assert_eq!(report["rollbacks"], json!({ "person: quality": 1 }), "{report}");
+    let stopped = report["stopped"].as_array().unwrap();
+    assert_eq!(stopped.len(), 1, "only the version that never reached full traffic: {report}");
+    let share = r1
+        .iter()
+        .flat_map(|e| e["effects"].as_array().unwrap())
+        .filter(|fx| fx["type"] == "set_weights")
+        .map(|fx| fx["candidate_weight"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(stopped[0]["rollout"], "r1");
+    assert_eq!(
+        (stopped[0]["reached_percent"].as_f64(), stopped[0]["spared_percent"].as_f64()),
+        (Some(share), Some(100.0 - share))
+    );
+    assert_eq!(share, 20.0);
+    assert_eq!(stopped[0]["cause"], "alice (quality): bad outputs");
+    let refusals = report["window_refusals"].as_array().unwrap();
+    assert_eq!(refusals.len(), 1, "{report}");
+    assert_eq!((refusals[0]["by"].as_str(), refusals[0]["rollout"].as_str()), (Some("alice"), Some("r3")));
+    assert!(refusals[0]["reason"].as_str().unwrap().contains("friday"), "{}", refusals[0]);
+    assert!(report["median_time_to_detect_seconds"].is_null(), "no rollback by the judge: {report}");
+    // A period before any of it holds nothing; the refusal's record keeps the log verifiable.
+    let (_, empty) = api.get("/api/v1/report?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z", &alice).await;
+    assert_eq!((empty["rollouts"].as_u64(), empty["stopped"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    let (status, audit) = api.get("/api/v1/audit/verify", &alice).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    assert!(audit.to_string().contains("@refused-starts"), "{audit}");
+    let (status, text) = api.get(&format!("/api/v1/report?{period}&format=markdown"), &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(text.contains("**Bad versions stopped before full traffic (incidents prevented):** 1"), "{text}");
+    let (status, problem) = api.get("/api/v1/report?from=2026-11-28T00:00:00Z&to=2026-11-26T00:00:00Z", &alice).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     api.stop().await;
     front.shutdown().await;
 }

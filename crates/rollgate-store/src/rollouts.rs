@@ -8,10 +8,11 @@
 //! sink at least once, under a key that is the same every time
 //! (stream/seq/index), so sinks drop repeats.
 
-use crate::{ActiveRollout, EventStore, StoreError, append_deciding};
+use crate::{ActiveRollout, EventStore, StoreError, append_deciding, append_record_deciding};
 use rollgate_core::Timestamp;
 use rollgate_core::event::{EventBody, RecordedEvent, ReplayError, replay};
-use rollgate_core::rollout::{Command, Effect, Rejection, Rollout, step};
+use rollgate_core::report::RefusedStart;
+use rollgate_core::rollout::{Command, Effect, Input, Rejection, Rollout, step};
 use std::fmt;
 use std::future::Future;
 
@@ -59,6 +60,9 @@ pub trait EffectSink: Send + Sync {
     fn carry_out(&self, key: &EffectKey, effect: &Effect) -> impl Future<Output = Result<(), String>> + Send;
 }
 
+/// Starts refused because the deploy window was closed, kept for the period report.
+pub const REFUSED_STARTS_STREAM: &str = "@refused-starts";
+
 /// The effects of one event that are not yet marked done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
@@ -104,6 +108,33 @@ impl<S: EventStore> Rollouts<S> {
     // command, so its size costs nothing that matters.
     #[allow(clippy::result_large_err)]
     pub async fn submit(&self, id: &str, command: &Command, now: Timestamp) -> Result<Submitted, SubmitError> {
+        let result = self.decide_and_append(id, command, now).await;
+        if let (Err(SubmitError::Rejected(Rejection::WindowClosed(closed))), Input::Start { service, candidate, .. }) =
+            (&result, &command.input)
+        {
+            // No rollout exists for a refused start: its record goes to a stream of its own.
+            let record = RefusedStart {
+                at: now,
+                rollout: id.to_string(),
+                by: command.actor.name.clone(),
+                service: service.clone(),
+                candidate: candidate.clone(),
+                reason: closed.to_string(),
+            };
+            let body = serde_json::to_string(&record).unwrap_or_default();
+            append_record_deciding(&self.store, REFUSED_STARTS_STREAM, |_| Ok::<_, StoreError>(body.clone())).await?;
+        }
+        result
+    }
+
+    /// Starts the deploy window refused, oldest first.
+    pub async fn refused_starts(&self) -> Result<Vec<RefusedStart>, StoreError> {
+        let events = self.store.read(REFUSED_STARTS_STREAM).await?;
+        Ok(events.iter().filter_map(|e| serde_json::from_str(&e.body).ok()).collect())
+    }
+
+    #[allow(clippy::result_large_err)]
+    async fn decide_and_append(&self, id: &str, command: &Command, now: Timestamp) -> Result<Submitted, SubmitError> {
         append_deciding(&self.store, id, |events| {
             let state = replay(events).map_err(|source| SubmitError::Replay { id: id.to_string(), source })?;
             let transition = step(state.as_ref(), command, now)?;

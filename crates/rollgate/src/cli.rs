@@ -56,6 +56,23 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A period across rollouts: outcomes, rollbacks by cause, median time to detect, bad versions stopped
+    /// before full traffic and the traffic they never reached, starts refused by the deploy window.
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// How far back from --to (e.g. 7d, 24h), when --from is not given.
+        #[arg(long, default_value = "30d")]
+        since: rollgate_core::hold::Hold,
+        /// The period's start (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<rollgate_core::Timestamp>,
+        /// The period's end (RFC 3339; default now).
+        #[arg(long)]
+        to: Option<rollgate_core::Timestamp>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Prometheus rules and a Grafana dashboard for a service, from its plan.
     Monitoring {
         #[command(subcommand)]

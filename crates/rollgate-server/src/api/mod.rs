@@ -5,6 +5,7 @@ mod audit;
 mod caller;
 mod health;
 pub mod problem;
+mod report;
 mod responses;
 mod rollouts;
 mod routing;
@@ -72,6 +73,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::get))
         .routes(routes!(rollouts::shadow))
         .routes(routes!(rollouts::retro))
+        .routes(routes!(report::get))
         .routes(routes!(rollouts::events))
         .routes(routes!(rollouts::promote))
         .routes(routes!(rollouts::pause))

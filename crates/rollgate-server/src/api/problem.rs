@@ -123,6 +123,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::retro::RetroError> for ApiError {
+    fn from(e: crate::retro::RetroError) -> ApiError {
+        match e {
+            crate::retro::RetroError::Store(store) => ApiError::from(store),
+            log => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the log does not verify", log.to_string()),
+        }
+    }
+}
+
 impl From<SubmitError> for ApiError {
     fn from(err: SubmitError) -> ApiError {
         match err {

@@ -249,11 +249,9 @@ pub async fn retro(
     ApiQuery(query): ApiQuery<RetroQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let built = crate::retro::build(state.store(), &id).await.map_err(|e| match e {
-        crate::retro::RetroError::Store(store) => ApiError::from(store),
-        log => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the log does not verify", log.to_string()),
-    })?;
-    let retro = built.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
+    let retro = crate::retro::build(state.store(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
     let text = |kind: &'static str, body: String| ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response();
     Ok(match query.format {
         RetroFormat::Markdown => text("text/markdown; charset=utf-8", crate::retro::markdown(&retro)),

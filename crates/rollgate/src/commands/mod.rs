@@ -10,6 +10,7 @@ mod monitoring;
 mod plan;
 mod rehearse;
 mod remote;
+mod report;
 mod rollout;
 mod serve;
 mod shadow;
@@ -37,6 +38,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         },
         Command::Archive { command } => archive::run(command),
         Command::Monitoring { command } => monitoring::run(command),
+        Command::Report { target, since, from, to, json } => report::run(&target, since, from, to, json).await,
         Command::Shadow { target, command } => shadow::run(&target, command).await,
         Command::Version { target, command } => match &target.server {
             Some(server) => remote::version(&Client::new(server, target.token.clone())?, command).await,
