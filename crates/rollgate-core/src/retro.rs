@@ -185,7 +185,7 @@ pub fn retrospective(
         candidate_requests: judge.and_then(|j| j["canary_requests"].as_u64()),
         stable_requests: judge.and_then(|j| j["baseline_requests"].as_u64()),
         shadow_pairs: shadow.and_then(|s| s["pairs"].as_u64()),
-        follow_ups: follow_ups(r),
+        follow_ups: follow_ups(r, events),
         questions: questions(r),
         events: events.len() as u64,
         head: events.last().map_or_else(String::new, |e| e.hash.clone()),
@@ -247,6 +247,11 @@ fn describe(input: &Input) -> String {
         Input::WatchBaseline { baseline } => {
             format!("watch baseline: {} requests, error rate {:.2}%", baseline.requests, baseline.error_rate * 100.0)
         }
+        Input::ObserveBaseline { baseline } => format!(
+            "the previous version's record, held to in full deployment: {} requests, error rate {:.2}%",
+            baseline.requests,
+            baseline.error_rate * 100.0
+        ),
         Input::WatchResult { stable, summary, .. } => {
             format!("watch: {} ({summary})", if *stable { "stable" } else { "not healthy" })
         }
@@ -313,12 +318,16 @@ fn rollback(r: &Rollout, bodies: &[crate::event::EventBody]) -> Option<RollbackL
 
 /// What is still open: actions, a watch not ended, and for a completed
 /// rollout the post-deployment items nobody did.
-fn follow_ups(r: &Rollout) -> Vec<String> {
+fn follow_ups(r: &Rollout, events: &[RecordedEvent]) -> Vec<String> {
     let mut out: Vec<String> = r.open_actions().map(|a| format!("action {} is {}", a.id, a.status)).collect();
-    if r.stage == Stage::Completed {
+    // An item counts as done if it is now, or was just before the event that
+    // completed the rollout: a proof such as the judge's verdict belongs to
+    // full deployment, and the completing event may be the last tick itself.
+    if let Some(before) = state_before_completion(r, events) {
         let kind = ChecklistKind::PostDeployment;
-        for (id, text, done) in checklist_items(r, kind) {
-            if done.is_none() {
+        let done_before: Vec<bool> = checklist_items(&before, kind).iter().map(|(_, _, d)| d.is_some()).collect();
+        for (i, (id, text, done)) in checklist_items(r, kind).into_iter().enumerate() {
+            if done.is_none() && !done_before.get(i).copied().unwrap_or(false) {
                 out.push(format!("checklist {kind}: {text} ({id}) is not done"));
             }
         }
@@ -327,6 +336,18 @@ fn follow_ups(r: &Rollout) -> Vec<String> {
         out.push(format!("the watch of {} runs until {}", w.version, w.until));
     }
     out
+}
+
+/// For a completed rollout, its state just before the event that completed it.
+fn state_before_completion(r: &Rollout, events: &[RecordedEvent]) -> Option<Rollout> {
+    if r.stage != Stage::Completed {
+        return None;
+    }
+    // The completing event happened at the moment the stage was entered; few events share it.
+    (0..events.len()).filter(|&i| events[i].decode().is_ok_and(|b| b.at == r.stage_entered_at)).find_map(|i| {
+        let after = crate::event::replay(&events[..=i]).ok().flatten()?;
+        (after.stage == Stage::Completed).then(|| crate::event::replay(&events[..i]).ok().flatten()).flatten()
+    })
 }
 
 /// The questions worth a team's hour, by how the rollout went.

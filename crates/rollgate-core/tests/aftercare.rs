@@ -9,7 +9,7 @@ use rollgate_core::plan::{ChecklistKind, Plan};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::rehearsal::Rehearsal;
 use rollgate_core::rollout::{
-    Command, Effect, Input, NotificationKind, Rejection, RollbackCategory, Verdict, WatchBaseline,
+    Command, Effect, Input, NotificationKind, Rejection, RollbackCategory, Stage, Verdict, WatchBaseline,
 };
 use rollgate_core::{Timestamp, hold::Hold};
 
@@ -32,6 +32,10 @@ fn in_canary(plan: Plan) -> (Rehearsal, Timestamp) {
 
 fn system(input: Input) -> Command {
     Command::new(Actor::system(), input)
+}
+
+fn baseline() -> WatchBaseline {
+    WatchBaseline { requests: 500, error_rate: 0.01, bad_output_rate: 0.0, latency_ms: Some(20.0), complaint_rate: 0.0 }
 }
 
 fn close_ticket(effects: &[Effect]) -> Option<(String, String)> {
@@ -71,7 +75,7 @@ fn a_watch_takes_one_baseline_and_one_result_from_the_system_only() {
     let (mut r, now) = in_canary(Plan::default());
     let rollback = Input::Rollback { category: RollbackCategory::Quality, reason: "worse".into(), full: false };
     r.send(Command::new(alice(), rollback), now).unwrap();
-    let baseline = WatchBaseline { requests: 500, error_rate: 0.01, bad_output_rate: 0.0, latency_ms: Some(20.0) };
+    let baseline = baseline();
     let as_alice = Command::new(alice(), Input::WatchBaseline { baseline: baseline.clone() });
     assert!(matches!(r.send(as_alice, now), Err(Rejection::Forbidden { .. })));
     r.send(system(Input::WatchBaseline { baseline: baseline.clone() }), now).unwrap();
@@ -121,4 +125,54 @@ fn a_ticket_must_be_one_line_of_reasonable_length() {
         }
         assert!(matches!(Rehearsal::new().send(command, at(THURSDAY)), Err(Rejection::InvalidStart(_))), "{bad:?}");
     }
+}
+
+/// A rollout in full deployment.
+fn in_full(plan: Plan) -> (Rehearsal, Timestamp) {
+    let (mut r, now) = in_canary(plan);
+    while r.state().unwrap().stage != Stage::Full {
+        r.send(Command::new(dana_admin(), Input::ForcePromote { reason: "test".into() }), now).unwrap();
+    }
+    (r, now)
+}
+
+#[test]
+fn full_deployment_takes_the_previous_versions_record_once_and_from_the_system_only() {
+    let (mut r, now) = in_canary(Plan::default());
+    assert_eq!(r.send(system(Input::ObserveBaseline { baseline: baseline() }), now), Err(Rejection::Unchanged));
+    let (mut r, now) = in_full(Plan::default());
+    let as_alice = Command::new(alice(), Input::ObserveBaseline { baseline: baseline() });
+    assert!(matches!(r.send(as_alice, now), Err(Rejection::Forbidden { .. })));
+    r.send(system(Input::ObserveBaseline { baseline: baseline() }), now).unwrap();
+    let observed = r.state().unwrap().observed.clone().unwrap();
+    assert_eq!((observed.of.as_str(), observed.baseline), ("v1", baseline()));
+    assert_eq!(r.send(system(Input::ObserveBaseline { baseline: baseline() }), now), Err(Rejection::Unchanged));
+}
+
+#[test]
+fn a_failed_post_deployment_check_tells_the_team_how_to_go_back_or_that_it_does() {
+    let failed = || Input::Evidence {
+        gate: "post_deployment.metrics_stable".into(),
+        passed: false,
+        summary: "errors: 30 of 100".into(),
+        details: serde_json::Value::Null,
+    };
+    let message = |effects: Vec<Effect>| {
+        effects.into_iter().find_map(|e| match e {
+            Effect::Notify { kind: NotificationKind::RegressionAfterDeployment, message, .. } => Some(message),
+            _ => None,
+        })
+    };
+    let (mut r, now) = in_full(Plan::default());
+    let told = message(r.send(system(failed()), now).unwrap()).unwrap();
+    assert!(told.contains("errors: 30 of 100") && told.contains("`rollgate rollout rollback r1"), "{told}");
+    assert!(told.contains("returns to v1, kept warm until"), "{told}");
+    let mut plan = Plan::default();
+    plan.full.rollback_on_regression = true;
+    let (mut r, now) = in_full(plan);
+    let told = message(r.send(system(failed()), now).unwrap()).unwrap();
+    assert!(told.ends_with("rolling back to v1 (the plan says so)"), "{told}");
+    // A person's failed evidence, or one outside full deployment, is no regression alarm.
+    let (mut r, now) = in_full(Plan::default());
+    assert_eq!(message(r.send(Command::new(alice(), failed()), now).unwrap()), None);
 }

@@ -147,6 +147,16 @@ pub struct WatchView {
     pub details: Option<serde_json::Value>,
 }
 
+/// In full deployment: the previous version's record the new version is held to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ObservedView {
+    /// The previous version, whose record it is.
+    pub of: String,
+    pub at: String,
+    #[schema(value_type = Object)]
+    pub baseline: serde_json::Value,
+}
+
 impl WatchView {
     fn new(w: &rollgate_core::rollout::WatchRecord) -> WatchView {
         let status = match &w.result {
@@ -269,6 +279,8 @@ pub struct RolloutView {
     pub ticket: Option<String>,
     /// After a rollback: the watch of the version that came back.
     pub watch: Option<WatchView>,
+    /// In full deployment: the previous version's record that rollgate's post-deployment check holds the new one to.
+    pub observed: Option<ObservedView>,
     pub gates: Vec<GateView>,
     pub evidence: Vec<EvidenceView>,
     pub approvals: Vec<ApprovalView>,
@@ -372,6 +384,11 @@ impl RolloutView {
             outcome: outcome(r),
             ticket: r.ticket.clone(),
             watch: r.watch.as_ref().map(WatchView::new),
+            observed: r.observed.as_ref().map(|o| ObservedView {
+                of: o.of.clone(),
+                at: o.at.to_string(),
+                baseline: serde_json::to_value(&o.baseline).unwrap_or_default(),
+            }),
             gates,
             evidence: r
                 .evidence

@@ -162,6 +162,91 @@ async fn a_full_rollback_whose_redeployed_endpoint_serves_another_version_is_cau
     w.stop().await;
 }
 
+/// The plan's full deployment: an hour of observation, the previous version warm for two.
+fn observed(rollback_on_regression: bool) -> String {
+    format!(
+        "[plans.fast.full]\nobserve = \"1h\"\nkeep_warm = \"2h\"\nrollback_on_regression = {rollback_on_regression}\n"
+    )
+}
+
+impl World {
+    /// From the canary into full deployment, once the previous version's record is in the log.
+    async fn promote_to_full(&self) -> Value {
+        let dana = self._setup.token("dana-full", &[Role::Admin]).await;
+        let (status, view) =
+            self.api.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "test" })).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        assert_eq!(view["stage"], "full", "{view}");
+        self.until("the previous version's record was never recorded", |v| v["observed"]["of"] == "v1").await
+    }
+
+    fn evidence(view: &Value) -> Option<Value> {
+        view["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "post_deployment.metrics_stable").cloned()
+    }
+
+    fn item(view: &Value, id: &str) -> Value {
+        let post = view["checklists"].as_array().unwrap().iter().find(|c| c["checklist"] == "post_deployment").unwrap();
+        post["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn full_deployment_held_to_the_previous_versions_record_passes_when_the_window_ends() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let w = in_canary(&v1.url(), &v2.url(), "", &observed(false)).await;
+    served_by(&w.front, 400).await;
+    let view = w.promote_to_full().await;
+    let baseline = &view["observed"]["baseline"];
+    assert!(baseline["requests"].as_u64().unwrap() >= 300, "v1's record: {baseline}");
+    served_by(&w.front, 300).await;
+    // A minute before the window ends nothing is recorded; at its end, passed by rollgate.
+    w.clock.advance(SignedDuration::from_mins(59));
+    let early = wait_for(Duration::from_millis(300), || async { World::evidence(&w.view().await).is_some() }).await;
+    assert!(!early, "decided before the window ended: {:?}", World::evidence(&w.view().await));
+    w.clock.advance(SignedDuration::from_mins(1));
+    let view = w.until("no post-deployment evidence", |v| World::evidence(v).is_some()).await;
+    let evidence = World::evidence(&view).unwrap();
+    assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(true), Some("rollgate")), "{evidence}");
+    assert!(evidence["summary"].as_str().unwrap().starts_with("300 requests in 1h: error rate 0.00%"), "{evidence}");
+    // The items it proves tick themselves; the ones only a person can do wait.
+    for id in ["metrics_in_range", "no_user_complaints"] {
+        let item = World::item(&view, id);
+        assert_eq!(item["done"], true, "{item}");
+    }
+    assert_eq!(World::item(&view, "documentation_updated")["done"], false);
+    assert_eq!(view["stage"], "full", "the checklist's person-only items still hold it");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_regression_in_full_deployment_is_recorded_at_once_and_rolls_back_when_the_plan_says_so() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let w = in_canary(&v1.url(), &v2.url(), "", &observed(true)).await;
+    served_by(&w.front, 400).await;
+    w.promote_to_full().await;
+    // The new version breaks once it has all the traffic.
+    v2.set_faults(Faults { error_rate: 0.3, latency_ms: 1.0, latency_sigma: 0.0, ..Faults::default() });
+    served_by(&w.front, 200).await;
+    let view = w.until("no rollback", |v| v["stage"] == "rolled_back").await;
+    let evidence = World::evidence(&view).unwrap();
+    assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(false), Some("rollgate")), "{evidence}");
+    let summary = evidence["summary"].as_str().unwrap();
+    assert!(summary.starts_with("errors: ") && summary.contains("against 0.00% for v1 before"), "{summary}");
+    assert!(view["outcome"].as_str().unwrap().contains("post_deployment"), "{}", view["outcome"]);
+    // Traffic went back to the warm previous version at once.
+    assert_eq!(served_by(&w.front, 20).await.get("v1"), Some(&20));
+    // The log holds the failed check with its notification, then the rollback.
+    let (_, events) = w.api.get("/api/v1/rollouts/r1/events", &w.alice).await;
+    let events = events.as_array().unwrap();
+    let failed = events.iter().position(|e| e["input"]["gate"] == "post_deployment.metrics_stable").unwrap();
+    let told =
+        events[failed]["effects"].as_array().unwrap().iter().find(|fx| fx["kind"] == "regression_after_deployment");
+    let told = told.unwrap_or_else(|| panic!("{}", events[failed]));
+    assert!(told["message"].as_str().unwrap().contains("rolling back to v1 (the plan says so)"), "{told}");
+    assert_eq!(events[failed + 1]["input"]["verdict"]["trigger"], "post_deployment", "{}", events[failed + 1]);
+    w.stop().await;
+}
+
 /// A webhook receiver that keeps every body it is sent.
 async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -211,6 +211,8 @@ pub mod ids {
     pub const SHADOW_PERFORMANCE: &str = "shadow.performance";
     pub const SHADOW_ERROR_PATTERNS: &str = "shadow.error_patterns";
 
+    pub const POST_DEPLOYMENT_METRICS_STABLE: &str = "post_deployment.metrics_stable";
+
     /// The staging run's gates.
     pub const STAGING: [&str; 7] = [
         STAGING_FUNCTIONAL_TESTS,

@@ -389,12 +389,21 @@ pub struct FullDeployment {
     pub keep_warm: Hold,
     /// How long metrics are watched at 100% before the rollout is closed.
     pub observe: Hold,
+    /// When rollgate's post-deployment check finds a regression against the
+    /// previous version's record: roll back to it at once (true), or tell the
+    /// team and let a person decide (false).
+    pub rollback_on_regression: bool,
     pub gates: GateSet<PostDeployment>,
 }
 
 impl Default for FullDeployment {
     fn default() -> Self {
-        FullDeployment { keep_warm: Hold::from_hours(72), observe: Hold::from_hours(24), gates: GateSet::default() }
+        FullDeployment {
+            keep_warm: Hold::from_hours(72),
+            observe: Hold::from_hours(24),
+            rollback_on_regression: false,
+            gates: GateSet::default(),
+        }
     }
 }
 

@@ -80,4 +80,6 @@ pub enum NotificationKind {
     PreviousVersionStable,
     /// After a rollback, the version that came back is not healthy either.
     PreviousVersionUnhealthy,
+    /// In full deployment, rollgate's check found the new version worse than the previous one's record.
+    RegressionAfterDeployment,
 }

@@ -105,6 +105,11 @@ pub enum Input {
         #[serde(default)]
         details: serde_json::Value,
     },
+    /// In full deployment: the previous version's record, as measured, that
+    /// the new version is held to while the plan's `observe` window runs.
+    ObserveBaseline {
+        baseline: WatchBaseline,
+    },
 }
 
 impl Input {
@@ -128,6 +133,7 @@ impl Input {
             Input::ConfirmAction { .. } => "confirm_action",
             Input::WatchBaseline { .. } => "watch_baseline",
             Input::WatchResult { .. } => "watch_result",
+            Input::ObserveBaseline { .. } => "observe_baseline",
         }
     }
 

@@ -4,8 +4,8 @@
 
 use super::gates::{self, GateReport, next_stage};
 use super::{
-    Action, ActionStatus, ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, Override,
-    PauseRecord, RollbackCause, RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
+    Action, ActionStatus, ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, ObserveRecord,
+    Override, PauseRecord, RollbackCause, RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
     WarmRecord, WatchRecord, WatchResult, instructions,
 };
 use crate::roles::{Actor, Role};
@@ -168,6 +168,7 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         actions: Vec::new(),
         ticket: ticket.clone(),
         watch: None,
+        observed: None,
     };
     let mut effects = vec![notify(
         NotificationKind::Started,
@@ -190,6 +191,9 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             let record =
                 EvidenceRecord { passed: *passed, summary: summary.clone(), details: details.clone(), by, at: now };
             r.evidence.insert(gate.clone(), record);
+            if !passed && actor.has(Role::System) && r.stage == Stage::Full {
+                fx.push(notify(NotificationKind::RegressionAfterDeployment, regression_message(r, gate, summary)));
+            }
             Ok(())
         }
         Input::Approve { kind, comment } => {
@@ -330,6 +334,14 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             require_reason(note, "confirm an action")?;
             let open = open_action(r, action)?;
             open.status = ActionStatus::Done { by, at: now, summary: note.clone() };
+            Ok(())
+        }
+        Input::ObserveBaseline { baseline } => {
+            require(actor, actor.has(Role::System), "record the previous version's record", "system")?;
+            if r.stage != Stage::Full || r.observed.is_some() {
+                return Err(Rejection::Unchanged);
+            }
+            r.observed = Some(ObserveRecord { of: r.stable.clone(), at: now, baseline: baseline.clone() });
             Ok(())
         }
         Input::WatchBaseline { baseline } => {
@@ -537,4 +549,19 @@ fn roll_back(r: &mut Rollout, kind: RollbackKind, cause: RollbackCause, now: Tim
 
 fn notify(kind: NotificationKind, message: String) -> Effect {
     Effect::Notify { kind, message }
+}
+
+/// What the team is told when rollgate's post-deployment check fails.
+fn regression_message(r: &Rollout, gate: &str, summary: &str) -> String {
+    let previous = &r.stable;
+    let what = format!("{} {}: rollgate's check {gate} failed in full deployment: {summary}", r.service, r.candidate);
+    if r.plan.full.rollback_on_regression {
+        format!("{what}; rolling back to {previous} (the plan says so)")
+    } else {
+        let warm = r.warm.as_ref().map_or(String::new(), |w| format!(", kept warm until {}", w.until));
+        format!(
+            "{what}; `rollgate rollout rollback {} --category quality --reason …` returns to {previous}{warm}",
+            r.id
+        )
+    }
 }

@@ -15,7 +15,7 @@ pub use effect::{Effect, NotificationKind};
 pub use gates::{Gate, GateReport, GateStatus, checklist_items};
 pub use input::{Command, Input, RollbackCategory, Verdict};
 pub use machine::{Rejection, Transition, step};
-pub use watch::{WatchBaseline, WatchRecord, WatchResult};
+pub use watch::{ObserveRecord, WatchBaseline, WatchRecord, WatchResult};
 
 use crate::plan::{ChecklistKind, Plan};
 use crate::roles::ApprovalKind;
@@ -202,6 +202,9 @@ pub struct Rollout {
     /// After a rollback: the watch of the version that came back.
     #[serde(default)]
     pub watch: Option<WatchRecord>,
+    /// In full deployment: the previous version's record the new one is held to.
+    #[serde(default)]
+    pub observed: Option<ObserveRecord>,
 }
 
 impl Rollout {

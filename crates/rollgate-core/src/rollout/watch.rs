@@ -30,6 +30,20 @@ pub struct WatchBaseline {
     pub bad_output_rate: f64,
     /// Its latency at the plan's quantile, in milliseconds, when it has one.
     pub latency_ms: Option<f64>,
+    /// Complaints per request (feedback attributed to the version).
+    #[serde(default)]
+    pub complaint_rate: f64,
+}
+
+/// In full deployment: the previous version's record, which the new one is
+/// held to while the plan's `observe` window runs (there is no concurrent
+/// control any more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObserveRecord {
+    /// The previous version, whose record this is.
+    pub of: String,
+    pub at: Timestamp,
+    pub baseline: WatchBaseline,
 }
 
 /// How the watch ended.

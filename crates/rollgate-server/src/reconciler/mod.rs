@@ -13,6 +13,8 @@ mod controller;
 mod effects;
 mod hooks;
 pub(crate) mod judging;
+mod postdeploy;
+mod record;
 mod timers;
 
 use crate::fleet::Fleet;
@@ -71,7 +73,9 @@ pub(crate) struct Ctx {
     pub recorded_heads: std::sync::Mutex<Vec<rollgate_core::audit::StreamHead>>,
     pub api_url: Option<String>,
     /// After rollbacks: where each watch of the version that came back began.
-    pub watches: aftercare::Watches,
+    pub watches: record::Starts,
+    /// Full deployments' checks: where each began counting in this process.
+    pub observations: record::Starts,
 }
 
 impl Ctx {
@@ -121,7 +125,8 @@ pub fn start(
         head_file: reconciler.head_file,
         recorded_heads: std::sync::Mutex::new(Vec::new()),
         api_url: reconciler.api_url,
-        watches: aftercare::Watches::default(),
+        watches: record::Starts::default(),
+        observations: record::Starts::default(),
     });
     let staging_ctx = Arc::new(StagingCtx { log: ctx.log.clone(), clock: ctx.clock.clone(), http: staging_client() });
     let shadow = crate::shadow::run(ctx.log.clone(), ctx.store.clone(), reconciler.shadow, ctx.tick, stop.clone());
