@@ -4,13 +4,42 @@
 //! Thresholds come from the service's plan, so the alerts say what the
 //! judge would act on. Pure text and JSON; the CLI writes the files.
 
+use crate::prometheus::RuleGroup;
 use rollgate_core::plan::Plan;
 use serde_json::{Value, json};
 use std::fmt::Write;
 
-/// The group names the rules are loaded under: what `required_rules` looks for.
+/// The group names the rules are loaded under: what the monitoring plan gate looks for.
 pub fn group_names(service: &str) -> [String; 2] {
     [format!("rollgate-{service}-recording"), format!("rollgate-{service}-alerts")]
+}
+
+/// Whether the service's exported rules are loaded in Prometheus: a summary,
+/// or what is missing or failing.
+pub fn rules_loaded(service: &str, groups: &[RuleGroup]) -> Result<String, String> {
+    let mut loaded = Vec::new();
+    let mut problems = Vec::new();
+    for name in group_names(service) {
+        match groups.iter().find(|g| g.name == name) {
+            None => problems.push(format!("group `{name}` is not loaded")),
+            Some(g) if g.rules.is_empty() => problems.push(format!("group `{name}` has no rules")),
+            Some(g) => {
+                for rule in g.rules.iter().filter(|r| r.health == "err") {
+                    let why = rule.last_error.as_deref().unwrap_or("no error given");
+                    problems.push(format!("rule `{}` of `{name}` fails: {why}", rule.name));
+                }
+                loaded.push(format!("{name} ({} rules)", g.rules.len()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!("{} loaded in Prometheus", loaded.join(" and ")))
+    } else {
+        Err(format!(
+            "{}; `rollgate monitoring export --service {service}` writes the rules to load",
+            problems.join("; ")
+        ))
+    }
 }
 
 /// Outcomes that count against a version (4xx is the client's).

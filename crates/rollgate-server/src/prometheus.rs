@@ -30,6 +30,37 @@ struct QueryData {
 }
 
 #[derive(Deserialize)]
+struct RulesResponse {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<RulesData>,
+}
+
+#[derive(Deserialize)]
+struct RulesData {
+    groups: Vec<RuleGroup>,
+}
+
+/// A rule group as Prometheus reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuleGroup {
+    pub name: String,
+    #[serde(default)]
+    pub rules: Vec<LoadedRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadedRule {
+    pub name: String,
+    #[serde(default)]
+    pub health: String,
+    #[serde(default, rename = "lastError")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct Sample {
     value: (f64, String),
 }
@@ -60,6 +91,25 @@ impl Prometheus {
             });
         }
         readings
+    }
+
+    /// The rule groups loaded now, each with its rules' names and health (`ok`, `unknown` before the
+    /// first evaluation, `err`).
+    pub async fn rule_groups(&self) -> Result<Vec<RuleGroup>, String> {
+        let url = format!("{}/api/v1/rules", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("Prometheus at {} did not answer: {e}", self.base))?;
+        let status = response.status();
+        let body: RulesResponse =
+            response.json().await.map_err(|e| format!("Prometheus answered {status} with an unreadable body: {e}"))?;
+        match body.data {
+            Some(data) if body.status == "success" => Ok(data.groups),
+            _ => Err(format!("the rules query failed: {}", body.error.unwrap_or_else(|| status.to_string()))),
+        }
     }
 
     /// The single number a query returns now.

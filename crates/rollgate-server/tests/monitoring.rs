@@ -274,3 +274,40 @@ fn the_dashboard_is_a_grafana_dashboard_whose_queries_parse_and_name_real_metric
         }
     }
 }
+
+#[tokio::test]
+async fn the_monitoring_plan_gate_passes_once_the_exported_rules_are_loaded_in_prometheus() {
+    let prometheus = PrometheusServer::start("127.0.0.1:1");
+    let (v1, v2) = (named_model("v1").await, named_model("v2").await);
+    let plan = format!("{CANARY}[plans.fast.pre_deployment]\nmonitoring_rules = true\n");
+    let config = fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], &plan, "")
+        + &format!("[metrics]\nprometheus = \"{}\"\n", prometheus.url);
+    let setup = Setup::new(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(2)).await;
+    let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
+    assert_eq!(api.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
+    let gate = || async {
+        let (_, view) = api.get("/api/v1/rollouts/r1", &alice).await;
+        view["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "documentation.monitoring_plan").cloned()
+    };
+    let said = |text: &'static str| {
+        let gate = &gate;
+        async move { gate().await.is_some_and(|e| e["summary"].as_str().unwrap().contains(text)) }
+    };
+    let missing = wait_for(Duration::from_secs(60), || said("group `rollgate-fraud-recording` is not loaded")).await;
+    let evidence = gate().await;
+    assert!(missing, "{evidence:?}");
+    let evidence = evidence.unwrap();
+    assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(false), Some("rollgate")), "{evidence}");
+
+    let plan = rollgate_core::config::Config::parse("t.toml", &config).unwrap().plan("fast").unwrap();
+    prometheus.load_rules(&rules("fraud", &plan, Limits::default()));
+    let loaded =
+        wait_for(Duration::from_secs(60), || said("(6 rules) and rollgate-fraud-alerts (8 rules) loaded")).await;
+    let evidence = gate().await.unwrap();
+    assert!(loaded, "{evidence}");
+    assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(true), Some("rollgate")), "{evidence}");
+    api.stop().await;
+    front.shutdown().await;
+}

@@ -7,26 +7,11 @@ use axum::Router;
 use axum::routing::get;
 use rollgate_judge::external::{Bound, ExternalRule, ExternalState};
 use rollgate_server::prometheus::Prometheus;
-use std::process::{Child, Command, Stdio};
+
+mod common;
+use common::{PrometheusServer, free_port};
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// A Prometheus process, killed when dropped.
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// An exporter: GPU memory use per model version.
 async fn exporter() -> String {
@@ -39,32 +24,11 @@ async fn exporter() -> String {
     addr
 }
 
-fn start_prometheus(target: &str) -> (Server, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: models\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Debian's prometheus package is installed (scripts/test.sh installs it)");
-    (Server { child, _dir: dir }, format!("http://127.0.0.1:{port}"))
-}
-
 #[tokio::test]
 async fn external_metrics_come_from_a_real_prometheus() {
     let target = exporter().await;
-    let (_server, url) = start_prometheus(&target);
+    let server = PrometheusServer::start(&target);
+    let url = server.url.clone();
     let prometheus = Prometheus::new(&url).unwrap();
     let query = "gpu_memory_used_ratio{version=\"v2\"}";
     // Prometheus needs a moment to start and scrape once.

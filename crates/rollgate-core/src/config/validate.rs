@@ -210,6 +210,13 @@ pub(super) fn check(
         ));
     }
     for (name, plan) in &config.plans {
+        if plan.pre_deployment.monitoring_rules && config.metrics.prometheus.is_none() {
+            out.push(locate.at(
+                span_at(root, &["plans", name, "pre_deployment", "monitoring_rules"]),
+                format!("plan `{name}` checks that monitoring rules are loaded, but no Prometheus is configured"),
+                Some("add [metrics] prometheus = \"http://HOST:9090\"".into()),
+            ));
+        }
         if !plan.rollback.external.is_empty() && config.metrics.prometheus.is_none() {
             out.push(locate.at(
                 span_at(root, &["plans", name, "rollback", "external"]),
@@ -452,6 +459,21 @@ mod tests {
             service("scorer", "default"),
             plan.lines().take(3).collect::<Vec<_>>().join("\n") + "\n]\n"
         );
+        assert!(crate::config::Config::parse("x.toml", &fixed).is_ok(), "{fixed}");
+    }
+
+    #[test]
+    fn a_plan_that_checks_monitoring_rules_needs_a_prometheus() {
+        let plan = "[plans.watched.pre_deployment]\nmonitoring_rules = true\n";
+        let errors = crate::config::Config::parse("x.toml", plan).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("x.toml:2:20: error: plan `watched` checks that monitoring rules are loaded")),
+            "{text:?}"
+        );
+        let fixed =
+            format!("{}[metrics]\nprometheus = \"http://127.0.0.1:9090\"\n{plan}", service("scorer", "default"));
         assert!(crate::config::Config::parse("x.toml", &fixed).is_ok(), "{fixed}");
     }
 

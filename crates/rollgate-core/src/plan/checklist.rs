@@ -124,7 +124,11 @@ impl Default for Checklists {
                 item("metrics_in_range", "All metrics within acceptable ranges", &["post_deployment.metrics_stable"]),
                 item("no_elevated_errors", "No elevated error rates", &[PROOF_JUDGE]),
                 item("no_user_complaints", "No user complaints", &["post_deployment.metrics_stable"]),
-                item("monitoring_working", "Monitoring working correctly", &["infrastructure.monitoring_instrumented"]),
+                item(
+                    "monitoring_working",
+                    "Monitoring working correctly",
+                    &["infrastructure.monitoring_instrumented", "documentation.monitoring_plan"],
+                ),
                 item("documentation_updated", "Documentation updated", &[]),
                 item("retrospective_scheduled", "Deployment retrospective scheduled", &[]),
                 item("ticket_closed", "Deployment ticket closed", &[PROOF_TICKET]),

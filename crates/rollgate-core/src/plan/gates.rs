@@ -212,6 +212,7 @@ pub mod ids {
     pub const SHADOW_ERROR_PATTERNS: &str = "shadow.error_patterns";
 
     pub const POST_DEPLOYMENT_METRICS_STABLE: &str = "post_deployment.metrics_stable";
+    pub const DOCUMENTATION_MONITORING_PLAN: &str = "documentation.monitoring_plan";
 
     /// The staging run's gates.
     pub const STAGING: [&str; 7] = [

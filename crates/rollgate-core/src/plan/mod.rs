@@ -63,6 +63,10 @@ pub struct PreDeployment {
     pub documentation: GateSet<Documentation>,
     pub infrastructure: GateSet<Infrastructure>,
     pub approvals: Approvals,
+    /// The monitoring plan gate is rollgate's to check: it passes once the
+    /// rules `rollgate monitoring export` writes for the service are loaded
+    /// in the configured Prometheus (and full deployment checks them again).
+    pub monitoring_rules: bool,
 }
 
 /// Which approvals a rollout needs. Ethics and security reviews are

@@ -191,7 +191,7 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             let record =
                 EvidenceRecord { passed: *passed, summary: summary.clone(), details: details.clone(), by, at: now };
             r.evidence.insert(gate.clone(), record);
-            if !passed && actor.has(Role::System) && r.stage == Stage::Full {
+            if !passed && actor.has(Role::System) && r.stage == Stage::Full && gate.starts_with("post_deployment.") {
                 fx.push(notify(NotificationKind::RegressionAfterDeployment, regression_message(r, gate, summary)));
             }
             Ok(())

@@ -102,6 +102,7 @@ async fn tick(ctx: &Ctx) {
     ctx.judging.keep_only(|id| active.iter().any(|r| r.id == id));
     super::aftercare::tick(ctx).await;
     super::postdeploy::tick(ctx).await;
+    super::monitoring::tick(ctx).await;
 }
 
 /// Feeds the rollout's judge and records what it says, if that is news.

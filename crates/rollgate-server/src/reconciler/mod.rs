@@ -13,6 +13,7 @@ mod controller;
 mod effects;
 mod hooks;
 pub(crate) mod judging;
+mod monitoring;
 mod postdeploy;
 mod record;
 mod timers;
@@ -76,6 +77,10 @@ pub(crate) struct Ctx {
     pub watches: record::Starts,
     /// Full deployments' checks: where each began counting in this process.
     pub observations: record::Starts,
+    /// The Prometheus the monitoring plan gate asks, when one is configured.
+    pub prometheus: Option<Prometheus>,
+    /// When each rollout's monitoring rules were last looked for.
+    pub rules_checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Ctx {
@@ -112,7 +117,9 @@ pub fn start(
     let wake_delivery = Arc::new(Notify::new());
     let ctx = Arc::new(Ctx {
         notifier: Notifier::new(reconciler.store.clone(), webhooks.clone(), wake_delivery.clone()),
-        judging: Judging::new(reconciler.prometheus),
+        judging: Judging::new(reconciler.prometheus.clone()),
+        prometheus: reconciler.prometheus,
+        rules_checked: std::sync::Mutex::default(),
         log: reconciler.log,
         store: reconciler.store.clone(),
         clock: reconciler.clock,

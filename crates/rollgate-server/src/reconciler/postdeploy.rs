@@ -30,7 +30,7 @@ pub async fn tick(ctx: &Ctx) {
         ctx.fleet().rollouts().into_iter().filter(|r| r.stage == Stage::Full && r.paused.is_none()).collect();
     ctx.observations.keep_only(|id| full.iter().any(|r| r.id == id));
     for rollout in &full {
-        for input in look(ctx, dataplane.as_ref(), rollout, ctx.clock.now()) {
+        for input in look(ctx, dataplane.as_ref(), rollout, ctx.clock.now()).await {
             let command = Command::new(Actor::system(), input);
             if let Err(e) = ctx.log.submit(&rollout.id, &command).await {
                 tracing::warn!(rollout = %rollout.id, error = %e, "cannot record the post-deployment check");
@@ -41,7 +41,7 @@ pub async fn tick(ctx: &Ctx) {
 }
 
 /// What the check of `r` has to record now.
-fn look(ctx: &Ctx, dataplane: &dyn DataPlane, r: &Rollout, now: Timestamp) -> Vec<Input> {
+async fn look(ctx: &Ctx, dataplane: &dyn DataPlane, r: &Rollout, now: Timestamp) -> Vec<Input> {
     let plan = &r.plan.rollback;
     let limit_of = |b: &WatchBaseline| b.latency_ms.map(|ms| Duration::from_secs_f64(ms * plan.latency_ratio / 1000.0));
     let read = |version: &str, arm, limit| dataplane.history(&r.service, version, arm, plan.latency_quantile, limit);
@@ -89,6 +89,6 @@ fn look(ctx: &Ctx, dataplane: &dyn DataPlane, r: &Rollout, now: Timestamp) -> Ve
         return Vec::new();
     }
     let then = format!("{} before", observed.of);
-    let summary = format!("{}, health checks fine", clean_window(&since, baseline, limit, r.plan.full.observe, &then));
-    vec![evidence(true, summary)]
+    let numbers = clean_window(&since, baseline, limit, r.plan.full.observe, &then);
+    vec![evidence(true, format!("{numbers}, health checks fine"))]
 }

@@ -260,3 +260,55 @@ pub async fn served_by(gateway: &RunningGateway, n: usize) -> std::collections::
     }
     seen
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real Prometheus (Debian's package) on a loopback port, scraping
+/// `target` every second and loading the rule file `rules.yml` in its
+/// directory when there is one (`reload` reads it again); killed when dropped.
+pub struct PrometheusServer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl PrometheusServer {
+    pub fn start(target: &str) -> PrometheusServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: models\n    static_configs:\n      - targets: ['{target}']\n",
+                dir.path().join("rules.yml").display()
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Debian's prometheus package is installed (scripts/test.sh installs it)");
+        PrometheusServer { child, dir, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Writes the rule file and has Prometheus read its configuration again (SIGHUP).
+    pub fn load_rules(&self, rules: &str) {
+        std::fs::write(self.dir.path().join("rules.yml"), rules).unwrap();
+        let status = std::process::Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
