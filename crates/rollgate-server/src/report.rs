@@ -1,6 +1,6 @@
 //! `rollgate report`: a period across rollouts, read from the store.
 
-use crate::retro::{RetroError, duration, load, text};
+use crate::retro::{RetroError, duration, load, text, when};
 use rollgate_core::Timestamp;
 use rollgate_core::report::{PeriodReport, period};
 use rollgate_store::{AnyStore, EventStore, Rollouts, is_rollout_stream};
@@ -19,7 +19,7 @@ pub async fn build(store: &AnyStore, from: Timestamp, to: Timestamp) -> Result<P
 /// The report as Markdown.
 pub fn markdown(r: &PeriodReport) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# rollgate report: {} to {}\n", r.from, r.to);
+    let _ = writeln!(o, "# rollgate report: {} to {}\n", when(r.from), when(r.to));
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let _ = writeln!(
         o,
@@ -78,7 +78,7 @@ pub fn markdown(r: &PeriodReport) -> String {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} {} | {} |",
-                f.at,
+                when(f.at),
                 text(&f.by),
                 text(&f.service),
                 text(&f.candidate),

@@ -47,6 +47,11 @@ pub(crate) fn text(s: &str) -> String {
     out
 }
 
+/// A moment as people read it: to the second, in UTC (the JSON keeps every digit).
+pub(crate) fn when(t: rollgate_core::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 pub(crate) fn duration(seconds: i64) -> String {
     let (h, m, s) = (seconds / 3600, (seconds % 3600) / 60, seconds % 60);
     match (h, m) {
@@ -66,13 +71,13 @@ pub fn markdown(r: &Retro) -> String {
         text(&r.candidate),
         text(&r.rollout)
     );
-    let _ = writeln!(o, "- **Outcome:** {} ({})", r.outcome, text(&r.outcome_detail));
+    let _ = writeln!(o, "- **Outcome:** {}", text(&r.outcome_detail));
     let _ = writeln!(o, "- **Plan:** {}; requested by {}", text(&r.plan), text(&r.requester));
     if let Some(ticket) = &r.ticket {
         let _ = writeln!(o, "- **Ticket:** {}", text(ticket));
     }
-    let ended = r.ended_at.map_or_else(|| "not yet".to_string(), |t| t.to_string());
-    let _ = writeln!(o, "- **Started:** {}; **ended:** {ended}", r.started_at);
+    let ended = r.ended_at.map_or_else(|| "not yet".to_string(), when);
+    let _ = writeln!(o, "- **Started:** {}; **ended:** {ended}", when(r.started_at));
     if let Some(n) = r.candidate_requests {
         let _ = writeln!(o, "- **Requests served by the candidate** (the judge's count): {n}");
     }
@@ -83,8 +88,8 @@ pub fn markdown(r: &Retro) -> String {
 
     let _ = writeln!(o, "## Stages\n\n| stage | entered | left | time in it |\n|---|---|---|---|");
     for s in &r.stages {
-        let left = s.left_at.map_or_else(|| "-".to_string(), |t| t.to_string());
-        let _ = writeln!(o, "| {} | {} | {left} | {} |", text(&s.stage), s.entered_at, duration(s.seconds));
+        let left = s.left_at.map_or_else(|| "-".to_string(), when);
+        let _ = writeln!(o, "| {} | {} | {left} | {} |", text(&s.stage), when(s.entered_at), duration(s.seconds));
     }
     if let Some(rb) = &r.rollback {
         let _ = writeln!(o, "\n## Rollback\n");
@@ -92,12 +97,17 @@ pub fn markdown(r: &Retro) -> String {
         let _ = writeln!(
             o,
             "- **Decided at:** {}; **traffic off the candidate at:** {} (the same event)",
-            rb.decided_at, rb.traffic_off_at
+            when(rb.decided_at),
+            when(rb.traffic_off_at)
         );
         let _ = writeln!(o, "- **Candidate's share before:** {}%", rb.candidate_percent);
         if let (Some(first), Some(seconds)) = (rb.first_traffic_at, rb.exposed_seconds) {
-            let _ =
-                writeln!(o, "- **Users met the candidate from** {first} until traffic left it: {}", duration(seconds));
+            let _ = writeln!(
+                o,
+                "- **Users met the candidate from** {} until traffic left it: {}",
+                when(first),
+                duration(seconds)
+            );
         }
         if let Some(watch) = &rb.watch {
             let _ = writeln!(o, "- **Afterwards:** {}", text(watch));
@@ -106,7 +116,7 @@ pub fn markdown(r: &Retro) -> String {
     if !r.verdicts.is_empty() {
         let _ = writeln!(o, "\n## The judge\n\n| at | verdict | why |\n|---|---|---|");
         for v in &r.verdicts {
-            let _ = writeln!(o, "| {} | {} | {} |", v.at, v.verdict, text(&v.detail));
+            let _ = writeln!(o, "| {} | {} | {} |", when(v.at), v.verdict, text(&v.detail));
         }
         for v in r.verdicts.iter().filter(|v| !v.evidence.is_null()) {
             triggers_table(&mut o, v);
@@ -114,7 +124,7 @@ pub fn markdown(r: &Retro) -> String {
                 o,
                 "\nEvidence of the {} verdict at {}:\n\n```json\n{}\n```",
                 v.verdict,
-                v.at,
+                when(v.at),
                 serde_json::to_string_pretty(&v.evidence).unwrap_or_default()
             );
         }
@@ -129,19 +139,20 @@ pub fn markdown(r: &Retro) -> String {
     let _ = writeln!(o, "\n## Gates and evidence\n\n| gate | result | by | at | summary |\n|---|---|---|---|---|");
     for e in &r.evidence {
         let result = if e.passed { "passed" } else { "**failed**" };
-        let _ = writeln!(o, "| {} | {result} | {} | {} | {} |", text(&e.gate), text(&e.by), e.at, text(&e.summary));
+        let _ =
+            writeln!(o, "| {} | {result} | {} | {} | {} |", text(&e.gate), text(&e.by), when(e.at), text(&e.summary));
     }
     for (title, moments) in [("Approvals", &r.approvals), ("Overrides", &r.overrides)] {
         if !moments.is_empty() {
             let _ = writeln!(o, "\n## {title}\n");
             for m in moments {
-                let _ = writeln!(o, "- {} by {}: {}", m.at, text(&m.by), text(&m.what));
+                let _ = writeln!(o, "- {} by {}: {}", when(m.at), text(&m.by), text(&m.what));
             }
         }
     }
     let _ = writeln!(o, "\n## Timeline\n\n| at | who | what |\n|---|---|---|");
     for m in r.timeline.iter().filter(|m| m.what != "time passed") {
-        let _ = writeln!(o, "| {} | {} | {} |", m.at, text(&m.by), text(&m.what));
+        let _ = writeln!(o, "| {} | {} | {} |", when(m.at), text(&m.by), text(&m.what));
     }
     let _ = writeln!(o, "\n## Still open\n");
     if r.follow_ups.is_empty() {
@@ -163,7 +174,7 @@ fn triggers_table(o: &mut String, v: &rollgate_core::retro::VerdictLine) {
     let _ = writeln!(
         o,
         "\nThe triggers at {}:\n\n| trigger | rule | e-value | threshold | canary / baseline events | fired |\n|---|---|---|---|---|---|",
-        v.at
+        when(v.at)
     );
     for t in triggers {
         let number = |key: &str| t[key].as_f64().map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
