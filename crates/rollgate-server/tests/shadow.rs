@@ -87,14 +87,28 @@ impl Shadowing {
         self.api.get("/api/v1/rollouts/r1/shadow", &self.alice).await
     }
 
-    /// The report once it counts `pairs` compared pairs.
+    /// Shadow copies the gateway dropped to protect the primary path, or the candidate never answered.
+    async fn copies_lost(&self) -> u64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.front.addr)).await.unwrap().text().await.unwrap();
+        let counter = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or_default()
+        };
+        counter("rollgate_mirror_dropped_total ") + counter("rollgate_mirror_failed_total ")
+    }
+
+    /// The report once every one of `pairs` mirrored requests is accounted
+    /// for: compared, or a copy the gateway shed (it drops copies rather than
+    /// slow the primary path when the machine is loaded: seen up to a tenth
+    /// with the test binaries sharing two cores; a fifth fails the test).
     async fn report_with(&self, pairs: u64) -> Value {
-        let counted = wait_for(Duration::from_secs(30), || async {
-            self.report().await.1["pairs"].as_u64().unwrap_or(0) >= pairs
+        let accounted = wait_for(Duration::from_secs(60), || async {
+            self.report().await.1["pairs"].as_u64().unwrap_or(0) + self.copies_lost().await >= pairs
         })
         .await;
         let (_, report) = self.report().await;
-        assert!(counted, "the comparison never reached {pairs} pairs: {report}");
+        let lost = self.copies_lost().await;
+        assert!(accounted, "the comparison never accounted for {pairs} pairs ({lost} copies lost): {report}");
+        assert!(lost * 5 <= pairs, "{lost} of {pairs} shadow copies lost");
         report
     }
 
@@ -147,7 +161,7 @@ async fn a_candidate_wrong_on_a_tenth_of_inputs_is_measured_and_blocked() {
     let report = s.report_with(n as u64).await;
     let (agreement, low, high) = share(&report, "agreement");
     assert!(low <= 0.9 && 0.9 <= high, "agreement {agreement} in [{low}, {high}] holds the true 90%");
-    assert!(high - low < 0.05, "1500 pairs pin it down: [{low}, {high}]");
+    assert!(high - low < 0.05, "over 1200 pairs pin it down: [{low}, {high}]");
     assert_eq!(report["excess"]["decision"], "block", "{}", report["excess"]);
     // The flips are the simulator's label swaps, both ways.
     let flips = &report["agreement"]["flips"];
@@ -158,7 +172,7 @@ async fn a_candidate_wrong_on_a_tenth_of_inputs_is_measured_and_blocked() {
     let example = &examples[0];
     assert!(example["request"].as_str().unwrap().contains("\"amount\""), "{example}");
     assert_ne!(example["production"], example["candidate"], "{example}");
-    assert_eq!(report["latency_ms"]["candidate"]["count"], n, "{}", report["latency_ms"]);
+    assert_eq!(report["latency_ms"]["candidate"]["count"], report["pairs"], "{}", report["latency_ms"]);
 
     let evidence = s.evidence("shadow.output_agreement").await;
     assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(false), Some("rollgate")), "{evidence}");
