@@ -39,7 +39,7 @@ pub const BODY_LIMIT: usize = 256 * 1024;
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerToken),
-    components(schemas(rollgate_core::plan::ChecklistKind)),
+    components(schemas(rollgate_core::plan::ChecklistKind, rollouts::RetroFormat, report::ReportFormat)),
     tags(
         (name = "rollouts", description = "Rollouts and their logs"),
         (name = "actions", description = "What people do to a rollout"),

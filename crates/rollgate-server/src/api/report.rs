@@ -22,6 +22,7 @@ pub enum ReportFormat {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// The period's start (RFC 3339); default: `since` before `to`.
     #[param(value_type = Option<String>)]
@@ -33,8 +34,7 @@ pub struct ReportQuery {
     #[param(value_type = Option<String>)]
     pub since: Option<Hold>,
     /// json (default) or markdown.
-    #[serde(default)]
-    pub format: ReportFormat,
+    pub format: Option<ReportFormat>,
 }
 
 /// Rollouts started in a period: outcomes, rollbacks by cause, median time to
@@ -60,7 +60,7 @@ pub async fn get(
         return Err(ApiError::unprocessable(format!("the period is empty: from {from} is not before to {to}")));
     }
     let report = crate::report::build(state.store(), from, to).await?;
-    Ok(match query.format {
+    Ok(match query.format.unwrap_or_default() {
         ReportFormat::Json => Json(report).into_response(),
         ReportFormat::Markdown => {
             let kind = "text/markdown; charset=utf-8";

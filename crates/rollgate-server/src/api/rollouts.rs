@@ -225,10 +225,10 @@ pub enum RetroFormat {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RetroQuery {
     /// markdown (default), html (a self-contained page) or json.
-    #[serde(default)]
-    pub format: RetroFormat,
+    pub format: Option<RetroFormat>,
 }
 
 /// The rollout's retrospective, written from its log: stages and the time in
@@ -253,7 +253,7 @@ pub async fn retro(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
     let text = |kind: &'static str, body: String| ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response();
-    Ok(match query.format {
+    Ok(match query.format.unwrap_or_default() {
         RetroFormat::Markdown => text("text/markdown; charset=utf-8", crate::retro::markdown(&retro)),
         RetroFormat::Html => text("text/html; charset=utf-8", crate::retro::html(&retro)),
         RetroFormat::Json => Json(retro).into_response(),
