@@ -138,6 +138,9 @@ pub struct Case {
     #[serde(default)]
     pub id: Option<String>,
     pub input: Value,
+    /// The input exactly as the case file writes it: what is sent.
+    #[serde(skip)]
+    pub input_text: String,
     #[serde(default)]
     pub expected: Option<Value>,
     #[serde(default)]
@@ -174,7 +177,8 @@ impl Suite {
         let mut cases = Vec::new();
         for (i, line) in cases_text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             match serde_json::from_str::<Case>(line) {
-                Ok(case) => {
+                Ok(mut case) => {
+                    case.input_text = raw_input(line).unwrap_or_else(|| case.input.to_string());
                     let id = case.id.clone().unwrap_or_else(|| format!("line-{}", i + 1));
                     cases.push((id, case));
                 }
@@ -213,6 +217,17 @@ impl Suite {
     pub fn seed(&self) -> u64 {
         u64::from_str_radix(&self.sha256[..16], 16).unwrap_or(0)
     }
+}
+
+/// The case's input as written, key order and spacing kept.
+fn raw_input(line: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        input: &'a serde_json::value::RawValue,
+    }
+    // Every other field is ignored here: the full case was read already.
+    serde_json::from_str::<Raw>(line).ok().map(|raw| raw.input.get().to_string())
 }
 
 /// What the manifest asks that cannot be done.
@@ -274,6 +289,9 @@ mod tests {
         let suite = Suite::parse("suite.toml", MANIFEST_TEXT, "cases.jsonl", cases).unwrap();
         assert_eq!(suite.cases.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["a", "line-3"]);
         assert_eq!(suite.cases[0].1.group["age"], "18-25");
+        let written = "{\"input\":{\"z\":1, \"a\":2}}";
+        let suite_in_order = Suite::parse("suite.toml", MANIFEST_TEXT, "cases.jsonl", written).unwrap();
+        assert_eq!(suite_in_order.cases[0].1.input_text, "{\"z\":1, \"a\":2}", "sent exactly as written");
         let other = Suite::parse("suite.toml", MANIFEST_TEXT, "cases.jsonl", &cases.replace("x\":2", "x\":3")).unwrap();
         assert_ne!(suite.sha256, other.sha256, "one byte of a case changes the suite's hash");
     }

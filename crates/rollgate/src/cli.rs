@@ -73,6 +73,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run an evaluation suite against a model endpoint, or against a rollout's candidate (and its stable
+    /// version) attaching the result as the gates' evidence. Exit code 0 when every requirement is met, 3 when not.
+    Validate(ValidateArgs),
     /// Prometheus rules and a Grafana dashboard for a service, from its plan.
     Monitoring {
         #[command(subcommand)]
@@ -429,6 +432,34 @@ impl StoreArgs {
     }
 }
 
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["endpoint", "rollout"])))]
+pub struct ValidateArgs {
+    /// The suite's directory: suite.toml and its cases (JSONL).
+    #[arg(long)]
+    pub suite: PathBuf,
+    /// The model server to validate (its base URL; the suite's request.path is appended).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Also run the stable version at this URL, for the "not worse than stable" requirements.
+    #[arg(long, requires = "endpoint")]
+    pub stable: Option<String>,
+    /// Validate this rollout's candidate (and its stable version) from the config's endpoints, and attach the
+    /// result as evidence: validation.performance for the metrics, validation.bias for the bias measures.
+    #[arg(long)]
+    pub rollout: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub actor: ActorArgs,
+    /// Write the cases and requirements as JUnit XML here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum MonitoringCommand {
     /// Write rules.yml (recording and alerting rules over rollgate's metrics, thresholds from the service's
@@ -496,7 +527,7 @@ pub enum AuditCommand {
 }
 
 /// Who is acting, and against which config (without a server).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ActorArgs {
     /// Without a server: the person acting; their roles come from [roles] in the config.
     /// With a server, the token says who is acting.

@@ -16,6 +16,7 @@ mod serve;
 mod shadow;
 mod sim;
 mod token;
+mod validate;
 
 use crate::cli::{BenchCommand, Command};
 use crate::client::Client;
@@ -28,16 +29,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             config::check(&file.or(flag).unwrap_or_else(|| "rollgate.toml".into()), json)
         }
         Command::Plan { command } => plan::run(command),
-        Command::Rollout { target, command } => match &target.server {
-            Some(server) => remote::rollout(&Client::new(server, target.token.clone())?, command).await,
-            None => rollout::run(&target.store, command).await,
-        },
+        Command::Rollout { target, command } => rollout_command(&target, command).await,
         Command::Audit { target, command } => match &target.server {
             Some(server) => remote::audit(&Client::new(server, target.token.clone())?, command).await,
             None => audit::run(&target.store, command).await,
         },
         Command::Archive { command } => archive::run(command),
         Command::Monitoring { command } => monitoring::run(command),
+        Command::Validate(args) => validate::run(args).await,
         Command::Report { target, since, from, to, json } => report::run(&target, since, from, to, json).await,
         Command::Shadow { target, command } => shadow::run(&target, command).await,
         Command::Version { target, command } => match &target.server {
@@ -57,6 +56,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sim { command } => sim::run(command).await,
         Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),
         Command::Bench { command: BenchCommand::Shadow(args) } => bench::shadow(&args),
+    }
+}
+
+/// A rollout command, through the server when there is one, else on the store.
+async fn rollout_command(target: &crate::cli::Target, command: crate::cli::RolloutCommand) -> anyhow::Result<()> {
+    match &target.server {
+        Some(server) => remote::rollout(&Client::new(server, target.token.clone())?, command).await,
+        None => rollout::run(&target.store, command).await,
     }
 }
 
