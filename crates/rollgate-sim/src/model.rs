@@ -37,6 +37,9 @@ pub struct Faults {
     /// One group of inputs always gets the wrong label: the requests whose
     /// body contains this text (e.g. `"country":"FR"`).
     pub wrong_group: Option<String>,
+    /// Requests with a larger body crash the model: the connection is cut, as
+    /// a process that ran out of memory on a long input would.
+    pub crash_over_bytes: Option<usize>,
     /// Share of answers that differ from call to call for the same input, as
     /// a sampling LLM's or batched GPU inference's do: the label flips, the
     /// score moves and a chat answer is worded differently.
@@ -61,6 +64,7 @@ impl Default for Faults {
             tail_factor: 1.0,
             wrong_rate: 0.0,
             wrong_group: None,
+            crash_over_bytes: None,
             flaky_rate: 0.0,
             hang: false,
             crash: false,
@@ -241,7 +245,7 @@ async fn infer(State(model): State<Arc<Model>>, uri: axum::http::Uri, body: Byte
     let faults = model.faults();
     let n = model.served.fetch_add(1, Ordering::Relaxed);
     let mut rng = fastrand::Rng::with_seed(model.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    if faults.crash {
+    if faults.crash || faults.crash_over_bytes.is_some_and(|limit| body.len() > limit) {
         return cut();
     }
     if model.starting(&faults) {

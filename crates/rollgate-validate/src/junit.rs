@@ -1,6 +1,8 @@
 //! The report as JUnit XML, so any CI shows the cases: one test case per
-//! suite case and one per requirement, in the common (Jenkins / Ant) schema.
+//! suite case, one per requirement and one per edge-case probe, in the
+//! common (Jenkins / Ant) schema.
 
+use crate::edge::ProbeResult;
 use crate::report::{Decision, Report};
 use std::fmt::Write;
 
@@ -21,13 +23,43 @@ fn escape(s: &str) -> String {
     out
 }
 
-pub fn junit(r: &Report) -> String {
+/// The suite's report and the edge-case probes, either of which may be absent.
+pub fn junit(report: Option<&Report>, edge: &[ProbeResult]) -> String {
+    let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    if let Some(r) = report {
+        suite_part(&mut o, r);
+    }
+    if !edge.is_empty() {
+        let failures = edge.iter().filter(|p| !p.passed).count();
+        let _ = writeln!(
+            o,
+            "  <testsuite name=\"edge-cases\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"0\">",
+            edge.len()
+        );
+        for p in edge {
+            let _ = write!(o, "    <testcase classname=\"edge-cases\" name=\"{}\" time=\"0\"", escape(p.probe));
+            if p.passed {
+                o.push_str("/>\n");
+            } else {
+                let _ = writeln!(
+                    o,
+                    ">\n      <failure message=\"{}\" type=\"probe failed\"/>\n    </testcase>",
+                    escape(&p.why)
+                );
+            }
+        }
+        o.push_str("  </testsuite>\n");
+    }
+    o.push_str("</testsuites>\n");
+    o
+}
+
+fn suite_part(o: &mut String, r: &Report) {
     let suite = escape(&r.suite);
     let case_failures = r.case_results.iter().filter(|c| !c.passed && c.error.is_none()).count();
     let errors = r.case_results.iter().filter(|c| c.error.is_some()).count();
     let requirement_failures = r.requirements.iter().filter(|q| q.decision != Decision::Passed).count();
     let seconds = |ms: Option<f64>| ms.unwrap_or(0.0) / 1000.0;
-    let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     let _ = writeln!(
         o,
         "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{case_failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{:.3}\">",
@@ -77,6 +109,5 @@ pub fn junit(r: &Report) -> String {
             }
         }
     }
-    o.push_str("  </testsuite>\n</testsuites>\n");
-    o
+    o.push_str("  </testsuite>\n");
 }

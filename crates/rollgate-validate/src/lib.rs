@@ -7,6 +7,7 @@
 //! answers in.
 
 pub mod bias;
+pub mod edge;
 pub mod interval;
 pub mod junit;
 pub mod metrics;

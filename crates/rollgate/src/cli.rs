@@ -169,7 +169,7 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Initial faults as JSON, e.g. '{"error_rate":0.05,"latency_ms":20,"tail_share":0.01,"tail_factor":10}';
-        /// also wrong_rate (wrong labels), wrong_group (always wrong where the body has this text),
+        /// also wrong_rate (wrong labels), wrong_group (always wrong where the body has this text), crash_over_bytes (cut the connection on a larger body),
         /// flaky_rate (answers that change from call to call), hang, crash, slow_start_ms, token_ms.
         #[arg(long, default_value = "{}")]
         faults: String,
@@ -434,10 +434,23 @@ impl StoreArgs {
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["endpoint", "rollout"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["suite", "edge_cases", "rollout"])))]
 pub struct ValidateArgs {
     /// The suite's directory: suite.toml and its cases (JSONL).
     #[arg(long)]
-    pub suite: PathBuf,
+    pub suite: Option<PathBuf>,
+    /// Probe the model with edge cases made from one well-formed request (the suite's first case, or the
+    /// protocol's example): empty, malformed, wrong types, missing fields, very long, unusual Unicode, a huge
+    /// batch. Always part of a --rollout run.
+    #[arg(long)]
+    pub edge_cases: bool,
+    /// The wire protocol for the edge-case probes without a suite (json, kserve-v2, openai-chat, tf-serving;
+    /// default: the service's for --rollout, else json).
+    #[arg(long, value_parser = protocol)]
+    pub protocol: Option<rollgate_core::config::Protocol>,
+    /// Appended to the endpoint for every request when there is no suite to say (e.g. /v2/models/fraud/infer).
+    #[arg(long, default_value = "")]
+    pub path: String,
     /// The model server to validate (its base URL; the suite's request.path is appended).
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -477,6 +490,11 @@ pub enum MonitoringCommand {
         #[arg(long, default_value_t = 0.05, value_parser = share)]
         max_error_rate: f64,
     },
+}
+
+fn protocol(text: &str) -> Result<rollgate_core::config::Protocol, String> {
+    serde_json::from_value(serde_json::Value::String(text.into()))
+        .map_err(|_| format!("`{text}` is not a protocol: json, kserve-v2, openai-chat or tf-serving"))
 }
 
 fn share(text: &str) -> Result<f64, String> {

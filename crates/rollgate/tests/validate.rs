@@ -82,7 +82,9 @@ async fn a_good_model_passes_a_biased_one_fails_and_a_small_suite_cannot_decide(
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", said(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out_json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((out_json["passed"].as_bool(), out_json["edge_cases"].is_null()), (Some(false), true));
+    let report = &out_json["suite"];
     assert_eq!(report["passed"], false);
     let decision = |rule: &str| {
         report["requirements"].as_array().unwrap().iter().find(|r| r["rule"] == rule).unwrap()["decision"].clone()
@@ -109,6 +111,46 @@ async fn a_good_model_passes_a_biased_one_fails_and_a_small_suite_cannot_decide(
         "{text}"
     );
     assert!(text.contains("too small to judge, never passed: 18-25, 26-40, 41+"), "{text}");
+}
+
+#[tokio::test]
+async fn edge_case_probes_pass_a_robust_model_and_name_the_input_that_breaks_a_fragile_one() {
+    let robust = model(Faults::default()).await;
+    let fragile = model(Faults { crash_over_bytes: Some(50_000), ..Faults::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        rollgate(dir.path(), &["validate", "--endpoint", &robust.url(), "--edge-cases", "--path", "/score"]).await;
+    assert!(out.status.success(), "{}", said(&out));
+    let text = said(&out);
+    assert!(text.contains("edge cases: PASSED") && text.contains("✓ very long text: answered (status 200)"), "{text}");
+    let out = rollgate(
+        dir.path(),
+        &[
+            "validate",
+            "--endpoint",
+            &fragile.url(),
+            "--edge-cases",
+            "--protocol",
+            "kserve-v2",
+            "--json",
+            "--junit",
+            "edge.xml",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probes = report["edge_cases"].as_array().unwrap();
+    let failed: Vec<&str> =
+        probes.iter().filter(|p| p["passed"] == false).map(|p| p["probe"].as_str().unwrap()).collect();
+    assert_eq!(failed, ["very long text", "huge batch"], "{report}");
+    let long = probes.iter().find(|p| p["probe"] == "very long text").unwrap();
+    assert_eq!(long["tries"].as_array().unwrap().len(), 3, "tried three times before it counts: {long}");
+    assert!(long["why"].as_str().unwrap().contains("connection dropped"), "{long}");
+    check_junit(&dir.path().join("edge.xml"));
+    let bad =
+        rollgate(dir.path(), &["validate", "--endpoint", &robust.url(), "--edge-cases", "--protocol", "grpc"]).await;
+    assert!(said(&bad).contains("`grpc` is not a protocol"), "{}", said(&bad));
 }
 
 /// The JUnit file parses as XML with the structure CI servers read.
@@ -151,6 +193,7 @@ async fn a_rollouts_gates_are_blocked_by_a_failing_run_and_unblocked_once_fixed(
         view["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "validation.bias").unwrap().clone();
     assert!(evidence["summary"].as_str().unwrap().contains("not met: equalized_odds_difference <= 0.1"), "{evidence}");
     let sha = evidence["details"]["suite_sha256"].as_str().unwrap().to_string();
+    assert_eq!(gate(&view, "validation.edge_cases")["status"], "passed", "every --rollout run probes edge cases");
     assert_eq!(sha.len(), 64, "the evidence names exactly which suite: {evidence}");
 
     // The candidate's endpoint now serves the fixed model: the same suite passes and the gates open.

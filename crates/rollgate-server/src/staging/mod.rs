@@ -189,7 +189,7 @@ impl Setup {
         let duration = env.duration.duration().unsigned_abs();
         let answers =
             replay::replay(http, &self.target, self.sample.clone(), env.rate, tokio::time::sleep(duration)).await;
-        let probes = probe_error_handling(http, &self.target).await;
+        let probes = probe_error_handling(http, &self.target, self.sample.first()).await;
         let _ = route.send_to_candidate(Weight::ZERO);
 
         let mut checks = replay_checks(&answers, env, duration, &rollout.candidate);
@@ -274,23 +274,38 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
     ]
 }
 
-/// Malformed inputs must be answered by the model (any status), not hang or cut the connection.
-async fn probe_error_handling(http: &reqwest::Client, target: &Target) -> Check {
-    let probes = ["{not json", "", "[]", "{\"inputs\":null}"];
-    let mut statuses = Vec::new();
-    let mut answered = 0;
-    for body in probes {
-        let answer = replay::send(http, target, body.to_string()).await;
-        // The model must answer: the gateway's own 502 says it could not.
-        answered += usize::from(answer.status != 0 && answer.gateway_error.is_none());
-        statuses.push(answer.status);
+/// Edge-case inputs made from the sample, with `rollgate validate
+/// --edge-cases`'s rule: the model must answer each below 500 (a 4xx for an
+/// invalid input); a 5xx, a hang or a cut connection fails, once every try has.
+async fn probe_error_handling(http: &reqwest::Client, target: &Target, sample: Option<&String>) -> Check {
+    use rollgate_validate::edge::{self, TRIES, Try};
+    let sample = sample
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .unwrap_or_else(|| edge::example(rollgate_core::config::Protocol::Json));
+    let mut results = Vec::new();
+    for probe in edge::probes(&sample) {
+        let mut tries = Vec::new();
+        while tries.len() < TRIES && !tries.iter().any(Try::passed) {
+            let answer = replay::send(http, target, probe.body.clone()).await;
+            tries.push(match (answer.status, answer.gateway_error) {
+                (0, _) => Try::Dropped("no answer".into()),
+                // The gateway answered itself: it could not get an answer from the model.
+                (status, Some(why)) => Try::Dropped(format!("{status} from the gateway: {why}")),
+                (status, None) => Try::Status(status),
+            });
+        }
+        results.push(edge::judge(&probe, tries));
     }
-    Check::new(
-        gate_ids::STAGING_ERROR_HANDLING,
-        answered == probes.len(),
-        format!("{answered} of {} malformed inputs answered (statuses {statuses:?})", probes.len()),
-        json!({ "probes": probes, "statuses": statuses }),
-    )
+    let failed: Vec<&str> = results.iter().filter(|r| !r.passed).map(|r| r.why.as_str()).collect();
+    let summary = if failed.is_empty() {
+        format!(
+            "{} edge-case inputs answered below 500 (malformed, wrong types, very long, unusual Unicode, a huge batch)",
+            results.len()
+        )
+    } else {
+        format!("{} of {} edge-case inputs failed: {}", failed.len(), results.len(), failed.join("; "))
+    };
+    Check::new(gate_ids::STAGING_ERROR_HANDLING, failed.is_empty(), summary, json!({ "probes": results }))
 }
 
 fn drill_checks(drill: &DrillRecord, env: &StagingEnvironment) -> [Check; 2] {

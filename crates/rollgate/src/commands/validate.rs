@@ -1,69 +1,81 @@
-//! `rollgate validate`: sends a suite's cases to a model server (bounded
-//! concurrency, a timeout per try, retries only after transport errors),
-//! judges the answers with rollgate-validate, prints or writes the report,
-//! and for a rollout attaches it as the gates' evidence.
+//! `rollgate validate`: sends a suite's cases (bounded concurrency, a
+//! timeout per try, retries only after transport errors) and edge-case
+//! probes to a model server, judges the answers with rollgate-validate,
+//! prints or writes the report, and for a rollout attaches it as the gates'
+//! evidence.
 
 use super::config::load;
 use crate::Refused;
 use crate::cli::{RolloutCommand, ValidateArgs};
 use crate::client::Client;
 use anyhow::Context;
+use rollgate_core::config::Protocol;
 use rollgate_server::views::RolloutView;
 use rollgate_store::{AnyStore, Rollouts};
+use rollgate_validate::edge::{self, ProbeResult, TRIES, Try};
 use rollgate_validate::report::{Answer, Decision, Report, evaluate, text};
 use rollgate_validate::suite::{MANIFEST, Suite};
+use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// What is validated: the candidate's URL, the stable version's when compared, the rollout when there is one.
+struct Targets {
+    candidate: String,
+    stable: Option<String>,
+    view: Option<RolloutView>,
+    protocol: Protocol,
+}
+
 pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    let suite = read_suite(&args.suite)?;
-    let (candidate, stable, rollout) = match &args.rollout {
-        Some(id) => {
-            let view = rollout_view(&args, id).await?;
-            let config = load(&args.actor.config)?;
-            let endpoint = |version: &str| {
-                config
-                    .services
-                    .get(&view.service)
-                    .and_then(|s| s.versions.get(version))
-                    .and_then(|v| v.endpoints.first())
-                    .map(|e| e.get_ref().clone())
-                    .ok_or_else(|| {
-                        Refused(format!(
-                            "{} has no endpoint for {} {version}; validate it with --endpoint URL instead",
-                            args.actor.config.display(),
-                            view.service
-                        ))
-                    })
+    let suite = args.suite.as_deref().map(read_suite).transpose()?;
+    let targets = targets(&args, suite.as_ref()).await?;
+    let report = match &suite {
+        Some(suite) => {
+            let candidate = ask_all(suite, &targets.candidate, "candidate").await?;
+            let stable = match &targets.stable {
+                Some(url) => Some(ask_all(suite, url, "stable").await?),
+                None => None,
             };
-            let wants_stable = suite.manifest.metrics.iter().any(|r| r.max_drop.is_some());
-            let stable = if wants_stable { Some(endpoint(&view.stable)?) } else { None };
-            (endpoint(&view.candidate)?, stable, Some(view))
+            Some(evaluate(suite, &candidate, stable.as_deref()))
         }
-        None => (args.endpoint.clone().unwrap_or_default(), args.stable.clone(), None),
-    };
-    let candidate_answers = ask_all(&suite, &candidate, "candidate").await?;
-    let stable_answers = match &stable {
-        Some(url) => Some(ask_all(&suite, url, "stable").await?),
         None => None,
     };
-    let report = evaluate(&suite, &candidate_answers, stable_answers.as_deref());
+    let edge = if args.edge_cases || targets.view.is_some() {
+        Some(probe_all(&args, suite.as_ref(), &targets).await?)
+    } else {
+        None
+    };
+    let edge_passed = edge.as_ref().is_none_or(|e| e.iter().all(|p| p.passed));
+    let passed = report.as_ref().is_none_or(|r| r.passed) && edge_passed;
     if let Some(path) = &args.junit {
-        std::fs::write(path, rollgate_validate::junit::junit(&report))
+        std::fs::write(path, rollgate_validate::junit::junit(report.as_ref(), edge.as_deref().unwrap_or_default()))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "passed": passed, "suite": report, "edge_cases": edge }))?
+        );
     } else {
-        print!("{}", text(&report));
+        if let Some(r) = &report {
+            print!("{}", text(r));
+        }
+        if let Some(results) = &edge {
+            let failed = results.iter().filter(|p| !p.passed).count();
+            println!("edge cases: {}", if failed == 0 { "PASSED".to_string() } else { format!("FAILED ({failed})") });
+            for p in results {
+                println!("  {} {}", if p.passed { "✓" } else { "✗" }, p.why);
+            }
+        }
     }
-    if let Some(view) = rollout {
-        attach(&args, &view, &report).await?;
+    if let Some(view) = &targets.view {
+        attach(&args, view, report.as_ref(), edge.as_deref()).await?;
     }
-    if report.passed { Ok(()) } else { Err(Refused(String::new()).into()) }
+    if passed { Ok(()) } else { Err(Refused(String::new()).into()) }
 }
 
 fn read_suite(dir: &Path) -> anyhow::Result<Suite> {
@@ -85,6 +97,34 @@ fn read_suite(dir: &Path) -> anyhow::Result<Suite> {
     )
 }
 
+async fn targets(args: &ValidateArgs, suite: Option<&Suite>) -> anyhow::Result<Targets> {
+    let Some(id) = &args.rollout else {
+        let candidate = args.endpoint.clone().unwrap_or_default();
+        let protocol = args.protocol.unwrap_or(Protocol::Json);
+        return Ok(Targets { candidate, stable: args.stable.clone(), view: None, protocol });
+    };
+    let view = rollout_view(args, id).await?;
+    let config = load(&args.actor.config)?;
+    let service = config.services.get(&view.service);
+    let endpoint = |version: &str| {
+        service
+            .and_then(|s| s.versions.get(version))
+            .and_then(|v| v.endpoints.first())
+            .map(|e| e.get_ref().clone())
+            .ok_or_else(|| {
+                Refused(format!(
+                    "{} has no endpoint for {} {version}; validate it with --endpoint URL instead",
+                    args.actor.config.display(),
+                    view.service
+                ))
+            })
+    };
+    let wants_stable = suite.is_some_and(|s| s.manifest.metrics.iter().any(|r| r.max_drop.is_some()));
+    let stable = if wants_stable { Some(endpoint(&view.stable)?) } else { None };
+    let protocol = args.protocol.or(service.map(|s| s.protocol)).unwrap_or(Protocol::Json);
+    Ok(Targets { candidate: endpoint(&view.candidate)?, stable, view: Some(view), protocol })
+}
+
 async fn rollout_view(args: &ValidateArgs, id: &str) -> anyhow::Result<RolloutView> {
     match &args.target.server {
         Some(server) => Client::new(server, args.target.token.clone())?.get(&format!("/api/v1/rollouts/{id}")).await,
@@ -100,11 +140,17 @@ async fn rollout_view(args: &ValidateArgs, id: &str) -> anyhow::Result<RolloutVi
     }
 }
 
+/// The URL every request goes to: the endpoint and the suite's (or --path's) path.
+fn url(endpoint: &str, suite: Option<&Suite>, path: &str) -> String {
+    let path = suite.map_or(path, |s| s.manifest.request.path.as_str());
+    format!("{}{path}", endpoint.trim_end_matches('/'))
+}
+
 /// Every case's answer from the model at `endpoint`, in the suite's order.
 async fn ask_all(suite: &Suite, endpoint: &str, who: &'static str) -> anyhow::Result<Vec<Answer>> {
     let run = &suite.manifest.run;
     let http = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
-    let url = format!("{}{}", endpoint.trim_end_matches('/'), suite.manifest.request.path);
+    let url = url(endpoint, Some(suite), "");
     let limit = Arc::new(tokio::sync::Semaphore::new(run.concurrency));
     let done = Arc::new(AtomicUsize::new(0));
     let total = suite.cases.len();
@@ -136,6 +182,22 @@ async fn ask_all(suite: &Suite, endpoint: &str, who: &'static str) -> anyhow::Re
     Ok(answers)
 }
 
+/// One try of one request: the response, a hang, or a dropped connection.
+async fn post(http: &reqwest::Client, url: &str, body: String, timeout: Duration) -> Result<(u16, Vec<u8>), Try> {
+    let sent = http.post(url).header("content-type", "application/json").body(body).timeout(timeout).send().await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) if e.is_timeout() => return Err(Try::Hang),
+        Err(e) => return Err(Try::Dropped(e.to_string())),
+    };
+    let status = response.status().as_u16();
+    match response.bytes().await {
+        Ok(bytes) => Ok((status, bytes.to_vec())),
+        Err(e) if e.is_timeout() => Err(Try::Hang),
+        Err(e) => Err(Try::Dropped(format!("the answer broke off: {e}"))),
+    }
+}
+
 /// One case: its answer, or why there is none.
 async fn ask(
     http: &reqwest::Client,
@@ -146,26 +208,19 @@ async fn ask(
     spec: &rollgate_validate::suite::ResponseSpec,
 ) -> Answer {
     let failed = |error: String| Answer { error: Some(error), ..Answer::default() };
-    let mut attempt = 0;
     let started = Instant::now();
-    let response = loop {
-        let sent =
-            http.post(url).header("content-type", "application/json").body(body.clone()).timeout(timeout).send().await;
-        match sent {
-            Ok(response) => break response,
-            // A hang is the model's: only a transport error is tried again.
-            Err(e) if e.is_timeout() => return failed(format!("no answer within {} ms", timeout.as_millis())),
+    let mut attempt = 0;
+    let (status, bytes) = loop {
+        match post(http, url, body.clone(), timeout).await {
+            Ok(answer) => break answer,
+            // A hang is the model's answer: only a transport error is tried again.
+            Err(Try::Hang) => return failed(format!("no answer within {} ms", timeout.as_millis())),
             Err(_) if attempt < retries => attempt += 1,
-            Err(e) => return failed(format!("transport error after {} tries: {e}", attempt + 1)),
+            Err(other) => return failed(format!("{} after {} tries", other.describe(), attempt + 1)),
         }
     };
-    let status = response.status();
-    let bytes = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => return failed(format!("the answer broke off: {e}")),
-    };
     let latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    if !status.is_success() {
+    if status >= 300 {
         return Answer { latency_ms, ..failed(format!("status {status}")) };
     }
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
@@ -178,36 +233,87 @@ async fn ask(
     Answer { prediction: Some(prediction), score, latency_ms, error: None }
 }
 
-/// The report as evidence of the rollout's gates: the metric requirements
-/// for validation.performance, the bias requirements for validation.bias.
-async fn attach(args: &ValidateArgs, view: &RolloutView, report: &Report) -> anyhow::Result<()> {
-    let bias_rules = |r: &&rollgate_validate::report::Requirement| {
-        r.rule.starts_with("demographic_parity") || r.rule.starts_with("equal") || r.rule.starts_with("every ")
-    };
-    let (bias, performance): (Vec<_>, Vec<_>) = report.requirements.iter().partition(|r| bias_rules(r));
-    for (gate, requirements) in [("validation.performance", performance), ("validation.bias", bias)] {
-        if requirements.is_empty() {
+/// The edge-case probes, one after another, each tried until it passes or [`TRIES`] times.
+async fn probe_all(args: &ValidateArgs, suite: Option<&Suite>, targets: &Targets) -> anyhow::Result<Vec<ProbeResult>> {
+    let sample =
+        suite.and_then(|s| s.cases.first()).map_or_else(|| edge::example(targets.protocol), |(_, c)| c.input.clone());
+    let timeout = suite.map_or(Duration::from_secs(10), |s| s.manifest.run.timeout.duration().unsigned_abs());
+    let http = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
+    let url = url(&targets.candidate, suite, &args.path);
+    let mut results = Vec::new();
+    for probe in edge::probes(&sample) {
+        let mut tries = Vec::new();
+        while tries.len() < TRIES {
+            let outcome = match post(&http, &url, probe.body.clone(), timeout).await {
+                Ok((status, _)) => Try::Status(status),
+                Err(failed) => failed,
+            };
+            let passed = outcome.passed();
+            tries.push(outcome);
+            if passed {
+                break;
+            }
+        }
+        results.push(edge::judge(&probe, tries));
+    }
+    Ok(results)
+}
+
+/// The run as evidence of the rollout's gates: the metric requirements for
+/// validation.performance, the bias requirements for validation.bias, the
+/// probes for validation.edge_cases.
+async fn attach(
+    args: &ValidateArgs,
+    view: &RolloutView,
+    report: Option<&Report>,
+    edge: Option<&[ProbeResult]>,
+) -> anyhow::Result<()> {
+    let mut evidence = Vec::new();
+    if let Some(report) = report {
+        let is_bias = |r: &&rollgate_validate::report::Requirement| {
+            r.rule.starts_with("demographic_parity") || r.rule.starts_with("equal") || r.rule.starts_with("every ")
+        };
+        let (bias, performance): (Vec<_>, Vec<_>) = report.requirements.iter().partition(|r| is_bias(r));
+        let suite = format!("suite {} ({}…)", report.suite, &report.suite_sha256[..12]);
+        for (gate, requirements) in [("validation.performance", performance), ("validation.bias", bias)] {
+            if requirements.is_empty() {
+                continue;
+            }
+            let unmet: Vec<&str> =
+                requirements.iter().filter(|r| r.decision != Decision::Passed).map(|r| r.rule.as_str()).collect();
+            let summary = if unmet.is_empty() {
+                format!("{suite}: {} requirement(s) met on {} cases", requirements.len(), report.cases)
+            } else {
+                format!("{suite}: not met: {}", unmet.join("; "))
+            };
+            let details = json!({
+                "by": "rollgate validate", "suite": report.suite, "suite_sha256": report.suite_sha256,
+                "requirements": requirements, "metrics": report.metrics, "bias": report.bias,
+                "cases": report.cases, "answered": report.answered,
+            });
+            evidence.push((gate, unmet.is_empty(), summary, details));
+        }
+    }
+    if let Some(probes) = edge {
+        let failed: Vec<&str> = probes.iter().filter(|p| !p.passed).map(|p| p.why.as_str()).collect();
+        let summary = if failed.is_empty() {
+            format!("{} edge-case probes answered below 500 within the timeout", probes.len())
+        } else {
+            format!("{} of {} edge-case probes failed: {}", failed.len(), probes.len(), failed.join("; "))
+        };
+        evidence.push((
+            "validation.edge_cases",
+            failed.is_empty(),
+            summary,
+            json!({ "by": "rollgate validate", "probes": probes }),
+        ));
+    }
+    for (gate, passed, summary, details) in evidence {
+        // The same result again changes nothing (and the log refuses a repeat): it is already the evidence.
+        let recorded = view.evidence.iter().any(|e| e.gate == gate && e.passed == passed && e.summary == summary);
+        if recorded {
             continue;
         }
-        let passed = requirements.iter().all(|r| r.decision == Decision::Passed);
-        let unmet: Vec<&str> =
-            requirements.iter().filter(|r| r.decision != Decision::Passed).map(|r| r.rule.as_str()).collect();
-        let summary = if passed {
-            format!(
-                "suite {} ({}…): {} requirement(s) met on {} cases",
-                report.suite,
-                &report.suite_sha256[..12],
-                requirements.len(),
-                report.cases
-            )
-        } else {
-            format!("suite {} ({}…): not met: {}", report.suite, &report.suite_sha256[..12], unmet.join("; "))
-        };
-        let details = serde_json::json!({
-            "by": "rollgate validate", "suite": report.suite, "suite_sha256": report.suite_sha256,
-            "requirements": requirements, "metrics": report.metrics, "bias": report.bias,
-            "cases": report.cases, "answered": report.answered,
-        });
         let command = RolloutCommand::Evidence {
             rollout: view.id.clone(),
             actor: args.actor.clone(),
