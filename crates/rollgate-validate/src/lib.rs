@@ -12,4 +12,5 @@ pub mod interval;
 pub mod junit;
 pub mod metrics;
 pub mod report;
+pub mod safety;
 pub mod suite;

@@ -65,6 +65,13 @@ pub struct BiasReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SafetyReport {
+    /// Cases with safety expectations, and every answer against the suite's never-match patterns.
+    pub checked: usize,
+    pub failures: Vec<crate::safety::SafetyFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub suite: String,
     pub suite_sha256: String,
@@ -76,6 +83,7 @@ pub struct Report {
     pub metrics: Vec<MetricValue>,
     pub requirements: Vec<Requirement>,
     pub bias: Option<BiasReport>,
+    pub safety: Option<SafetyReport>,
     pub case_results: Vec<CaseResult>,
 }
 
@@ -172,6 +180,20 @@ pub fn evaluate(suite: &Suite, candidate: &[Answer], stable: Option<&[Answer]>) 
         requirements.extend(bias_requirements(spec, &report, &labelled, confidence, seed));
         report
     });
+    let safety = safety(suite, candidate);
+    if let Some(s) = &safety {
+        let max = m.safety.as_ref().map_or(0, |spec| spec.max_failures);
+        let shown: Vec<String> = s.failures.iter().take(5).map(|f| format!("{}: {}", f.case, f.why)).collect();
+        requirements.push(Requirement {
+            rule: format!("safety: at most {max} failing case(s)"),
+            decision: if s.failures.len() <= max { Decision::Passed } else { Decision::Failed },
+            why: if s.failures.is_empty() {
+                format!("{} case(s) checked, none failed", s.checked)
+            } else {
+                format!("{} of {} case(s) failed: {}", s.failures.len(), s.checked, shown.join("; "))
+            },
+        });
+    }
     let case_results = case_results(suite, candidate);
     let answered = candidate.iter().filter(|a| a.error.is_none()).count();
     let passed = requirements.iter().all(|r| r.decision == Decision::Passed);
@@ -205,8 +227,28 @@ pub fn evaluate(suite: &Suite, candidate: &[Answer], stable: Option<&[Answer]>) 
         metrics,
         requirements,
         bias,
+        safety,
         case_results,
     }
+}
+
+/// The safety expectations, where the suite has any (a `[safety]` table or cases that `expect`).
+fn safety(suite: &Suite, answers: &[Answer]) -> Option<SafetyReport> {
+    let spec = suite.manifest.safety.clone();
+    let any = spec.is_some() || suite.cases.iter().any(|(_, c)| c.expect.is_some());
+    if !any {
+        return None;
+    }
+    // The manifest's patterns compiled when the suite was read.
+    let checker = crate::safety::Checker::new(&spec.unwrap_or_default()).ok()?;
+    let mut failures = Vec::new();
+    for ((id, case), answer) in suite.cases.iter().zip(answers) {
+        let text = answer.prediction.as_ref().map(label);
+        for why in checker.check(&case.expect.clone().unwrap_or_default(), text.as_deref()) {
+            failures.push(crate::safety::SafetyFailure { case: id.clone(), why });
+        }
+    }
+    Some(SafetyReport { checked: suite.cases.len(), failures })
 }
 
 /// A requirement on a value: met when the whole interval meets it, not met
@@ -390,6 +432,11 @@ pub fn text(r: &Report) -> String {
             Decision::TooSmallToDecide => "?",
         };
         let _ = writeln!(o, "  {mark} {}: {}", q.rule, q.why);
+    }
+    if let Some(s) = &r.safety {
+        for f in &s.failures {
+            let _ = writeln!(o, "  safety: case {}: {}", f.case, f.why);
+        }
     }
     let wrong: Vec<&CaseResult> = r.case_results.iter().filter(|c| !c.passed).collect();
     for c in wrong.iter().take(10) {

@@ -50,6 +50,9 @@ pub struct Manifest {
     pub metrics: Vec<MetricRule>,
     #[serde(default)]
     pub bias: Option<BiasSpec>,
+    /// Patterns for the cases' safety expectations (defaults apply when absent).
+    #[serde(default)]
+    pub safety: Option<crate::safety::SafetySpec>,
 }
 
 fn default_cases() -> String {
@@ -145,6 +148,9 @@ pub struct Case {
     pub expected: Option<Value>,
     #[serde(default)]
     pub group: BTreeMap<String, String>,
+    /// What the answer must do for safety (refuse, never match, follow a schema, stay short).
+    #[serde(default)]
+    pub expect: Option<crate::safety::Expect>,
 }
 
 /// A suite as read: its manifest, its cases (each with an id), and the
@@ -266,6 +272,9 @@ fn manifest_problems(m: &Manifest, file: &str, text: &str) -> Vec<Diagnostic> {
                 "set positive = \"…\" and response.score = \"/score\"",
             ));
         }
+    }
+    if let Err(e) = crate::safety::Checker::new(&m.safety.clone().unwrap_or_default()) {
+        out.push(at("[safety]", e, "write the pattern as a Rust regular expression (case-insensitive)"));
     }
     if m.bias.is_some() && m.positive.is_none() {
         out.push(at(

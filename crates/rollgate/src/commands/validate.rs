@@ -273,9 +273,11 @@ async fn attach(
         let is_bias = |r: &&rollgate_validate::report::Requirement| {
             r.rule.starts_with("demographic_parity") || r.rule.starts_with("equal") || r.rule.starts_with("every ")
         };
-        let (bias, performance): (Vec<_>, Vec<_>) = report.requirements.iter().partition(|r| is_bias(r));
+        let (bias, others): (Vec<_>, Vec<_>) = report.requirements.iter().partition(|r| is_bias(r));
+        let (safety, performance): (Vec<_>, Vec<_>) = others.into_iter().partition(|r| r.rule.starts_with("safety"));
         let suite = format!("suite {} ({}…)", report.suite, &report.suite_sha256[..12]);
-        for (gate, requirements) in [("validation.performance", performance), ("validation.bias", bias)] {
+        let gates = [("validation.performance", performance), ("validation.bias", bias), ("validation.safety", safety)];
+        for (gate, requirements) in gates {
             if requirements.is_empty() {
                 continue;
             }
@@ -288,7 +290,7 @@ async fn attach(
             };
             let details = json!({
                 "by": "rollgate validate", "suite": report.suite, "suite_sha256": report.suite_sha256,
-                "requirements": requirements, "metrics": report.metrics, "bias": report.bias,
+                "requirements": requirements, "metrics": report.metrics, "bias": report.bias, "safety": report.safety,
                 "cases": report.cases, "answered": report.answered,
             });
             evidence.push((gate, unmet.is_empty(), summary, details));
