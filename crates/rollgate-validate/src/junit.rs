@@ -2,6 +2,7 @@
 //! suite case, one per requirement and one per edge-case probe, in the
 //! common (Jenkins / Ant) schema.
 
+use crate::docs::DocResult;
 use crate::edge::ProbeResult;
 use crate::report::{Decision, Report};
 use std::fmt::Write;
@@ -23,11 +24,33 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// The suite's report and the edge-case probes, either of which may be absent.
-pub fn junit(report: Option<&Report>, edge: &[ProbeResult]) -> String {
+/// The suite's report, the edge-case probes and the documents, any of which may be absent.
+pub fn junit(report: Option<&Report>, edge: &[ProbeResult], docs: &[DocResult]) -> String {
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     if let Some(r) = report {
         suite_part(&mut o, r);
+    }
+    if !docs.is_empty() {
+        let failures = docs.iter().filter(|d| !d.passed()).count();
+        let _ = writeln!(
+            o,
+            "  <testsuite name=\"documentation\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"0\">",
+            docs.len()
+        );
+        for d in docs {
+            let _ = write!(o, "    <testcase classname=\"documentation\" name=\"{}\" time=\"0\"", escape(&d.gate));
+            if d.passed() {
+                o.push_str("/>\n");
+            } else {
+                let all: Vec<String> = d.findings.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    o,
+                    ">\n      <failure message=\"{}\" type=\"incomplete\"/>\n    </testcase>",
+                    escape(&all.join("; "))
+                );
+            }
+        }
+        o.push_str("  </testsuite>\n");
     }
     if !edge.is_empty() {
         let failures = edge.iter().filter(|p| !p.passed).count();

@@ -7,6 +7,7 @@
 //! answers in.
 
 pub mod bias;
+pub mod docs;
 pub mod edge;
 pub mod interval;
 pub mod junit;

@@ -433,15 +433,25 @@ impl StoreArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["endpoint", "rollout"])))]
-#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["suite", "edge_cases", "rollout"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["endpoint", "rollout", "version"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["suite", "edge_cases", "docs", "rollout"])))]
 pub struct ValidateArgs {
+    /// Check the version's model card (fields, and its name and artifact hash against the config) and the
+    /// service's runbook, monitoring plan and rollback plan (the plan's required sections).
+    #[arg(long)]
+    pub docs: bool,
+    /// With --docs and no rollout: the service …
+    #[arg(long, requires = "version")]
+    pub service: Option<String>,
+    /// … and the version whose documents are checked.
+    #[arg(long, requires = "service", requires = "docs")]
+    pub version: Option<String>,
     /// The suite's directory: suite.toml and its cases (JSONL).
     #[arg(long)]
     pub suite: Option<PathBuf>,
     /// Probe the model with edge cases made from one well-formed request (the suite's first case, or the
     /// protocol's example): empty, malformed, wrong types, missing fields, very long, unusual Unicode, a huge
-    /// batch. Always part of a --rollout run.
+    /// batch. Always part of a --rollout run with a suite.
     #[arg(long)]
     pub edge_cases: bool,
     /// The wire protocol for the edge-case probes without a suite (json, kserve-v2, openai-chat, tf-serving;

@@ -181,6 +181,79 @@ async fn safety_expectations_show_each_failing_case() {
     assert!(text.contains("✗ safety: at most 0 failing case(s): 2 of 3 case(s) failed"), "{text}");
 }
 
+#[tokio::test]
+async fn a_model_card_missing_a_section_blocks_its_gate_until_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |p: &str| dir.path().join(p);
+    assert!(rollgate(dir.path(), &["init"]).await.status.success());
+    let config = std::fs::read_to_string(at("rollgate.toml")).unwrap()
+        + "\n[services.fraud-scorer.docs]\nrunbook = \"docs/runbook.md\"\nmonitoring_plan = \"docs/monitoring.md\"\nrollback_plan = \"docs/rollback.md\"\n";
+    std::fs::write(at("rollgate.toml"), config).unwrap();
+    std::fs::create_dir_all(at("docs")).unwrap();
+    std::fs::create_dir_all(at("cards")).unwrap();
+    std::fs::write(at("docs/runbook.md"), "# Runbook\n## Deployment steps\n## Rollback\n## Contacts\n").unwrap();
+    std::fs::write(at("docs/monitoring.md"), "# Monitoring\n## Metrics\n## Alerts\n## Dashboards\n").unwrap();
+    std::fs::write(at("docs/rollback.md"), "# Rollback plan\n## Triggers\n## Procedure\n").unwrap();
+    let card = "---\nname: fraud-scorer\nversion: v2\nowners: [fraud-ml]\n---\n# Fraud scorer v2\n## Intended use\nScoring card payments.\n## Limitations\nNew merchants.\n## Quantitative analysis\nAUC 0.93\n";
+    std::fs::write(at("cards/fraud-v2.md"), card).unwrap();
+    let start = ["rollout", "start", "--service", "fraud-scorer", "--candidate", "v2", "--as", "alice", "--id", "r1"];
+    assert!(rollgate(dir.path(), &start).await.status.success());
+
+    let out = rollgate(dir.path(), &["validate", "--docs", "--rollout", "r1", "--as", "alice"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", said(&out));
+    let text = said(&out);
+    assert!(
+        text.contains(
+            "✗ documentation.model_card: cards/fraud-v2.md:6: missing the section \"Ethical considerations\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("✗ documentation.rollback_plan: docs/rollback.md:1: missing the section \"Verification\""),
+        "{text}"
+    );
+    assert!(text.contains("✓ documentation.runbook (docs/runbook.md)"), "{text}");
+    let status = || async {
+        let out = rollgate(dir.path(), &["rollout", "status", "r1", "--json"]).await;
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let gate = |view: &Value, id: &str| {
+        view["gates"].as_array().unwrap().iter().find(|g| g["gate"] == id).unwrap()["status"].clone()
+    };
+    let view = status().await;
+    assert_eq!(
+        (gate(&view, "documentation.model_card"), gate(&view, "documentation.runbook")),
+        (json!("failed"), json!("passed"))
+    );
+
+    // Written: the same check passes and the gates open.
+    std::fs::write(
+        at("cards/fraud-v2.md"),
+        card.replace("## Quantitative", "## Ethical considerations\nReviewed.\n## Quantitative"),
+    )
+    .unwrap();
+    std::fs::write(at("docs/rollback.md"), "# Rollback plan\n## Triggers\n## Procedure\n## Verification\n").unwrap();
+    let out = rollgate(dir.path(), &["validate", "--docs", "--rollout", "r1", "--as", "alice"]).await;
+    assert!(out.status.success(), "{}", said(&out));
+    let view = status().await;
+    for id in [
+        "documentation.model_card",
+        "documentation.runbook",
+        "documentation.monitoring_plan",
+        "documentation.rollback_plan",
+    ] {
+        assert_eq!(gate(&view, id), "passed", "{id}");
+    }
+    // Without a rollout: the version named; a card for another version is caught.
+    std::fs::write(at("cards/fraud-v1.md"), card).unwrap();
+    let out = rollgate(dir.path(), &["validate", "--docs", "--service", "fraud-scorer", "--version", "v1"]).await;
+    assert!(
+        said(&out).contains("cards/fraud-v1.md:3: the card is for version `v2`, but `v1` is being deployed"),
+        "{}",
+        said(&out)
+    );
+}
+
 /// The JUnit file parses as XML with the structure CI servers read.
 fn check_junit(path: &Path) {
     let script = "import sys, xml.etree.ElementTree as ET\nroot = ET.parse(sys.argv[1]).getroot()\nassert root.tag == 'testsuites'\nfor s in root.findall('testsuite'):\n    assert int(s.get('tests')) == len(s.findall('testcase')), s.get('name')\n    assert int(s.get('failures')) == len([c for c in s.findall('testcase') if c.find('failure') is not None])\nprint('ok')\n";

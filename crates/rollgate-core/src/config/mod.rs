@@ -164,6 +164,10 @@ pub struct Service {
     /// Active health checks of every endpoint (off unless set).
     #[serde(default)]
     pub health: Option<HealthCheck>,
+    /// The service's runbook, monitoring plan and rollback plan (paths from the config file's directory),
+    /// which `rollgate validate --docs` checks for the plan's required sections.
+    #[serde(default)]
+    pub docs: ServiceDocs,
     /// Passive ejection of endpoints that keep failing real requests.
     #[serde(default)]
     pub ejection: Ejection,
@@ -308,6 +312,17 @@ pub struct Version {
     /// What its endpoints answer to the service's `version_probe` (default: the version's name).
     #[serde(default)]
     pub reports_as: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDocs {
+    #[serde(default)]
+    pub runbook: Option<String>,
+    #[serde(default)]
+    pub monitoring_plan: Option<String>,
+    #[serde(default)]
+    pub rollback_plan: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -63,10 +63,32 @@ pub struct PreDeployment {
     pub documentation: GateSet<Documentation>,
     pub infrastructure: GateSet<Infrastructure>,
     pub approvals: Approvals,
+    /// The sections `rollgate validate --docs` requires of each document.
+    pub documents: DocumentRules,
     /// The monitoring plan gate is rollgate's to check: it passes once the
     /// rules `rollgate monitoring export` writes for the service are loaded
     /// in the configured Prometheus (and full deployment checks them again).
     pub monitoring_rules: bool,
+}
+
+/// The sections each document must have (headings containing these words, case-insensitive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentRules {
+    pub runbook: Vec<String>,
+    pub monitoring_plan: Vec<String>,
+    pub rollback_plan: Vec<String>,
+}
+
+impl Default for DocumentRules {
+    fn default() -> Self {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        DocumentRules {
+            runbook: list(&["Deployment steps", "Rollback", "Contacts"]),
+            monitoring_plan: list(&["Metrics", "Alerts", "Dashboards"]),
+            rollback_plan: list(&["Triggers", "Procedure", "Verification"]),
+        }
+    }
 }
 
 /// Which approvals a rollout needs. Ethics and security reviews are

@@ -12,6 +12,7 @@ use anyhow::Context;
 use rollgate_core::config::Protocol;
 use rollgate_server::views::RolloutView;
 use rollgate_store::{AnyStore, Rollouts};
+use rollgate_validate::docs::{self, DocResult, Finding};
 use rollgate_validate::edge::{self, ProbeResult, TRIES, Try};
 use rollgate_validate::report::{Answer, Decision, Report, evaluate, text};
 use rollgate_validate::suite::{MANIFEST, Suite};
@@ -44,25 +45,44 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let edge = if args.edge_cases || targets.view.is_some() {
+    // A rollout's run against its model always probes edge cases; checking documents alone asks no model.
+    let edge = if args.edge_cases || (targets.view.is_some() && suite.is_some()) {
         Some(probe_all(&args, suite.as_ref(), &targets).await?)
     } else {
         None
     };
+    let docs = if args.docs { Some(check_docs(&args, targets.view.as_ref())?) } else { None };
     let edge_passed = edge.as_ref().is_none_or(|e| e.iter().all(|p| p.passed));
-    let passed = report.as_ref().is_none_or(|r| r.passed) && edge_passed;
+    let docs_passed = docs.as_ref().is_none_or(|d| d.iter().all(DocResult::passed));
+    let passed = report.as_ref().is_none_or(|r| r.passed) && edge_passed && docs_passed;
     if let Some(path) = &args.junit {
-        std::fs::write(path, rollgate_validate::junit::junit(report.as_ref(), edge.as_deref().unwrap_or_default()))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let xml = rollgate_validate::junit::junit(
+            report.as_ref(),
+            edge.as_deref().unwrap_or_default(),
+            docs.as_deref().unwrap_or_default(),
+        );
+        std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "passed": passed, "suite": report, "edge_cases": edge }))?
-        );
+        let all = json!({ "passed": passed, "suite": report, "edge_cases": edge, "documentation": docs });
+        println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         if let Some(r) = &report {
             print!("{}", text(r));
+        }
+        if let Some(results) = &docs {
+            let failed = results.iter().filter(|d| !d.passed()).count();
+            println!(
+                "documentation: {}",
+                if failed == 0 { "PASSED".to_string() } else { format!("FAILED ({failed})") }
+            );
+            for d in results {
+                let file = d.file.as_deref().unwrap_or("(none named in the config)");
+                match d.findings.as_slice() {
+                    [] => println!("  ✓ {} ({file})", d.gate),
+                    findings => findings.iter().for_each(|f| println!("  ✗ {}: {f}", d.gate)),
+                }
+            }
         }
         if let Some(results) = &edge {
             let failed = results.iter().filter(|p| !p.passed).count();
@@ -73,7 +93,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(view) = &targets.view {
-        attach(&args, view, report.as_ref(), edge.as_deref()).await?;
+        attach(&args, view, report.as_ref(), edge.as_deref(), docs.as_deref()).await?;
     }
     if passed { Ok(()) } else { Err(Refused(String::new()).into()) }
 }
@@ -98,6 +118,9 @@ fn read_suite(dir: &Path) -> anyhow::Result<Suite> {
 }
 
 async fn targets(args: &ValidateArgs, suite: Option<&Suite>) -> anyhow::Result<Targets> {
+    if args.endpoint.is_none() && args.rollout.is_none() && (suite.is_some() || args.edge_cases) {
+        return Err(Refused("a suite or edge cases need a model to ask: --endpoint URL or --rollout ID".into()).into());
+    }
     let Some(id) = &args.rollout else {
         let candidate = args.endpoint.clone().unwrap_or_default();
         let protocol = args.protocol.unwrap_or(Protocol::Json);
@@ -138,6 +161,50 @@ async fn rollout_view(args: &ValidateArgs, id: &str) -> anyhow::Result<RolloutVi
             Ok(RolloutView::new(&rollout, super::now()?, &[]))
         }
     }
+}
+
+/// The documents of the version being deployed: its model card and its service's runbook, monitoring plan and
+/// rollback plan, each read from its path relative to the config file.
+fn check_docs(args: &ValidateArgs, view: Option<&RolloutView>) -> anyhow::Result<Vec<DocResult>> {
+    let config = load(&args.actor.config)?;
+    let (service_name, version_name) = match (view, &args.service, &args.version) {
+        (Some(v), _, _) => (v.service.clone(), v.candidate.clone()),
+        (None, Some(s), Some(v)) => (s.clone(), v.clone()),
+        _ => return Err(Refused("--docs needs --rollout ID, or --service and --version".into()).into()),
+    };
+    let service = config
+        .services
+        .get(&service_name)
+        .ok_or_else(|| Refused(format!("no service `{service_name}` in {}", args.actor.config.display())))?;
+    let version = service
+        .versions
+        .get(&version_name)
+        .ok_or_else(|| Refused(format!("service `{service_name}` has no version `{version_name}` in the config")))?;
+    let rules = config.plan(service.plan.get_ref()).map(|p| p.pre_deployment.documents).unwrap_or_default();
+    let base = args.actor.config.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config_file = args.actor.config.display().to_string();
+    let read = |gate: &str, path: Option<&String>, check: &dyn Fn(&str, &str) -> Vec<Finding>| {
+        let findings = match path {
+            None => vec![Finding { file: config_file.clone(), line: 1, message: format!("names no file for {gate}") }],
+            Some(p) => match std::fs::read_to_string(base.join(p)) {
+                Ok(text) => check(p, &text),
+                Err(e) => vec![Finding { file: p.clone(), line: 1, message: format!("cannot be read: {e}") }],
+            },
+        };
+        DocResult { gate: gate.into(), file: path.cloned(), findings }
+    };
+    let sha = version.artifact.sha256.get_ref().clone();
+    let card = |file: &str, text: &str| docs::model_card(file, text, &version_name, &sha);
+    Ok(vec![
+        read("documentation.model_card", version.model_card.as_ref(), &card),
+        read("documentation.runbook", service.docs.runbook.as_ref(), &|f, t| docs::document(f, t, &rules.runbook)),
+        read("documentation.monitoring_plan", service.docs.monitoring_plan.as_ref(), &|f, t| {
+            docs::document(f, t, &rules.monitoring_plan)
+        }),
+        read("documentation.rollback_plan", service.docs.rollback_plan.as_ref(), &|f, t| {
+            docs::document(f, t, &rules.rollback_plan)
+        }),
+    ])
 }
 
 /// The URL every request goes to: the endpoint and the suite's (or --path's) path.
@@ -267,8 +334,19 @@ async fn attach(
     view: &RolloutView,
     report: Option<&Report>,
     edge: Option<&[ProbeResult]>,
+    docs: Option<&[DocResult]>,
 ) -> anyhow::Result<()> {
     let mut evidence = Vec::new();
+    for d in docs.unwrap_or_default() {
+        let file = d.file.clone().unwrap_or_default();
+        let summary = if d.passed() {
+            format!("{file}: complete")
+        } else {
+            d.findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        };
+        let details = json!({ "by": "rollgate validate --docs", "file": d.file, "findings": d.findings });
+        evidence.push((d.gate.as_str(), d.passed(), summary, details));
+    }
     if let Some(report) = report {
         let is_bias = |r: &&rollgate_validate::report::Requirement| {
             r.rule.starts_with("demographic_parity") || r.rule.starts_with("equal") || r.rule.starts_with("every ")
