@@ -282,15 +282,8 @@ async fn the_monitoring_plan_gate_passes_once_the_exported_rules_are_loaded_in_p
     let plan = format!("{CANARY}[plans.fast.pre_deployment]\nmonitoring_rules = true\n");
     let config = fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], &plan, "")
         + &format!("[metrics]\nprometheus = \"{}\"\n", prometheus.url);
-    let setup = Setup::new(1.0).await;
-    let alice = setup.token("alice", &[Role::Deployer]).await;
-    let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(2)).await;
-    let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
-    assert_eq!(api.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
-    let gate = || async {
-        let (_, view) = api.get("/api/v1/rollouts/r1", &alice).await;
-        view["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "documentation.monitoring_plan").cloned()
-    };
+    let s = Started::new(&config).await;
+    let gate = || s.evidence("documentation.monitoring_plan");
     let said = |text: &'static str| {
         let gate = &gate;
         async move { gate().await.is_some_and(|e| e["summary"].as_str().unwrap().contains(text)) }
@@ -308,6 +301,5 @@ async fn the_monitoring_plan_gate_passes_once_the_exported_rules_are_loaded_in_p
     let evidence = gate().await.unwrap();
     assert!(loaded, "{evidence}");
     assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(true), Some("rollgate")), "{evidence}");
-    api.stop().await;
-    front.shutdown().await;
+    s.stop().await;
 }

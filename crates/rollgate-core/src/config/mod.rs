@@ -168,6 +168,9 @@ pub struct Service {
     /// which `rollgate validate --docs` checks for the plan's required sections.
     #[serde(default)]
     pub docs: ServiceDocs,
+    /// The `infrastructure.logging_enabled` gate's proof, checked by rollgate.
+    #[serde(default)]
+    pub logging_check: Option<LoggingCheck>,
     /// Passive ejection of endpoints that keep failing real requests.
     #[serde(default)]
     pub ejection: Ejection,
@@ -312,6 +315,30 @@ pub struct Version {
     /// What its endpoints answer to the service's `version_probe` (default: the version's name).
     #[serde(default)]
     pub reports_as: Option<String>,
+    /// How the version scales, as deployed: the `infrastructure.scaling_declared` gate's proof.
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// What it scales on (e.g. "cpu 70%", "queue depth"), in words.
+    #[serde(default)]
+    pub on: Option<String>,
+}
+
+/// How rollgate confirms that a service's logging works: a URL that answers 2xx,
+/// or a command (argv, no shell) that exits 0.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingCheck {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -100,9 +100,11 @@ async fn tick(ctx: &Ctx) {
         judge(ctx, rollout).await;
     }
     ctx.judging.keep_only(|id| active.iter().any(|r| r.id == id));
+    super::evidence::keep_only(ctx, |id| active.iter().any(|r| r.id == id));
     super::aftercare::tick(ctx).await;
     super::postdeploy::tick(ctx).await;
     super::monitoring::tick(ctx).await;
+    super::infrastructure::tick(ctx).await;
 }
 
 /// Feeds the rollout's judge and records what it says, if that is news.

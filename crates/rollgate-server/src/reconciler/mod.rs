@@ -11,7 +11,9 @@ mod aftercare;
 mod archive;
 mod controller;
 mod effects;
+mod evidence;
 mod hooks;
+mod infrastructure;
 pub(crate) mod judging;
 mod monitoring;
 mod postdeploy;
@@ -79,8 +81,8 @@ pub(crate) struct Ctx {
     pub observations: record::Starts,
     /// The Prometheus the monitoring plan gate asks, when one is configured.
     pub prometheus: Option<Prometheus>,
-    /// When each rollout's monitoring rules were last looked for.
-    pub rules_checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// When each rollout's checks by rollgate were last made (`ROLLOUT/CHECK` → when).
+    pub checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Ctx {
@@ -119,7 +121,7 @@ pub fn start(
         notifier: Notifier::new(reconciler.store.clone(), webhooks.clone(), wake_delivery.clone()),
         judging: Judging::new(reconciler.prometheus.clone()),
         prometheus: reconciler.prometheus,
-        rules_checked: std::sync::Mutex::default(),
+        checked: std::sync::Mutex::default(),
         log: reconciler.log,
         store: reconciler.store.clone(),
         clock: reconciler.clock,

@@ -7,16 +7,10 @@
 //! full deployment it asks again: the post-deployment item "monitoring
 //! working" needs the rules still active.
 
-use super::Ctx;
+use super::{Ctx, evidence};
 use crate::prometheus::Prometheus;
 use rollgate_core::plan::gate_ids::DOCUMENTATION_MONITORING_PLAN;
-use rollgate_core::roles::Actor;
-use rollgate_core::rollout::{Command, Input, Rollout, Stage};
-use std::sync::PoisonError;
-use std::time::{Duration, Instant};
-
-/// How often one rollout's rules are looked for.
-const EVERY: Duration = Duration::from_secs(5);
+use rollgate_core::rollout::{Rollout, Stage};
 
 pub async fn tick(ctx: &Ctx) {
     let Some(prometheus) = &ctx.prometheus else { return };
@@ -26,39 +20,17 @@ pub async fn tick(ctx: &Ctx) {
         .into_iter()
         .filter(|r| matches!(r.stage, Stage::PreDeployment | Stage::Full) && r.plan.pre_deployment.monitoring_rules)
         .collect();
-    ctx.rules_checked
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|id, _| waiting.iter().any(|r| &r.id == id));
-    for r in waiting.iter().filter(|r| due(ctx, &r.id)) {
+    for r in waiting.iter().filter(|r| evidence::due(ctx, &format!("{}/monitoring_rules", r.id))) {
         let (passed, summary) = match rules_active(prometheus, &r.service).await {
             Ok(summary) => (true, summary),
             Err(problem) => (false, problem),
         };
-        let recorded = r.evidence.get(DOCUMENTATION_MONITORING_PLAN);
-        if recorded.is_some_and(|e| e.passed == passed && e.summary == summary) {
-            continue;
-        }
         let details = serde_json::json!({ "groups": crate::monitoring::group_names(&r.service) });
-        let input = Input::Evidence { gate: DOCUMENTATION_MONITORING_PLAN.into(), passed, summary, details };
-        if let Err(e) = ctx.log.submit(&r.id, &Command::new(Actor::system(), input)).await {
-            tracing::warn!(rollout = %r.id, error = %e, "cannot record the monitoring rules check");
-        }
+        evidence::record(ctx, r, DOCUMENTATION_MONITORING_PLAN, passed, summary, details).await;
     }
 }
 
 /// Whether the service's exported rules are loaded: a summary, or what is wrong.
 pub async fn rules_active(prometheus: &Prometheus, service: &str) -> Result<String, String> {
     crate::monitoring::rules_loaded(service, &prometheus.rule_groups().await?)
-}
-
-/// Whether the rollout's rules are due to be looked for again (and notes that they are being).
-fn due(ctx: &Ctx, id: &str) -> bool {
-    let mut checked = ctx.rules_checked.lock().unwrap_or_else(PoisonError::into_inner);
-    let now = Instant::now();
-    if checked.get(id).is_some_and(|at| now.duration_since(*at) < EVERY) {
-        return false;
-    }
-    checked.insert(id.to_string(), now);
-    true
 }

@@ -312,3 +312,34 @@ impl Drop for PrometheusServer {
         let _ = self.child.wait();
     }
 }
+
+/// A server and gateway on `config` with rollout `r1` of fraud v2 started by alice (a deployer).
+pub struct Started {
+    pub api: Api,
+    pub front: RunningGateway,
+    pub alice: String,
+    pub setup: Setup,
+}
+
+impl Started {
+    pub async fn new(config: &str) -> Started {
+        let setup = Setup::new(1.0).await;
+        let alice = setup.token("alice", &[Role::Deployer]).await;
+        let (api, front) = setup.start_with_gateway(source(config), Duration::from_secs(2)).await;
+        let start = serde_json::json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
+        let (status, body) = api.post("/api/v1/rollouts", &alice, start).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Started { api, front, alice, setup }
+    }
+
+    /// The rollout's evidence for `gate`, if any.
+    pub async fn evidence(&self, gate: &str) -> Option<Value> {
+        let (_, view) = self.api.get("/api/v1/rollouts/r1", &self.alice).await;
+        view["evidence"].as_array()?.iter().find(|e| e["gate"] == gate).cloned()
+    }
+
+    pub async fn stop(self) {
+        self.api.stop().await;
+        self.front.shutdown().await;
+    }
+}

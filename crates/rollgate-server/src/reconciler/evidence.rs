@@ -1,0 +1,41 @@
+//! Evidence rollgate proves itself, recorded only when it changes, and
+//! looked for again every little while (not every tick).
+
+use super::Ctx;
+use rollgate_core::roles::Actor;
+use rollgate_core::rollout::{Command, Input, Rollout};
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+/// How often one check of one rollout is made again.
+pub const EVERY: Duration = Duration::from_secs(5);
+
+/// Whether `key`'s check is due again (and notes that it is being made).
+pub fn due(ctx: &Ctx, key: &str) -> bool {
+    let mut checked = ctx.checked.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    if checked.get(key).is_some_and(|at| now.duration_since(*at) < EVERY) {
+        return false;
+    }
+    checked.insert(key.to_string(), now);
+    true
+}
+
+/// Forgets the checks of rollouts `keep` says no to.
+pub fn keep_only(ctx: &Ctx, keep: impl Fn(&str) -> bool) {
+    ctx.checked
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|key, _| keep(key.split_once('/').map_or(key.as_str(), |(id, _)| id)));
+}
+
+/// Records `gate`'s result for `r` by rollgate, unless it is already the evidence.
+pub async fn record(ctx: &Ctx, r: &Rollout, gate: &str, passed: bool, summary: String, details: serde_json::Value) {
+    if r.evidence.get(gate).is_some_and(|e| e.passed == passed && e.summary == summary) {
+        return;
+    }
+    let input = Input::Evidence { gate: gate.into(), passed, summary, details };
+    if let Err(e) = ctx.log.submit(&r.id, &Command::new(Actor::system(), input)).await {
+        tracing::warn!(rollout = %r.id, gate, error = %e, "cannot record the evidence");
+    }
+}
