@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod hold;
+pub mod markdown;
 pub mod measure;
 pub mod plan;
 pub mod report;

@@ -21,6 +21,7 @@ pub mod head;
 mod log;
 pub mod monitoring;
 pub mod notify;
+pub mod page;
 pub mod prometheus;
 pub mod reconciler;
 mod registry;

@@ -35,17 +35,7 @@ pub async fn load(store: &AnyStore, id: &str) -> Result<Option<(Rollout, Retro)>
     Ok(Some((rollout, retro)))
 }
 
-/// Markdown special characters in running text are escaped so a reason reads as written.
-pub(crate) fn text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|') {
-            out.push('\\');
-        }
-        out.push(if c == '\n' { ' ' } else { c });
-    }
-    out
-}
+pub(crate) use rollgate_core::markdown::escape as text;
 
 /// A moment as people read it: to the second, in UTC (the JSON keeps every digit).
 pub(crate) fn when(t: rollgate_core::Timestamp) -> String {
@@ -192,37 +182,7 @@ fn triggers_table(o: &mut String, v: &rollgate_core::retro::VerdictLine) {
     }
 }
 
-/// A self-contained page: the Markdown rendered, raw HTML in it shown as text.
+/// The retrospective as a self-contained page.
 pub fn html(r: &Retro) -> String {
-    use pulldown_cmark::{Event, Options, Parser, html};
-    let source = markdown(r);
-    let parser =
-        Parser::new_ext(&source, Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS).map(|event| match event {
-            Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-            other => other,
-        });
-    let mut body = String::new();
-    html::push_html(&mut body, parser);
-    let title = format!("Retrospective: {} {} → {}", r.service, r.stable, r.candidate);
-    let mut escaped_title = String::new();
-    html_escape(&title, &mut escaped_title);
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escaped_title}</title>\n<style>\n\
-         body{{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1d2330}}\n\
-         table{{border-collapse:collapse;margin:.5rem 0}}td,th{{border:1px solid #c9ced8;padding:.25rem .5rem;text-align:left;vertical-align:top}}\n\
-         th{{background:#eef1f6}}code,pre{{background:#f5f6f8;font-size:13px}}pre{{padding:.5rem;overflow:auto}}\n\
-         </style></head><body>\n{body}</body></html>\n"
-    )
-}
-
-fn html_escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
+    crate::page::from_markdown(&format!("Retrospective: {} {} → {}", r.service, r.stable, r.candidate), &markdown(r))
 }

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod edge;
 pub mod interval;
 pub mod junit;
+pub mod markdown;
 pub mod metrics;
 pub mod report;
 pub mod safety;

@@ -478,6 +478,9 @@ pub struct ValidateArgs {
     /// Write the cases and requirements as JUnit XML here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,

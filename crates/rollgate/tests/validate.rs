@@ -78,7 +78,18 @@ async fn a_good_model_passes_a_biased_one_fails_and_a_small_suite_cannot_decide(
 
     let out = rollgate(
         dir.path(),
-        &["validate", "--suite", "suite", "--endpoint", &biased.url(), "--json", "--junit", "biased.xml"],
+        &[
+            "validate",
+            "--suite",
+            "suite",
+            "--endpoint",
+            &biased.url(),
+            "--json",
+            "--junit",
+            "biased.xml",
+            "--html",
+            "biased.html",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", said(&out));
@@ -100,6 +111,12 @@ async fn a_good_model_passes_a_biased_one_fails_and_a_small_suite_cannot_decide(
         "{junit}"
     );
     check_junit(&dir.path().join("biased.xml"));
+    let page = std::fs::read_to_string(dir.path().join("biased.html")).unwrap();
+    assert!(
+        page.starts_with("<!doctype html>") && page.contains("<td>equalized_odds_difference &lt;= 0.1</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<h2>Cases that went wrong (100)</h2>"), "the 18-25 group's hundred cases: {page}");
 
     // Twenty cases cannot show 90% accuracy, even all right.
     suite(&dir.path().join("small"), 20, &reference).await;

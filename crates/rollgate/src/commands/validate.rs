@@ -63,6 +63,17 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
         );
         std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    if let Some(path) = &args.html {
+        let markdown = rollgate_validate::markdown::markdown(
+            report.as_ref(),
+            edge.as_deref().unwrap_or_default(),
+            docs.as_deref().unwrap_or_default(),
+        );
+        let title =
+            report.as_ref().map_or_else(|| "rollgate validate".to_string(), |r| format!("Validation: {}", r.suite));
+        std::fs::write(path, rollgate_server::page::from_markdown(&title, &markdown))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.json {
         let all = json!({ "passed": passed, "suite": report, "edge_cases": edge, "documentation": docs });
         println!("{}", serde_json::to_string_pretty(&all)?);
