@@ -145,6 +145,33 @@ fn a_missing_gate_blocks_promotion_and_says_which_and_why() {
 }
 
 #[test]
+fn a_gate_that_takes_only_rollgates_evidence_does_not_pass_on_a_persons() {
+    let plan: Plan =
+        toml::from_str("[pre_deployment.infrastructure]\nendpoints_healthy = { source = \"rollgate\" }\n").unwrap();
+    let now = at(THURSDAY);
+    let mut r = Rehearsal::new();
+    r.send(start(plan, true), now).unwrap();
+    let evidence = || Input::Evidence {
+        gate: "infrastructure.endpoints_healthy".into(),
+        passed: true,
+        summary: "all endpoints answer".into(),
+        details: serde_json::Value::Null,
+    };
+    let status = |r: &Rehearsal| {
+        let gates = r.state().unwrap().gates(now);
+        gates.into_iter().find(|g| g.to_string().starts_with("infrastructure.endpoints_healthy")).unwrap().to_string()
+    };
+    r.send(Command::new(alice(), evidence()), now).unwrap();
+    let by_hand = status(&r);
+    assert!(
+        by_hand.contains("pending: the plan accepts only evidence recorded by rollgate itself; alice's"),
+        "{by_hand}"
+    );
+    r.send(Command::new(Actor::system(), evidence()), now).unwrap();
+    assert!(status(&r).contains("passed (all endpoints answer (by rollgate"), "{}", status(&r));
+}
+
+#[test]
 fn friday_starts_are_refused_and_force_promote_needs_an_admin_and_a_reason() {
     let friday = at("2026-11-27T10:00:00Z");
     let refused = rollgate_core::rollout::step(None, &start(Plan::default(), true), friday);

@@ -20,6 +20,27 @@ pub struct GateSpec {
     /// Thresholds the evidence is judged against (e.g. `min_accuracy = 0.92`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub criteria: BTreeMap<String, f64>,
+    /// Whose evidence counts: anyone's who may submit it, or only what rollgate recorded itself.
+    #[serde(default, skip_serializing_if = "EvidenceSource::is_anyone")]
+    pub source: EvidenceSource,
+}
+
+/// Whose evidence satisfies a gate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceSource {
+    /// Anyone allowed to submit evidence (a CI job, a person, rollgate).
+    #[default]
+    Anyone,
+    /// Only evidence rollgate recorded itself (its probes, staging, shadow, post-deployment checks):
+    /// evidence typed in by hand is kept in the log but does not pass the gate.
+    Rollgate,
+}
+
+impl EvidenceSource {
+    fn is_anyone(&self) -> bool {
+        *self == EvidenceSource::Anyone
+    }
 }
 
 /// What a plan may write for a gate: every field optional, merged over the default.
@@ -29,6 +50,7 @@ struct GateOverride {
     required: Option<bool>,
     description: Option<String>,
     criteria: Option<BTreeMap<String, f64>>,
+    source: Option<EvidenceSource>,
 }
 
 /// The built-in gates of one category.
@@ -65,6 +87,9 @@ impl<C: GateCategory> GateSet<C> {
             if let Some(criteria) = patch.criteria {
                 spec.criteria = criteria;
             }
+            if let Some(source) = patch.source {
+                spec.source = source;
+            }
             return Ok(());
         }
         // A new gate must say what it checks; this also catches typos of
@@ -81,6 +106,7 @@ impl<C: GateCategory> GateSet<C> {
             required: patch.required.unwrap_or(true),
             description,
             criteria: patch.criteria.unwrap_or_default(),
+            source: patch.source.unwrap_or_default(),
         };
         self.gates.push((name, spec));
         Ok(())
@@ -92,8 +118,12 @@ impl<C: GateCategory> Default for GateSet<C> {
         let gates = C::DEFAULTS
             .iter()
             .map(|(name, description)| {
-                let spec =
-                    GateSpec { required: true, description: (*description).to_string(), criteria: BTreeMap::new() };
+                let spec = GateSpec {
+                    required: true,
+                    description: (*description).to_string(),
+                    criteria: BTreeMap::new(),
+                    source: EvidenceSource::Anyone,
+                };
                 ((*name).to_string(), spec)
             })
             .collect();

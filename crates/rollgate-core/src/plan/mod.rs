@@ -8,8 +8,8 @@ mod gates;
 
 pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET};
 pub use gates::{
-    Documentation, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks, StagingTests,
-    Validation, ids as gate_ids,
+    Documentation, EvidenceSource, GateCategory, GateSet, GateSpec, Infrastructure, PostDeployment, ShadowChecks,
+    StagingTests, Validation, ids as gate_ids,
 };
 
 use crate::hold::Hold;

@@ -2,9 +2,9 @@
 //! has passed. A report always says why: the proof of a passed gate, or what
 //! is missing or failed and what would make it pass.
 
-use super::{Rollout, Stage, Verdict};
+use super::{EvidenceRecord, Rollout, Stage, Verdict};
 use crate::hold::Hold;
-use crate::plan::{ChecklistKind, GateSpec, PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET};
+use crate::plan::{ChecklistKind, EvidenceSource, GateSpec, PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET};
 use crate::roles::ApprovalKind;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -187,8 +187,26 @@ fn evaluate(r: &Rollout, gate: &Gate, now: Timestamp) -> GateStatus {
     }
 }
 
+/// The gate's evidence, if it is of a kind the plan accepts for it.
+fn counted<'a>(r: &'a Rollout, id: &str) -> Result<Option<&'a EvidenceRecord>, GateStatus> {
+    let Some(e) = r.evidence.get(id) else { return Ok(None) };
+    let rollgate_only = r.plan.gate(id).is_some_and(|g| g.source == EvidenceSource::Rollgate);
+    if rollgate_only && e.by != crate::roles::Actor::system().name {
+        let why = format!(
+            "the plan accepts only evidence recorded by rollgate itself; {}'s of {} does not count",
+            e.by, e.at
+        );
+        return Err(GateStatus::Pending { why });
+    }
+    Ok(Some(e))
+}
+
 fn evidence_status(r: &Rollout, id: &str) -> GateStatus {
-    match r.evidence.get(id) {
+    let evidence = match counted(r, id) {
+        Ok(e) => e,
+        Err(status) => return status,
+    };
+    match evidence {
         Some(e) if e.passed => GateStatus::Passed { proof: format!("{} (by {} at {})", e.summary, e.by, e.at) },
         Some(e) => GateStatus::Failed {
             why: format!("{} (by {} at {}); submit passing evidence after fixing it", e.summary, e.by, e.at),
@@ -238,7 +256,7 @@ fn item_done(r: &Rollout, kind: ChecklistKind, id: &str, proof: &[String]) -> Op
             r.plan.pre_deployment.approvals.required().iter().all(|k| r.approvals.iter().any(|a| a.kind == *k))
         }
         PROOF_JUDGE => r.verdict.as_ref().is_some_and(|v| v.verdict == Verdict::Healthy),
-        gate => r.evidence.get(gate).is_some_and(|e| e.passed),
+        gate => counted(r, gate).ok().flatten().is_some_and(|e| e.passed),
     };
     proof.iter().all(holds).then(|| format!("proved by {}", proof.join(", ")))
 }
