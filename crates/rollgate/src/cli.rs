@@ -73,8 +73,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run an evaluation suite against a model endpoint, or against a rollout's candidate (and its stable
-    /// version) attaching the result as the gates' evidence. Exit code 0 when every requirement is met, 3 when not.
+    /// Validate a model before it ships: an evaluation suite (performance, bias, safety), edge-case probes and the
+    /// documents, against an endpoint or a rollout's candidate (whose gates get the results as evidence).
+    /// Exit code 0 when everything passes, 3 when not. See docs/validate.md.
     Validate(ValidateArgs),
     /// Prometheus rules and a Grafana dashboard for a service, from its plan.
     Monitoring {
@@ -467,15 +468,17 @@ pub struct ValidateArgs {
     /// Also run the stable version at this URL, for the "not worse than stable" requirements.
     #[arg(long, requires = "endpoint")]
     pub stable: Option<String>,
-    /// Validate this rollout's candidate (and its stable version) from the config's endpoints, and attach the
-    /// result as evidence: validation.performance for the metrics, validation.bias for the bias measures.
+    /// Validate this rollout's candidate (and its stable version when a requirement compares) at the config's
+    /// endpoints, and attach the results as evidence: validation.performance, validation.bias,
+    /// validation.safety, validation.edge_cases (probed with every suite run) and, with --docs, the
+    /// documentation gates.
     #[arg(long)]
     pub rollout: Option<String>,
     #[command(flatten)]
     pub target: Target,
     #[command(flatten)]
     pub actor: ActorArgs,
-    /// Write the cases and requirements as JUnit XML here.
+    /// Write the cases, requirements, documents and probes as JUnit XML here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
     /// Write the report as a self-contained HTML page here.
