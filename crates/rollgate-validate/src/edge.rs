@@ -42,7 +42,9 @@ pub fn example(protocol: rollgate_protocol::Protocol) -> Value {
 /// The probes made from `sample`.
 pub fn probes(sample: &Value) -> Vec<Probe> {
     let text = sample.to_string();
-    let half = &text[..text.len() / 2];
+    // Cut at a character boundary: a sample may hold any Unicode.
+    let middle = (0..=text.len() / 2).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let half = &text[..middle];
     let bodies: Vec<(&'static str, String)> = vec![
         ("empty body", String::new()),
         ("malformed JSON", format!("{half}{{")),
@@ -137,6 +139,20 @@ pub struct ProbeResult {
     pub passed: bool,
     pub tries: Vec<Try>,
     pub why: String,
+}
+
+/// Sends `probe` with `send` until a try passes or [`TRIES`] have failed, and judges it. `send` is the
+/// shell's I/O: it sends a body and says what came back.
+pub async fn attempt<F, Fut>(probe: &Probe, mut send: F) -> ProbeResult
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Try>,
+{
+    let mut tries = Vec::new();
+    while tries.len() < TRIES && !tries.iter().any(Try::passed) {
+        tries.push(send(probe.body.clone()).await);
+    }
+    judge(probe, tries)
 }
 
 /// A probe's result from its tries (at most [`TRIES`]; the shell stops at the first that passes).

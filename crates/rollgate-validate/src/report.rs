@@ -131,8 +131,9 @@ pub fn evaluate(suite: &Suite, candidate: &[Answer], stable: Option<&[Answer]>) 
     let finite = |v: f64| v.is_finite().then_some(v);
     let interval_of = |metric: &Metric, cases: &[Observation]| {
         if metric.is_proportion() {
-            let hits = metric.compute(cases, &all, positive) * cases.len() as f64;
+            // The share is over the cases with an expectation, so the count of hits is too.
             let n = cases.iter().filter(|c| c.expected.is_some()).count() as u64;
+            let hits = metric.compute(cases, &all, positive) * n as f64;
             (n > 0).then(|| clopper_pearson(hits.round() as u64, n, confidence))
         } else {
             bootstrap(cases.len(), confidence, seed, |idx| metric.compute(cases, idx, positive))

@@ -21,12 +21,12 @@ pub fn due(ctx: &Ctx, key: &str) -> bool {
     true
 }
 
-/// Forgets the checks of rollouts `keep` says no to.
+/// Forgets the checks of rollouts `keep` says no to (keys are `ROLLOUT/CHECK`; a rollout id may hold a `/`).
 pub fn keep_only(ctx: &Ctx, keep: impl Fn(&str) -> bool) {
     ctx.checked
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .retain(|key, _| keep(key.split_once('/').map_or(key.as_str(), |(id, _)| id)));
+        .retain(|key, _| keep(key.rsplit_once('/').map_or(key.as_str(), |(id, _)| id)));
 }
 
 /// Records `gate`'s result for `r` by rollgate, unless it is already the evidence.

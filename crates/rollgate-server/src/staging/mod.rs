@@ -278,23 +278,22 @@ fn replay_checks(answers: &[Answer], env: &StagingEnvironment, duration: Duratio
 /// --edge-cases`'s rule: the model must answer each below 500 (a 4xx for an
 /// invalid input); a 5xx, a hang or a cut connection fails, once every try has.
 async fn probe_error_handling(http: &reqwest::Client, target: &Target, sample: Option<&String>) -> Check {
-    use rollgate_validate::edge::{self, TRIES, Try};
+    use rollgate_validate::edge::{self, Try};
     let sample = sample
         .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
         .unwrap_or_else(|| edge::example(rollgate_core::config::Protocol::Json));
     let mut results = Vec::new();
     for probe in edge::probes(&sample) {
-        let mut tries = Vec::new();
-        while tries.len() < TRIES && !tries.iter().any(Try::passed) {
-            let answer = replay::send(http, target, probe.body.clone()).await;
-            tries.push(match (answer.status, answer.gateway_error) {
+        let send = |body| async move {
+            let answer = replay::send(http, target, body).await;
+            match (answer.status, answer.gateway_error) {
                 (0, _) => Try::Dropped("no answer".into()),
                 // The gateway answered itself: it could not get an answer from the model.
                 (status, Some(why)) => Try::Dropped(format!("{status} from the gateway: {why}")),
                 (status, None) => Try::Status(status),
-            });
-        }
-        results.push(edge::judge(&probe, tries));
+            }
+        };
+        results.push(edge::attempt(&probe, send).await);
     }
     let failed: Vec<&str> = results.iter().filter(|r| !r.passed).map(|r| r.why.as_str()).collect();
     let summary = if failed.is_empty() {

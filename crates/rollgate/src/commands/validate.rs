@@ -13,7 +13,7 @@ use rollgate_core::config::Protocol;
 use rollgate_server::views::RolloutView;
 use rollgate_store::{AnyStore, Rollouts};
 use rollgate_validate::docs::{self, DocResult, Finding};
-use rollgate_validate::edge::{self, ProbeResult, TRIES, Try};
+use rollgate_validate::edge::{self, ProbeResult, Try};
 use rollgate_validate::report::{Answer, Decision, Report, evaluate, text};
 use rollgate_validate::suite::{MANIFEST, Suite};
 use serde_json::json;
@@ -311,7 +311,7 @@ async fn ask(
     Answer { prediction: Some(prediction), score, latency_ms, error: None }
 }
 
-/// The edge-case probes, one after another, each tried until it passes or [`TRIES`] times.
+/// The edge-case probes, one after another, each tried until it passes or three tries fail.
 async fn probe_all(args: &ValidateArgs, suite: Option<&Suite>, targets: &Targets) -> anyhow::Result<Vec<ProbeResult>> {
     let sample =
         suite.and_then(|s| s.cases.first()).map_or_else(|| edge::example(targets.protocol), |(_, c)| c.input.clone());
@@ -320,19 +320,13 @@ async fn probe_all(args: &ValidateArgs, suite: Option<&Suite>, targets: &Targets
     let url = url(&targets.candidate, suite, &args.path);
     let mut results = Vec::new();
     for probe in edge::probes(&sample) {
-        let mut tries = Vec::new();
-        while tries.len() < TRIES {
-            let outcome = match post(&http, &url, probe.body.clone(), timeout).await {
-                Ok((status, _)) => Try::Status(status),
-                Err(failed) => failed,
-            };
-            let passed = outcome.passed();
-            tries.push(outcome);
-            if passed {
-                break;
+        let send = |body| {
+            let (http, url) = (&http, &url);
+            async move {
+                post(http, url, body, timeout).await.map_or_else(|failed| failed, |(status, _)| Try::Status(status))
             }
-        }
-        results.push(edge::judge(&probe, tries));
+        };
+        results.push(edge::attempt(&probe, send).await);
     }
     Ok(results)
 }
