@@ -1,6 +1,7 @@
 //! The infrastructure gates proven by rollgate itself in pre-deployment:
-//! against real model endpoints, a real Prometheus and a real logging check
-//! command; what it cannot prove stays pending for a person.
+//! against real model endpoints, a real Prometheus (or, without one, the
+//! gateway's own series) and a real logging check command; what it cannot
+//! prove stays pending for a person.
 
 mod common;
 
@@ -61,14 +62,15 @@ async fn rollgate_proves_the_infrastructure_gates_it_can() {
 }
 
 #[tokio::test]
-async fn what_rollgate_cannot_prove_stays_pending_and_a_dead_endpoint_fails() {
+async fn what_rollgate_cannot_prove_stays_pending_a_dead_endpoint_fails_and_the_gateway_proves_monitoring() {
     let v1 = named_model("v1").await;
     let dead = format!("http://127.0.0.1:{}", free_port());
     let config = fraud_config(&[("v1", &v1.url), ("v2", &dead)], CANARY, "");
     let s = Started::new(&config).await;
     let view = || async { s.api.get("/api/v1/rollouts/r1", &s.alice).await.1 };
     let probed = wait_for(Duration::from_secs(30), || async {
-        evidence(&view().await, "infrastructure.endpoints_healthy").is_some()
+        let v = view().await;
+        GATES[..2].iter().all(|gate| evidence(&v, gate).is_some())
     })
     .await;
     let v = view().await;
@@ -79,8 +81,12 @@ async fn what_rollgate_cannot_prove_stays_pending_and_a_dead_endpoint_fails() {
         healthy["summary"].as_str().unwrap().starts_with(&format!("1 of 1 endpoint(s) fail: {dead}/healthz")),
         "{healthy}"
     );
-    // No Prometheus, no scaling, no logging check: nothing to prove with, so nothing is said.
-    for gate in &GATES[1..] {
+    // No Prometheus: the gateway in front of the models routes the candidate, so its own series count it.
+    let measured = evidence(&v, "infrastructure.monitoring_instrumented").unwrap();
+    assert_eq!((measured["passed"].as_bool(), measured["by"].as_str()), (Some(true), Some("rollgate")), "{measured}");
+    assert!(measured["summary"].as_str().unwrap().starts_with("the gateway routes v2 and counts"), "{measured}");
+    // No scaling, no logging check: nothing to prove with, so nothing is said.
+    for gate in &GATES[2..] {
         assert!(evidence(&v, gate).is_none(), "{gate}: {}", v["evidence"]);
         let status = v["gates"].as_array().unwrap().iter().find(|g| g["gate"] == *gate).unwrap()["status"].clone();
         assert_eq!(status, "pending", "{gate}");

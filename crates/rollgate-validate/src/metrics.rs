@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -142,7 +142,7 @@ impl Metric {
                     Metric::RecallMacro => counts.recall(class),
                     _ => counts.f1(class),
                 };
-                mean(counts.classes.iter().map(|c| per(c)))
+                mean(counts.sorted().into_iter().map(per))
             }
             Metric::Precision(class) => Counts::of(at()).precision(class),
             Metric::Recall(class) => Counts::of(at()).recall(class),
@@ -190,56 +190,83 @@ pub fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
-    values.sort_by(f64::total_cmp);
     let pos = q * (values.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+    // Selection, not a sort: a bootstrap asks for this thousands of times.
+    let (_, low, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let low = *low;
+    let high = if hi == lo { low } else { above.iter().copied().min_by(f64::total_cmp).unwrap_or(low) };
+    low + (high - low) * (pos - lo as f64)
+}
+
+/// A label as text without copying a string label: a bootstrap counts every
+/// case thousands of times.
+fn label_of(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
+    }
 }
 
 /// Per-class counts: true positives, false positives, false negatives.
-struct Counts {
-    classes: BTreeSet<String>,
-    tp: std::collections::BTreeMap<String, u64>,
-    fp: std::collections::BTreeMap<String, u64>,
-    fn_: std::collections::BTreeMap<String, u64>,
+/// Classes are few, so they are found by a scan, and kept sorted for the
+/// macro averages.
+struct Counts<'a> {
+    classes: Vec<Cow<'a, str>>,
+    tp: Vec<u64>,
+    fp: Vec<u64>,
+    fn_: Vec<u64>,
 }
 
-impl Counts {
-    fn of<'a>(cases: impl Iterator<Item = &'a Observation>) -> Counts {
-        let mut c = Counts {
-            classes: BTreeSet::new(),
-            tp: Default::default(),
-            fp: Default::default(),
-            fn_: Default::default(),
-        };
+impl<'a> Counts<'a> {
+    fn of(cases: impl Iterator<Item = &'a Observation>) -> Counts<'a> {
+        let mut c = Counts { classes: Vec::new(), tp: Vec::new(), fp: Vec::new(), fn_: Vec::new() };
         for case in cases {
-            let Some(expected) = case.expected.as_ref().map(label) else { continue };
-            c.classes.insert(expected.clone());
-            match case.predicted.as_ref().map(label) {
-                Some(p) if p == expected => *c.tp.entry(p).or_default() += 1,
+            let Some(expected) = case.expected.as_ref().map(label_of) else { continue };
+            let e = c.index(expected);
+            match case.predicted.as_ref().map(label_of) {
+                Some(p) if p == c.classes[e] => c.tp[e] += 1,
                 Some(p) => {
-                    c.classes.insert(p.clone());
-                    *c.fp.entry(p).or_default() += 1;
-                    *c.fn_.entry(expected).or_default() += 1;
+                    let p = c.index(p);
+                    c.fp[p] += 1;
+                    c.fn_[e] += 1;
                 }
                 // No answer: a miss for the expected class, nobody's false positive.
-                None => *c.fn_.entry(expected).or_default() += 1,
+                None => c.fn_[e] += 1,
             }
         }
         c
     }
 
-    fn get(map: &std::collections::BTreeMap<String, u64>, class: &str) -> f64 {
-        map.get(class).copied().unwrap_or(0) as f64
+    fn index(&mut self, class: Cow<'a, str>) -> usize {
+        if let Some(i) = self.classes.iter().position(|c| *c == class) {
+            return i;
+        }
+        self.classes.push(class);
+        for counts in [&mut self.tp, &mut self.fp, &mut self.fn_] {
+            counts.push(0);
+        }
+        self.classes.len() - 1
+    }
+
+    /// The classes in order (the order a macro average sums them in).
+    fn sorted(&self) -> Vec<&str> {
+        let mut classes: Vec<&str> = self.classes.iter().map(|c| c.as_ref()).collect();
+        classes.sort_unstable();
+        classes
+    }
+
+    fn get(&self, counts: &[u64], class: &str) -> f64 {
+        self.classes.iter().position(|c| c == class).map_or(0.0, |i| counts[i] as f64)
     }
 
     fn precision(&self, class: &str) -> f64 {
-        let (tp, fp) = (Self::get(&self.tp, class), Self::get(&self.fp, class));
+        let (tp, fp) = (self.get(&self.tp, class), self.get(&self.fp, class));
         if tp + fp == 0.0 { 0.0 } else { tp / (tp + fp) }
     }
 
     fn recall(&self, class: &str) -> f64 {
-        let (tp, fn_) = (Self::get(&self.tp, class), Self::get(&self.fn_, class));
+        let (tp, fn_) = (self.get(&self.tp, class), self.get(&self.fn_, class));
         if tp + fn_ == 0.0 { 0.0 } else { tp / (tp + fn_) }
     }
 

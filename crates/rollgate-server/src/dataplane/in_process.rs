@@ -34,6 +34,10 @@ impl DataPlane for InProcess {
         self.gateway.stats.series(service, version, arm).history(q, over_us)
     }
 
+    fn measures(&self, service: &str, version: &str) -> bool {
+        self.gateway.table().service(service).is_some_and(|s| s.version_index(version).is_some())
+    }
+
     fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>> {
         let table = self.gateway.table();
         let service = table.service(service)?;

@@ -2,7 +2,7 @@
 //! staging reach the data plane only through [`DataPlane`]: apply the desired
 //! routing, read what a version's arm did, and how its endpoints' probes go.
 //! The in-process gateway ([`InProcess`]) is the first implementation; an
-//! nginx or Kubernetes Gateway API one would implement the same four methods
+//! nginx or Kubernetes Gateway API one would implement the same methods
 //! without the controller changing.
 
 mod in_process;
@@ -35,6 +35,11 @@ pub trait DataPlane: Send + Sync {
     /// `q`, and how many latencies were over `over`. For watching a version
     /// against its own record.
     fn history(&self, service: &str, version: &str, arm: Arm, q: f64, over: Option<std::time::Duration>) -> History;
+
+    /// Whether the data plane routes `version` of `service` now, and so
+    /// counts every request to it in its own series: the candidate's
+    /// monitoring is instrumented before it has any traffic.
+    fn measures(&self, service: &str, version: &str) -> bool;
 
     /// Failed probes in a row of each endpoint of a version, when the service is probed.
     fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>>;

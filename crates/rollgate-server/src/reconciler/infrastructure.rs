@@ -1,7 +1,8 @@
 //! The infrastructure gates, proven by rollgate itself while a rollout is in
 //! pre-deployment, never typed in: every candidate endpoint answers its
-//! health check (`endpoints_healthy`); the configured Prometheus has series
-//! for the candidate (`monitoring_instrumented`); the version's config says
+//! health check (`endpoints_healthy`); the configured Prometheus, or else
+//! rollgate's own gateway, has series for the candidate
+//! (`monitoring_instrumented`); the version's config says
 //! how it scales (`scaling_declared`); the service's logging check passes
 //! (`logging_enabled`). What rollgate cannot prove (no Prometheus, no scaling
 //! declared, no logging check) it leaves pending for a person: the log never
@@ -74,9 +75,22 @@ async fn endpoints_healthy(ctx: &Ctx, service: &Service, r: &Rollout) -> Proof {
     (passed, summary, json!({ "endpoints": endpoints, "path": path, "failed": failed }))
 }
 
-/// The configured Prometheus has series labelled with the candidate's version.
+/// The configured Prometheus has series labelled with the candidate's
+/// version; without one, rollgate's own gateway routes the candidate and so
+/// counts its every request (its series exist before any traffic). When
+/// neither holds yet, nothing is recorded: the gate waits.
 async fn monitoring_instrumented(ctx: &Ctx, r: &Rollout) -> Option<Proof> {
-    let prometheus = ctx.prometheus.as_ref()?;
+    let Some(prometheus) = ctx.prometheus.as_ref() else {
+        let dataplane = ctx.fleet().dataplane()?;
+        return dataplane.measures(&r.service, &r.candidate).then(|| {
+            let series = format!("rollgate_requests_total{{service=\"{}\",version=\"{}\"}}", r.service, r.candidate);
+            (
+                true,
+                format!("the gateway routes {} and counts its every request ({series} and the rest)", r.candidate),
+                json!({ "by": "gateway", "series": series }),
+            )
+        });
+    };
     let query = format!("count({{version={}}})", serde_json::Value::String(r.candidate.clone()));
     Some(match prometheus.value(&query).await {
         Ok(n) if n > 0.0 => (

@@ -31,9 +31,27 @@ struct Targets {
     protocol: Protocol,
 }
 
+/// What one run found, and the rollout it is evidence for.
+pub struct Outcome {
+    pub report: Option<Report>,
+    pub edge: Option<Vec<ProbeResult>>,
+    pub docs: Option<Vec<DocResult>>,
+    pub passed: bool,
+    view: Option<RolloutView>,
+}
+
 pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
+    let outcome = check(&args).await?;
+    write_files(&args, &outcome)?;
+    show(&args, &outcome)?;
+    attach(&args, &outcome).await?;
+    if outcome.passed { Ok(()) } else { Err(Refused(String::new()).into()) }
+}
+
+/// Runs the suite, the edge-case probes and the document checks `args` ask for.
+pub async fn check(args: &ValidateArgs) -> anyhow::Result<Outcome> {
     let suite = args.suite.as_deref().map(read_suite).transpose()?;
-    let targets = targets(&args, suite.as_ref()).await?;
+    let targets = targets(args, suite.as_ref()).await?;
     let report = match &suite {
         Some(suite) => {
             let candidate = ask_all(suite, &targets.candidate, "candidate").await?;
@@ -47,66 +65,63 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
     };
     // A rollout's run against its model always probes edge cases; checking documents alone asks no model.
     let edge = if args.edge_cases || (targets.view.is_some() && suite.is_some()) {
-        Some(probe_all(&args, suite.as_ref(), &targets).await?)
+        Some(probe_all(args, suite.as_ref(), &targets).await?)
     } else {
         None
     };
-    let docs = if args.docs { Some(check_docs(&args, targets.view.as_ref())?) } else { None };
+    let docs = if args.docs { Some(check_docs(args, targets.view.as_ref())?) } else { None };
     let edge_passed = edge.as_ref().is_none_or(|e| e.iter().all(|p| p.passed));
     let docs_passed = docs.as_ref().is_none_or(|d| d.iter().all(DocResult::passed));
     let passed = report.as_ref().is_none_or(|r| r.passed) && edge_passed && docs_passed;
+    Ok(Outcome { report, edge, docs, passed, view: targets.view })
+}
+
+/// The JUnit XML and HTML page, where asked for.
+pub fn write_files(args: &ValidateArgs, o: &Outcome) -> anyhow::Result<()> {
+    let (edge, docs) = (o.edge.as_deref().unwrap_or_default(), o.docs.as_deref().unwrap_or_default());
     if let Some(path) = &args.junit {
-        let xml = rollgate_validate::junit::junit(
-            report.as_ref(),
-            edge.as_deref().unwrap_or_default(),
-            docs.as_deref().unwrap_or_default(),
-        );
+        let xml = rollgate_validate::junit::junit(o.report.as_ref(), edge, docs);
         std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.html {
-        let markdown = rollgate_validate::markdown::markdown(
-            report.as_ref(),
-            edge.as_deref().unwrap_or_default(),
-            docs.as_deref().unwrap_or_default(),
-        );
+        let markdown = rollgate_validate::markdown::markdown(o.report.as_ref(), edge, docs);
         let title =
-            report.as_ref().map_or_else(|| "rollgate validate".to_string(), |r| format!("Validation: {}", r.suite));
+            o.report.as_ref().map_or_else(|| "rollgate validate".to_string(), |r| format!("Validation: {}", r.suite));
         std::fs::write(path, rollgate_server::page::from_markdown(&title, &markdown))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// The outcome on standard output: JSON for machines, or the readable report.
+fn show(args: &ValidateArgs, o: &Outcome) -> anyhow::Result<()> {
     if args.json {
-        let all = json!({ "passed": passed, "suite": report, "edge_cases": edge, "documentation": docs });
+        let all = json!({ "passed": o.passed, "suite": o.report, "edge_cases": o.edge, "documentation": o.docs });
         println!("{}", serde_json::to_string_pretty(&all)?);
-    } else {
-        if let Some(r) = &report {
-            print!("{}", text(r));
-        }
-        if let Some(results) = &docs {
-            let failed = results.iter().filter(|d| !d.passed()).count();
-            println!(
-                "documentation: {}",
-                if failed == 0 { "PASSED".to_string() } else { format!("FAILED ({failed})") }
-            );
-            for d in results {
-                let file = d.file.as_deref().unwrap_or("(none named in the config)");
-                match d.findings.as_slice() {
-                    [] => println!("  ✓ {} ({file})", d.gate),
-                    findings => findings.iter().for_each(|f| println!("  ✗ {}: {f}", d.gate)),
-                }
-            }
-        }
-        if let Some(results) = &edge {
-            let failed = results.iter().filter(|p| !p.passed).count();
-            println!("edge cases: {}", if failed == 0 { "PASSED".to_string() } else { format!("FAILED ({failed})") });
-            for p in results {
-                println!("  {} {}", if p.passed { "✓" } else { "✗" }, p.why);
+        return Ok(());
+    }
+    if let Some(r) = &o.report {
+        print!("{}", text(r));
+    }
+    if let Some(results) = &o.docs {
+        let failed = results.iter().filter(|d| !d.passed()).count();
+        println!("documentation: {}", if failed == 0 { "PASSED".to_string() } else { format!("FAILED ({failed})") });
+        for d in results {
+            let file = d.file.as_deref().unwrap_or("(none named in the config)");
+            match d.findings.as_slice() {
+                [] => println!("  ✓ {} ({file})", d.gate),
+                findings => findings.iter().for_each(|f| println!("  ✗ {}: {f}", d.gate)),
             }
         }
     }
-    if let Some(view) = &targets.view {
-        attach(&args, view, report.as_ref(), edge.as_deref(), docs.as_deref()).await?;
+    if let Some(results) = &o.edge {
+        let failed = results.iter().filter(|p| !p.passed).count();
+        println!("edge cases: {}", if failed == 0 { "PASSED".to_string() } else { format!("FAILED ({failed})") });
+        for p in results {
+            println!("  {} {}", if p.passed { "✓" } else { "✗" }, p.why);
+        }
     }
-    if passed { Ok(()) } else { Err(Refused(String::new()).into()) }
+    Ok(())
 }
 
 fn read_suite(dir: &Path) -> anyhow::Result<Suite> {
@@ -331,16 +346,43 @@ async fn probe_all(args: &ValidateArgs, suite: Option<&Suite>, targets: &Targets
     Ok(results)
 }
 
+/// One gate's evidence from a run.
+pub struct Evidence {
+    pub gate: String,
+    pub passed: bool,
+    pub summary: String,
+    pub details: serde_json::Value,
+}
+
+/// Attaches the run to its rollout, when it was against one: each gate's
+/// evidence that the rollout does not have yet.
+pub async fn attach(args: &ValidateArgs, o: &Outcome) -> anyhow::Result<()> {
+    let Some(view) = &o.view else { return Ok(()) };
+    for e in evidence(o) {
+        // The same result again changes nothing (and the log refuses a repeat): it is already the evidence.
+        let recorded = view.evidence.iter().any(|r| r.gate == e.gate && r.passed == e.passed && r.summary == e.summary);
+        if recorded {
+            continue;
+        }
+        let command = RolloutCommand::Evidence {
+            rollout: view.id.clone(),
+            actor: args.actor.clone(),
+            gate: e.gate,
+            failed: !e.passed,
+            summary: e.summary,
+            details: Some(e.details.to_string()),
+        };
+        super::rollout_command(&args.target, command).await?;
+    }
+    Ok(())
+}
+
 /// The run as evidence of the rollout's gates: the metric requirements for
 /// validation.performance, the bias requirements for validation.bias, the
-/// probes for validation.edge_cases.
-async fn attach(
-    args: &ValidateArgs,
-    view: &RolloutView,
-    report: Option<&Report>,
-    edge: Option<&[ProbeResult]>,
-    docs: Option<&[DocResult]>,
-) -> anyhow::Result<()> {
+/// safety requirement for validation.safety, the probes for
+/// validation.edge_cases, each document for its documentation gate.
+pub fn evidence(o: &Outcome) -> Vec<Evidence> {
+    let (report, edge, docs) = (o.report.as_ref(), o.edge.as_deref(), o.docs.as_deref());
     let mut evidence = Vec::new();
     for d in docs.unwrap_or_default() {
         let file = d.file.clone().unwrap_or_default();
@@ -393,21 +435,8 @@ async fn attach(
             json!({ "by": "rollgate validate", "probes": probes }),
         ));
     }
-    for (gate, passed, summary, details) in evidence {
-        // The same result again changes nothing (and the log refuses a repeat): it is already the evidence.
-        let recorded = view.evidence.iter().any(|e| e.gate == gate && e.passed == passed && e.summary == summary);
-        if recorded {
-            continue;
-        }
-        let command = RolloutCommand::Evidence {
-            rollout: view.id.clone(),
-            actor: args.actor.clone(),
-            gate: gate.into(),
-            failed: !passed,
-            summary,
-            details: Some(details.to_string()),
-        };
-        super::rollout_command(&args.target, command).await?;
-    }
-    Ok(())
+    evidence
+        .into_iter()
+        .map(|(gate, passed, summary, details)| Evidence { gate: gate.into(), passed, summary, details })
+        .collect()
 }

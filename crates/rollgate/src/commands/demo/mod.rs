@@ -2,10 +2,13 @@
 //! machine, with nothing to set up. Simulated model versions, the gateway
 //! and the control plane start on a temporary SQLite directory and free
 //! loopback ports; traffic flows; two rollouts run on a clock where an hour
-//! is a second. v3, which fails three times as often as v1, is rolled back
-//! by the judge during its canary; v2, which is good, goes through every
-//! stage to 100%.
+//! is a second. The team's CI validates each candidate with real suites
+//! (`files`), the server proves the infrastructure and runs staging. v3,
+//! which fails three times as often as v1, passes its suites' bars and is
+//! rolled back by the judge during its canary, measured against v1 live;
+//! v2, which is good, goes through every stage to 100%.
 
+mod files;
 mod team;
 mod world;
 
@@ -52,7 +55,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::spawn(rollgate_sim::traffic::run(traffic, counts.clone(), stopped));
     say(&format!("traffic: {} requests a second from 10,000 users, with ratings and complaints\n", args.rate));
 
-    let team = Team::new(&world.api, &world.tokens)?;
+    let team = Team::new(&world.api, &world.tokens, &world.config_file)?;
     let v3 = rollout(&team, "v3", "fraud-v3").await?;
     let v2 = rollout(&team, "v2", "fraud-v2").await?;
     let _ = stop_traffic.send(true);
@@ -116,10 +119,10 @@ async fn rollout(team: &Team, candidate: &str, id: &str) -> anyhow::Result<Endin
     let mut last_verdict = String::new();
     loop {
         let view = team.view(id).await?;
-        // The server runs staging itself and records each check as evidence
+        // Each piece of evidence as it is recorded: ci's validation runs, and
+        // the server's own infrastructure, staging and post-deployment checks
         // (shown before the stage it let the rollout move on to).
-        let mut recorded: Vec<_> =
-            view.evidence.iter().filter(|e| e.gate.starts_with("staging.") && !reported.contains(&e.gate)).collect();
+        let mut recorded: Vec<_> = view.evidence.iter().filter(|e| !reported.contains(&e.gate)).collect();
         recorded.sort_by(|a, b| a.at.cmp(&b.at));
         for e in recorded {
             reported.insert(e.gate.clone());

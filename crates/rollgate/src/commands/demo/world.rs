@@ -3,6 +3,7 @@
 //! directory, all on free loopback ports, and a clock on which an hour
 //! passes in a second.
 
+use super::files;
 use anyhow::Context;
 use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
@@ -21,6 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The artifact every demo version names (and its model card repeats).
+const ARTIFACT_SHA256: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+/// The versions share the reference model's weights: they differ in their faults.
+const SEED: u64 = 42;
+/// The staging traffic sample, in the data directory.
+const SAMPLE: &str = "staging-sample.jsonl";
 /// Baseline error rate of the simulated models; v3 fails three times as often.
 pub const BASE_ERROR_RATE: f64 = 0.05;
 /// One real second is this many seconds on the rollouts' clock.
@@ -29,6 +36,8 @@ pub const SPEED: f64 = 3600.0;
 pub struct World {
     /// Where the event log is: the caller's directory, or a temporary one removed at the end.
     pub data: PathBuf,
+    /// The config as a file, with the model cards, documents and suites beside it.
+    pub config_file: PathBuf,
     _temporary: Option<tempfile::TempDir>,
     /// The model servers, held for as long as the demo runs.
     _models: BTreeMap<&'static str, RunningModel>,
@@ -42,8 +51,7 @@ pub struct World {
 /// The demo's config: one service, three versions, a plan whose holds fit a
 /// minute at [`SPEED`] and whose staging runs in `fraud-staging` with the
 /// traffic sample at `sample`.
-fn config_text(endpoints: &BTreeMap<&'static str, RunningModel>, sample: &Path) -> String {
-    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+fn config_text(endpoints: &BTreeMap<&'static str, RunningModel>, data: &Path) -> String {
     let mut text = String::from(
         r#"[services.fraud-scorer]
 route = { path_prefix = "/v2/models/fraud" }
@@ -51,6 +59,11 @@ protocol = "kserve-v2"
 stable = "v1"
 plan = "demo"
 sticky = { header = "x-user-id" }
+health = { path = "/health" }
+docs = { runbook = "docs/runbook.md", monitoring_plan = "docs/monitoring-plan.md", rollback_plan = "docs/rollback-plan.md" }
+# The demo's logs are files in its data directory: logging works while it is writable.
+# Point this at your log pipeline's readiness check (a url, or a command).
+logging_check = { command = ["test", "-w", "DATA"] }
 "#,
     );
     text.push_str(
@@ -58,8 +71,9 @@ sticky = { header = "x-user-id" }
     );
     for (service, (name, model)) in endpoints.iter().flat_map(|e| [("fraud-scorer", e), ("fraud-staging", e)]) {
         text.push_str(&format!(
-            "[services.{service}.versions.{name}]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"sim://fraud/{name}\", sha256 = \"{sha}\" }}\nmodel_card = \"cards/fraud-{name}.md\"\nowner = \"fraud-ml@example.com\"\n",
-            model.url()
+            "[services.{service}.versions.{name}]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"sim://fraud/{name}\", sha256 = \"{sha}\" }}\nmodel_card = \"cards/fraud-{name}.md\"\nowner = \"fraud-ml@example.com\"\nscaling = {{ min_replicas = 2, max_replicas = 8, on = \"cpu 70%\" }}\n",
+            model.url(),
+            sha = ARTIFACT_SHA256,
         ));
     }
     text.push_str(
@@ -93,7 +107,7 @@ carol = ["approver:stakeholder"]
 ci = ["deployer"]
 "#,
     );
-    text.replace("SAMPLE", &sample.display().to_string())
+    text.replace("SAMPLE", &data.join(SAMPLE).display().to_string()).replace("DATA", &data.display().to_string())
 }
 
 /// A sanitized traffic sample for staging: KServe v2 requests, one per line.
@@ -112,11 +126,9 @@ fn write_sample(path: &Path) -> anyhow::Result<()> {
 pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
     let mut models = BTreeMap::new();
     let any_port = "127.0.0.1:0".parse()?;
-    for (i, (name, error_rate)) in
-        [("v1", BASE_ERROR_RATE), ("v2", BASE_ERROR_RATE), ("v3", 3.0 * BASE_ERROR_RATE)].into_iter().enumerate()
-    {
+    for (name, error_rate) in [("v1", BASE_ERROR_RATE), ("v2", BASE_ERROR_RATE), ("v3", 3.0 * BASE_ERROR_RATE)] {
         let faults = Faults { error_rate, latency_ms: 2.0, ..Faults::default() };
-        models.insert(name, rollgate_sim::model::serve(any_port, name, 42 + i as u64, faults).await?);
+        models.insert(name, rollgate_sim::model::serve(any_port, name, SEED, faults).await?);
     }
     let mut temporary = None;
     let data = match data_dir {
@@ -127,9 +139,11 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         }
     };
     std::fs::create_dir_all(&data).with_context(|| format!("cannot make the data directory {}", data.display()))?;
-    let sample = data.join("staging-sample.jsonl");
-    write_sample(&sample)?;
-    let text = config_text(&models, &sample);
+    write_sample(&data.join(SAMPLE))?;
+    let text = config_text(&models, &data);
+    let config_file = files::write_config(&data, &text)?;
+    files::write_documents(&data, &models.keys().copied().collect::<Vec<_>>(), ARTIFACT_SHA256)?;
+    files::write_suites(&data, SEED).await?;
     let config = Config::parse("demo.toml", &text).map_err(|problems| {
         anyhow::anyhow!(
             "the demo's own config is wrong: {}",
@@ -141,8 +155,9 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
     );
     let shadow = ShadowPairs::new();
     let front = super::super::gateway::start(&config, any_port, None, shadow.clone()).await?;
-    // Thursday morning: the plan's deploy window refuses Friday starts.
-    let clock = ScaledClock { origin: "2026-11-26T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
+    // Monday morning: the plan's deploy window refuses Friday starts, and
+    // both rollouts start well before (a slow machine stretches the plan's hours).
+    let clock = ScaledClock { origin: "2026-11-23T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
     let dataplane = InProcess::new(front.gateway.clone(), format!("http://{}", front.addr));
     let options = ServerOptions {
         config: ConfigSource { config, text, path: None },
@@ -169,5 +184,5 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         tokens.insert(name, token.token);
     }
     let api = format!("http://{}", server.addr);
-    Ok(World { data, _temporary: temporary, _models: models, gateway: front, server, api, tokens })
+    Ok(World { data, config_file, _temporary: temporary, _models: models, gateway: front, server, api, tokens })
 }
