@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 forbidden='^(tokio|hyper|hyper-util|sqlx|sqlx-core|reqwest|mio|socket2|axum|tower|libsqlite3-sys|async-std|smol)$'
-for crate in rollgate-core rollgate-judge rollgate-protocol rollgate-validate; do
+for crate in rollgate-core rollgate-judge rollgate-protocol rollgate-validate rollgate-flags; do
   deps=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}' --locked | awk '{print $1}' | sort -u)
   found=$(echo "$deps" | grep -E "$forbidden" || true)
   if [ -n "$found" ]; then

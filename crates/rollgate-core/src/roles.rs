@@ -51,11 +51,13 @@ pub enum Role {
     Admin,
     /// The controller itself: timers, judge verdicts, evidence it measured.
     System,
+    /// May only evaluate feature flags (OFREP): the token an application holds.
+    FlagReader,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "`{0}` is not a role: use viewer, deployer, admin, or approver:KIND with KIND one of technical, ethics, security, stakeholder"
+    "`{0}` is not a role: use viewer, deployer, admin, flags:read, or approver:KIND with KIND one of technical, ethics, security, stakeholder"
 )]
 pub struct RoleError(pub String);
 
@@ -67,6 +69,7 @@ impl FromStr for Role {
             "deployer" => Ok(Role::Deployer),
             "admin" => Ok(Role::Admin),
             "system" => Ok(Role::System),
+            "flags:read" => Ok(Role::FlagReader),
             other => other
                 .strip_prefix("approver:")
                 .and_then(|kind| kind.parse().ok())
@@ -83,6 +86,7 @@ impl fmt::Display for Role {
             Role::Deployer => f.write_str("deployer"),
             Role::Admin => f.write_str("admin"),
             Role::System => f.write_str("system"),
+            Role::FlagReader => f.write_str("flags:read"),
             Role::Approver(kind) => write!(f, "approver:{kind}"),
         }
     }

@@ -11,6 +11,7 @@
 //! stream heads with the store to pick up what other writers appended.
 
 use crate::dataplane::DataPlane;
+use crate::flags::{self, FLAGS_STREAM, FlagRecord};
 use crate::registry::{REGISTRY_STREAM, Registration, registrations};
 use rollgate_core::Timestamp;
 use rollgate_core::clock::Clock;
@@ -39,6 +40,8 @@ struct Known {
     /// Each rollout with the seq of the last event it was rebuilt from.
     rollouts: BTreeMap<String, (u64, Rollout)>,
     registry: (u64, Vec<Registration>),
+    /// The feature flags as their stream leaves them, with its last seq.
+    flags: (u64, Arc<BTreeMap<String, FlagRecord>>),
     staging: Vec<StagingRoute>,
     /// The routing last given to the data plane.
     applied: Option<Routing>,
@@ -52,8 +55,14 @@ impl Fleet {
         dataplane: Option<Arc<dyn DataPlane>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Fleet, SubmitError> {
-        let known =
-            Known { config, rollouts: BTreeMap::new(), registry: (0, Vec::new()), staging: Vec::new(), applied: None };
+        let known = Known {
+            config,
+            rollouts: BTreeMap::new(),
+            registry: (0, Vec::new()),
+            flags: (0, Arc::default()),
+            staging: Vec::new(),
+            applied: None,
+        };
         let fleet = Fleet { known: Mutex::new(known), dataplane, clock };
         fleet.sync(store).await?;
         Ok(fleet)
@@ -86,6 +95,11 @@ impl Fleet {
     /// Every rollout, finished ones included, in id order.
     pub fn rollouts(&self) -> Vec<Rollout> {
         self.known().rollouts.values().map(|(_, r)| r.clone()).collect()
+    }
+
+    /// The feature flags now, by name: a snapshot, read without waiting on the store.
+    pub fn flags(&self) -> Arc<BTreeMap<String, FlagRecord>> {
+        self.known().flags.1.clone()
     }
 
     pub fn registrations(&self) -> Vec<Registration> {
@@ -138,7 +152,7 @@ impl Fleet {
     /// head moved) and applies the routing. Returns the rollouts that changed.
     pub async fn sync(&self, store: &AnyStore) -> Result<Vec<String>, SubmitError> {
         let heads = store.heads().await?;
-        let (moved, registry_moved) = {
+        let (moved, registry_moved, flags_moved) = {
             let known = self.known();
             let moved: Vec<String> = heads
                 .iter()
@@ -148,7 +162,8 @@ impl Fleet {
                 .map(|h| h.stream.clone())
                 .collect();
             let registry_head = heads.iter().find(|h| h.stream == REGISTRY_STREAM).map_or(0, |h| h.seq);
-            (moved, registry_head > known.registry.0)
+            let flags_head = heads.iter().find(|h| h.stream == FLAGS_STREAM).map_or(0, |h| h.seq);
+            (moved, registry_head > known.registry.0, (flags_head > known.flags.0).then_some(flags_head))
         };
         let rollouts = Rollouts::new(store.clone());
         let mut loaded = Vec::new();
@@ -163,7 +178,17 @@ impl Fleet {
         } else {
             None
         };
+        let flags = match flags_moved {
+            Some(_) => {
+                let events = store.read(FLAGS_STREAM).await?;
+                Some((events.last().map_or(0, |e| e.seq), Arc::new(flags::current(flags::records(&events)))))
+            }
+            None => None,
+        };
         let mut known = self.known();
+        if let Some(flags) = flags.filter(|(seq, _)| *seq > known.flags.0) {
+            known.flags = flags;
+        }
         for (seq, rollout) in loaded {
             if known.rollouts.get(&rollout.id).is_none_or(|(held, _)| *held < seq) {
                 known.rollouts.insert(rollout.id.clone(), (seq, rollout));

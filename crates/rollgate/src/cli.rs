@@ -148,6 +148,14 @@ pub enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Feature flags, served to applications over OpenFeature's OFREP: create, set (e.g. the rollout
+    /// percentage), kill (takes effect on the next evaluation), enable, show, list. Every change is audited.
+    Flag {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: FlagCommand,
+    },
     /// Create, list and revoke API tokens, directly on the data directory or database.
     Token {
         #[command(flatten)]
@@ -333,6 +341,59 @@ pub struct Target {
     pub token: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagCommand {
+    /// Define a flag: a boolean one on for everyone, or --rollout PCT of users, or --file with the whole
+    /// definition (Unleash's client-API JSON with a `kind`: boolean, string, number or object).
+    Create {
+        name: String,
+        #[command(flatten)]
+        shape: FlagShape,
+    },
+    /// Change a flag: its rollout percentage (users already in stay in when it rises), or its whole definition.
+    Set {
+        name: String,
+        #[command(flatten)]
+        shape: FlagShape,
+    },
+    /// The kill switch: every evaluation answers DISABLED from the next one on.
+    Kill {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Switch a killed flag back on, as it was defined.
+    Enable {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// A flag's definition and every change made to it.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every flag, on or killed, with its last change.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FlagShape {
+    /// The whole definition, as JSON.
+    #[arg(long, conflicts_with = "stickiness")]
+    pub file: Option<PathBuf>,
+    /// The share of users (0-100) the flag is on for, bucketed as Unleash does.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub rollout: Option<u32>,
+    /// What buckets users for --rollout: default (the targeting key, then the session), or a context field.
+    #[arg(long, requires = "rollout")]
+    pub stickiness: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -690,3 +690,37 @@ fn status_watch_follows_a_live_rollout_until_it_ends() {
     assert_eq!(last, "aborted");
     assert!(watch.wait().unwrap().success());
 }
+
+#[test]
+fn flags_are_created_raised_killed_and_shown_with_their_history_on_the_store() {
+    let ws = Workspace::new();
+    let created = ws.ok(&["flag", "create", "new-scorer", "--rollout", "10"]);
+    assert!(created.starts_with("new-scorer: ") && created.contains(" created by "), "{created}");
+    assert!(created.trim_end().ends_with("→ on for 10% of users"), "{created}");
+    ws.ok(&["flag", "set", "new-scorer", "--rollout", "50"]);
+    let killed = ws.ok(&["flag", "kill", "new-scorer", "--reason", "checkout errors up"]);
+    assert!(killed.contains("killed by") && killed.contains(": checkout errors up → off"), "{killed}");
+    let list = ws.ok(&["flag", "list"]);
+    assert!(list.starts_with("new-scorer\tboolean\tKILLED\t"), "{list}");
+    let shown: serde_json::Value = serde_json::from_str(&ws.ok(&["flag", "show", "new-scorer", "--json"])).unwrap();
+    let actions: Vec<&str> =
+        shown["history"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["create", "update", "kill"]);
+    assert_eq!(shown["current"]["flag"]["strategies"][0]["parameters"]["rollout"], "50");
+    // Mistakes are refused with why, and change nothing.
+    let out = ws.run(&["flag", "create", "new-scorer"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is already a flag `new-scorer`"));
+    let out = ws.run(&["flag", "set", "nope", "--rollout", "5"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no flag `nope`"), "{out:?}");
+    let out = ws.run(&["flag", "create", "x", "--rollout", "101"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses a percentage over 100: {out:?}");
+    std::fs::write(
+        ws.path().join("model.json"),
+        "{\"name\": \"model\", \"enabled\": true, \"kind\": \"number\",\n \"variants\": []}",
+    )
+    .unwrap();
+    let out = ws.run(&["flag", "create", "model", "--file", "model.json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give it variants"), "{out:?}");
+    assert!(ws.ok(&["audit", "verify"]).contains("@flags"), "the flag changes are in the verified log");
+}

@@ -6,7 +6,7 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use rollgate_core::roles::Actor;
+use rollgate_core::roles::{Actor, Role};
 
 pub struct Caller(pub Actor);
 
@@ -15,7 +15,15 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        Ok(Caller(auth::authenticate(state.store(), header).await?))
+        let actor = auth::authenticate(state.store(), header).await?;
+        // An application's flags token evaluates flags over OFREP and does nothing else.
+        if !actor.roles.is_empty() && actor.roles.iter().all(|r| *r == Role::FlagReader) {
+            return Err(ApiError::forbidden(format!(
+                "{} holds a flags:read token: it may only evaluate flags at /ofrep/v1/evaluate/flags",
+                actor.name
+            )));
+        }
+        Ok(Caller(actor))
     }
 }
 

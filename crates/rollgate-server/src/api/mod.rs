@@ -3,7 +3,9 @@
 
 mod audit;
 mod caller;
+mod flags;
 mod health;
+mod ofrep;
 pub mod problem;
 mod report;
 mod responses;
@@ -23,7 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use problem::ApiError;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,7 +41,7 @@ pub const BODY_LIMIT: usize = 256 * 1024;
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerToken),
-    components(schemas(rollgate_core::plan::ChecklistKind, rollouts::RetroFormat, report::ReportFormat)),
+    components(schemas(flags::Switch, rollgate_core::plan::ChecklistKind, rollouts::RetroFormat, report::ReportFormat)),
     tags(
         (name = "rollouts", description = "Rollouts and their logs"),
         (name = "actions", description = "What people do to a rollout"),
@@ -47,6 +49,7 @@ pub const BODY_LIMIT: usize = 256 * 1024;
         (name = "plans", description = "Deployment plans"),
         (name = "tokens", description = "API tokens (admins)"),
         (name = "audit", description = "The tamper-evident log"),
+        (name = "flags", description = "Feature flags, and their evaluation over OpenFeature's OFREP"),
         (name = "health", description = "Liveness and readiness")
     )
 )]
@@ -61,7 +64,11 @@ impl Modify for BearerToken {
             .bearer_format("rg_<id>_<secret>")
             .description(Some("A token from `rollgate token create` or POST /api/v1/tokens"))
             .build();
-        openapi.components.get_or_insert_default().add_security_scheme("token", SecurityScheme::Http(scheme));
+        let components = openapi.components.get_or_insert_default();
+        components.add_security_scheme("token", SecurityScheme::Http(scheme));
+        // OFREP providers send the token as an API key too.
+        let key = ApiKey::Header(ApiKeyValue::with_description("X-API-Key", "A rollgate token (flags:read is enough)"));
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(key));
     }
 }
 
@@ -95,6 +102,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::verify))
+        .routes(routes!(flags::list, flags::create))
+        .routes(routes!(flags::get, flags::update))
+        .routes(routes!(flags::switch))
+        .routes(routes!(ofrep::evaluate_one))
+        .routes(routes!(ofrep::evaluate_all))
 }
 
 /// The OpenAPI document, as served and as kept in the repository.

@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod config;
 mod demo;
+mod flag;
 mod gateway;
 mod monitoring;
 mod plan;
@@ -49,6 +50,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
         Command::Token { store, command } => token::run(&store, command).await,
+        Command::Flag { target, command } => flag::run(&target, command).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Rehearse { plan, config, scenario, scenarios, rate, seed, json } => {
             rehearse::run(&plan, &config, &scenario, scenarios.as_deref(), rate, seed, json)

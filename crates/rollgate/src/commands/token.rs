@@ -54,7 +54,7 @@ pub async fn run(args: &StoreArgs, command: TokenCommand) -> anyhow::Result<()> 
 }
 
 /// Who ran the command on the store directly: the operating-system user.
-fn operator() -> String {
+pub(super) fn operator() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     format!("{user} (local)")
 }

@@ -1,0 +1,158 @@
+//! `rollgate flag create|set|kill|enable|show|list`: feature flags through a
+//! server (the token says who), or directly on the data directory (the
+//! operating-system user). Every change is a record in the audit log.
+
+use crate::Refused;
+use crate::cli::{FlagCommand, FlagShape, Target};
+use crate::client::Client;
+use anyhow::Context;
+use rollgate_flags::Flag;
+use rollgate_server::flags::{self, Change, FlagError, FlagHistory, FlagRecord};
+use rollgate_store::{AnyStore, EventStore};
+use serde_json::json;
+
+/// Where the flags are: a server, or the store itself.
+enum Place {
+    Server(Client),
+    Store(AnyStore),
+}
+
+pub async fn run(target: &Target, command: FlagCommand) -> anyhow::Result<()> {
+    let place = match &target.server {
+        Some(server) => Place::Server(Client::new(server, target.token.clone())?),
+        None => {
+            let location = target.store.location();
+            Place::Store(
+                AnyStore::open(&location).await.with_context(|| format!("cannot open the store at {location}"))?,
+            )
+        }
+    };
+    match command {
+        FlagCommand::Create { name, shape } => {
+            let flag = shape.build(&name, None)?;
+            show_change(&place.change(&name, Change::Create(flag), None).await?);
+        }
+        FlagCommand::Set { name, shape } => {
+            let current = place.history(&name).await?.current.flag;
+            let flag = shape.build(&name, Some(current))?;
+            show_change(&place.change(&name, Change::Update(flag), None).await?);
+        }
+        FlagCommand::Kill { name, reason } => show_change(&place.change(&name, Change::Kill, Some(reason)).await?),
+        FlagCommand::Enable { name, reason } => show_change(&place.change(&name, Change::Enable, Some(reason)).await?),
+        FlagCommand::Show { name, json } => {
+            let history = place.history(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+                return Ok(());
+            }
+            println!("{}", serde_json::to_string_pretty(&history.current.flag)?);
+            println!("\nhistory:");
+            for r in &history.history {
+                println!("  {r}", r = line(r));
+            }
+        }
+        FlagCommand::List { json } => {
+            let flags = place.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&flags)?);
+            }
+            for r in flags.iter().filter(|_| !json) {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    r.flag.name,
+                    r.flag.kind.as_str(),
+                    if r.flag.enabled { "on" } else { "KILLED" },
+                    line(r)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn line(r: &FlagRecord) -> String {
+    let why = r.reason.as_deref().map_or(String::new(), |why| format!(": {why}"));
+    format!("{} {} by {}{why} → {}", r.at, r.action.as_str(), r.by, flags::summary(&r.flag))
+}
+
+fn show_change(r: &FlagRecord) {
+    let off = if r.flag.enabled { "" } else { " (every evaluation answers DISABLED)" };
+    println!("{}: {}{off}", r.flag.name, line(r));
+}
+
+impl FlagShape {
+    /// The definition these options give: the file's, or `base` (a new boolean flag when none) with
+    /// the rollout percentage and stickiness set on its gradual-rollout strategy.
+    fn build(&self, name: &str, base: Option<Flag>) -> anyhow::Result<Flag> {
+        let mut flag = match &self.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Refused(format!("cannot read {}: {e}", path.display())))?;
+                serde_json::from_str::<Flag>(&text)
+                    .map_err(|e| Refused(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())))?
+            }
+            None => base.unwrap_or_else(|| {
+                serde_json::from_value(json!({ "name": name, "enabled": true }))
+                    .unwrap_or_else(|_| unreachable!("a valid flag"))
+            }),
+        };
+        if let Some(percent) = self.rollout {
+            let strategy = match flag.strategies.iter_mut().find(|s| s.name == "flexibleRollout") {
+                Some(s) => s,
+                None => {
+                    let s = serde_json::from_value(
+                        json!({ "name": "flexibleRollout", "parameters": { "groupId": name, "stickiness": "default" } }),
+                    )?;
+                    flag.strategies.push(s);
+                    flag.strategies.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
+                }
+            };
+            strategy.parameters.insert("rollout".into(), json!(percent.to_string()));
+            if let Some(stickiness) = &self.stickiness {
+                strategy.parameters.insert("stickiness".into(), json!(stickiness));
+            }
+        }
+        Ok(flag)
+    }
+}
+
+impl Place {
+    async fn change(&self, name: &str, change: Change, reason: Option<String>) -> anyhow::Result<FlagRecord> {
+        let path = format!("/api/v1/flags/{name}");
+        match self {
+            Place::Server(client) => match change {
+                Change::Create(flag) => client.post("/api/v1/flags", &flag).await,
+                Change::Update(flag) => client.put(&path, &flag).await,
+                Change::Kill => client.post(&format!("{path}/kill"), &json!({ "reason": reason })).await,
+                Change::Enable => client.post(&format!("{path}/enable"), &json!({ "reason": reason })).await,
+            },
+            Place::Store(store) => {
+                let by = super::token::operator();
+                flags::change(store, name, change, &by, reason, super::now()?).await.map_err(refused)
+            }
+        }
+    }
+
+    async fn history(&self, name: &str) -> anyhow::Result<FlagHistory> {
+        match self {
+            Place::Server(client) => client.get(&format!("/api/v1/flags/{name}")).await,
+            Place::Store(store) => flags::history(&store.read(flags::FLAGS_STREAM).await?, name).map_err(refused),
+        }
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<FlagRecord>> {
+        match self {
+            Place::Server(client) => client.get("/api/v1/flags").await,
+            Place::Store(store) => {
+                Ok(flags::current(flags::records(&store.read(flags::FLAGS_STREAM).await?)).into_values().collect())
+            }
+        }
+    }
+}
+
+fn refused(e: FlagError) -> anyhow::Error {
+    match e {
+        FlagError::Store(store) => store.into(),
+        other => Refused(other.to_string()).into(),
+    }
+}
