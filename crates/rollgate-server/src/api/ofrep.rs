@@ -20,13 +20,14 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 use std::collections::BTreeMap;
 
-/// The protocol's request: `{"context": {...}}`.
+/// The protocol's request: `{"context": {...}}`. A missing or null context
+/// is an empty one (SDKs send `{}` when the application gives none).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // Describes the body in the OpenAPI document; the handlers read it by hand.
 pub struct EvaluationRequest {
     /// `targetingKey` and any string, number or boolean attributes.
-    #[schema(value_type = Object)]
-    context: Value,
+    #[schema(value_type = Option<Object>)]
+    context: Option<Value>,
 }
 
 /// Who may evaluate: any valid token, as a bearer token or an API key.
