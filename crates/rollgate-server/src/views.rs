@@ -254,6 +254,8 @@ pub struct RolloutView {
     pub stable: String,
     pub requester: String,
     pub plan: String,
+    /// How the plan moves traffic: canary or blue-green.
+    pub strategy: String,
     /// pre_deployment, staging, shadow, canary, full, completed, rolled_back or aborted.
     pub stage: String,
     /// The stage in words, e.g. "canary step 2".
@@ -362,6 +364,7 @@ impl RolloutView {
             stable: r.stable.clone(),
             requester: r.requester.clone(),
             plan: r.plan_name.clone(),
+            strategy: r.plan.strategy.as_str().to_string(),
             stage: stage_name(&r.stage).into(),
             stage_label: r.stage.to_string(),
             canary_step: match r.stage {

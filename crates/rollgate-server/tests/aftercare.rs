@@ -1,6 +1,8 @@
 //! After a rollout: the version a rollback brought back is watched against
-//! its own record (on a manual clock: the window ends when the test says),
-//! and a rollout's ticket is closed once through the ticket hook.
+//! its own record (on a manual clock: the window ends when the test says);
+//! full deployment holds the new version to the previous one's record, and a
+//! blue-green switch is one route swap whose bake does the same; a rollout's
+//! ticket is closed once through the ticket hook.
 
 mod common;
 
@@ -30,22 +32,28 @@ struct World {
     _setup: Setup,
 }
 
-/// v1 (at `v1_url`) stable, v2 a canary at 20% in rollout `r1`; `extra` goes into the service's table.
-async fn in_canary(v1_url: &str, v2_url: &str, extra: &str, after: &str) -> World {
+/// v1 (at `v1_url`) stable and v2 in rollout `r1` on `plan`, forced through `promotions` stages (their gates are
+/// other tests' subject); `extra` goes into the service's table, `after` after the config.
+async fn started(plan: &str, v1_url: &str, v2_url: &str, extra: &str, after: &str, promotions: usize) -> World {
     let clock = Arc::new(ManualClock::new(THURSDAY.parse().unwrap()));
     let setup = Setup::with_clock(clock.clone()).await;
     let alice = setup.token("alice", &[Role::Deployer]).await;
     let dana = setup.token("dana", &[Role::Admin]).await;
-    let config = fraud_config(&[("v1", v1_url), ("v2", v2_url)], CANARY, extra) + after;
+    let config = fraud_config(&[("v1", v1_url), ("v2", v2_url)], plan, extra) + after;
     let (api, front) = setup.start_with_gateway(source(&config), Duration::from_secs(2)).await;
     let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true, "ticket": "OPS-42" });
     let (status, body) = api.post("/api/v1/rollouts", &alice, start).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    for _ in 0..2 {
+    for _ in 0..promotions {
         let (status, view) = api.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "test" })).await;
         assert_eq!(status, StatusCode::OK, "{view}");
     }
     World { api, front, clock, alice, _setup: setup }
+}
+
+/// v1 stable, v2 a canary at 20% in rollout `r1`.
+async fn in_canary(v1_url: &str, v2_url: &str, extra: &str, after: &str) -> World {
+    started(CANARY, v1_url, v2_url, extra, after, 2).await
 }
 
 impl World {
@@ -61,14 +69,7 @@ impl World {
 
     /// The view once `check` holds of it.
     async fn until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let held = wait_for(Duration::from_secs(15), || async { check(&self.view().await) }).await;
-        let view = self.view().await;
-        assert!(
-            held,
-            "{what}: {}",
-            json!({ "outcome": view["outcome"], "watch": view["watch"], "actions": view["actions"] })
-        );
-        view
+        view_until(&self.api, &self.alice, "r1", what, check).await
     }
 
     async fn baseline_recorded(&self) -> Value {
@@ -244,6 +245,58 @@ async fn a_regression_in_full_deployment_is_recorded_at_once_and_rolls_back_when
     let told = told.unwrap_or_else(|| panic!("{}", events[failed]));
     assert!(told["message"].as_str().unwrap().contains("rolling back to v1 (the plan says so)"), "{told}");
     assert_eq!(events[failed + 1]["input"]["verdict"]["trigger"], "post_deployment", "{}", events[failed + 1]);
+    w.stop().await;
+}
+
+const BLUE_GREEN: &str = "strategy = \"blue-green\"\n[plans.fast.blue_green]\nbake = \"1h\"\n";
+
+fn only(version: &str, n: usize) -> std::collections::BTreeMap<String, usize> {
+    std::collections::BTreeMap::from([(version.to_string(), n)])
+}
+
+#[tokio::test]
+async fn blue_green_green_takes_every_request_at_the_switch_and_bakes_against_blues_record() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let w = started(BLUE_GREEN, &v1.url(), &v2.url(), "", "", 1).await;
+    assert_eq!(w.view().await["stage"], "staging");
+    // Until the switch green serves no user.
+    assert_eq!(served_by(&w.front, 300).await, only("v1", 300));
+    let view = w.promote_to_full().await;
+    assert_eq!((view["strategy"].as_str(), view["candidate_percent"].as_f64()), (Some("blue-green"), Some(100.0)));
+    assert!(view["observed"]["baseline"]["requests"].as_u64().unwrap() >= 300, "blue's record: {}", view["observed"]);
+    // One route swap: the very next request, and every one after it, is green's.
+    assert_eq!(served_by(&w.front, 1).await, only("v2", 1));
+    assert_eq!(served_by(&w.front, 299).await, only("v2", 299));
+    // The bake passes at its end, not before; blue stays warm for a swap back.
+    w.clock.advance(SignedDuration::from_mins(59));
+    let early = wait_for(Duration::from_millis(300), || async { World::evidence(&w.view().await).is_some() }).await;
+    assert!(!early, "decided before the bake ended: {:?}", World::evidence(&w.view().await));
+    w.clock.advance(SignedDuration::from_mins(1));
+    let view = w.until("the bake never passed", |v| World::evidence(v).is_some()).await;
+    let evidence = World::evidence(&view).unwrap();
+    assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(true), Some("rollgate")), "{evidence}");
+    assert!(evidence["summary"].as_str().unwrap().starts_with("300 requests in 1h"), "{evidence}");
+    assert_eq!(view["warm"]["version"], "v1", "{}", view["warm"]);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn blue_green_a_bad_green_is_swapped_back_to_blue_by_rollgate_with_its_numbers() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let w = started(BLUE_GREEN, &v1.url(), &v2.url(), "", "", 1).await;
+    assert_eq!(served_by(&w.front, 400).await, only("v1", 400));
+    w.promote_to_full().await;
+    // Green breaks under real traffic; the bake's check swaps back without a person.
+    v2.set_faults(Faults { error_rate: 0.4, latency_ms: 1.0, latency_sigma: 0.0, ..Faults::default() });
+    served_by(&w.front, 200).await;
+    let view = w.until("green was never swapped back", |v| v["stage"] == "rolled_back").await;
+    assert!(view["outcome"].as_str().unwrap().contains("post_deployment"), "{}", view["outcome"]);
+    let evidence = World::evidence(&view).unwrap();
+    assert_eq!((evidence["passed"].as_bool(), evidence["by"].as_str()), (Some(false), Some("rollgate")), "{evidence}");
+    assert!(evidence["summary"].as_str().unwrap().contains("against 0.00% for v1 before"), "{evidence}");
+    // Swapped back: the very next request, and every one after it, is blue's.
+    assert_eq!(served_by(&w.front, 1).await, only("v1", 1));
+    assert_eq!(served_by(&w.front, 99).await, only("v1", 99));
     w.stop().await;
 }
 

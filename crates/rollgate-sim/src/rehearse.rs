@@ -2,21 +2,75 @@
 //! traffic and a scenario of faults (the judge benchmark's format). Gates
 //! that need people or CI are passed by stand-ins; holds and deploy windows
 //! pass as the clock jumps; during the canary, traffic is simulated a minute
-//! at a time and the real judge decides. A 48-hour canary takes well under a
-//! second. Pure: no sockets, no wall clock.
+//! at a time and the real judge decides. A blue-green plan's bake holds green
+//! to blue's record (an hour of blue alone, simulated before the switch) with
+//! the same tests rollgate's post-deployment check makes. A 48-hour canary
+//! takes well under a second. Pure: no sockets, no wall clock.
 
 use jiff::{SignedDuration, Timestamp};
-use rollgate_core::plan::{Plan, ShadowMode};
+use rollgate_core::plan::gate_ids::POST_DEPLOYMENT_METRICS_STABLE;
+use rollgate_core::plan::strategy::Strategy;
+use rollgate_core::plan::{Plan, RollbackTriggers, ShadowMode};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::rehearsal::{Rehearsal, inputs_to_pass};
-use rollgate_core::rollout::{Command, Input, Rollout, Stage};
+use rollgate_core::rollout::{Command, Input, Rollout, Stage, WatchBaseline};
 use rollgate_judge::sim::scenario::{Scenario, Settings};
-use rollgate_judge::sim::world::World;
+use rollgate_judge::sim::world::{ArmData, World};
+use rollgate_judge::watch::{Since, rates};
 use rollgate_judge::{Judge, JudgeConfig, Verdict};
 use serde::Serialize;
 
 /// Traffic is simulated in ticks this long while the candidate has traffic.
 const TICK_S: u64 = 60;
+/// Blue's record in a blue-green rehearsal: this long of blue alone before the switch.
+const BLUE_RECORD_S: u64 = 3600;
+/// The trigger a rollback by the bake's check names (as rollgate's post-deployment check does).
+const BAKE_TRIGGER: &str = "post_deployment";
+
+/// Green held to blue's record during a blue-green bake.
+struct Bake {
+    baseline: WatchBaseline,
+    limit_us: Option<u32>,
+    since: Since,
+    regressed: bool,
+}
+
+impl Bake {
+    fn new(blue: &ArmData, plan: &RollbackTriggers) -> Bake {
+        let rate = |k: u64| k as f64 / blue.requests.max(1) as f64;
+        let mut sample = blue.latencies_us.clone();
+        sample.sort_unstable();
+        let at = ((sample.len() as f64 - 1.0) * plan.latency_quantile).round().max(0.0) as usize;
+        let quantile_us = sample.get(at).copied();
+        let baseline = WatchBaseline {
+            requests: blue.requests,
+            error_rate: rate(blue.errors),
+            bad_output_rate: rate(blue.bad_outputs),
+            latency_ms: quantile_us.map(|us| f64::from(us) / 1000.0),
+            // The simulation's complaints are not per version: not part of the rehearsed bake.
+            complaint_rate: 0.0,
+        };
+        let limit_us = quantile_us.map(|us| (f64::from(us) * plan.latency_ratio) as u32);
+        let since = Since { requests: 0, errors: 0, bad_outputs: 0, complaints: 0, timed: 0, slow: 0 };
+        Bake { baseline, limit_us, since, regressed: false }
+    }
+
+    /// Green's next tick; what regressed against blue's record, once.
+    fn add(&mut self, green: &ArmData, plan: &RollbackTriggers) -> Vec<String> {
+        let s = &mut self.since;
+        s.requests += green.requests;
+        s.errors += green.errors;
+        s.bad_outputs += green.bad_outputs;
+        s.timed += green.latencies_us.len() as u64;
+        s.slow += self.limit_us.map_or(0, |limit| green.latencies_us.iter().filter(|l| **l > limit).count() as u64);
+        if self.regressed {
+            return Vec::new();
+        }
+        let found = rates(plan, &self.baseline, &self.since, "for blue before the switch");
+        self.regressed = !found.is_empty();
+        found
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Moment {
@@ -80,6 +134,7 @@ pub fn rehearse(
     let mut world = World::new(settings, scenario, rate, false, seed, config.latency_ratio);
     let mut last_stage = String::new();
     let mut judge_ms = 0u64;
+    let mut bake: Option<Bake> = None;
     // Bounded: a plan that never ends must not loop forever.
     for _ in 0..1_000_000 {
         let Some(state) = rehearsal.state().cloned() else { break };
@@ -101,8 +156,16 @@ pub fn rehearse(
         }
         let judged = matches!(state.stage, Stage::Canary { .. } | Stage::Full) && state.weight.percent() > 0.0;
         if judged {
+            let baking = state.plan.strategy == Strategy::BlueGreen && state.stage == Stage::Full;
+            if baking && bake.is_none() {
+                bake = Some(Bake::new(&world.advance(0.0, BLUE_RECORD_S).baseline, &state.plan.rollback));
+            }
             let w = state.weight.percent() / 100.0;
             let t = world.advance(w, TICK_S);
+            let regressions = match bake.as_mut().filter(|_| baking) {
+                Some(b) => b.add(&t.canary, &state.plan.rollback),
+                None => Vec::new(),
+            };
             judge_ms += TICK_S * 1000;
             let bad = t.bad_outputs();
             let tick = t.judge_tick(judge_ms, &bad);
@@ -116,6 +179,36 @@ pub fn rehearse(
             {
                 timeline.push(moment(after, start_at, now, format!("the judge rolls back: {reason}")));
                 last_stage = after.stage.to_string();
+            }
+            if !regressions.is_empty() {
+                let summary = regressions.join("; ");
+                let details = serde_json::json!({ "problems": regressions });
+                let inputs = [
+                    Input::Evidence {
+                        gate: POST_DEPLOYMENT_METRICS_STABLE.into(),
+                        passed: false,
+                        summary: summary.clone(),
+                        details: details.clone(),
+                    },
+                    Input::Verdict {
+                        verdict: rollgate_core::rollout::Verdict::Rollback {
+                            trigger: BAKE_TRIGGER.into(),
+                            evidence: details,
+                        },
+                    },
+                ];
+                for input in inputs {
+                    let _ = rehearsal.send(Command::new(Actor::system(), input), now);
+                }
+                if let Some(after) = rehearsal.state().filter(|s| s.stage.is_terminal()) {
+                    timeline.push(moment(
+                        after,
+                        start_at,
+                        now,
+                        format!("green regressed against blue, swapped back: {summary}"),
+                    ));
+                    last_stage = after.stage.to_string();
+                }
             }
             now += SignedDuration::from_secs(TICK_S as i64);
         } else {
@@ -142,10 +235,45 @@ mod tests {
     use rollgate_judge::sim::scenario::{BUILT_IN, parse};
 
     fn run(id: &str) -> Rehearsed {
+        run_plan(id, &Plan::default())
+    }
+
+    fn run_plan(id: &str, plan: &Plan) -> Rehearsed {
         let file = parse(BUILT_IN).unwrap();
         let scenario = file.scenarios.iter().find(|s| s.id == id).unwrap();
         let thursday: Timestamp = "2026-11-26T09:00:00Z".parse().unwrap();
-        rehearse("default", &Plan::default(), &file.settings, scenario, 100, 7, thursday)
+        rehearse("plan", plan, &file.settings, scenario, 100, 7, thursday)
+    }
+
+    fn blue_green() -> Plan {
+        rollgate_core::plan::strategy::apply(Plan { strategy: Strategy::BlueGreen, ..Plan::default() })
+    }
+
+    #[test]
+    fn a_healthy_green_is_switched_to_at_once_and_completes_after_the_bake() {
+        let done = run_plan("N0", &blue_green());
+        assert_eq!(done.outcome, "completed", "{:#?}", done.timeline);
+        let stages: Vec<(&str, f64)> = done.timeline.iter().map(|m| (m.stage.as_str(), m.candidate_percent)).collect();
+        assert!(!stages.iter().any(|(s, _)| s.starts_with("canary")), "no canary steps: {stages:?}");
+        let switched = done.timeline.iter().find(|m| m.stage == "full deployment").unwrap();
+        let completed = done.timeline.iter().find(|m| m.stage == "completed").unwrap();
+        assert_eq!(switched.candidate_percent, 100.0, "one switch to 100%");
+        let bake = completed.hour - switched.hour;
+        assert!((1.0..1.1).contains(&bake), "completes when the 1h bake passes: {bake} h");
+    }
+
+    #[test]
+    fn a_bad_green_is_swapped_back_against_blues_record() {
+        let done = run_plan("P3", &blue_green());
+        assert_eq!(done.outcome, "rolled back (quick)", "{:#?}", done.timeline);
+        let back = done
+            .timeline
+            .iter()
+            .find(|m| m.note.contains("swapped back"))
+            .unwrap_or_else(|| panic!("{:#?}", done.timeline));
+        assert!(back.note.contains("errors:") && back.note.contains("for blue before the switch"), "{}", back.note);
+        let switched = done.timeline.iter().find(|m| m.stage == "full deployment").unwrap();
+        assert!(back.hour - switched.hour < 0.25, "within minutes of the switch: {back:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Text for people: plans as outlines, rollouts as status pages.
 
 use rollgate_core::Timestamp;
+use rollgate_core::plan::strategy::{self, Strategy};
 use rollgate_core::plan::{ChecklistKind, GateCategory, GateSet, Plan, ShadowMode};
 use rollgate_core::rollout::Effect;
 use rollgate_server::views::RolloutView;
@@ -33,7 +34,13 @@ pub fn plan(name: &str, plan: &Plan) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "plan {name}: {}", plan.description);
     let auto = if plan.auto_promote { "automatic when a stage's gates pass" } else { "by `promote` only" };
-    let _ = writeln!(o, "promotion: {auto}\n");
+    let _ = writeln!(o, "promotion: {auto}");
+    let _ = writeln!(o, "strategy: {}", plan.strategy.as_str());
+    for (i, p) in strategy::phases(plan).iter().enumerate() {
+        let hold = p.hold.map_or(String::new(), |h| format!(", at least {h}"));
+        let _ = writeln!(o, "  {}. {}: {}{hold}; {}", i + 1, p.stage, p.traffic, p.exit);
+    }
+    let _ = writeln!(o);
     let p = &plan.pre_deployment;
     let _ = writeln!(o, "1. pre-deployment");
     gates(&mut o, "model validation", &p.validation);
@@ -72,14 +79,27 @@ pub fn plan(name: &str, plan: &Plan) -> String {
     );
     gates(&mut o, "comparison", &plan.shadow.gates);
     checklist(&mut o, plan, ChecklistKind::DeploymentDay);
-    let _ = writeln!(o, "\n4. canary (each step moves on only if stable: holds over, judge healthy, window open)");
-    for ((weight, starts), step) in plan.canary.schedule().into_iter().zip(&plan.canary.steps) {
-        let hours = starts.as_secs() as f64 / 3600.0;
-        let then = match step.hold {
-            Some(hold) => format!("hold {hold}, then the next step if stable"),
-            None => "full deployment".to_string(),
-        };
-        let _ = writeln!(o, "     hour {hours:>4}: {weight:>5}  {then}");
+    match plan.strategy {
+        Strategy::Canary => {
+            let _ =
+                writeln!(o, "\n4. canary (each step moves on only if stable: holds over, judge healthy, window open)");
+            for ((weight, starts), step) in plan.canary.schedule().into_iter().zip(&plan.canary.steps) {
+                let hours = starts.as_secs() as f64 / 3600.0;
+                let then = match step.hold {
+                    Some(hold) => format!("hold {hold}, then the next step if stable"),
+                    None => "full deployment".to_string(),
+                };
+                let _ = writeln!(o, "     hour {hours:>4}: {weight:>5}  {then}");
+            }
+        }
+        Strategy::BlueGreen => {
+            let _ = writeln!(
+                o,
+                "\n4. blue-green switch: green has no user traffic until here, then 100% in one route swap;\n   \
+                 for {} green is held to blue's record from before the switch, and a regression swaps back at once",
+                plan.blue_green.bake
+            );
+        }
     }
     let r = &plan.rollback;
     let _ = writeln!(o, "   rollback triggers:");

@@ -724,3 +724,24 @@ fn flags_are_created_raised_killed_and_shown_with_their_history_on_the_store() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give it variants"), "{out:?}");
     assert!(ws.ok(&["audit", "verify"]).contains("@flags"), "the flag changes are in the verified log");
 }
+
+#[test]
+fn a_blue_green_plan_shows_its_phases_rehearses_and_refuses_canary_steps_it_would_never_run() {
+    let ws = Workspace::new();
+    let config = ws.path().join("rollgate.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "\n[plans.switch]\ndescription = \"one switch\"\nstrategy = \"blue-green\"\n[plans.switch.blue_green]\nbake = \"30m\"\n";
+    std::fs::write(&config, &text).unwrap();
+    ws.ok(&["check"]);
+    let shown = ws.ok(&["plan", "show", "switch"]);
+    assert!(shown.contains("strategy: blue-green"), "{shown}");
+    assert!(shown.contains("full deployment (switched): 100% in one route swap, at least 30m"), "{shown}");
+    assert!(!shown.contains("canary step"), "{shown}");
+    let rehearsed = ws.ok(&["rehearse", "switch", "--scenario", "P3"]);
+    assert!(rehearsed.contains("green regressed against blue, swapped back"), "{rehearsed}");
+    text += "[plans.switch.canary]\nsteps = [{ percent = 10, hold = \"1h\" }, { percent = 100 }]\n";
+    std::fs::write(&config, &text).unwrap();
+    let out = ws.run(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("a blue-green plan switches all traffic at once"), "{said}");
+}

@@ -467,7 +467,7 @@ impl Config {
             None => return None,
         };
         plan.window.freezes.extend(self.policy.freezes.iter().cloned());
-        Some(plan)
+        Some(crate::plan::strategy::apply(plan))
     }
 
     /// Names of every plan a service may use.

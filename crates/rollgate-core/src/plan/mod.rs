@@ -5,6 +5,7 @@
 
 mod checklist;
 mod gates;
+pub mod strategy;
 
 pub use checklist::{ChecklistItem, ChecklistKind, Checklists, PROOF_APPROVALS, PROOF_JUDGE, PROOF_TICKET};
 pub use gates::{
@@ -27,6 +28,9 @@ pub struct Plan {
     pub description: String,
     /// Move on as soon as a stage's gates pass; when false every move needs a `promote`.
     pub auto_promote: bool,
+    /// How traffic moves to the candidate: canary (the steps) or blue-green (one switch).
+    pub strategy: strategy::Strategy,
+    pub blue_green: strategy::BlueGreen,
     pub pre_deployment: PreDeployment,
     pub staging: Staging,
     pub shadow: Shadow,
@@ -44,6 +48,8 @@ impl Default for Plan {
                           validate, stage, shadow, canary 1/5/25/50/100% over 48 hours, then full deployment."
                 .into(),
             auto_promote: true,
+            strategy: strategy::Strategy::Canary,
+            blue_green: strategy::BlueGreen::default(),
             pre_deployment: PreDeployment::default(),
             staging: Staging::default(),
             shadow: Shadow::default(),
@@ -482,6 +488,24 @@ impl Plan {
             });
         };
         let steps = &self.canary.steps;
+        let switched_once = [CanaryStep { percent: Weight::FULL, hold: None }];
+        if self.strategy == strategy::Strategy::BlueGreen
+            && *steps != Canary::default().steps
+            && *steps != switched_once
+        {
+            problem(
+                &["canary", "steps"],
+                "a blue-green plan switches all traffic at once, so its canary steps would never run".into(),
+                "remove the [canary] steps, or use strategy = \"canary\"",
+            );
+        }
+        if self.strategy == strategy::Strategy::BlueGreen && self.blue_green.bake == Hold::ZERO {
+            problem(
+                &["blue_green", "bake"],
+                "the bake is 0, so green would never be held to blue's record".into(),
+                "give it a time such as bake = \"1h\"",
+            );
+        }
         if steps.is_empty() {
             problem(
                 &["canary", "steps"],

@@ -181,6 +181,17 @@ impl Api {
     }
 }
 
+/// Rollout `id`'s view once `check` holds of it (within 15 s); otherwise the
+/// test fails saying `what`, with the view's stage, outcome, evidence, watch and actions.
+pub async fn view_until(api: &Api, token: &str, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/rollouts/{id}");
+    let held = wait_for(Duration::from_secs(15), || async { check(&api.get(&path, token).await.1) }).await;
+    let v = api.get(&path, token).await.1;
+    let shown = serde_json::json!({ "stage": v["stage"], "outcome": v["outcome"], "evidence": v["evidence"], "watch": v["watch"], "actions": v["actions"] });
+    assert!(held, "{what}: {shown}");
+    v
+}
+
 /// Polls `check` every 20 ms until it holds or `limit` passes.
 pub async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
 where
