@@ -31,6 +31,7 @@ pub mod retro;
 pub mod shadow;
 mod staging;
 mod state;
+pub mod validation;
 pub mod views;
 
 pub use registry::VersionSpec;
@@ -135,6 +136,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
     }
     let (effects, effects_due) = mpsc::unbounded_channel();
     let log = Arc::new(log::Log::new(options.store.clone(), fleet, effects));
+    let config_file = options.config.path.clone();
     let state = AppState::new(log.clone(), options.store.clone(), options.config.path);
     let listener = TcpListener::bind(options.listen)
         .await
@@ -163,6 +165,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         head_file: options.head_file,
         shadow: options.shadow,
         api_url: Some(format!("http://{addr}")),
+        config_file,
     };
     let mut tasks = reconciler::start(reconciler, effects_due, stopped);
     tasks.push(http);

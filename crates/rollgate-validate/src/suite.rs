@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 
 pub const MANIFEST: &str = "suite.toml";
 
+/// The cases file a manifest names (`cases = "…"`), `cases.jsonl` when it names none or does not parse (its
+/// problems are reported when the suite is parsed).
+pub fn cases_file(manifest: &str) -> String {
+    toml::from_str::<toml::Table>(manifest)
+        .ok()
+        .and_then(|t| t.get("cases").and_then(|c| c.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "cases.jsonl".into())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {

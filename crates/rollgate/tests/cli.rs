@@ -422,8 +422,8 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     for stage in ["pre-deployment", "staging", "canary step 1", "canary step 3", "full deployment", "completed"] {
         assert!(visited.contains(&stage), "v2 went through {stage}: {visited:?}");
     }
-    // The pre-deployment evidence is real: ci ran the suites against the candidate (each gate names the
-    // suite's hash and its numbers), and rollgate proved the infrastructure itself.
+    // The pre-deployment evidence is real and rollgate's own: it ran the service's suites against the
+    // candidate (each gate names the suite's hash and its numbers) and proved the infrastructure.
     let evidence = |gate: &str| {
         v2["evidence"]
             .as_array()
@@ -434,7 +434,7 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
             .clone()
     };
     let performance = evidence("validation.performance");
-    assert_eq!((performance["by"].as_str(), performance["passed"].as_bool()), (Some("ci"), Some(true)));
+    assert_eq!((performance["by"].as_str(), performance["passed"].as_bool()), (Some("rollgate"), Some(true)));
     assert_eq!(performance["details"]["suite"], "fraud-acceptance", "{performance}");
     assert_eq!(performance["details"]["suite_sha256"].as_str().map(str::len), Some(64), "{performance}");
     let accuracy = performance["details"]["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "accuracy");
@@ -442,14 +442,18 @@ fn the_demo_promotes_the_good_version_and_the_judge_rolls_back_the_bad_one() {
     assert!((0.85..1.0).contains(&accuracy), "v2 fails 5% of requests, and those cases count as wrong: {accuracy}");
     assert!(evidence("validation.bias")["summary"].as_str().unwrap().contains("met on 3000 cases"));
     assert!(evidence("documentation.model_card")["summary"].as_str().unwrap().starts_with("cards/fraud-v2.md"));
-    for gate in ["validation.safety", "validation.edge_cases", "documentation.rollback_plan"] {
-        assert_eq!(evidence(gate)["by"], "ci", "{gate}");
-    }
-    for gate in ["endpoints_healthy", "monitoring_instrumented", "scaling_declared", "logging_enabled"] {
-        let proof = evidence(&format!("infrastructure.{gate}"));
+    for gate in [
+        "validation.safety",
+        "validation.edge_cases",
+        "documentation.rollback_plan",
+        "infrastructure.endpoints_healthy",
+        "infrastructure.monitoring_instrumented",
+        "infrastructure.scaling_declared",
+        "infrastructure.logging_enabled",
+    ] {
+        let proof = evidence(gate);
         assert_eq!((proof["by"].as_str(), proof["passed"].as_bool()), (Some("rollgate"), Some(true)), "{proof}");
     }
-    assert!(data.join("reports/fraud-v2-fraud-acceptance.html").is_file(), "ci kept the HTML report");
     // Staging's drill recorded its timings as evidence.
     let drill =
         v2["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "staging.rollback_drill").unwrap().clone();

@@ -75,6 +75,7 @@ async fn a_good_model_passes_a_biased_one_fails_and_a_small_suite_cannot_decide(
     assert!(text.contains("✓ equalized_odds_difference <= 0.1: 0.0000"), "{text}");
     let junit = std::fs::read_to_string(dir.path().join("good.xml")).unwrap();
     assert!(junit.contains("tests=\"300\" failures=\"0\" errors=\"0\""), "{junit}");
+    check_junit(&dir.path().join("good.xml"));
 
     let out = rollgate(
         dir.path(),
@@ -272,7 +273,15 @@ async fn a_model_card_missing_a_section_blocks_its_gate_until_it_is_written() {
 }
 
 /// The JUnit file parses as XML with the structure CI servers read.
+/// The file follows the Jenkins xunit plugin's JUnit schema (tests/junit/, what CI servers read), checked by
+/// xmllint, and its counts agree with its cases.
 fn check_junit(path: &Path) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/junit/junit-10.xsd");
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", schema.to_str().unwrap(), path.to_str().unwrap()])
+        .output()
+        .expect("xmllint (Debian's libxml2-utils; scripts/test.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let script = "import sys, xml.etree.ElementTree as ET\nroot = ET.parse(sys.argv[1]).getroot()\nassert root.tag == 'testsuites'\nfor s in root.findall('testsuite'):\n    assert int(s.get('tests')) == len(s.findall('testcase')), s.get('name')\n    assert int(s.get('failures')) == len([c for c in s.findall('testcase') if c.find('failure') is not None])\nprint('ok')\n";
     let out = std::process::Command::new("python3").args(["-c", script, path.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -171,6 +171,10 @@ pub struct Service {
     /// The `infrastructure.logging_enabled` gate's proof, checked by rollgate.
     #[serde(default)]
     pub logging_check: Option<LoggingCheck>,
+    /// Evaluation suites (directories beside the config) rollgate runs itself against every candidate in
+    /// pre-deployment: the validation and documentation gates' evidence, recorded by rollgate.
+    #[serde(default)]
+    pub suites: Vec<String>,
     /// Passive ejection of endpoints that keep failing real requests.
     #[serde(default)]
     pub ejection: Ejection,

@@ -79,7 +79,7 @@ async fn pass_time(ctx: &Ctx, id: &str) -> Option<Rollout> {
 }
 
 /// What other writers appended since the last look, then the judges.
-async fn tick(ctx: &Ctx) {
+async fn tick(ctx: &Arc<Ctx>) {
     match ctx.fleet().sync(&ctx.store).await {
         Ok(moved) => {
             let now = ctx.clock.now();
@@ -105,6 +105,7 @@ async fn tick(ctx: &Ctx) {
     super::postdeploy::tick(ctx).await;
     super::monitoring::tick(ctx).await;
     super::infrastructure::tick(ctx).await;
+    super::validating::tick(ctx);
 }
 
 /// Feeds the rollout's judge and records what it says, if that is news.

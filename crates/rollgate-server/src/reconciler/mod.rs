@@ -19,6 +19,7 @@ mod monitoring;
 mod postdeploy;
 mod record;
 mod timers;
+mod validating;
 
 use crate::fleet::Fleet;
 use crate::head::{HeadFile, SignedHead};
@@ -55,6 +56,8 @@ pub struct Reconciler {
     pub shadow: Arc<crate::shadow::ShadowPairs>,
     /// Where the API answers (`http://HOST:PORT`), for links to a rollout.
     pub api_url: Option<String>,
+    /// The config's file: the services' suites and documents are read beside it.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Shared by the reconciler's tasks.
@@ -83,6 +86,8 @@ pub(crate) struct Ctx {
     pub prometheus: Option<Prometheus>,
     /// When each rollout's checks by rollgate were last made (`ROLLOUT/CHECK` → when).
     pub checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The config's file, when there is one (suites and documents are beside it).
+    pub config_file: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -122,6 +127,7 @@ pub fn start(
         judging: Judging::new(reconciler.prometheus.clone()),
         prometheus: reconciler.prometheus,
         checked: std::sync::Mutex::default(),
+        config_file: reconciler.config_file,
         log: reconciler.log,
         store: reconciler.store.clone(),
         clock: reconciler.clock,

@@ -2,8 +2,9 @@
 //! machine, with nothing to set up. Simulated model versions, the gateway
 //! and the control plane start on a temporary SQLite directory and free
 //! loopback ports; traffic flows; two rollouts run on a clock where an hour
-//! is a second. The team's CI validates each candidate with real suites
-//! (`files`), the server proves the infrastructure and runs staging. v3,
+//! is a second. rollgate validates each candidate itself with the service's
+//! suites and documents (`files`), proves the infrastructure and runs
+//! staging; people approve and tick checklists. v3,
 //! which fails three times as often as v1, passes its suites' bars and is
 //! rolled back by the judge during its canary, measured against v1 live;
 //! v2, which is good, goes through every stage to 100%.
@@ -55,7 +56,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::spawn(rollgate_sim::traffic::run(traffic, counts.clone(), stopped));
     say(&format!("traffic: {} requests a second from 10,000 users, with ratings and complaints\n", args.rate));
 
-    let team = Team::new(&world.api, &world.tokens, &world.config_file)?;
+    let team = Team::new(&world.api, &world.tokens)?;
     let v3 = rollout(&team, "v3", "fraud-v3").await?;
     let v2 = rollout(&team, "v2", "fraud-v2").await?;
     let _ = stop_traffic.send(true);

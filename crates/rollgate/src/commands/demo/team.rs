@@ -1,84 +1,27 @@
-//! The demo's team, acting through the API as people and CI would: "ci"
-//! runs `rollgate validate` (the suites, edge-case probes and document
-//! checks) against the candidate and attaches the results, bob and carol
-//! approve, alice ticks checklist items. The infrastructure, staging and
-//! post-deployment evidence is the server's own; the team waits for it.
+//! The demo's team, acting through the API as people would: bob and carol
+//! approve, alice ticks checklist items. Every piece of evidence is the
+//! server's own (it runs the service's suites and checks its documents,
+//! proves the infrastructure, runs staging and watches full deployment);
+//! the team waits for it.
 
-use super::files::SUITES;
-use crate::cli::{ActorArgs, StoreArgs, Target, ValidateArgs};
 use crate::client::Client;
-use crate::commands::validate;
 use anyhow::Context;
-use rollgate_server::views::{GateView, RolloutView};
+use rollgate_server::views::RolloutView;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// Each member's own API client, by name.
 pub struct Team {
     members: BTreeMap<&'static str, Client>,
-    api: String,
-    tokens: BTreeMap<&'static str, String>,
-    /// The team's config; its suites, model cards and documents are beside it.
-    config_file: PathBuf,
 }
 
 impl Team {
-    pub fn new(api: &str, tokens: &BTreeMap<&'static str, String>, config_file: &Path) -> anyhow::Result<Team> {
+    pub fn new(api: &str, tokens: &BTreeMap<&'static str, String>) -> anyhow::Result<Team> {
         let mut members = BTreeMap::new();
         for (name, token) in tokens {
             members.insert(*name, Client::new(api, Some(token.clone()))?);
         }
-        Ok(Team { members, api: api.into(), tokens: tokens.clone(), config_file: config_file.into() })
-    }
-
-    /// CI runs what `rollgate validate --rollout ID --suite S --html R` runs
-    /// for each suite (the first with `--docs`), as its pipeline would, and
-    /// posts each gate's result as its evidence.
-    async fn validate(&self, id: &str) -> anyhow::Result<Vec<String>> {
-        let dir = self.config_file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut said = Vec::new();
-        for (i, suite) in SUITES.iter().enumerate() {
-            let name = suite.rsplit('/').next().unwrap_or(suite);
-            let args = ValidateArgs {
-                docs: i == 0,
-                service: None,
-                version: None,
-                suite: Some(dir.join(suite)),
-                edge_cases: false,
-                protocol: None,
-                path: String::new(),
-                endpoint: None,
-                stable: None,
-                rollout: Some(id.into()),
-                target: Target {
-                    server: Some(self.api.clone()),
-                    token: self.tokens.get("ci").cloned(),
-                    store: StoreArgs { data_dir: dir.clone(), database: None },
-                },
-                actor: ActorArgs { user: None, config: self.config_file.clone() },
-                junit: None,
-                html: Some(dir.join(format!("reports/{id}-{name}.html"))),
-                json: false,
-            };
-            if let Some(reports) = args.html.as_deref().and_then(Path::parent) {
-                std::fs::create_dir_all(reports).with_context(|| format!("cannot make {}", reports.display()))?;
-            }
-            let outcome = validate::check(&args).await.with_context(|| format!("the demo's ci: validate {suite}"))?;
-            validate::write_files(&args, &outcome)?;
-            for e in validate::evidence(&outcome) {
-                let body = json!({ "gate": e.gate, "passed": e.passed, "summary": e.summary, "details": e.details });
-                self.post("ci", &format!("/api/v1/rollouts/{id}/evidence"), body).await?;
-            }
-            let shown = args.html.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-            said.push(format!(
-                "{} ci ran `rollgate validate --rollout {id} --suite {suite}{}`: {} (report {shown})",
-                if outcome.passed { "✓" } else { "✗" },
-                if i == 0 { " --docs" } else { "" },
-                if outcome.passed { "passed" } else { "FAILED" },
-            ));
-        }
-        Ok(said)
+        Ok(Team { members })
     }
 
     fn member(&self, who: &str) -> anyhow::Result<&Client> {
@@ -111,22 +54,9 @@ impl Team {
             self.post("alice", &format!("/api/v1/rollouts/{id}/abort"), json!({ "reason": reason })).await?;
             return Ok(vec![format!("✗ alice aborts: {reason}")]);
         }
-        // Infrastructure's, staging's and full deployment's checks are rollgate's own; the items they prove wait
-        // for them.
-        let rollgate_checks = |g: &&GateView| {
-            ["infrastructure.", "staging.", "post_deployment."].iter().any(|stage| g.gate.starts_with(stage))
-        };
-        let rollgate_checking = view
-            .gates
-            .iter()
-            .filter(rollgate_checks)
-            .any(|g| g.blocking && g.kind == "evidence" && g.status == "pending");
-        let pending = |g: &&GateView| g.blocking && g.status == "pending";
-        let validated = |g: &&GateView| g.gate.starts_with("validation.") || g.gate.starts_with("documentation.");
-        if view.gates.iter().filter(pending).any(|g| validated(&g)) {
-            done.extend(self.validate(id).await?);
-        }
-        for gate in view.gates.iter().filter(pending) {
+        // Every piece of evidence is rollgate's own; the checklist items it proves wait for it.
+        let rollgate_checking = view.gates.iter().any(|g| g.blocking && g.kind == "evidence" && g.status == "pending");
+        for gate in view.gates.iter().filter(|g| g.blocking && g.status == "pending") {
             match gate.kind.as_str() {
                 "approval" => {
                     let kind = gate.gate.trim_start_matches("approval.");

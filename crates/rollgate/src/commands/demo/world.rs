@@ -36,15 +36,13 @@ pub const SPEED: f64 = 3600.0;
 pub struct World {
     /// Where the event log is: the caller's directory, or a temporary one removed at the end.
     pub data: PathBuf,
-    /// The config as a file, with the model cards, documents and suites beside it.
-    pub config_file: PathBuf,
     _temporary: Option<tempfile::TempDir>,
     /// The model servers, held for as long as the demo runs.
     _models: BTreeMap<&'static str, RunningModel>,
     pub gateway: RunningGateway,
     pub server: RunningServer,
     pub api: String,
-    /// Tokens of the demo's team: alice deploys, bob and carol approve, "ci" brings evidence.
+    /// Tokens of the demo's team: alice deploys, bob and carol approve.
     pub tokens: BTreeMap<&'static str, String>,
 }
 
@@ -61,6 +59,8 @@ plan = "demo"
 sticky = { header = "x-user-id" }
 health = { path = "/health" }
 docs = { runbook = "docs/runbook.md", monitoring_plan = "docs/monitoring-plan.md", rollback_plan = "docs/rollback-plan.md" }
+# rollgate runs these against every candidate itself: the validation and documentation gates' evidence.
+suites = SUITES
 # The demo's logs are files in its data directory: logging works while it is writable.
 # Point this at your log pipeline's readiness check (a url, or a command).
 logging_check = { command = ["test", "-w", "DATA"] }
@@ -104,10 +104,12 @@ observe = "2h"
 alice = ["deployer"]
 bob = ["approver:technical"]
 carol = ["approver:stakeholder"]
-ci = ["deployer"]
 "#,
     );
-    text.replace("SAMPLE", &data.join(SAMPLE).display().to_string()).replace("DATA", &data.display().to_string())
+    let suites = serde_json::to_string(&files::SUITES).unwrap_or_default();
+    text.replace("SAMPLE", &data.join(SAMPLE).display().to_string())
+        .replace("DATA", &data.display().to_string())
+        .replace("SUITES", &suites)
 }
 
 /// A sanitized traffic sample for staging: KServe v2 requests, one per line.
@@ -160,7 +162,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
     let clock = ScaledClock { origin: "2026-11-23T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
     let dataplane = InProcess::new(front.gateway.clone(), format!("http://{}", front.addr));
     let options = ServerOptions {
-        config: ConfigSource { config, text, path: None },
+        config: ConfigSource { config, text, path: Some(config_file.clone()) },
         store: store.clone(),
         listen: any_port,
         clock: Arc::new(clock.clone()),
@@ -178,11 +180,10 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         ("alice", Role::Deployer),
         ("bob", Role::Approver(ApprovalKind::Technical)),
         ("carol", Role::Approver(ApprovalKind::Stakeholder)),
-        ("ci", Role::Deployer),
     ] {
         let token = create_token(&store, name, &[role], "demo", clock.now()).await?;
         tokens.insert(name, token.token);
     }
     let api = format!("http://{}", server.addr);
-    Ok(World { data, config_file, _temporary: temporary, _models: models, gateway: front, server, api, tokens })
+    Ok(World { data, _temporary: temporary, _models: models, gateway: front, server, api, tokens })
 }
