@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 pub const FLAGS_STREAM: &str = "@flags";
+/// The longest flag name, in bytes.
+pub const MAX_NAME: usize = 200;
 
 /// The strategies rollgate evaluates (Unleash's names).
 const STRATEGIES: [&str; 7] = [
@@ -135,10 +137,10 @@ pub fn summary(flag: &Flag) -> String {
 pub fn problems(flag: &Flag) -> Vec<String> {
     let mut out = Vec::new();
     let name_ok = !flag.name.is_empty()
-        && flag.name.len() <= 200
+        && flag.name.len() <= MAX_NAME
         && flag.name.chars().all(|c| !c.is_control() && !c.is_whitespace() && c != '/');
     if !name_ok {
-        out.push(format!("name `{}`: 1 to 200 characters, no spaces, slashes or control characters", flag.name));
+        out.push(format!("name `{}`: 1 to {MAX_NAME} bytes, no spaces, slashes or control characters", flag.name));
     }
     for (i, s) in flag.strategies.iter().enumerate() {
         let at = format!("strategies[{i}] ({})", s.name);

@@ -8,9 +8,10 @@
 
 use super::problem::ApiError;
 use crate::auth;
-use crate::flags::FlagRecord;
+use crate::flags::{FlagRecord, MAX_NAME};
 use crate::state::AppState;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,26 +39,65 @@ async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
     Ok(())
 }
 
-fn failure(status: u16, failure: &Failure) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+fn failure(status: StatusCode, failure: &Failure) -> Response {
     (status, axum::Json(failure)).into_response()
 }
 
-/// The request's context, or the protocol's error for a body that is not
-/// one. No `context` is an empty one (SDKs send `{}` without a context): a
-/// flag that needs a targeting key then says so.
-fn context(key: &str, body: &[u8]) -> Result<Map<String, Value>, Failure> {
-    let fail = |code, details: &str| Failure { key: key.into(), error_code: code, error_details: details.into() };
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| fail(ErrorCode::ParseError, &format!("the body is not JSON: {e}")))?;
-    let Value::Object(mut request) = value else {
-        return Err(fail(ErrorCode::ParseError, "the body must be an object: {\"context\": {\"targetingKey\": …}}"));
-    };
-    match request.remove("context") {
-        Some(Value::Object(context)) => Ok(context),
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(_) => Err(fail(ErrorCode::InvalidContext, "`context` must be an object")),
+/// The most text a context attribute may hold.
+const MAX_ATTRIBUTE: usize = 1024;
+
+/// The request's context, or the protocol's error (with its status) for a
+/// request that is not one. No `context` is an empty one (SDKs send `{}`
+/// without a context): a flag that needs a targeting key then says so.
+fn context(
+    key: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Value>, (StatusCode, Failure)> {
+    let fail =
+        |status, code, details: String| (status, Failure { key: key.into(), error_code: code, error_details: details });
+    let body = body.map_err(|e| fail(e.status(), ErrorCode::General, e.body_text()))?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json {
+        return Err(fail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ParseError,
+            "send the body as application/json".into(),
+        ));
     }
+    let bad = StatusCode::BAD_REQUEST;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| fail(bad, ErrorCode::ParseError, format!("the body is not JSON: {e}")))?;
+    let Value::Object(mut request) = value else {
+        return Err(fail(
+            bad,
+            ErrorCode::ParseError,
+            "the body must be an object: {\"context\": {\"targetingKey\": …}}".into(),
+        ));
+    };
+    let context = match request.remove("context") {
+        Some(Value::Object(context)) => context,
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(fail(bad, ErrorCode::InvalidContext, "`context` must be an object".into())),
+    };
+    if let Some(other) = request.keys().next() {
+        return Err(fail(
+            bad,
+            ErrorCode::ParseError,
+            format!("unknown field `{other}`: the body holds only `context`"),
+        ));
+    }
+    if let Some((name, _)) = context.iter().find(|(_, v)| v.as_str().is_some_and(|s| s.len() > MAX_ATTRIBUTE)) {
+        return Err(fail(
+            bad,
+            ErrorCode::InvalidContext,
+            format!("context attribute `{name}` is over {MAX_ATTRIBUTE} bytes"),
+        ));
+    }
+    Ok(context)
 }
 
 fn evaluate(
@@ -81,19 +121,31 @@ fn evaluate(
         (status = 400, description = "OFREP evaluationFailure: PARSE_ERROR, INVALID_CONTEXT, TARGETING_KEY_MISSING or GENERAL", body = Object),
         (status = 401, description = "No valid token"),
         (status = 404, description = "OFREP flagNotFound", body = Object),
+        (status = 413, description = "The body is over the size limit (OFREP evaluationFailure, GENERAL)", body = Object),
+        (status = 415, description = "The body is not sent as application/json (OFREP evaluationFailure, PARSE_ERROR)", body = Object),
     ))]
 pub async fn evaluate_one(
     State(state): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorized(&state, &headers).await?;
+    if key.len() > MAX_NAME {
+        // No flag has such a name; it is not echoed whole.
+        let shown: String = key.chars().take(40).chain(['…']).collect();
+        let details = format!("no flag: flag names are at most {MAX_NAME} bytes");
+        let not_found = Failure { key: shown, error_code: ErrorCode::FlagNotFound, error_details: details };
+        return Ok(failure(StatusCode::NOT_FOUND, &not_found));
+    }
     let flags = state.fleet().flags();
-    let answer = context(&key, &body).and_then(|context| evaluate(&state, &flags, &key, &context));
-    Ok(match answer {
+    let context = match context(&key, &headers, body) {
+        Ok(context) => context,
+        Err((status, f)) => return Ok(failure(status, &f)),
+    };
+    Ok(match evaluate(&state, &flags, &key, &context) {
         Ok(value) => axum::Json(value).into_response(),
-        Err(f) => failure(f.error_code.status(), &f),
+        Err(f) => failure(StatusCode::from_u16(f.error_code.status()).unwrap_or(StatusCode::BAD_REQUEST), &f),
     })
 }
 
@@ -106,18 +158,20 @@ pub async fn evaluate_one(
         (status = 304, description = "The same answer as the ETag's"),
         (status = 400, description = "OFREP bulkEvaluationFailure", body = Object),
         (status = 401, description = "No valid token"),
+        (status = 413, description = "The body is over the size limit (OFREP bulkEvaluationFailure, GENERAL)", body = Object),
+        (status = 415, description = "The body is not sent as application/json (OFREP bulkEvaluationFailure, PARSE_ERROR)", body = Object),
     ))]
 pub async fn evaluate_all(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorized(&state, &headers).await?;
-    let context = match context("", &body) {
+    let context = match context("", &headers, body) {
         Ok(context) => context,
-        Err(f) => {
+        Err((status, f)) => {
             let body = json!({ "errorCode": f.error_code, "errorDetails": f.error_details });
-            return Ok((StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
+            return Ok((status, axum::Json(body)).into_response());
         }
     };
     let flags = state.fleet().flags();

@@ -1,6 +1,6 @@
 //! The validation and documentation gates, run by rollgate itself when the
 //! service names its suites (`suites = [...]`, directories beside the
-//! config): once per rollout in pre-deployment, against the candidate's
+//! config): once per rollout in pre-deployment (again after a restart), against the candidate's
 //! endpoint (and the stable version's when a requirement compares), with
 //! the edge-case probes and the documents checked, each gate's result
 //! recorded as evidence by rollgate. A plan can then accept only such
@@ -22,7 +22,9 @@ use std::sync::{Arc, PoisonError};
 /// What rollgate's run is recorded as having been made by.
 const BY: &str = "rollgate (the service's suites)";
 
-/// Starts the run of every rollout in pre-deployment that has not had one in this process (nor before a restart).
+/// Starts the run of every rollout in pre-deployment that has not had one
+/// in this process. After a restart the run is made again (a crash may have
+/// cut the recording short); a result already in the log is not recorded twice.
 pub fn tick(ctx: &Arc<Ctx>) {
     let Some(file) = ctx.config_file.clone() else { return };
     let config = ctx.fleet().config();
@@ -31,13 +33,9 @@ pub fn tick(ctx: &Arc<Ctx>) {
             continue;
         };
         let key = format!("{}/validation", r.id);
-        let ran_before = r.evidence.iter().any(|(gate, e)| {
-            gate.starts_with("validation.") && e.by == Actor::system().name && e.at >= r.stage_entered_at
-        });
         {
             let mut checked = ctx.checked.lock().unwrap_or_else(PoisonError::into_inner);
-            if ran_before || checked.contains_key(&key) {
-                checked.entry(key).or_insert_with(std::time::Instant::now);
+            if checked.contains_key(&key) {
                 continue;
             }
             checked.insert(key, std::time::Instant::now());
@@ -45,7 +43,12 @@ pub fn tick(ctx: &Arc<Ctx>) {
         let (log, http, config, file) = (ctx.log.clone(), ctx.http.clone(), config.clone(), file.clone());
         tokio::spawn(async move {
             let evidence = run(&http, &config, &file, &suites, &r, &log).await;
-            for e in merge(evidence) {
+            let recorded = |e: &Evidence| {
+                r.evidence.get(&e.gate).is_some_and(|held| {
+                    held.by == Actor::system().name && held.passed == e.passed && held.summary == e.summary
+                })
+            };
+            for e in merge(evidence).into_iter().filter(|e| !recorded(e)) {
                 let input =
                     Input::Evidence { gate: e.gate.clone(), passed: e.passed, summary: e.summary, details: e.details };
                 if let Err(err) = log.submit(&r.id, &Command::new(Actor::system(), input)).await {
