@@ -381,6 +381,23 @@ pub enum FlagCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What a flag answers for a context, as an application would get it over OFREP: value, reason, variant.
+    Eval {
+        name: String,
+        /// The targeting key (the user id buckets are made of).
+        #[arg(long)]
+        key: Option<String>,
+        /// A context attribute, NAME=VALUE (repeatable), e.g. --attr country=FR.
+        #[arg(long = "attr", value_parser = attribute)]
+        attrs: Vec<(String, String)>,
+    },
+}
+
+fn attribute(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
 }
 
 #[derive(Debug, clap::Args)]

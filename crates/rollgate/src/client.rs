@@ -60,6 +60,25 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    /// A flag's OFREP evaluation: the protocol's answer, a value or an error code (both JSON, by its rules).
+    pub async fn ofrep(&self, key: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/ofrep/v1/evaluate/flags/{key}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the rollgate server at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.with_context(|| format!("reading the answer from {url}"))?;
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(answer) if status.is_success() || answer.get("errorCode").is_some() => Ok(answer),
+            _ => Err(problem(status, &text)),
+        }
+    }
+
     pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send(Method::PUT, path, Some(body)).await
     }

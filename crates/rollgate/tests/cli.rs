@@ -711,6 +711,27 @@ fn flags_are_created_raised_killed_and_shown_with_their_history_on_the_store() {
         shown["history"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["create", "update", "kill"]);
     assert_eq!(shown["current"]["flag"]["strategies"][0]["parameters"]["rollout"], "50");
+    // What an application would get: killed, DISABLED; back on, half the users in, the same ones every time.
+    let eval = |args: &[&str]| -> serde_json::Value { serde_json::from_str(&ws.ok(args)).unwrap() };
+    assert_eq!(eval(&["flag", "eval", "new-scorer", "--key", "user-1"])["reason"], "DISABLED");
+    ws.ok(&["flag", "enable", "new-scorer", "--reason", "fixed"]);
+    let on: Vec<bool> = (0..40)
+        .map(|i| {
+            eval(&["flag", "eval", "new-scorer", "--key", &format!("user-{i}"), "--attr", "country=FR"])["value"]
+                == true
+        })
+        .collect();
+    assert!(on.iter().any(|v| *v) && on.iter().any(|v| !*v), "{on:?}");
+    assert_eq!(
+        on,
+        (0..40)
+            .map(|i| eval(&["flag", "eval", "new-scorer", "--key", &format!("user-{i}")])["value"] == true)
+            .collect::<Vec<_>>()
+    );
+    let out = ws.run(&["flag", "eval", "new-scorer"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TARGETING_KEY_MISSING"), "{out:?}");
+    ws.ok(&["flag", "kill", "new-scorer", "--reason", "checkout errors up"]);
     // Mistakes are refused with why, and change nothing.
     let out = ws.run(&["flag", "create", "new-scorer"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");

@@ -51,6 +51,18 @@ pub async fn run(target: &Target, command: FlagCommand) -> anyhow::Result<()> {
                 println!("  {r}", r = line(r));
             }
         }
+        FlagCommand::Eval { name, key, attrs } => {
+            let mut context: serde_json::Map<String, serde_json::Value> =
+                attrs.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            if let Some(key) = key {
+                context.insert("targetingKey".into(), key.into());
+            }
+            let answer = place.evaluate(&name, context).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            if answer.get("errorCode").is_some() {
+                return Err(Refused(String::new()).into());
+            }
+        }
         FlagCommand::List { json } => {
             let flags = place.list().await?;
             if json {
@@ -137,6 +149,24 @@ impl Place {
         match self {
             Place::Server(client) => client.get(&format!("/api/v1/flags/{name}")).await,
             Place::Store(store) => flags::history(&store.read(flags::FLAGS_STREAM).await?, name).map_err(refused),
+        }
+    }
+
+    /// The OFREP answer for `context`: the server's, or evaluated here from the store's flags.
+    async fn evaluate(
+        &self,
+        name: &str,
+        context: serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        match self {
+            Place::Server(client) => client.ofrep(name, &json!({ "context": context })).await,
+            Place::Store(_) => {
+                let flags = flags::current(self.list().await?);
+                let mut random = || fastrand::u32(..);
+                let mut env = rollgate_flags::Env { now: super::now()?, random: &mut random };
+                let answer = rollgate_flags::ofrep::resolve(flags.get(name).map(|r| &r.flag), name, &context, &mut env);
+                Ok(answer.map_or_else(serde_json::to_value, serde_json::to_value)?)
+            }
         }
     }
 
