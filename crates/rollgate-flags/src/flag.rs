@@ -96,6 +96,25 @@ pub struct Variant {
     pub overrides: Vec<Override>,
 }
 
+impl Variant {
+    /// The variant's payload as a value of a flag of `kind`, or why it is not one.
+    pub fn value(&self, kind: Kind) -> Result<serde_json::Value, String> {
+        let payload = self.payload.as_ref().ok_or_else(|| format!("variant `{}` has no payload", self.name))?;
+        let value = payload.typed().map_err(|e| format!("variant `{}`: {e}", self.name))?;
+        let fits = match kind {
+            Kind::Boolean => value.is_boolean(),
+            Kind::String => value.is_string(),
+            Kind::Number => value.is_number(),
+            Kind::Object => value.is_object() || value.is_array(),
+        };
+        if fits {
+            Ok(value)
+        } else {
+            Err(format!("variant `{}`'s payload is not a {}: {value}", self.name, kind.as_str()))
+        }
+    }
+}
+
 /// Unleash's payload: a type and the value as text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Payload {

@@ -110,24 +110,8 @@ pub fn resolve(
             format!("the {} flag `{key}` has no variant with a weight", flag.kind.as_str()),
         ));
     };
-    let value = chosen
-        .payload
-        .as_ref()
-        .ok_or_else(|| format!("variant `{}` has no payload", chosen.name))
-        .and_then(|p| p.typed())
-        .and_then(|v| matches_kind(flag.kind, &chosen.name, v))
-        .map_err(|e| fail(key, ErrorCode::General, e))?;
+    let value = chosen.value(flag.kind).map_err(|e| fail(key, ErrorCode::General, e))?;
     Ok(answer(reason, &chosen.name, Some(value)))
-}
-
-fn matches_kind(kind: Kind, variant: &str, value: Value) -> Result<Value, String> {
-    let fits = match kind {
-        Kind::String => value.is_string(),
-        Kind::Number => value.is_number(),
-        Kind::Object => value.is_object() || value.is_array(),
-        Kind::Boolean => value.is_boolean(),
-    };
-    if fits { Ok(value) } else { Err(format!("variant `{variant}`'s payload {value} is not a {}", kind.as_str())) }
 }
 
 /// Why the flag is on: chance (a percentage below 100 or weighted variants),

@@ -62,6 +62,7 @@ pub fn baseline_of(h: &History) -> WatchBaseline {
 }
 
 /// What happened since the comparison began in this process.
+#[derive(Debug, Clone, Default)]
 pub struct Since {
     pub requests: u64,
     pub errors: u64,

@@ -1,8 +1,8 @@
 //! Feature flags as records: every definition, change, kill and re-enable
 //! is a record in the `@flags` stream, hash-chained like every rollout, with
 //! who did it and why. The current flags are the last record of each name;
-//! the fleet holds them so that an evaluation never waits for the store,
-//! and a kill takes effect on the next evaluation.
+//! the fleet holds them, so an evaluation does not read them from the store
+//! and a kill recorded by this server takes effect on the next evaluation.
 
 use rollgate_core::Timestamp;
 use rollgate_core::event::RecordedEvent;
@@ -172,19 +172,8 @@ fn variant_problems(kind: Kind, variants: &[rollgate_flags::Variant], at: &str) 
         out.push(format!("{at}: every weight is 0, so no variant can be chosen"));
     }
     for v in variants.iter().filter(|_| kind != Kind::Boolean) {
-        let Some(payload) = &v.payload else {
-            out.push(format!("{at}: variant `{}` has no payload", v.name));
-            continue;
-        };
-        let fits = payload.typed().map(|value| match kind {
-            Kind::String => value.is_string(),
-            Kind::Number => value.is_number(),
-            _ => value.is_object() || value.is_array(),
-        });
-        match fits {
-            Ok(true) => {}
-            Ok(false) => out.push(format!("{at}: variant `{}`'s payload is not a {}", v.name, kind.as_str())),
-            Err(e) => out.push(format!("{at}: variant `{}`: {e}", v.name)),
+        if let Err(why) = v.value(kind) {
+            out.push(format!("{at}: {why}"));
         }
     }
     out

@@ -18,7 +18,7 @@ use rollgate_core::clock::Clock;
 use rollgate_core::config::Config;
 use rollgate_core::rollout::Rollout;
 use rollgate_core::routing::{Routing, RoutingInputs, StagingRoute, desired, serving_version};
-use rollgate_store::{AnyStore, EventStore, Rollouts, SubmitError, is_rollout_stream};
+use rollgate_store::{AnyStore, EventStore, Rollouts, StoreError, SubmitError, is_rollout_stream};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -140,6 +140,17 @@ impl Fleet {
         }
     }
 
+    /// Reads the flags' stream again and holds what it says, unless what is held is as new.
+    pub async fn reload_flags(&self, store: &AnyStore) -> Result<(), StoreError> {
+        let events = store.read(FLAGS_STREAM).await?;
+        let seq = events.last().map_or(0, |e| e.seq);
+        let mut known = self.known();
+        if seq > known.flags.0 {
+            known.flags = (seq, Arc::new(flags::current(flags::records(&events))));
+        }
+        Ok(())
+    }
+
     /// Takes in a registration just appended and routes it.
     pub fn registered(&self, registration: Registration) {
         let mut known = self.known();
@@ -163,8 +174,11 @@ impl Fleet {
                 .collect();
             let registry_head = heads.iter().find(|h| h.stream == REGISTRY_STREAM).map_or(0, |h| h.seq);
             let flags_head = heads.iter().find(|h| h.stream == FLAGS_STREAM).map_or(0, |h| h.seq);
-            (moved, registry_head > known.registry.0, (flags_head > known.flags.0).then_some(flags_head))
+            (moved, registry_head > known.registry.0, flags_head > known.flags.0)
         };
+        if flags_moved {
+            self.reload_flags(store).await?;
+        }
         let rollouts = Rollouts::new(store.clone());
         let mut loaded = Vec::new();
         for id in &moved {
@@ -178,17 +192,7 @@ impl Fleet {
         } else {
             None
         };
-        let flags = match flags_moved {
-            Some(_) => {
-                let events = store.read(FLAGS_STREAM).await?;
-                Some((events.last().map_or(0, |e| e.seq), Arc::new(flags::current(flags::records(&events)))))
-            }
-            None => None,
-        };
         let mut known = self.known();
-        if let Some(flags) = flags.filter(|(seq, _)| *seq > known.flags.0) {
-            known.flags = flags;
-        }
         for (seq, rollout) in loaded {
             if known.rollouts.get(&rollout.id).is_none_or(|(held, _)| *held < seq) {
                 known.rollouts.insert(rollout.id.clone(), (seq, rollout));

@@ -34,7 +34,7 @@ pub fn read_suite(dir: &Path) -> Result<Suite, String> {
 }
 
 /// The URL every request goes to: the endpoint and the suite's (or `path`'s) path.
-pub fn url(endpoint: &str, suite: Option<&Suite>, path: &str) -> String {
+fn url(endpoint: &str, suite: Option<&Suite>, path: &str) -> String {
     let path = suite.map_or(path, |s| s.manifest.request.path.as_str());
     format!("{}{path}", endpoint.trim_end_matches('/'))
 }
@@ -126,22 +126,31 @@ async fn ask(
     Answer { prediction: Some(prediction), score, latency_ms, error: None }
 }
 
-/// The edge-case probes made from `sample`, sent to `url` one after another,
-/// each tried until it passes or three tries fail.
-pub async fn probe_all(http: &reqwest::Client, sample: &Value, url: &str, timeout: Duration) -> Vec<ProbeResult> {
+/// The edge-case probes against `endpoint` (at the suite's path, or `path`
+/// without one), made from the suite's first case or else the protocol's
+/// example, each with the suite's timeout (10 s without one), one after
+/// another, each tried until it passes or three tries fail.
+pub async fn probe(
+    http: &reqwest::Client,
+    suite: Option<&Suite>,
+    protocol: Protocol,
+    endpoint: &str,
+    path: &str,
+) -> Vec<ProbeResult> {
+    let sample = suite.and_then(|s| s.cases.first()).map_or_else(|| edge::example(protocol), |(_, c)| c.input.clone());
+    let url = url(endpoint, suite, path);
+    let timeout = suite.map_or(Duration::from_secs(10), |s| s.manifest.run.timeout.duration().unsigned_abs());
     let mut results = Vec::new();
-    for probe in edge::probes(sample) {
-        let send = |body| async move {
-            post(http, url, body, timeout).await.map_or_else(|failed| failed, |(status, _)| Try::Status(status))
+    for probe in edge::probes(&sample) {
+        let send = |body| {
+            let (http, url) = (&http, &url);
+            async move {
+                post(http, url, body, timeout).await.map_or_else(|failed| failed, |(status, _)| Try::Status(status))
+            }
         };
         results.push(edge::attempt(&probe, send).await);
     }
     results
-}
-
-/// The well-formed request the probes are made from: the suite's first case, or the protocol's example.
-pub fn probe_sample(suite: Option<&Suite>, protocol: Protocol) -> Value {
-    suite.and_then(|s| s.cases.first()).map_or_else(|| edge::example(protocol), |(_, c)| c.input.clone())
 }
 
 /// The documents of `version` of `service`: its model card and the service's

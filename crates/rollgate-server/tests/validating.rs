@@ -105,17 +105,13 @@ async fn rollgate_runs_the_services_suite_once_and_records_each_gate() {
     assert_ne!(gate["status"], "passed", "{gate}");
 
     // Once per rollout: more ticks run nothing again.
-    let (_, events) = api.get("/api/v1/rollouts/r1/events", &alice).await;
-    let runs = || events.as_array().unwrap().iter().filter(|e| e["input"]["gate"] == "validation.bias").count();
-    let before = runs();
-    assert!(
-        !wait_for(Duration::from_millis(500), || async {
-            let (_, events) = api.get("/api/v1/rollouts/r1/events", &alice).await;
-            events.as_array().unwrap().iter().filter(|e| e["input"]["gate"] == "validation.bias").count() > before
-        })
-        .await
-    );
-    assert_eq!(before, 1);
+    let bias_records = || async {
+        let (_, events) = api.get("/api/v1/rollouts/r1/events", &alice).await;
+        events.as_array().unwrap().iter().filter(|e| e["input"]["gate"] == "validation.bias").count()
+    };
+    assert_eq!(bias_records().await, 1);
+    let again = wait_for(Duration::from_millis(500), || async { bias_records().await > 1 }).await;
+    assert!(!again, "the suite ran again within ten ticks");
     api.stop().await;
     front.shutdown().await;
 }

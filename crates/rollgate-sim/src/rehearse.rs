@@ -51,8 +51,7 @@ impl Bake {
             complaint_rate: 0.0,
         };
         let limit_us = quantile_us.map(|us| (f64::from(us) * plan.latency_ratio) as u32);
-        let since = Since { requests: 0, errors: 0, bad_outputs: 0, complaints: 0, timed: 0, slow: 0 };
-        Bake { baseline, limit_us, since, regressed: false }
+        Bake { baseline, limit_us, since: Since::default(), regressed: false }
     }
 
     /// Green's next tick; what regressed against blue's record, once.

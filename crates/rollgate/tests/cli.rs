@@ -736,6 +736,8 @@ fn flags_are_created_raised_killed_and_shown_with_their_history_on_the_store() {
     let out = ws.run(&["flag", "create", "new-scorer"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("there is already a flag `new-scorer`"));
+    let out = ws.run(&["flag", "set", "new-scorer"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to change"), "{out:?}");
     let out = ws.run(&["flag", "set", "nope", "--rollout", "5"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flag `nope`"), "{out:?}");
     let out = ws.run(&["flag", "create", "x", "--rollout", "101"]);

@@ -46,7 +46,9 @@ impl From<flags::FlagError> for ApiError {
     }
 }
 
-/// Records a change and hands the fleet the flags as they now are.
+/// Records a change and hands the fleet the flags as they now are (if the
+/// store cannot be read back now, the next tick's sync does it: the change is
+/// recorded either way).
 async fn apply(
     state: &AppState,
     caller: &Caller,
@@ -56,11 +58,9 @@ async fn apply(
 ) -> Result<FlagRecord, ApiError> {
     caller.require_operator("change feature flags")?;
     let record = flags::change(state.store(), name, change, &caller.0.name, reason, state.now()).await?;
-    state
-        .fleet()
-        .sync(state.store())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", e.to_string()))?;
+    if let Err(e) = state.fleet().reload_flags(state.store()).await {
+        tracing::warn!(flag = name, error = %e, "the change is recorded; the flags are read again on the next tick");
+    }
     Ok(record)
 }
 

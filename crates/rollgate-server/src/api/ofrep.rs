@@ -3,8 +3,9 @@
 //! answers (not problem documents): a value with its reason and variant, or
 //! `{key, errorCode, errorDetails}`. Any token may evaluate, by
 //! `Authorization: Bearer` or `X-API-Key`; a `flags:read` token may do
-//! nothing else. Flags are read from the fleet, never from the store, so a
-//! kill takes effect on the next evaluation and evaluating never waits.
+//! nothing else. Flags are read from the fleet, not the store, so a kill
+//! recorded here takes effect on the next evaluation; the token is checked
+//! against the store as on every API call.
 
 use super::problem::ApiError;
 use crate::auth;

@@ -2,6 +2,7 @@
 //! looked for again every little while (not every tick).
 
 use super::Ctx;
+use crate::log::Log;
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rollout};
 use std::sync::PoisonError;
@@ -29,13 +30,18 @@ pub fn keep_only(ctx: &Ctx, keep: impl Fn(&str) -> bool) {
         .retain(|key, _| keep(key.rsplit_once('/').map_or(key.as_str(), |(id, _)| id)));
 }
 
-/// Records `gate`'s result for `r` by rollgate, unless it is already the evidence.
-pub async fn record(ctx: &Ctx, r: &Rollout, gate: &str, passed: bool, summary: String, details: serde_json::Value) {
-    if r.evidence.get(gate).is_some_and(|e| e.passed == passed && e.summary == summary) {
+/// Records `gate`'s result for `r` by rollgate, unless rollgate's evidence
+/// already says it (a person's with the same words is not rollgate's: a gate
+/// may take only rollgate's).
+pub async fn record(log: &Log, r: &Rollout, gate: &str, passed: bool, summary: String, details: serde_json::Value) {
+    let said = |e: &rollgate_core::rollout::EvidenceRecord| {
+        e.by == Actor::system().name && e.passed == passed && e.summary == summary
+    };
+    if r.evidence.get(gate).is_some_and(said) {
         return;
     }
     let input = Input::Evidence { gate: gate.into(), passed, summary, details };
-    if let Err(e) = ctx.log.submit(&r.id, &Command::new(Actor::system(), input)).await {
+    if let Err(e) = log.submit(&r.id, &Command::new(Actor::system(), input)).await {
         tracing::warn!(rollout = %r.id, gate, error = %e, "cannot record the evidence");
     }
 }

@@ -39,7 +39,7 @@ pub async fn tick(ctx: &Ctx) {
         ];
         for (gate, proof) in proofs {
             if let Some((passed, summary, details)) = proof {
-                evidence::record(ctx, r, gate, passed, summary, details).await;
+                evidence::record(&ctx.log, r, gate, passed, summary, details).await;
             }
         }
     }

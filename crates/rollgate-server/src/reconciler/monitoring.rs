@@ -26,7 +26,7 @@ pub async fn tick(ctx: &Ctx) {
             Err(problem) => (false, problem),
         };
         let details = serde_json::json!({ "groups": crate::monitoring::group_names(&r.service) });
-        evidence::record(ctx, r, DOCUMENTATION_MONITORING_PLAN, passed, summary, details).await;
+        evidence::record(&ctx.log, r, DOCUMENTATION_MONITORING_PLAN, passed, summary, details).await;
     }
 }
 

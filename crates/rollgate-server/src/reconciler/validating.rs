@@ -11,12 +11,11 @@ use super::Ctx;
 use crate::log::Log;
 use crate::validation::{self, Evidence};
 use rollgate_core::config::{Config, Protocol};
-use rollgate_core::roles::Actor;
-use rollgate_core::rollout::{Command, Input, Rollout, Stage};
+use rollgate_core::rollout::{Rollout, Stage};
 use rollgate_validate::report::evaluate;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
 /// What rollgate's run is recorded as having been made by.
@@ -24,7 +23,8 @@ const BY: &str = "rollgate (the service's suites)";
 
 /// Starts the run of every rollout in pre-deployment that has not had one
 /// in this process. After a restart the run is made again (a crash may have
-/// cut the recording short); a result already in the log is not recorded twice.
+/// cut the recording short); what rollgate's evidence already says is not
+/// recorded twice.
 pub fn tick(ctx: &Arc<Ctx>) {
     let Some(file) = ctx.config_file.clone() else { return };
     let config = ctx.fleet().config();
@@ -42,24 +42,15 @@ pub fn tick(ctx: &Arc<Ctx>) {
         }
         let (log, http, config, file) = (ctx.log.clone(), ctx.http.clone(), config.clone(), file.clone());
         tokio::spawn(async move {
-            let evidence = run(&http, &config, &file, &suites, &r, &log).await;
-            let recorded = |e: &Evidence| {
-                r.evidence.get(&e.gate).is_some_and(|held| {
-                    held.by == Actor::system().name && held.passed == e.passed && held.summary == e.summary
-                })
-            };
-            for e in merge(evidence).into_iter().filter(|e| !recorded(e)) {
-                let input =
-                    Input::Evidence { gate: e.gate.clone(), passed: e.passed, summary: e.summary, details: e.details };
-                if let Err(err) = log.submit(&r.id, &Command::new(Actor::system(), input)).await {
-                    tracing::warn!(rollout = %r.id, gate = %e.gate, error = %err, "cannot record the validation");
-                }
+            for e in merge(run(&http, &config, &file, &suites, &r, &log).await) {
+                super::evidence::record(&log, &r, &e.gate, e.passed, e.summary, e.details).await;
             }
         });
     }
 }
 
-/// Every suite against the candidate (the first also with the probes and the documents).
+/// Every suite against the candidate, the edge-case probes (made from the
+/// first suite that reads, or the protocol's example) and the documents.
 async fn run(
     http: &reqwest::Client,
     config: &Config,
@@ -69,30 +60,21 @@ async fn run(
     log: &Log,
 ) -> Vec<Evidence> {
     let base = file.parent().unwrap_or(Path::new("."));
+    // Documents need no model: checked whatever the endpoints (a version the config does not hold has none to read).
+    let docs = validation::check_docs(config, base, &file.display().to_string(), &r.service, &r.candidate).ok();
+    let mut out = validation::evidence(None, None, docs.as_deref(), BY);
     let endpoint = |version: &str| log.fleet().endpoints(&r.service, version).into_iter().next();
     let Some(candidate) = endpoint(&r.candidate) else {
         let why = format!("{} has no endpoint to validate", r.candidate);
-        return vec![Evidence {
-            gate: "validation.performance".into(),
-            passed: false,
-            summary: why,
-            details: json!({ "by": BY }),
-        }];
+        out.push(failed(why, json!({ "by": BY })));
+        return out;
     };
-    let protocol = config.services.get(&r.service).map_or(Protocol::Json, |s| s.protocol);
-    let mut out = Vec::new();
-    for (i, dir) in suites.iter().enumerate() {
-        let path: PathBuf = base.join(dir);
-        let suite = match validation::read_suite(&path) {
+    let mut first = None;
+    for dir in suites {
+        let suite = match validation::read_suite(&base.join(dir)) {
             Ok(suite) => suite,
             Err(why) => {
-                let summary = format!("the suite {dir} cannot be used: {why}");
-                out.push(Evidence {
-                    gate: "validation.performance".into(),
-                    passed: false,
-                    summary,
-                    details: json!({ "by": BY, "suite": dir }),
-                });
+                out.push(failed(format!("the suite {dir} cannot be used: {why}"), json!({ "by": BY, "suite": dir })));
                 continue;
             }
         };
@@ -103,20 +85,18 @@ async fn run(
             Some(url) => Some(validation::ask_all(http, &suite, &url, quiet).await),
             None => None,
         };
-        let report = evaluate(&suite, &answers, stable.as_deref());
-        let (edge, docs) = if i == 0 {
-            let sample = validation::probe_sample(Some(&suite), protocol);
-            let url = validation::url(&candidate, Some(&suite), "");
-            let timeout = suite.manifest.run.timeout.duration().unsigned_abs();
-            let probes = validation::probe_all(http, &sample, &url, timeout).await;
-            let shown = file.display().to_string();
-            (Some(probes), validation::check_docs(config, base, &shown, &r.service, &r.candidate).ok())
-        } else {
-            (None, None)
-        };
-        out.extend(validation::evidence(Some(&report), edge.as_deref(), docs.as_deref(), BY));
+        out.extend(validation::evidence(Some(&evaluate(&suite, &answers, stable.as_deref())), None, None, BY));
+        first.get_or_insert(suite);
     }
+    let protocol = config.services.get(&r.service).map_or(Protocol::Json, |s| s.protocol);
+    let probes = validation::probe(http, first.as_ref(), protocol, &candidate, "").await;
+    out.extend(validation::evidence(None, Some(&probes), None, BY));
     out
+}
+
+/// A performance gate failed for a reason that is not the model's answers.
+fn failed(summary: String, details: serde_json::Value) -> Evidence {
+    Evidence { gate: "validation.performance".into(), passed: false, summary, details }
 }
 
 /// One piece of evidence a gate: results of several suites for the same gate pass only together.

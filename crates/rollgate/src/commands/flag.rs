@@ -6,10 +6,12 @@ use crate::Refused;
 use crate::cli::{FlagCommand, FlagShape, Target};
 use crate::client::Client;
 use anyhow::Context;
-use rollgate_flags::Flag;
+use rollgate_flags::flag::Kind;
+use rollgate_flags::{Flag, Strategy};
 use rollgate_server::flags::{self, Change, FlagError, FlagHistory, FlagRecord};
 use rollgate_store::{AnyStore, EventStore};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 /// Where the flags are: a server, or the store itself.
 enum Place {
@@ -33,6 +35,12 @@ pub async fn run(target: &Target, command: FlagCommand) -> anyhow::Result<()> {
             show_change(&place.change(&name, Change::Create(flag), None).await?);
         }
         FlagCommand::Set { name, shape } => {
+            if shape.file.is_none() && shape.rollout.is_none() {
+                return Err(Refused(format!(
+                    "nothing to change: give `{name}` a new rollout (--rollout PCT) or definition (--file FILE)"
+                ))
+                .into());
+            }
             let current = place.history(&name).await?.current.flag;
             let flag = shape.build(&name, Some(current))?;
             show_change(&place.change(&name, Change::Update(flag), None).await?);
@@ -103,25 +111,35 @@ impl FlagShape {
                 serde_json::from_str::<Flag>(&text)
                     .map_err(|e| Refused(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column())))?
             }
-            None => base.unwrap_or_else(|| {
-                serde_json::from_value(json!({ "name": name, "enabled": true }))
-                    .unwrap_or_else(|_| unreachable!("a valid flag"))
+            None => base.unwrap_or_else(|| Flag {
+                name: name.to_string(),
+                description: String::new(),
+                enabled: true,
+                kind: Kind::Boolean,
+                strategies: Vec::new(),
+                variants: Vec::new(),
             }),
         };
         if let Some(percent) = self.rollout {
-            let strategy = match flag.strategies.iter_mut().find(|s| s.name == "flexibleRollout") {
-                Some(s) => s,
+            let at = match flag.strategies.iter().position(|s| s.name == "flexibleRollout") {
+                Some(at) => at,
                 None => {
-                    let s = serde_json::from_value(
-                        json!({ "name": "flexibleRollout", "parameters": { "groupId": name, "stickiness": "default" } }),
-                    )?;
-                    flag.strategies.push(s);
-                    flag.strategies.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
+                    flag.strategies.push(Strategy {
+                        name: "flexibleRollout".into(),
+                        parameters: BTreeMap::from([
+                            ("groupId".into(), json!(name)),
+                            ("stickiness".into(), json!("default")),
+                        ]),
+                        constraints: Vec::new(),
+                        variants: Vec::new(),
+                    });
+                    flag.strategies.len() - 1
                 }
             };
-            strategy.parameters.insert("rollout".into(), json!(percent.to_string()));
+            let parameters = &mut flag.strategies[at].parameters;
+            parameters.insert("rollout".into(), json!(percent.to_string()));
             if let Some(stickiness) = &self.stickiness {
-                strategy.parameters.insert("stickiness".into(), json!(stickiness));
+                parameters.insert("stickiness".into(), json!(stickiness));
             }
         }
         Ok(flag)

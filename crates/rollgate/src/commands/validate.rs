@@ -21,7 +21,6 @@ use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What is validated: the candidate's URL, the stable version's when compared, the rollout when there is one.
 struct Targets {
@@ -52,11 +51,13 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
 pub async fn check(args: &ValidateArgs) -> anyhow::Result<Outcome> {
     let suite = args.suite.as_deref().map(read_suite).transpose()?;
     let targets = targets(args, suite.as_ref()).await?;
+    // One client for every request of the run: its connections are kept.
+    let http = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
     let report = match &suite {
         Some(suite) => {
-            let candidate = ask_all(suite, &targets.candidate, "candidate").await?;
+            let candidate = ask_all(&http, suite, &targets.candidate, "candidate").await;
             let stable = match &targets.stable {
-                Some(url) => Some(ask_all(suite, url, "stable").await?),
+                Some(url) => Some(ask_all(&http, suite, url, "stable").await),
                 None => None,
             };
             Some(evaluate(suite, &candidate, stable.as_deref()))
@@ -65,7 +66,7 @@ pub async fn check(args: &ValidateArgs) -> anyhow::Result<Outcome> {
     };
     // A rollout's run against its model always probes edge cases; checking documents alone asks no model.
     let edge = if args.edge_cases || (targets.view.is_some() && suite.is_some()) {
-        Some(probe_all(args, suite.as_ref(), &targets).await?)
+        Some(validation::probe(&http, suite.as_ref(), targets.protocol, &targets.candidate, &args.path).await)
     } else {
         None
     };
@@ -189,8 +190,7 @@ fn check_docs(args: &ValidateArgs, view: Option<&RolloutView>) -> anyhow::Result
 }
 
 /// Every case's answer from the model at `endpoint`, with a progress line on a terminal.
-async fn ask_all(suite: &Suite, endpoint: &str, who: &'static str) -> anyhow::Result<Vec<Answer>> {
-    let http = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
+async fn ask_all(http: &reqwest::Client, suite: &Suite, endpoint: &str, who: &'static str) -> Vec<Answer> {
     let terminal = std::io::stderr().is_terminal();
     let progress = Arc::new(move |n: usize, total: usize| {
         if terminal && (n.is_multiple_of(10) || n == total) {
@@ -198,20 +198,11 @@ async fn ask_all(suite: &Suite, endpoint: &str, who: &'static str) -> anyhow::Re
             let _ = std::io::stderr().flush();
         }
     });
-    let answers = validation::ask_all(&http, suite, endpoint, progress).await;
+    let answers = validation::ask_all(http, suite, endpoint, progress).await;
     if terminal {
         eprintln!();
     }
-    Ok(answers)
-}
-
-/// The edge-case probes, one after another, each tried until it passes or three tries fail.
-async fn probe_all(args: &ValidateArgs, suite: Option<&Suite>, targets: &Targets) -> anyhow::Result<Vec<ProbeResult>> {
-    let http = reqwest::Client::builder().build().context("cannot build an HTTP client")?;
-    let sample = validation::probe_sample(suite, targets.protocol);
-    let timeout = suite.map_or(Duration::from_secs(10), |s| s.manifest.run.timeout.duration().unsigned_abs());
-    let url = validation::url(&targets.candidate, suite, &args.path);
-    Ok(validation::probe_all(&http, &sample, &url, timeout).await)
+    answers
 }
 
 /// Attaches the run to its rollout, when it was against one: each gate's

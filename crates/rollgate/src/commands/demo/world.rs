@@ -50,21 +50,25 @@ pub struct World {
 /// minute at [`SPEED`] and whose staging runs in `fraud-staging` with the
 /// traffic sample at `sample`.
 fn config_text(endpoints: &BTreeMap<&'static str, RunningModel>, data: &Path) -> String {
-    let mut text = String::from(
+    // Paths go in as TOML strings (JSON's quoting is valid TOML), whatever they hold.
+    let quoted = |path: &Path| serde_json::to_string(&path.display().to_string()).unwrap_or_default();
+    let suites = serde_json::to_string(&files::SUITES).unwrap_or_default();
+    let mut text = format!(
         r#"[services.fraud-scorer]
-route = { path_prefix = "/v2/models/fraud" }
+route = {{ path_prefix = "/v2/models/fraud" }}
 protocol = "kserve-v2"
 stable = "v1"
 plan = "demo"
-sticky = { header = "x-user-id" }
-health = { path = "/health" }
-docs = { runbook = "docs/runbook.md", monitoring_plan = "docs/monitoring-plan.md", rollback_plan = "docs/rollback-plan.md" }
+sticky = {{ header = "x-user-id" }}
+health = {{ path = "/health" }}
+docs = {{ runbook = "docs/runbook.md", monitoring_plan = "docs/monitoring-plan.md", rollback_plan = "docs/rollback-plan.md" }}
 # rollgate runs these against every candidate itself: the validation and documentation gates' evidence.
-suites = SUITES
+suites = {suites}
 # The demo's logs are files in its data directory: logging works while it is writable.
 # Point this at your log pipeline's readiness check (a url, or a command).
-logging_check = { command = ["test", "-w", "DATA"] }
+logging_check = {{ command = ["test", "-w", {data}] }}
 "#,
+        data = quoted(data),
     );
     text.push_str(
         "[services.fraud-staging]\nroute = { path_prefix = \"/staging\" }\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"demo\"\n",
@@ -81,8 +85,11 @@ logging_check = { command = ["test", "-w", "DATA"] }
 description = "The default process with holds short enough for a demo: every gate, a real staging drill, a canary judged live."
 [plans.demo.staging.environment]
 service = "fraud-staging"
-traffic = "SAMPLE"
-path = "/v2/models/fraud/infer"
+"#,
+    );
+    text.push_str(&format!("traffic = {}\n", quoted(&data.join(SAMPLE))));
+    text.push_str(
+        r#"path = "/v2/models/fraud/infer"
 rate = 100
 duration = "1s"
 max_p99_ms = 250
@@ -106,10 +113,7 @@ bob = ["approver:technical"]
 carol = ["approver:stakeholder"]
 "#,
     );
-    let suites = serde_json::to_string(&files::SUITES).unwrap_or_default();
-    text.replace("SAMPLE", &data.join(SAMPLE).display().to_string())
-        .replace("DATA", &data.display().to_string())
-        .replace("SUITES", &suites)
+    text
 }
 
 /// A sanitized traffic sample for staging: KServe v2 requests, one per line.
