@@ -74,6 +74,7 @@ pub fn period(from: Timestamp, to: Timestamp, rollouts: &[(Rollout, Retro)], ref
             let key = match cause {
                 RollbackCause::Judge { trigger } => format!("judge: {trigger}"),
                 RollbackCause::Person { category, .. } => format!("person: {category}"),
+                RollbackCause::Rollgate { check, .. } => format!("rollgate: {check}"),
             };
             *rollbacks.entry(key).or_insert(0) += 1;
             if matches!(cause, RollbackCause::Judge { .. }) {

@@ -297,6 +297,7 @@ fn rollback(r: &Rollout, bodies: &[crate::event::EventBody]) -> Option<RollbackL
     let cause = match cause {
         RollbackCause::Judge { trigger } => format!("the judge's {trigger} trigger"),
         RollbackCause::Person { name, category, reason } => format!("{name} ({category}): {reason}"),
+        RollbackCause::Rollgate { check, detail } => format!("rollgate's check {check}: {detail}"),
     };
     let watch = r.watch.as_ref().map(|w| match &w.result {
         None => format!("watching {} until {}", w.version, w.until),
@@ -360,6 +361,9 @@ fn questions(r: &Rollout) -> Vec<String> {
         Stage::RolledBack { cause: RollbackCause::Judge { trigger }, .. } => {
             out.push(format!("The {trigger} trigger rolled back: which earlier stage could have caught this?"));
             out.push("How many users met the candidate before the rollback, and what did they see?".into());
+        }
+        Stage::RolledBack { cause: RollbackCause::Rollgate { check, .. }, .. } => {
+            out.push(format!("rollgate's check {check} failed: could staging have caught it before any instance?"));
         }
         Stage::RolledBack { cause: RollbackCause::Person { .. }, .. } => {
             out.push(

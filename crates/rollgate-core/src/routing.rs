@@ -16,6 +16,10 @@
 //! - A previous version kept warm stays in the table at no traffic (its
 //!   health probes keep running) until its time runs out; then it is gone.
 //! - A staging run holds its staging service: its share to the candidate.
+//! - A rolling rollout's instances (the pool) belong to the version that
+//!   runs on them now: the candidate's share grows batch by batch as its
+//!   hook reports them redeployed and healthy; instances out of service
+//!   (draining, being redeployed or reverted) get no traffic.
 
 use crate::config::{Config, Ejection, HealthCheck, Limits, Service, Sticky, Timeouts};
 use crate::rollout::{Rollout, Stage};
@@ -157,6 +161,10 @@ struct Draft<'a> {
 
 impl Draft<'_> {
     fn endpoints(&self, version: &str) -> Option<Vec<String>> {
+        // A rolling rollout decides which instances run which version.
+        if let Some(instances) = crate::rollout::rolling_endpoints(self.inputs.rollouts, self.name, version) {
+            return Some(instances);
+        }
         if let Some(v) = self.service.versions.get(version) {
             return Some(v.endpoints.iter().map(|e| e.get_ref().clone()).collect());
         }

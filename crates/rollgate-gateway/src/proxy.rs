@@ -53,6 +53,9 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     pub feedback: Feedback,
     mirror: Mirror,
+    /// Endpoints that left the table, while requests to them may still be in
+    /// flight (a rolling batch drains before its hook runs). Control plane only.
+    retired: std::sync::Mutex<Vec<(Arc<str>, std::sync::Weak<Endpoint>)>>,
 }
 
 impl Gateway {
@@ -72,6 +75,7 @@ impl Gateway {
             stats,
             feedback: Feedback::new(100_000),
             mirror,
+            retired: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -83,10 +87,44 @@ impl Gateway {
     /// Routes as `routing` says from the next request on; requests in flight
     /// finish where they started. Nothing changes if the routing cannot be built.
     pub fn apply(&self, routing: &Routing) -> Result<(), TableError> {
-        let table = RouteTable::build(routing, &self.table(), &self.stats)?;
+        let previous = self.table();
+        let table = RouteTable::build(routing, &previous, &self.stats)?;
+        let mut retired = self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        retired.retain(|(_, e)| e.strong_count() > 0);
+        for service in &previous.services {
+            for endpoint in service.versions.iter().flat_map(|v| &v.endpoints) {
+                let kept = table
+                    .service(&service.name)
+                    .is_some_and(|s| s.versions.iter().flat_map(|v| &v.endpoints).any(|e| Arc::ptr_eq(e, endpoint)));
+                if !kept {
+                    retired.push((service.name.clone(), Arc::downgrade(endpoint)));
+                }
+            }
+        }
         self.table.store(Arc::new(table));
         self.swapped.notify_one();
         Ok(())
+    }
+
+    /// Requests still in flight to `url` of `service` once it is out of the
+    /// table; `None` while the table still routes to it.
+    pub fn in_flight_after_removal(&self, service: &str, url: &str) -> Option<usize> {
+        let routed = self
+            .table()
+            .service(service)
+            .is_some_and(|s| s.versions.iter().flat_map(|v| &v.endpoints).any(|e| e.url == url));
+        if routed {
+            return None;
+        }
+        let retired = self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let in_flight = retired
+            .iter()
+            .filter(|(s, _)| &**s == service)
+            .filter_map(|(_, e)| e.upgrade())
+            .filter(|e| e.url == url)
+            .map(|e| e.in_flight.load(Ordering::Relaxed))
+            .sum();
+        Some(in_flight)
     }
 
     /// Completes when a new table has been applied since the last call.

@@ -47,6 +47,12 @@ struct Known {
     applied: Option<Routing>,
 }
 
+impl Known {
+    fn rollout_states(&self) -> Vec<Rollout> {
+        self.rollouts.values().map(|(_, r)| r.clone()).collect()
+    }
+}
+
 impl Fleet {
     /// Reads every rollout and registration from the store.
     pub async fn load(
@@ -109,13 +115,18 @@ impl Fleet {
     /// The version serving `service` now (what a new rollout replaces).
     pub fn serving_version(&self, service: &str) -> Option<String> {
         let known = self.known();
-        let rollouts: Vec<Rollout> = known.rollouts.values().map(|(_, r)| r.clone()).collect();
+        let rollouts = known.rollout_states();
         serving_version(&known.config.config, &rollouts, service)
     }
 
-    /// The endpoints of a version, from the config or the registry.
+    /// The endpoints of a version: the instances the last rolling rollout
+    /// gave it, or else from the config or the registry.
     pub fn endpoints(&self, service: &str, version: &str) -> Vec<String> {
         let known = self.known();
+        let rollouts = known.rollout_states();
+        if let Some(instances) = rollgate_core::rollout::rolling_endpoints(&rollouts, service, version) {
+            return instances;
+        }
         let configured = known.config.config.services.get(service).and_then(|s| s.versions.get(version));
         match configured {
             Some(v) => v.endpoints.iter().map(|e| e.get_ref().clone()).collect(),
@@ -255,7 +266,7 @@ impl Fleet {
     }
 
     fn desired_locked(&self, known: &Known) -> Routing {
-        let rollouts: Vec<Rollout> = known.rollouts.values().map(|(_, r)| r.clone()).collect();
+        let rollouts = known.rollout_states();
         let registered: Vec<_> = known.registry.1.iter().map(Registration::routed).collect();
         desired(&RoutingInputs {
             config: &known.config.config,

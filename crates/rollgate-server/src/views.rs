@@ -194,10 +194,14 @@ pub struct ActionRunView {
 pub struct ActionView {
     /// e.g. `redeploy-v1`: what `confirm-effect` names.
     pub id: String,
-    /// redeploy, retire or archive.
+    /// redeploy, retire, archive, close_ticket, or for a rolling rollout's
+    /// instances surge, replace, revert or unsurge.
     pub effect: String,
     pub version: Option<String>,
-    /// pending, waiting_for_person or done.
+    /// The instances a rolling rollout's action acts on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// pending, waiting_for_person, done or cancelled.
     pub status: String,
     /// Who or what did it and how, or why it waits.
     pub detail: String,
@@ -207,10 +211,12 @@ pub struct ActionView {
 
 impl From<&Action> for ActionView {
     fn from(a: &Action) -> ActionView {
-        let (effect, version) = match &a.effect {
-            Effect::Redeploy { version, .. } => ("redeploy", Some(version.clone())),
-            Effect::Retire { version, .. } => ("retire", Some(version.clone())),
-            _ => ("archive", None),
+        let (effect, version, endpoints) = match &a.effect {
+            Effect::Redeploy { version, .. } => ("redeploy", Some(version.clone()), Vec::new()),
+            Effect::Retire { version, .. } => ("retire", Some(version.clone()), Vec::new()),
+            Effect::Instances { op, version, endpoints, .. } => (op.as_str(), Some(version.clone()), endpoints.clone()),
+            Effect::CloseTicket { .. } => ("close_ticket", None, Vec::new()),
+            _ => ("archive", None, Vec::new()),
         };
         let (status, detail) = match &a.status {
             ActionStatus::Pending => (
@@ -220,11 +226,13 @@ impl From<&Action> for ActionView {
             ),
             ActionStatus::WaitingForPerson { why, since } => ("waiting_for_person", format!("since {since}: {why}")),
             ActionStatus::Done { by, at, summary } => ("done", format!("by {by} at {at}: {summary}")),
+            ActionStatus::Cancelled { at, why } => ("cancelled", format!("at {at}: {why}")),
         };
         ActionView {
             id: a.id.clone(),
             effect: effect.into(),
             version,
+            endpoints,
             status: status.into(),
             detail,
             requested_at: a.requested_at.to_string(),
@@ -337,6 +345,9 @@ fn ended(stage: &Stage) -> Option<String> {
         }
         Stage::RolledBack { kind, cause: RollbackCause::Person { name, category, reason } } => {
             Some(format!("{kind} rollback by {name} ({category}): {reason}"))
+        }
+        Stage::RolledBack { kind, cause: RollbackCause::Rollgate { check, detail } } => {
+            Some(format!("{kind} rollback: rollgate's check {check} failed: {detail}"))
         }
         Stage::Aborted { reason } => Some(format!("aborted: {reason}")),
         _ => None,

@@ -13,7 +13,7 @@ use rollgate_core::plan::strategy::Strategy;
 use rollgate_core::plan::{Plan, RollbackTriggers, ShadowMode};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::rehearsal::{Rehearsal, inputs_to_pass};
-use rollgate_core::rollout::{Command, Input, Rollout, Stage, WatchBaseline};
+use rollgate_core::rollout::{Command, Input, Pool, Rollout, Stage, WatchBaseline};
 use rollgate_judge::sim::scenario::{Scenario, Settings};
 use rollgate_judge::sim::world::{ArmData, World};
 use rollgate_judge::watch::{Since, rates};
@@ -99,16 +99,46 @@ fn moment(r: &Rollout, started: Timestamp, now: Timestamp, note: String) -> Mome
     }
 }
 
-/// Runs the plan called `plan_name` from `start_at`, with `rate` requests a second.
+/// The rehearsal's traffic and, for a rolling plan, its stand-in instances.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Total requests a second.
+    pub rate: u32,
+    pub seed: u64,
+    /// How many instances the stable version has (a rolling plan replaces them batch by batch).
+    pub instances: usize,
+}
+
+/// Stand-in instances for a rolling rehearsal: `instance-1` …, and the surge's `surge-1` ….
+fn stand_in_pool(plan: &Plan, instances: usize) -> Option<Pool> {
+    (plan.strategy == Strategy::Rolling).then(|| Pool {
+        instances: (1..=instances.max(1)).map(|i| format!("instance-{i}")).collect(),
+        surge: (1..=plan.rolling.max_surge).map(|i| format!("surge-{i}")).collect(),
+    })
+}
+
+/// What a rolling batch's stage means, in words, when it starts.
+fn batch_note(r: &Rollout) -> String {
+    match (&r.stage, &r.instances) {
+        (Stage::Canary { step }, Some(inst)) => {
+            let batches = r.plan.canary.steps.len().saturating_sub(1);
+            let surge = if *step == 0 && !inst.surge.is_empty() { "surge up, then " } else { "" };
+            format!("batch {} of {batches}: {surge}{} instance(s) replaced", step + 1, inst.batch)
+        }
+        _ => String::new(),
+    }
+}
+
+/// Runs the plan called `plan_name` from `start_at`, with `load`'s traffic.
 pub fn rehearse(
     plan_name: &str,
     plan: &Plan,
     settings: &Settings,
     scenario: &Scenario,
-    rate: u32,
-    seed: u64,
+    load: &Load,
     start_at: Timestamp,
 ) -> Rehearsed {
+    let Load { rate, seed, instances } = *load;
     let mut rehearsal = Rehearsal::new();
     let start = Input::Start {
         rollout_id: "rehearsal".into(),
@@ -120,6 +150,7 @@ pub fn rehearse(
         // A shadow stage runs only when the plan requires it (its gates are passed by stand-ins).
         skip_shadow: plan.shadow.mode != ShadowMode::Required,
         ticket: None,
+        pool: stand_in_pool(plan, instances),
     };
     let mut now = start_at;
     let mut timeline = Vec::new();
@@ -139,7 +170,7 @@ pub fn rehearse(
         let Some(state) = rehearsal.state().cloned() else { break };
         let stage = state.stage.to_string();
         if stage != last_stage {
-            timeline.push(moment(&state, start_at, now, String::new()));
+            timeline.push(moment(&state, start_at, now, batch_note(&state)));
             last_stage = stage;
         }
         if state.stage.is_terminal() {
@@ -241,7 +272,7 @@ mod tests {
         let file = parse(BUILT_IN).unwrap();
         let scenario = file.scenarios.iter().find(|s| s.id == id).unwrap();
         let thursday: Timestamp = "2026-11-26T09:00:00Z".parse().unwrap();
-        rehearse("plan", plan, &file.settings, scenario, 100, 7, thursday)
+        rehearse("plan", plan, &file.settings, scenario, &Load { rate: 100, seed: 7, instances: 4 }, thursday)
     }
 
     fn blue_green() -> Plan {

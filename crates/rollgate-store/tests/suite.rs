@@ -31,6 +31,7 @@ fn start_command(id: &str) -> Command {
             plan: Box::new(Plan::default()),
             skip_shadow: true,
             ticket: None,
+            pool: None,
         },
     )
 }

@@ -135,6 +135,9 @@ pub enum Command {
         rate: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// How many instances the stable version has, for a rolling plan (replaced batch by batch).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        instances: u16,
         #[arg(long)]
         json: bool,
     },

@@ -100,6 +100,22 @@ pub fn plan(name: &str, plan: &Plan) -> String {
                 plan.blue_green.bake
             );
         }
+        Strategy::Rolling => {
+            let r = &plan.rolling;
+            let _ = writeln!(
+                o,
+                "\n4. rolling: the stable version's instances are replaced {} at a time (max_unavailable {}, max_surge {});\n   \
+                 each batch is drained (up to {}), redeployed by the deploy hook, health-checked (up to {}), put back,\n   \
+                 then held {} while the judge compares new instances with old; a failure reverts the replaced\n   \
+                 batches in reverse order",
+                r.max_unavailable + r.max_surge,
+                r.max_unavailable,
+                r.max_surge,
+                r.drain,
+                r.health_timeout,
+                r.interval
+            );
+        }
     }
     let r = &plan.rollback;
     let _ = writeln!(o, "   rollback triggers:");
@@ -211,6 +227,9 @@ pub fn effects(effects: &[Effect]) -> Vec<String> {
             Effect::Notify { message, .. } => format!("notify: {message}"),
             Effect::Archive => "archive the rollout's artifacts".to_string(),
             Effect::CloseTicket { ticket, outcome, .. } => format!("close ticket {ticket}: {outcome}"),
+            Effect::Instances { service, op, version, endpoints, .. } => {
+                format!("instances: {op} {} of {service} ({version})", endpoints.join(", "))
+            }
         })
         .collect()
 }

@@ -28,9 +28,11 @@ pub struct Plan {
     pub description: String,
     /// Move on as soon as a stage's gates pass; when false every move needs a `promote`.
     pub auto_promote: bool,
-    /// How traffic moves to the candidate: canary (the steps) or blue-green (one switch).
+    /// How traffic moves to the candidate: canary (the steps), blue-green
+    /// (one switch) or rolling (instances replaced batch by batch).
     pub strategy: strategy::Strategy,
     pub blue_green: strategy::BlueGreen,
+    pub rolling: strategy::Rolling,
     pub pre_deployment: PreDeployment,
     pub staging: Staging,
     pub shadow: Shadow,
@@ -50,6 +52,7 @@ impl Default for Plan {
             auto_promote: true,
             strategy: strategy::Strategy::Canary,
             blue_green: strategy::BlueGreen::default(),
+            rolling: strategy::Rolling::default(),
             pre_deployment: PreDeployment::default(),
             staging: Staging::default(),
             shadow: Shadow::default(),
@@ -497,6 +500,21 @@ impl Plan {
                 &["canary", "steps"],
                 "a blue-green plan switches all traffic at once, so its canary steps would never run".into(),
                 "remove the [canary] steps, or use strategy = \"canary\"",
+            );
+        }
+        if self.strategy == strategy::Strategy::Rolling && *steps != Canary::default().steps {
+            problem(
+                &["canary", "steps"],
+                "a rolling plan moves traffic by the share of instances replaced, so its canary steps would never run"
+                    .into(),
+                "remove the [canary] steps and set [rolling] max_unavailable and max_surge, or use strategy = \"canary\"",
+            );
+        }
+        if self.strategy == strategy::Strategy::Rolling && self.rolling.max_unavailable + self.rolling.max_surge == 0 {
+            problem(
+                &["rolling", "max_unavailable"],
+                "max_unavailable and max_surge are both 0, so no instance could ever be replaced".into(),
+                "set max_unavailable = 1 (replace one at a time) or max_surge = 1 (start a new one first)",
             );
         }
         if self.strategy == strategy::Strategy::BlueGreen && self.blue_green.bake == Hold::ZERO {

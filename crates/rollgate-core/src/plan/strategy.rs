@@ -12,6 +12,17 @@
 //!   held to blue's record from before the switch (there is no concurrent
 //!   control) and a regression swaps straight back; blue stays warm for the
 //!   plan's keep-warm time, then the deploy hook retires it.
+//! - **rolling**: the stable version's instances (its endpoints) are
+//!   replaced in batches through the deploy hook: each batch is taken out of
+//!   the pool and drained, redeployed with the candidate, health-checked and
+//!   put back, then held while the judge compares the new instances with the
+//!   old ones. `max_unavailable` and `max_surge` mean what they mean in
+//!   Kubernetes: at most `max_unavailable` instances fewer than the pool serve,
+//!   at most `max_surge` more exist (the candidate's own endpoints, started
+//!   before the first batch and retired after the last). A failure stops and
+//!   reverts the replaced instances in reverse order. The batches depend on the
+//!   pool's size, so they are laid out when a rollout starts
+//!   ([`rolling_steps`]).
 
 use super::{CanaryStep, Plan};
 use crate::hold::Hold;
@@ -24,6 +35,7 @@ pub enum Strategy {
     #[default]
     Canary,
     BlueGreen,
+    Rolling,
 }
 
 impl Strategy {
@@ -31,6 +43,7 @@ impl Strategy {
         match self {
             Strategy::Canary => "canary",
             Strategy::BlueGreen => "blue-green",
+            Strategy::Rolling => "rolling",
         }
     }
 }
@@ -48,6 +61,67 @@ impl Default for BlueGreen {
     fn default() -> Self {
         BlueGreen { bake: Hold::from_hours(1) }
     }
+}
+
+/// Rolling's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rolling {
+    /// How many of the pool's instances may be out of service at once.
+    pub max_unavailable: usize,
+    /// How many instances beyond the pool may exist at once: the candidate's
+    /// own endpoints, started before the first batch and retired after the last.
+    pub max_surge: usize,
+    /// How long each batch is watched, new instances against old, before the next.
+    pub interval: Hold,
+    /// How long an instance taken out of the pool is given to finish its requests in flight.
+    pub drain: Hold,
+    /// How long a redeployed instance is given to answer its health check.
+    pub health_timeout: Hold,
+}
+
+impl Default for Rolling {
+    fn default() -> Self {
+        Rolling {
+            max_unavailable: 1,
+            max_surge: 0,
+            interval: Hold::from_secs(600),
+            drain: Hold::from_secs(30),
+            health_timeout: Hold::from_secs(60),
+        }
+    }
+}
+
+impl Rolling {
+    /// Instances replaced at once: the unavailable ones plus those the surge stands in for.
+    pub fn batch(&self, pool: usize, surge: usize) -> usize {
+        (self.max_unavailable + surge).clamp(1, pool.max(1))
+    }
+}
+
+/// The canary steps a rolling rollout runs over a pool of `pool` instances
+/// with `surge` extra ones: one per batch, at the share of instances running
+/// the candidate once the batch is back, each held the plan's interval; the
+/// last entry is full deployment.
+pub fn rolling_steps(rolling: &Rolling, pool: usize, surge: usize) -> Vec<CanaryStep> {
+    let batch = rolling.batch(pool, surge);
+    let mut steps = Vec::new();
+    let mut replaced = 0;
+    while replaced < pool {
+        replaced = (replaced + batch).min(pool);
+        steps.push(CanaryStep { percent: share(replaced + surge, pool + surge), hold: Some(rolling.interval) });
+    }
+    steps.push(CanaryStep { percent: Weight::FULL, hold: None });
+    steps
+}
+
+/// `part` of `whole` instances as a traffic share.
+pub fn share(part: usize, whole: usize) -> Weight {
+    if whole == 0 {
+        return Weight::ZERO;
+    }
+    let bp = (part.min(whole) * 10_000) / whole;
+    Weight::from_basis_points(u16::try_from(bp).unwrap_or(10_000)).unwrap_or(Weight::FULL)
 }
 
 /// One phase of a strategy, as `rollgate plan show` lists it.
@@ -69,6 +143,11 @@ pub fn apply(mut plan: Plan) -> Plan {
         plan.canary.steps = vec![CanaryStep { percent: Weight::FULL, hold: None }];
         plan.full.observe = plan.blue_green.bake;
         plan.full.rollback_on_regression = true;
+    }
+    if plan.strategy == Strategy::Rolling {
+        // Instances are replaced in place: once all are, no old one is left
+        // to keep warm; a rollback redeploys them, batch by batch.
+        plan.full.keep_warm = Hold::ZERO;
     }
     plan
 }
@@ -119,10 +198,40 @@ pub fn phases(plan: &Plan) -> Vec<Phase> {
             Some(plan.blue_green.bake),
             "completes when the bake passes with green held to blue's record; a regression swaps back at once",
         )),
+        Strategy::Rolling => {
+            let r = &plan.rolling;
+            let surge = if r.max_surge == 0 {
+                String::new()
+            } else {
+                format!("; first up to {} surge instance(s) of the candidate join the pool", r.max_surge)
+            };
+            out.push(phase(
+                "rolling batches",
+                &format!(
+                    "the share of instances replaced: {} at a time (max_unavailable {}, max_surge {}){surge}",
+                    r.max_unavailable + r.max_surge,
+                    r.max_unavailable,
+                    r.max_surge
+                ),
+                Some(r.interval),
+                "each batch: out of the pool, drained, redeployed by the deploy hook, health-checked, back in, \
+                 then held with the judge satisfied (new instances against old); a failure reverts the \
+                 replaced batches in reverse order",
+            ));
+            out.push(phase(
+                "full deployment",
+                "100%",
+                Some(plan.full.observe),
+                "completes when the window passes with the candidate held to the previous version's record",
+            ));
+        }
     }
-    let warm =
-        format!("the previous version is kept warm for {} for an instant rollback, then retired", plan.full.keep_warm);
-    out.push(phase("completed", "100%", None, &warm));
+    let after = if plan.strategy == Strategy::Rolling {
+        "every instance runs the candidate; a rollback would redeploy them with the previous version".to_string()
+    } else {
+        format!("the previous version is kept warm for {} for an instant rollback, then retired", plan.full.keep_warm)
+    };
+    out.push(phase("completed", "100%", None, &after));
     out
 }
 
@@ -139,6 +248,30 @@ mod tests {
         assert!(applied.full.rollback_on_regression);
         let stages: Vec<String> = phases(&applied).into_iter().map(|p| p.stage).collect();
         assert_eq!(stages, ["pre-deployment", "staging", "shadow", "full deployment (switched)", "completed"]);
+    }
+
+    #[test]
+    fn rolling_steps_follow_the_share_of_instances_replaced() {
+        let rolling = Rolling::default();
+        let percents = |pool, surge| -> Vec<f64> {
+            rolling_steps(&rolling, pool, surge).iter().map(|s| s.percent.percent()).collect()
+        };
+        assert_eq!(percents(4, 0), [25.0, 50.0, 75.0, 100.0, 100.0]);
+        // One surge instance: two old ones go at a time, and the surge counts as new.
+        let surging = Rolling { max_surge: 1, ..Rolling::default() };
+        assert_eq!(surging.batch(5, 1), 2);
+        let steps: Vec<f64> = rolling_steps(&surging, 5, 1).iter().map(|s| s.percent.percent()).collect();
+        assert_eq!(steps, [50.0, 83.33, 100.0, 100.0]);
+        assert_eq!(percents(1, 0), [100.0, 100.0]);
+        assert!(rolling_steps(&rolling, 3, 0).iter().take(3).all(|s| s.hold == Some(rolling.interval)));
+    }
+
+    #[test]
+    fn a_rolling_plan_keeps_nothing_warm_and_lists_its_batches() {
+        let applied = apply(Plan { strategy: Strategy::Rolling, ..Plan::default() });
+        assert_eq!(applied.full.keep_warm, Hold::ZERO);
+        let stages: Vec<String> = phases(&applied).into_iter().map(|p| p.stage).collect();
+        assert_eq!(stages, ["pre-deployment", "staging", "shadow", "rolling batches", "full deployment", "completed"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! done: the log never says an action happened that did not.
 
 use super::Effect;
+use super::instances::InstanceOp;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,7 +14,7 @@ use std::fmt;
 /// One action and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
-    /// Unique within the rollout: `redeploy-v1`, `retire-v2`, `archive`.
+    /// Unique within the rollout: `redeploy-v1`, `retire-v2`, `archive`, `replace-2`.
     pub id: String,
     pub effect: Effect,
     pub requested_at: Timestamp,
@@ -37,6 +38,12 @@ pub enum ActionStatus {
         by: String,
         at: Timestamp,
         summary: String,
+    },
+    /// No longer wanted (a rolling batch's replacement when the rollout was
+    /// rolled back first): not run, or its run's outcome no longer matters.
+    Cancelled {
+        at: Timestamp,
+        why: String,
     },
 }
 
@@ -68,6 +75,11 @@ impl Action {
         matches!(self.status, ActionStatus::Done { .. })
     }
 
+    /// Done or cancelled: nothing more will be run for it.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.status, ActionStatus::Done { .. } | ActionStatus::Cancelled { .. })
+    }
+
     /// The key a hook gets with every run of this action: the same on every
     /// retry and after a restart, so the hook can recognise a repeat.
     pub fn idempotency_key(&self, rollout: &str) -> String {
@@ -85,6 +97,10 @@ pub fn action_id(effect: &Effect) -> Option<String> {
         Effect::Retire { version, .. } => Some(format!("retire-{version}")),
         Effect::Archive => Some("archive".into()),
         Effect::CloseTicket { .. } => Some(CLOSE_TICKET.into()),
+        Effect::Instances { op, batch, .. } => Some(match op {
+            InstanceOp::Surge | InstanceOp::Unsurge => op.to_string(),
+            InstanceOp::Replace | InstanceOp::Revert => format!("{op}-{batch}"),
+        }),
         _ => None,
     }
 }
@@ -95,6 +111,7 @@ impl fmt::Display for ActionStatus {
             ActionStatus::Pending => f.write_str("pending"),
             ActionStatus::WaitingForPerson { why, since } => write!(f, "waiting for a person since {since}: {why}"),
             ActionStatus::Done { by, at, summary } => write!(f, "done by {by} at {at}: {summary}"),
+            ActionStatus::Cancelled { at, why } => write!(f, "cancelled at {at}: {why}"),
         }
     }
 }
@@ -107,6 +124,16 @@ pub fn instructions(effect: &Effect) -> String {
         }
         Effect::Retire { service, version } => format!("take version {version} of {service} out of service"),
         Effect::Archive => "archive the rollout's plan, evidence and log".into(),
+        Effect::Instances { service, op, version, endpoints, .. } => {
+            let which = endpoints.join(", ");
+            match op {
+                InstanceOp::Surge => format!("start {service} {version} on {which} and check it is healthy"),
+                InstanceOp::Replace | InstanceOp::Revert => {
+                    format!("redeploy {service} instance(s) {which} with version {version} and check they are healthy")
+                }
+                InstanceOp::Unsurge => format!("stop the surge instance(s) {which} of {service} {version}"),
+            }
+        }
         Effect::CloseTicket { ticket, outcome, summary } => {
             format!("close deployment ticket {ticket} (or comment on it) with the outcome `{outcome}`: {summary}")
         }

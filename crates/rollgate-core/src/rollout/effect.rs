@@ -1,6 +1,7 @@
 //! What the shell must do after a transition. Effects are data: the core
 //! decides, the shell carries them out, each at most once per event.
 
+use super::instances::InstanceOp;
 use crate::weight::Weight;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,15 @@ pub enum Effect {
     Retire {
         service: String,
         version: String,
+    },
+    /// Rolling: the deploy hook acts on some of the service's instances
+    /// (batch 0 for the surge).
+    Instances {
+        service: String,
+        op: InstanceOp,
+        version: String,
+        endpoints: Vec<String>,
+        batch: usize,
     },
     Notify {
         kind: NotificationKind,

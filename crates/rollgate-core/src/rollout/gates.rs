@@ -145,12 +145,22 @@ fn exit_gates(r: &Rollout) -> Vec<(Gate, bool)> {
     }
 }
 
+/// When the current stage's holds start: on entering it, except for a
+/// rolling batch, held from when its instances are back in service (`None` before).
+fn hold_start(r: &Rollout) -> Option<Timestamp> {
+    match (&r.stage, &r.instances) {
+        (Stage::Canary { .. }, Some(inst)) => inst.back_in_at,
+        _ => Some(r.stage_entered_at),
+    }
+}
+
 /// When each hold gate of the current stage ends.
 pub(super) fn hold_ends(r: &Rollout) -> Vec<Timestamp> {
+    let Some(start) = hold_start(r) else { return Vec::new() };
     exit_gates(r)
         .into_iter()
         .filter_map(|(gate, _)| match gate {
-            Gate::Hold { hold } => r.stage_entered_at.checked_add(hold.duration()).ok(),
+            Gate::Hold { hold } => start.checked_add(hold.duration()).ok(),
             _ => None,
         })
         .collect()
@@ -172,9 +182,17 @@ fn evaluate(r: &Rollout, gate: &Gate, now: Timestamp) -> GateStatus {
         Gate::Approval { approval } => approval_status(r, *approval),
         Gate::Checklist { checklist } => checklist_status(r, *checklist),
         Gate::Hold { hold } => {
-            let ends = r.stage_entered_at.checked_add(hold.duration()).unwrap_or(Timestamp::MAX);
+            let Some(start) = hold_start(r) else {
+                let out = r.instances.as_ref().map_or_else(String::new, |i| i.out.join(", "));
+                return GateStatus::Pending {
+                    why: format!(
+                        "the batch's instances ({out}) are not back in service yet: the deploy hook and their health checks run"
+                    ),
+                };
+            };
+            let ends = start.checked_add(hold.duration()).unwrap_or(Timestamp::MAX);
             if now >= ends {
-                GateStatus::Passed { proof: format!("held {hold} since {}", r.stage_entered_at) }
+                GateStatus::Passed { proof: format!("held {hold} since {start}") }
             } else {
                 GateStatus::Pending { why: format!("held until {ends}") }
             }

@@ -1,6 +1,6 @@
 //! What can happen to a rollout: the inputs of the state machine.
 
-use super::{ActionRun, WatchBaseline};
+use super::{ActionRun, Pool, WatchBaseline};
 use crate::plan::{ChecklistKind, Plan};
 use crate::roles::{Actor, ApprovalKind};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,9 @@ pub enum Input {
         /// The deployment ticket (a URL or a key), closed through the ticket hook at the end.
         #[serde(default)]
         ticket: Option<String>,
+        /// For a rolling plan: the instances it replaces.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pool: Option<Pool>,
     },
     /// The result of a gate's check (measured by rollgate or attached as a report).
     Evidence {

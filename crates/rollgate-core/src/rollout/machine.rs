@@ -3,11 +3,14 @@
 //! while the plan allows it; the effects say what the shell must do.
 
 use super::gates::{self, GateReport, next_stage};
+use super::instances;
 use super::{
-    Action, ActionStatus, ApprovalRecord, Command, Effect, EvidenceRecord, Input, NotificationKind, ObserveRecord,
-    Override, PauseRecord, RollbackCause, RollbackKind, Rollout, Stage, StageVisit, TickRecord, Verdict, VerdictRecord,
-    WarmRecord, WatchRecord, WatchResult, instructions,
+    Action, ActionStatus, ApprovalRecord, Command, Effect, EvidenceRecord, Input, InstanceOp, Instances,
+    NotificationKind, ObserveRecord, Override, PauseRecord, Pool, RollbackCause, RollbackKind, Rollout, Stage,
+    StageVisit, TickRecord, Verdict, VerdictRecord, WarmRecord, WatchRecord, WatchResult, instructions,
 };
+use crate::plan::Plan;
+use crate::plan::strategy::{self, Strategy};
 use crate::roles::{Actor, Role};
 use crate::weight::Weight;
 use crate::window::WindowClosed;
@@ -107,7 +110,8 @@ fn require_reason(reason: &str, action: &'static str) -> Result<(), Rejection> {
 }
 
 fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
-    let Input::Start { rollout_id, service, candidate, stable, plan_name, plan, skip_shadow, ticket } = &command.input
+    let Input::Start { rollout_id, service, candidate, stable, plan_name, plan, skip_shadow, ticket, pool } =
+        &command.input
     else {
         return Err(Rejection::NotStarted);
     };
@@ -142,6 +146,7 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         )));
     }
     plan.window.check_start(now).map_err(Rejection::WindowClosed)?;
+    let (plan, instances) = rolling(plan_name, plan, pool.as_ref())?;
     let mut rollout = Rollout {
         id: rollout_id.clone(),
         service: service.clone(),
@@ -149,7 +154,7 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         stable: stable.clone(),
         requester: actor.name.clone(),
         plan_name: plan_name.clone(),
-        plan: (**plan).clone(),
+        plan,
         skip_shadow: *skip_shadow,
         stage: Stage::PreDeployment,
         stage_entered_at: now,
@@ -169,6 +174,7 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
         ticket: ticket.clone(),
         watch: None,
         observed: None,
+        instances,
     };
     let mut effects = vec![notify(
         NotificationKind::Started,
@@ -176,6 +182,38 @@ fn start(command: &Command, now: Timestamp) -> Result<Transition, Rejection> {
     )];
     advance(&mut rollout, now, &mut effects);
     Ok(Transition { state: rollout, effects })
+}
+
+/// A rolling plan's batches, laid out over the pool the start names.
+fn rolling(plan_name: &str, plan: &Plan, pool: Option<&Pool>) -> Result<(Plan, Option<Instances>), Rejection> {
+    let mut plan = plan.clone();
+    if plan.strategy != Strategy::Rolling {
+        return Ok((plan, None));
+    }
+    let pool = pool.filter(|p| !p.instances.is_empty()).ok_or_else(|| {
+        Rejection::InvalidStart(format!(
+            "plan `{plan_name}` is rolling, so the start must name the stable version's instances to replace"
+        ))
+    })?;
+    if pool.surge.len() > plan.rolling.max_surge {
+        return Err(Rejection::InvalidStart(format!(
+            "{} surge instances named, but plan `{plan_name}` allows max_surge = {}",
+            pool.surge.len(),
+            plan.rolling.max_surge
+        )));
+    }
+    let repeated = pool
+        .instances
+        .iter()
+        .chain(&pool.surge)
+        .enumerate()
+        .find(|(i, e)| pool.instances.iter().chain(&pool.surge).skip(i + 1).any(|other| other == *e));
+    if let Some((_, e)) = repeated {
+        return Err(Rejection::InvalidStart(format!("instance {e} is named twice")));
+    }
+    let batch = plan.rolling.batch(pool.instances.len(), pool.surge.len());
+    plan.canary.steps = strategy::rolling_steps(&plan.rolling, pool.instances.len(), pool.surge.len());
+    Ok((plan, Some(Instances::new(pool, batch))))
 }
 
 fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect>) -> Result<(), Rejection> {
@@ -278,6 +316,9 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
             require_reason(reason, "abort")?;
             move_traffic_back(r, fx);
             enter(r, Stage::Aborted { reason: reason.clone() }, now);
+            for effect in instances::undo(r, now) {
+                request(r, effect, now, fx);
+            }
             fx.push(notify(NotificationKind::Aborted, format!("{by} aborted the rollout: {reason}")));
             close_ticket(r, now, fx);
             Ok(())
@@ -305,10 +346,32 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
         Input::ActionRun { action, run } => {
             require(actor, actor.has(Role::System), "record an action's run", "system")?;
             let service = r.service.clone();
+            let active = !r.is_terminal();
             let open = open_action(r, action)?;
             open.runs.push(run.clone());
+            let closed = open.clone();
             if run.ok {
                 open.status = ActionStatus::Done { by: run.via.clone(), at: now, summary: run.detail.clone() };
+                if let Some(next) = instances::done(r, &closed, now) {
+                    // The judge speaks of the instances now in service, not of those before.
+                    r.verdict = None;
+                    for effect in next {
+                        request(r, effect, now, fx);
+                    }
+                    let weight = r.instances.as_ref().map_or(r.weight, Instances::candidate_weight);
+                    set_weight(r, weight, fx);
+                    if let Some(at) = r.hold_ends_at() {
+                        fx.push(Effect::ScheduleTimer { at });
+                    }
+                }
+            } else if run.gave_up && brings_up_instances(&closed) && active {
+                // A batch that does not come back healthy stops the rollout: every instance it touched is reverted.
+                open.status = ActionStatus::Cancelled { at: now, why: format!("failed: {}", run.detail) };
+                let cause = RollbackCause::Rollgate {
+                    check: format!("{action}: instances back in service and healthy"),
+                    detail: run.detail.clone(),
+                };
+                roll_back(r, RollbackKind::Full, cause, now, fx);
             } else if run.gave_up {
                 let why = format!("its hook failed {} time(s), last: {}", run.attempt, run.detail);
                 let message = format!("{service}: {} ({why}); do it by hand", instructions(&open.effect));
@@ -372,6 +435,10 @@ fn apply(r: &mut Rollout, command: &Command, now: Timestamp, fx: &mut Vec<Effect
     }
 }
 
+fn brings_up_instances(action: &Action) -> bool {
+    matches!(&action.effect, Effect::Instances { op: InstanceOp::Surge | InstanceOp::Replace, .. })
+}
+
 /// The longest ticket reference a rollout takes.
 const MAX_TICKET_LEN: usize = 512;
 
@@ -384,6 +451,7 @@ fn close_ticket(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
             let why = match cause {
                 RollbackCause::Judge { trigger } => format!("the judge's {trigger} trigger fired"),
                 RollbackCause::Person { name, category, reason } => format!("{name} ({category}): {reason}"),
+                RollbackCause::Rollgate { check, detail } => format!("rollgate's check {check} failed: {detail}"),
             };
             (
                 "rolled_back",
@@ -405,7 +473,7 @@ fn open_action<'a>(r: &'a mut Rollout, id: &str) -> Result<&'a mut Action, Rejec
         action: id.to_string(),
         known: if known.is_empty() { "none".into() } else { known },
     })?;
-    if action.is_done() {
+    if action.is_closed() {
         return Err(Rejection::ActionDone { action: id.to_string(), status: action.status.to_string() });
     }
     Ok(action)
@@ -463,11 +531,26 @@ fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
             fx.push(Effect::StartMirroring { service: r.service.clone(), shadow: r.candidate.clone(), share });
             fx.push(Effect::ScheduleTimer { at: after(r.plan.shadow.duration) });
         }
+        Stage::Canary { step } if r.instances.is_some() => {
+            // The batch's hold starts when its instances are back, healthy.
+            for effect in instances::enter_batch(r, *step) {
+                request(r, effect, now, fx);
+            }
+            let weight = r.instances.as_ref().map_or(r.weight, Instances::candidate_weight);
+            set_weight(r, weight, fx);
+        }
         Stage::Canary { step } => {
             let step = &r.plan.canary.steps[*step];
             let hold = step.hold.unwrap_or_default();
             set_weight(r, step.percent, fx);
             fx.push(Effect::ScheduleTimer { at: after(hold) });
+        }
+        Stage::Full if r.instances.is_some() => {
+            if let Some(effect) = instances::leave_surge(r) {
+                request(r, effect, now, fx);
+            }
+            set_weight(r, Weight::FULL, fx);
+            fx.push(Effect::ScheduleTimer { at: after(r.plan.full.observe) });
         }
         Stage::Full => {
             set_weight(r, Weight::FULL, fx);
@@ -518,18 +601,24 @@ fn roll_back(r: &mut Rollout, kind: RollbackKind, cause: RollbackCause, now: Tim
     // In full deployment the previous version serves nothing; once its warm
     // time has run out it may be gone, and moving traffic back is not enough.
     let gone_cold = r.stage == Stage::Full && r.warm_at(now).is_none();
-    let kind = if gone_cold { RollbackKind::Full } else { kind };
+    // A rolling rollout's instances run the candidate in place: only redeploying them brings the previous version back.
+    let rolling = r.instances.is_some();
+    let kind = if gone_cold || rolling { RollbackKind::Full } else { kind };
     move_traffic_back(r, fx);
-    if kind == RollbackKind::Full {
+    if kind == RollbackKind::Full && !rolling {
         request(r, Effect::Redeploy { service: r.service.clone(), version: r.stable.clone() }, now, fx);
         request(r, Effect::Retire { service: r.service.clone(), version: r.candidate.clone() }, now, fx);
     }
     let why = match &cause {
         RollbackCause::Judge { trigger } => format!("the judge's {trigger} trigger fired"),
         RollbackCause::Person { name, category, reason } => format!("{name} rolled back ({category}): {reason}"),
+        RollbackCause::Rollgate { check, detail } => format!("rollgate's check {check} failed: {detail}"),
     };
     let message = format!("{} {} rolled back ({kind}) at {}: {why}", r.service, r.candidate, r.stage);
     enter(r, Stage::RolledBack { kind, cause }, now);
+    for effect in instances::undo(r, now) {
+        request(r, effect, now, fx);
+    }
     fx.push(notify(NotificationKind::RolledBack, message));
     let watch = r.plan.rollback.watch;
     if watch.duration() > jiff::SignedDuration::ZERO {

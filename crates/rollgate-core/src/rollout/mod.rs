@@ -6,6 +6,7 @@ mod action;
 mod effect;
 mod gates;
 mod input;
+mod instances;
 mod machine;
 pub mod rehearsal;
 mod watch;
@@ -14,6 +15,7 @@ pub use action::{Action, ActionRun, ActionStatus, CLOSE_TICKET, action_id, instr
 pub use effect::{Effect, NotificationKind};
 pub use gates::{Gate, GateReport, GateStatus, checklist_items};
 pub use input::{Command, Input, RollbackCategory, Verdict};
+pub use instances::{InstanceOp, Instances, Pool, endpoints_of as rolling_endpoints, pool_for};
 pub use machine::{Rejection, Transition, step};
 pub use watch::{ObserveRecord, WatchBaseline, WatchRecord, WatchResult};
 
@@ -100,6 +102,12 @@ pub enum RollbackCause {
         name: String,
         category: RollbackCategory,
         reason: String,
+    },
+    /// A check rollgate runs itself failed (a rolling batch's instances did
+    /// not come back healthy); what it saw is in `detail`.
+    Rollgate {
+        check: String,
+        detail: String,
     },
 }
 
@@ -205,6 +213,9 @@ pub struct Rollout {
     /// In full deployment: the previous version's record the new one is held to.
     #[serde(default)]
     pub observed: Option<ObserveRecord>,
+    /// A rolling rollout's instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Instances>,
 }
 
 impl Rollout {
@@ -244,8 +255,8 @@ impl Rollout {
         self.actions.iter().find(|a| a.id == id)
     }
 
-    /// Actions not done yet, in order.
+    /// Actions not done (nor cancelled) yet, in order.
     pub fn open_actions(&self) -> impl Iterator<Item = &Action> {
-        self.actions.iter().filter(|a| !a.is_done())
+        self.actions.iter().filter(|a| !a.is_closed())
     }
 }

@@ -4,7 +4,7 @@
 //! be satisfied by an input; only time passes them.
 
 use super::gates::checklist_items;
-use super::{Command, Gate, GateStatus, Input, Rollout, Verdict};
+use super::{ActionRun, Command, Effect, Gate, GateStatus, Input, Rollout, Verdict};
 use crate::plan::PROOF_TICKET;
 use crate::roles::{Actor, Role};
 use jiff::Timestamp;
@@ -12,6 +12,18 @@ use jiff::Timestamp;
 /// The commands that would pass every gate blocking the current stage, in gate order.
 pub fn inputs_to_pass(r: &Rollout, now: Timestamp) -> Vec<Command> {
     let mut out = Vec::new();
+    // A rolling batch's instances: the rehearsal stands in for the deploy hook and the health checks.
+    for action in r.open_actions().filter(|a| matches!(a.effect, Effect::Instances { .. })) {
+        let run = ActionRun {
+            ok: true,
+            attempt: 1,
+            via: "rehearsal".into(),
+            detail: "done in rehearsal: no hook ran".into(),
+            gave_up: false,
+            details: serde_json::Value::Null,
+        };
+        out.push(Command::new(Actor::system(), Input::ActionRun { action: action.id.clone(), run }));
+    }
     for report in r.gates(now).into_iter().filter(|g| g.blocks()) {
         match &report.gate {
             Gate::Evidence { id } => out.push(Command::new(

@@ -36,6 +36,7 @@ pub fn start(plan: Plan, skip_shadow: bool) -> Command {
             plan: Box::new(plan),
             skip_shadow,
             ticket: None,
+            pool: None,
         },
     )
 }

@@ -162,6 +162,15 @@ pub async fn start(
     let plan =
         config.plan(&plan_name).ok_or_else(|| ApiError::unprocessable(format!("plan `{plan_name}` is not defined")))?;
     let stable = state.fleet().serving_version(&req.service).unwrap_or_else(|| service.stable.get_ref().clone());
+    let fleet = state.fleet();
+    let pool = rollgate_core::rollout::pool_for(
+        &config,
+        &req.service,
+        &plan,
+        fleet.endpoints(&req.service, &stable),
+        &fleet.endpoints(&req.service, &req.candidate),
+    )
+    .map_err(ApiError::unprocessable)?;
     let input = Input::Start {
         rollout_id: id.clone(),
         service: req.service.clone(),
@@ -171,6 +180,7 @@ pub async fn start(
         plan: Box::new(plan),
         skip_shadow: req.skip_shadow,
         ticket: req.ticket,
+        pool,
     };
     let Json(view) = act(&state, &id, Command::new(caller.0, input)).await?;
     Ok((StatusCode::CREATED, Json(view)))

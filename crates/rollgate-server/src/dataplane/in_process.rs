@@ -46,6 +46,10 @@ impl DataPlane for InProcess {
         Some(version.endpoints.iter().map(|e| e.health.consecutive_probe_failures()).collect())
     }
 
+    fn in_flight_after_removal(&self, service: &str, url: &str) -> Option<usize> {
+        self.gateway.in_flight_after_removal(service, url)
+    }
+
     fn url(&self) -> Option<&str> {
         Some(&self.url)
     }

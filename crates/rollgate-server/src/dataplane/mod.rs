@@ -44,6 +44,11 @@ pub trait DataPlane: Send + Sync {
     /// Failed probes in a row of each endpoint of a version, when the service is probed.
     fn probe_failures(&self, service: &str, version: &str) -> Option<Vec<u32>>;
 
+    /// Requests still in flight to endpoint `url` of `service` once routing
+    /// no longer sends it any; `None` while it still does. A rolling batch is
+    /// drained by waiting for this to reach 0.
+    fn in_flight_after_removal(&self, service: &str, url: &str) -> Option<usize>;
+
     /// Where clients reach the data plane (`http://HOST:PORT`): staging traffic goes there.
     fn url(&self) -> Option<&str>;
 }

@@ -1,7 +1,8 @@
 //! The action runner: each rollout's open actions, one at a time and in
 //! order (a retire waits for the redeploy before it). An archive is written
 //! by rollgate itself; closing the ticket runs the `[tickets]` hook; a
-//! redeploy or retire runs the service's deploy hook,
+//! redeploy or retire, and a rolling batch's instances (drained before,
+//! health-checked after), run the service's deploy hook,
 //! retried with backoff, each run recorded in the log with its outcome; with
 //! no hook, or once the hook has failed its attempts, the action waits for a
 //! person, who is told what to do and confirms it. Nothing is recorded done
@@ -14,6 +15,7 @@
 use super::Ctx;
 use super::archive;
 use super::hooks::{self, HookCall, HookOutcome, TicketCall};
+use super::instances;
 use crate::failpoint;
 use rollgate_core::config::{Config, DeployHook};
 use rollgate_core::roles::Actor;
@@ -133,6 +135,33 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
             let outcome = hooks::run(hook, &call, &ctx.http).await;
             (outcome, serde_json::Value::Null, hook.attempts, backoff_of(hook))
         }
+        Effect::Instances { service, op, version, endpoints, .. } => {
+            let Some(hook) = config.deploy_hook(service) else { return Progress::Blocked };
+            let rolling = &rollout.plan.rolling;
+            let drained = match op.takes_down() {
+                true => Some(instances::drain(ctx, service, endpoints, rolling.drain).await),
+                false => None,
+            };
+            let call = HookCall {
+                effect: op.as_str(),
+                service: service.clone(),
+                version: version.clone(),
+                endpoints: endpoints.clone(),
+                rollout: rollout.id.clone(),
+                effect_id: action.id.clone(),
+                idempotency_key: key.clone(),
+                ticket: None,
+            };
+            tracing::info!(rollout = %rollout.id, action = %action.id, attempt, "running the deploy hook on instances");
+            let outcome = hooks::run(hook, &call, &ctx.http).await;
+            let health = config.services.get(service).and_then(|s| s.health.as_ref());
+            let checked = match (outcome.ok && op.brings_up(), health) {
+                (true, Some(health)) => Some(instances::healthy(ctx, endpoints, health, rolling.health_timeout).await),
+                _ => None,
+            };
+            let outcome = instances::combined(drained, outcome, checked);
+            (outcome, serde_json::Value::Null, hook.attempts, backoff_of(hook))
+        }
         Effect::CloseTicket { ticket, outcome, summary } => {
             let Some(hook) = config.tickets.as_ref() else { return Progress::Blocked };
             let link = ctx.api_url.as_ref().map(|api| format!("{api}/api/v1/rollouts/{}", rollout.id));
@@ -171,7 +200,7 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
 fn no_way_to_run(config: &Config, effect: &Effect) -> Option<String> {
     match effect {
         Effect::Archive => None,
-        Effect::Redeploy { service, .. } | Effect::Retire { service, .. } => config.deploy_hook(service).is_none().then(|| {
+        Effect::Redeploy { service, .. } | Effect::Retire { service, .. } | Effect::Instances { service, .. } => config.deploy_hook(service).is_none().then(|| {
             format!("no deploy hook is configured for service `{service}` ([deploy] or [services.{service}.deploy] in the config)")
         }),
         Effect::CloseTicket { .. } => {

@@ -6,7 +6,8 @@
 //!   version's end is scheduled;
 //! - a timer: scheduled on the control plane's clock;
 //! - staging: the staging run starts;
-//! - redeploy, retire, archive, closing the ticket: the action runner is woken; the rollout's
+//! - redeploy, retire, archive, closing the ticket, a rolling batch's
+//!   instances: the action runner is woken; the rollout's
 //!   state keeps the action pending until a run or a person records it done;
 //! - a notification: a webhook delivery is queued.
 
@@ -37,7 +38,11 @@ impl EffectSink for Ctx {
                 }
                 Ok(())
             }
-            Effect::Redeploy { .. } | Effect::Retire { .. } | Effect::Archive | Effect::CloseTicket { .. } => {
+            Effect::Redeploy { .. }
+            | Effect::Retire { .. }
+            | Effect::Archive
+            | Effect::CloseTicket { .. }
+            | Effect::Instances { .. } => {
                 self.actions.notify_one();
                 Ok(())
             }

@@ -14,7 +14,8 @@ pub const IDEMPOTENCY_HEADER: &str = "x-rollgate-idempotency-key";
 /// What the hook is asked to do.
 #[derive(Debug, Clone, Serialize)]
 pub struct HookCall {
-    /// `redeploy`, `retire` or `close_ticket`.
+    /// `redeploy`, `retire`, `close_ticket`, or for a rolling batch `surge`,
+    /// `replace`, `revert` or `unsurge` (of `endpoints`, to `version`).
     pub effect: &'static str,
     pub service: String,
     pub version: String,

@@ -14,6 +14,7 @@ mod effects;
 mod evidence;
 mod hooks;
 mod infrastructure;
+mod instances;
 pub(crate) mod judging;
 mod monitoring;
 mod postdeploy;

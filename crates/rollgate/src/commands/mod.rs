@@ -52,8 +52,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Token { store, command } => token::run(&store, command).await,
         Command::Flag { target, command } => flag::run(&target, command).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Rehearse { plan, config, scenario, scenarios, rate, seed, json } => {
-            rehearse::run(&plan, &config, &scenario, scenarios.as_deref(), rate, seed, json)
+        Command::Rehearse { plan, config, scenario, scenarios, rate, seed, instances, json } => {
+            let load = rollgate_sim::rehearse::Load { rate, seed, instances: usize::from(instances) };
+            rehearse::run(&plan, &config, &scenario, scenarios.as_deref(), &load, json)
         }
         Command::Sim { command } => sim::run(command).await,
         Command::Bench { command: BenchCommand::Judge(args) } => bench::judge(args),

@@ -3,7 +3,7 @@
 use super::plan::find;
 use crate::Refused;
 use rollgate_judge::sim::scenario::{BUILT_IN, parse};
-use rollgate_sim::rehearse::rehearse;
+use rollgate_sim::rehearse::{Load, rehearse};
 use std::path::Path;
 
 pub fn run(
@@ -11,8 +11,7 @@ pub fn run(
     config: &Path,
     scenario_id: &str,
     scenarios: Option<&Path>,
-    rate: u32,
-    seed: u64,
+    load: &Load,
     json: bool,
 ) -> anyhow::Result<()> {
     let plan = find(plan_name, config)?;
@@ -28,14 +27,14 @@ pub fn run(
         return Err(Refused(format!("no scenario `{scenario_id}`; there are {}", ids.join(", "))).into());
     };
     let wall = std::time::Instant::now();
-    let done = rehearse(plan_name, &plan, &file.settings, scenario, rate, seed, super::now()?);
+    let done = rehearse(plan_name, &plan, &file.settings, scenario, load, super::now()?);
     if json {
         println!("{}", serde_json::to_string_pretty(&done)?);
         return Ok(());
     }
     println!(
-        "rehearsing plan `{plan_name}` at {rate} requests a second, scenario {}: {}",
-        scenario.id, scenario.description
+        "rehearsing plan `{plan_name}` at {} requests a second, scenario {}: {}",
+        load.rate, scenario.id, scenario.description
     );
     for m in &done.timeline {
         let note = if m.note.is_empty() { String::new() } else { format!("  — {}", m.note) };

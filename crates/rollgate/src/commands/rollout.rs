@@ -48,8 +48,7 @@ pub async fn run(args: &StoreArgs, command: RolloutCommand) -> anyhow::Result<()
             let config = load(&actor.config)?;
             let who = resolve(&config, &actor)?;
             let all = all_rollouts(&rollouts).await?;
-            let stable = serving_version(&config, &all, &service);
-            let input = start_input(&config, &service, &candidate, stable, skip_shadow, id, ticket)?;
+            let input = start_input(&config, &all, &service, &candidate, skip_shadow, id, ticket)?;
             let Input::Start { rollout_id, .. } = &input else { unreachable!("start_input builds a start") };
             (rollout_id.clone(), Command::new(who, input))
         }
@@ -95,9 +94,9 @@ fn resolve(config: &Config, args: &ActorArgs) -> anyhow::Result<Actor> {
 
 fn start_input(
     config: &Config,
+    all: &[Rollout],
     service: &str,
     candidate: &str,
-    stable: Option<String>,
     skip_shadow: bool,
     id: Option<String>,
     ticket: Option<String>,
@@ -114,15 +113,28 @@ fn start_input(
     let plan_name = spec.plan.get_ref().clone();
     let plan = config.plan(&plan_name).ok_or_else(|| Refused(format!("plan `{plan_name}` is not defined")))?;
     let stamp = now()?.strftime("%Y%m%d%H%M%S").to_string();
+    let stable = serving_version(config, all, service).unwrap_or_else(|| spec.stable.get_ref().clone());
+    // The instances as routing gives them: a rolling rollout's pool, or the config's endpoints.
+    let endpoints = |version: &str| {
+        rollgate_core::rollout::rolling_endpoints(all, service, version).unwrap_or_else(|| {
+            spec.versions
+                .get(version)
+                .map(|v| v.endpoints.iter().map(|e| e.get_ref().clone()).collect())
+                .unwrap_or_default()
+        })
+    };
+    let pool = rollgate_core::rollout::pool_for(config, service, &plan, endpoints(&stable), &endpoints(candidate))
+        .map_err(Refused)?;
     Ok(Input::Start {
         rollout_id: id.unwrap_or_else(|| format!("{service}-{candidate}-{stamp}")),
         service: service.to_string(),
         candidate: candidate.to_string(),
-        stable: stable.unwrap_or_else(|| spec.stable.get_ref().clone()),
+        stable,
         plan_name,
         plan: Box::new(plan),
         skip_shadow,
         ticket,
+        pool,
     })
 }
 
