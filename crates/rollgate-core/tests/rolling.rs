@@ -114,7 +114,7 @@ fn instance_actions(r: &Rollout) -> Vec<(String, Vec<String>)> {
 #[test]
 fn each_batch_is_out_of_service_until_its_hook_is_done_then_held_and_judged() {
     let (mut r, mut now) = started(plan(0));
-    assert_eq!(r.state().unwrap().plan.canary.steps.len(), 5, "four batches, then full deployment");
+    assert_eq!(r.state().unwrap().plan.canary.steps.len(), 4, "three batches, the fourth in full deployment");
     pass_people(&mut r, now);
     let state = r.state().unwrap().clone();
     assert_eq!(state.stage, Stage::Canary { step: 0 });
@@ -139,8 +139,8 @@ fn each_batch_is_out_of_service_until_its_hook_is_done_then_held_and_judged() {
     let _ = r.send(Command::new(Actor::system(), Input::Timer), now);
     pass_people(&mut r, now);
     assert_eq!(r.state().unwrap().stage, Stage::Canary { step: 1 });
-    // The rest, batch by batch, to full deployment and completion.
-    for batch in 2..=4 {
+    // The rest, batch by batch; the last is replaced in full deployment.
+    for batch in 2..=3 {
         hook(&mut r, &format!("replace-{batch}"), true, now).unwrap();
         now = r.state().unwrap().hold_ends_at().unwrap();
         let _ = r.send(Command::new(Actor::system(), Input::Timer), now);
@@ -148,6 +148,10 @@ fn each_batch_is_out_of_service_until_its_hook_is_done_then_held_and_judged() {
     }
     let state = r.state().unwrap().clone();
     assert_eq!(state.stage, Stage::Full);
+    assert_eq!(state.hold_ends_at(), None, "the window waits for the last batch");
+    assert_eq!(routed(&state, now).1, urls(&["a", "b", "c"]), "d is out, being replaced");
+    hook(&mut r, "replace-4", true, now).unwrap();
+    let state = r.state().unwrap().clone();
     let (stable, candidate, _) = routed(&state, now);
     assert_eq!((stable, candidate), (vec![], urls(&["a", "b", "c", "d"])));
     now = state.hold_ends_at().unwrap();
@@ -219,14 +223,14 @@ fn a_surge_serves_before_any_old_instance_leaves_and_leaves_after_the_last() {
     let later = r.state().unwrap().hold_ends_at().unwrap();
     let _ = r.send(Command::new(Actor::system(), Input::Timer), later);
     pass_people(&mut r, later);
-    hook(&mut r, "replace-2", true, later).unwrap();
-    let end = r.state().unwrap().hold_ends_at().unwrap();
-    let _ = r.send(Command::new(Actor::system(), Input::Timer), end);
-    pass_people(&mut r, end);
+    // The last batch, in full deployment: the surge still serves while c and d are out.
     let state = r.state().unwrap().clone();
     assert_eq!(state.stage, Stage::Full);
+    assert_eq!(routed(&state, later).1, urls(&["a", "b", "s"]));
+    hook(&mut r, "replace-2", true, later).unwrap();
+    let state = r.state().unwrap().clone();
     assert_eq!(instance_actions(&state).last().unwrap(), &("unsurge".to_string(), urls(&["s"])));
-    assert_eq!(routed(&state, end).1, urls(&["a", "b", "c", "d"]), "the surge instance left the pool");
+    assert_eq!(routed(&state, later).1, urls(&["a", "b", "c", "d"]), "the surge instance left the pool");
 }
 
 #[test]

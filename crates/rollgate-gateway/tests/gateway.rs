@@ -982,3 +982,38 @@ async fn when_every_endpoint_fails_its_probes_all_are_still_tried() {
     assert!(seen.len() == 2, "a failing check is not a full outage: both still serve {seen:?}");
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_taken_out_of_the_table_is_drained_of_its_requests_in_flight() {
+    // A model that holds every answer until told to let go.
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = arrived.clone();
+    let app = Router::new().fallback(any(move || {
+        let (mut release, seen) = (release.clone(), seen.clone());
+        async move {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = release.wait_for(|go| *go).await;
+            "{\"served_by\":\"held\"}"
+        }
+    }));
+    let held = spawn(app).await;
+    let other = model("other").await;
+    let config = config(&held, &other, None, "");
+    let g = gateway(&config).await;
+    assert_eq!(g.gateway.in_flight_after_removal("scorer", &held), None, "routed: not draining");
+    let client = reqwest::Client::new();
+    let request = tokio::spawn(client.post(url(&g, "/v1/score")).body("{}").send());
+    assert!(wait_until(|| async { arrived.load(std::sync::atomic::Ordering::SeqCst) == 1 }).await);
+    // v1 moves to the other instance: the held one leaves the table with its request still in flight.
+    let mut routing = routing_of(&config);
+    routing.services.get_mut("scorer").unwrap().versions.get_mut("v1").unwrap().endpoints = vec![other.clone()];
+    g.gateway.apply(&routing).unwrap();
+    assert_eq!(g.gateway.in_flight_after_removal("scorer", &held), Some(1));
+    assert_eq!(g.gateway.in_flight_after_removal("scorer", &other), None);
+    release_tx.send(true).unwrap();
+    let answer = request.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200, "the request in flight finished where it began");
+    assert!(wait_until(|| async { g.gateway.in_flight_after_removal("scorer", &held) == Some(0) }).await);
+    g.shutdown().await;
+}

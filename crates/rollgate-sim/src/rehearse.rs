@@ -119,11 +119,14 @@ fn stand_in_pool(plan: &Plan, instances: usize) -> Option<Pool> {
 
 /// What a rolling batch's stage means, in words, when it starts.
 fn batch_note(r: &Rollout) -> String {
+    let batches = r.plan.canary.steps.len();
     match (&r.stage, &r.instances) {
         (Stage::Canary { step }, Some(inst)) => {
-            let batches = r.plan.canary.steps.len().saturating_sub(1);
             let surge = if *step == 0 && !inst.surge.is_empty() { "surge up, then " } else { "" };
-            format!("batch {} of {batches}: {surge}{} instance(s) replaced", step + 1, inst.batch)
+            format!("batch {} of {batches}: {surge}{} instance(s) being replaced", step + 1, inst.batch)
+        }
+        (Stage::Full, Some(inst)) => {
+            format!("batch {batches} of {batches}, the last: {} instance(s) being replaced", inst.out.len())
         }
         _ => String::new(),
     }
@@ -180,8 +183,11 @@ pub fn rehearse(
         let stand_ins: Vec<Command> =
             inputs_to_pass(&state, now).into_iter().filter(|c| !matches!(c.input, Input::Verdict { .. })).collect();
         if let Some(command) = stand_ins.into_iter().next()
-            && rehearsal.send(command, now).is_ok()
+            && rehearsal.send(command.clone(), now).is_ok()
         {
+            if let (Input::ActionRun { action, .. }, Some(after)) = (&command.input, rehearsal.state()) {
+                timeline.push(moment(after, start_at, now, format!("{action} done (a stand-in for the deploy hook)")));
+            }
             continue;
         }
         let judged = matches!(state.stage, Stage::Canary { .. } | Stage::Full) && state.weight.percent() > 0.0;

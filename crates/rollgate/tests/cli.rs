@@ -772,3 +772,28 @@ fn a_blue_green_plan_shows_its_phases_rehearses_and_refuses_canary_steps_it_woul
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && said.contains("a blue-green plan switches all traffic at once"), "{said}");
 }
+
+#[test]
+fn a_rolling_plan_shows_its_batches_rehearses_them_and_refuses_what_cannot_roll() {
+    let ws = Workspace::new();
+    let config = ws.path().join("rollgate.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += "\n[plans.roll]\ndescription = \"in place\"\nstrategy = \"rolling\"\n[plans.roll.rolling]\nmax_unavailable = 2\ninterval = \"30m\"\n";
+    std::fs::write(&config, &text).unwrap();
+    ws.ok(&["check"]);
+    let shown = ws.ok(&["plan", "show", "roll"]);
+    assert!(shown.contains("strategy: rolling"), "{shown}");
+    assert!(shown.contains("rolling batches: the share of instances replaced: 2 at a time"), "{shown}");
+    let rehearsed = ws.ok(&["rehearse", "roll", "--instances", "6"]);
+    assert!(rehearsed.contains("batch 1 of 3: 2 instance(s) being replaced"), "{rehearsed}");
+    assert!(rehearsed.contains("33.3% on the candidate  — replace-1 done"), "{rehearsed}");
+    assert!(rehearsed.contains("batch 3 of 3, the last"), "{rehearsed}");
+    assert!(rehearsed.contains("outcome: completed"), "{rehearsed}");
+    let bad = ws.ok(&["rehearse", "roll", "--instances", "6", "--scenario", "P3"]);
+    assert!(bad.contains("the judge rolls back"), "{bad}");
+    text += "max_surge = 0\n[plans.roll.canary]\nsteps = [{ percent = 10, hold = \"1h\" }, { percent = 100 }]\n";
+    std::fs::write(&config, &text).unwrap();
+    let out = ws.run(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("canary steps would never run"), "{said}");
+}

@@ -100,16 +100,17 @@ impl Rolling {
 }
 
 /// The canary steps a rolling rollout runs over a pool of `pool` instances
-/// with `surge` extra ones: one per batch, at the share of instances running
-/// the candidate once the batch is back, each held the plan's interval; the
-/// last entry is full deployment.
+/// with `surge` extra ones: one per batch but the last, at the share of
+/// instances running the candidate once the batch is back, each held the
+/// plan's interval; the last batch is replaced in full deployment (the last
+/// entry), since after it no old instance is left to compare with.
 pub fn rolling_steps(rolling: &Rolling, pool: usize, surge: usize) -> Vec<CanaryStep> {
     let batch = rolling.batch(pool, surge);
     let mut steps = Vec::new();
-    let mut replaced = 0;
+    let mut replaced = batch;
     while replaced < pool {
-        replaced = (replaced + batch).min(pool);
         steps.push(CanaryStep { percent: share(replaced + surge, pool + surge), hold: Some(rolling.interval) });
+        replaced += batch;
     }
     steps.push(CanaryStep { percent: Weight::FULL, hold: None });
     steps
@@ -220,9 +221,10 @@ pub fn phases(plan: &Plan) -> Vec<Phase> {
             ));
             out.push(phase(
                 "full deployment",
-                "100%",
+                "100% once the last batch is back",
                 Some(plan.full.observe),
-                "completes when the window passes with the candidate held to the previous version's record",
+                "the last batch is replaced (and any surge retired); completes when the window passes with the \
+                 candidate held to the previous version's record",
             ));
         }
     }
@@ -256,14 +258,14 @@ mod tests {
         let percents = |pool, surge| -> Vec<f64> {
             rolling_steps(&rolling, pool, surge).iter().map(|s| s.percent.percent()).collect()
         };
-        assert_eq!(percents(4, 0), [25.0, 50.0, 75.0, 100.0, 100.0]);
+        assert_eq!(percents(4, 0), [25.0, 50.0, 75.0, 100.0]);
         // One surge instance: two old ones go at a time, and the surge counts as new.
         let surging = Rolling { max_surge: 1, ..Rolling::default() };
         assert_eq!(surging.batch(5, 1), 2);
         let steps: Vec<f64> = rolling_steps(&surging, 5, 1).iter().map(|s| s.percent.percent()).collect();
-        assert_eq!(steps, [50.0, 83.33, 100.0, 100.0]);
-        assert_eq!(percents(1, 0), [100.0, 100.0]);
-        assert!(rolling_steps(&rolling, 3, 0).iter().take(3).all(|s| s.hold == Some(rolling.interval)));
+        assert_eq!(steps, [50.0, 83.33, 100.0]);
+        assert_eq!(percents(1, 0), [100.0]);
+        assert!(rolling_steps(&rolling, 3, 0).iter().take(2).all(|s| s.hold == Some(rolling.interval)));
     }
 
     #[test]

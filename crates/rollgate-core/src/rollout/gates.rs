@@ -146,10 +146,11 @@ fn exit_gates(r: &Rollout) -> Vec<(Gate, bool)> {
 }
 
 /// When the current stage's holds start: on entering it, except for a
-/// rolling batch, held from when its instances are back in service (`None` before).
+/// rolling batch (the last one's in full deployment), held from when its
+/// instances are back in service (`None` before).
 fn hold_start(r: &Rollout) -> Option<Timestamp> {
     match (&r.stage, &r.instances) {
-        (Stage::Canary { .. }, Some(inst)) => inst.back_in_at,
+        (Stage::Canary { .. } | Stage::Full, Some(inst)) => inst.back_in_at,
         _ => Some(r.stage_entered_at),
     }
 }

@@ -157,6 +157,9 @@ pub(super) fn undo(r: &mut Rollout, now: Timestamp) -> Vec<Effect> {
 /// surge, the first batch waits for the surge instances to serve, so no more
 /// than `max_unavailable` fewer than the pool ever serve.
 pub(super) fn enter_batch(r: &mut Rollout, step: usize) -> Vec<Effect> {
+    if r.instances.as_ref().is_none_or(|i| i.replaced >= i.pool.len()) {
+        return Vec::new();
+    }
     let Some(inst) = r.instances.as_mut() else { return Vec::new() };
     inst.back_in_at = None;
     if step == 0 && !inst.surge.is_empty() && !inst.surged {
@@ -181,7 +184,7 @@ pub(super) fn enter_batch(r: &mut Rollout, step: usize) -> Vec<Effect> {
 }
 
 /// The surge instances leave once every pool instance runs the candidate.
-pub(super) fn leave_surge(r: &mut Rollout) -> Option<Effect> {
+fn leave_surge(r: &mut Rollout) -> Option<Effect> {
     let inst = r.instances.as_mut()?;
     if inst.surge.is_empty() {
         return None;
@@ -196,25 +199,37 @@ pub(super) fn leave_surge(r: &mut Rollout) -> Option<Effect> {
     })
 }
 
+/// The batch the rollout is on (counted from 0): a canary step's, or in
+/// full deployment the last.
+fn current_batch(r: &Rollout) -> usize {
+    match r.stage {
+        super::Stage::Canary { step } => step,
+        _ => r.plan.canary.steps.len().saturating_sub(1),
+    }
+}
+
 /// A hook run that left instances serving: they join the candidate's
-/// pool. Returns the actions that follow (the first batch, after the surge),
-/// or `None` when the instances did not change.
+/// pool. Returns the actions that follow (the first batch after the surge;
+/// the surge's retirement after the last batch), or `None` when the
+/// instances did not change.
 pub(super) fn done(r: &mut Rollout, action: &Action, now: Timestamp) -> Option<Vec<Effect>> {
     let Effect::Instances { op, .. } = &action.effect else { return None };
     if r.is_terminal() {
         return None;
     }
+    let batch = current_batch(r);
     let inst = r.instances.as_mut()?;
     match op {
         InstanceOp::Surge => {
             inst.surged = true;
-            Some(enter_batch(r, 0))
+            Some(enter_batch(r, batch))
         }
         InstanceOp::Replace => {
             inst.replaced += inst.out.len();
             inst.out.clear();
             inst.back_in_at = Some(now);
-            Some(Vec::new())
+            let all = inst.replaced >= inst.pool.len();
+            Some(if all { leave_surge(r).into_iter().collect() } else { Vec::new() })
         }
         InstanceOp::Revert | InstanceOp::Unsurge => None,
     }

@@ -546,11 +546,12 @@ fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
             fx.push(Effect::ScheduleTimer { at: after(hold) });
         }
         Stage::Full if r.instances.is_some() => {
-            if let Some(effect) = instances::leave_surge(r) {
+            // The last batch is replaced now; the window runs from its return.
+            let last = r.plan.canary.steps.len().saturating_sub(1);
+            for effect in instances::enter_batch(r, last) {
                 request(r, effect, now, fx);
             }
             set_weight(r, Weight::FULL, fx);
-            fx.push(Effect::ScheduleTimer { at: after(r.plan.full.observe) });
         }
         Stage::Full => {
             set_weight(r, Weight::FULL, fx);

@@ -84,7 +84,8 @@ async fn look(ctx: &Ctx, dataplane: &dyn DataPlane, r: &Rollout, now: Timestamp)
         }
         return out;
     }
-    let ends = r.stage_entered_at.checked_add(r.plan.full.observe.duration()).unwrap_or(now);
+    // The window's end as the stage's hold says (a rolling rollout's runs from its last batch's return).
+    let Some(ends) = r.hold_ends_at() else { return Vec::new() };
     if now < ends {
         return Vec::new();
     }
