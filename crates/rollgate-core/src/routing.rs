@@ -118,7 +118,11 @@ pub enum Role {
 /// The desired routing of every service in the config.
 pub fn desired(inputs: &RoutingInputs<'_>) -> Routing {
     let mut routing = Routing { services: BTreeMap::new(), next_change: None, problems: Vec::new() };
-    for rollout in inputs.rollouts.iter().filter(|r| !inputs.config.services.contains_key(&r.service)) {
+    // A flag's rollout routes no traffic: the flag's evaluations follow it.
+    let unrouted = |r: &&Rollout| {
+        !inputs.config.services.contains_key(&r.service) && crate::rollout::flag_of(&r.service).is_none()
+    };
+    for rollout in inputs.rollouts.iter().filter(unrouted) {
         if !rollout.is_terminal() {
             routing.problems.push(format!(
                 "rollout {} is of service `{}`, which the config does not define: its traffic is not routed",

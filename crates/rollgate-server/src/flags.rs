@@ -185,7 +185,21 @@ pub enum Change {
     Update(Flag),
     Kill,
     Enable,
+    /// A plan's step: the `rollout` percentage of every flexibleRollout strategy, the flag on.
+    Rollout(u32),
 }
+
+/// The flag with its flexibleRollout strategies at `percent` and switched on.
+fn rolled_to(flag: Flag, percent: u32) -> Flag {
+    let mut flag = Flag { enabled: true, ..flag };
+    for s in flag.strategies.iter_mut().filter(|s| s.name == ROLLED_STRATEGY) {
+        s.parameters.insert("rollout".into(), serde_json::Value::String(percent.to_string()));
+    }
+    flag
+}
+
+/// The strategy whose percentage a plan moves.
+pub const ROLLED_STRATEGY: &str = "flexibleRollout";
 
 /// Records `change` to the flag `name`, decided against the stream as it
 /// stands (a concurrent writer makes it decide again); returns the record.
@@ -217,6 +231,7 @@ pub async fn change(
             (Change::Update(flag), Some(_)) => (FlagAction::Update, flag.clone()),
             (Change::Kill, Some(flag)) => (FlagAction::Kill, Flag { enabled: false, ..flag }),
             (Change::Enable, Some(flag)) => (FlagAction::Enable, Flag { enabled: true, ..flag }),
+            (Change::Rollout(percent), Some(flag)) => (FlagAction::Update, rolled_to(flag, *percent)),
         };
         let record = FlagRecord { at: now, by: by.to_string(), action, reason: reason.clone(), flag };
         let body = serde_json::to_string(&record).unwrap_or_default();

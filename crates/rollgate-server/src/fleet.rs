@@ -11,6 +11,7 @@
 //! stream heads with the store to pick up what other writers appended.
 
 use crate::dataplane::DataPlane;
+use crate::flag_outcomes::FlagOutcomes;
 use crate::flags::{self, FLAGS_STREAM, FlagRecord};
 use crate::registry::{REGISTRY_STREAM, Registration, registrations};
 use rollgate_core::Timestamp;
@@ -33,6 +34,8 @@ pub struct Fleet {
     known: Mutex<Known>,
     dataplane: Option<Arc<dyn DataPlane>>,
     clock: Arc<dyn Clock>,
+    /// What applications report of flags rolled out by a plan.
+    flag_outcomes: Arc<FlagOutcomes>,
 }
 
 struct Known {
@@ -69,7 +72,7 @@ impl Fleet {
             staging: Vec::new(),
             applied: None,
         };
-        let fleet = Fleet { known: Mutex::new(known), dataplane, clock };
+        let fleet = Fleet { known: Mutex::new(known), dataplane, clock, flag_outcomes: Arc::default() };
         fleet.sync(store).await?;
         Ok(fleet)
     }
@@ -101,6 +104,10 @@ impl Fleet {
     /// Every rollout, finished ones included, in id order.
     pub fn rollouts(&self) -> Vec<Rollout> {
         self.known().rollouts.values().map(|(_, r)| r.clone()).collect()
+    }
+
+    pub fn flag_outcomes(&self) -> &Arc<FlagOutcomes> {
+        &self.flag_outcomes
     }
 
     /// The feature flags now, by name: a snapshot, read without waiting on the store.

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod control_metrics;
 pub mod dataplane;
+pub mod flag_outcomes;
 pub mod flags;
 pub mod fleet;
 pub mod head;

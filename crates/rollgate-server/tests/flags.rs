@@ -148,3 +148,99 @@ async fn flags_are_defined_evaluated_over_ofrep_killed_at_once_and_audited() {
     assert_eq!(results["killed"]["value"], "fallback", "a killed string flag gives the code default");
     api.stop().await;
 }
+
+/// A server with a gateway (the judge runs), plan `fast` (20% for an hour, then everyone), and a flags token.
+async fn flag_rollout_world() -> (Setup, Api, rollgate_gateway::RunningGateway, String, String, String) {
+    let clock = std::sync::Arc::new(rollgate_core::clock::ManualClock::new(THURSDAY.parse().unwrap()));
+    let setup = Setup::with_clock(clock).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let app = setup.token("checkout-app", &[Role::FlagReader]).await;
+    let plan = "[plans.fast.canary]\nsteps = [{ percent = 20, hold = \"1h\" }, { percent = 100 }]\n";
+    let config = fraud_config(&[("v1", "http://127.0.0.1:9")], plan, "");
+    let (api, front) = setup.start_with_gateway(source(&config), std::time::Duration::from_secs(2)).await;
+    assert_eq!(api.post("/api/v1/flags", &alice, scorer_flag(0)).await.0, StatusCode::CREATED);
+    (setup, api, front, alice, dana, app)
+}
+
+/// Which of users 0..n the flag is on for, as the application's OFREP calls see it.
+async fn users_on(api: &Api, app: &str, n: usize) -> (Vec<usize>, Value) {
+    let mut on = Vec::new();
+    let mut last = Value::Null;
+    for i in 0..n {
+        let body = json!({ "context": { "targetingKey": format!("user-{i}") } }).to_string();
+        let (status, _, answer) = ofrep(api, "/ofrep/v1/evaluate/flags/new-scorer", &[("x-api-key", app)], &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        if answer["value"] == true {
+            on.push(i);
+        }
+        last = answer;
+    }
+    (on, last)
+}
+
+#[tokio::test]
+async fn a_flag_rolled_out_by_a_plan_follows_its_steps_and_a_bad_new_path_is_killed_by_the_judge() {
+    let (_setup, api, front, alice, dana, app) = flag_rollout_world().await;
+    // Only a deployer starts one, on a flag that exists, with a strategy a plan can move.
+    assert_eq!(api.post("/api/v1/flags/new-scorer/rollouts", &app, json!({})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.post("/api/v1/flags/nope/rollouts", &alice, json!({})).await.0, StatusCode::NOT_FOUND);
+    let started = json!({ "plan": "fast", "id": "flag-r1" });
+    let (status, view) = api.post("/api/v1/flags/new-scorer/rollouts", &alice, started).await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    assert_eq!((view["service"].as_str(), view["candidate"].as_str()), (Some("flag:new-scorer"), Some("on")));
+    assert!(users_on(&api, &app, 100).await.0.is_empty(), "nobody before the canary");
+    for _ in 0..2 {
+        let (status, view) =
+            api.post("/api/v1/rollouts/flag-r1/force-promote", &dana, json!({ "reason": "test" })).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+    }
+    // The first step: the flag's percentage is the plan's 20%, recorded by rollgate in the flags' log.
+    let (on, _) = users_on(&api, &app, 300).await;
+    assert!((30..=90).contains(&on.len()), "about 20% of 300: {}", on.len());
+    let (_, history) = api.get("/api/v1/flags/new-scorer", &alice).await;
+    let changes = history["history"].as_array().unwrap();
+    let step = changes.last().unwrap();
+    assert_eq!(
+        (step["by"].as_str(), step["flag"]["strategies"][0]["parameters"]["rollout"].as_str()),
+        (Some("rollgate"), Some("20")),
+        "{step}"
+    );
+    // The application reports: the new path fails half its requests, the old one none.
+    let mut view = Value::Null;
+    for _ in 0..40 {
+        let outcomes: Vec<Value> = (0..300)
+            .map(|i| {
+                let enabled = on.contains(&i);
+                json!({ "enabled": enabled, "error": enabled && i % 2 == 0, "latency_ms": 5.0 })
+            })
+            .collect();
+        let (status, recorded) =
+            api.post("/api/v1/flags/new-scorer/outcomes", &app, json!({ "outcomes": outcomes })).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{recorded}");
+        view = api.get("/api/v1/rollouts/flag-r1", &alice).await.1;
+        if view["stage"] == "rolled_back" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["stage"], "rolled_back", "{view}");
+    assert!(view["outcome"].as_str().unwrap().contains("error_rate"), "{}", view["outcome"]);
+    // Rollback is the kill switch: the next evaluation of everyone is DISABLED.
+    let off = wait_for(std::time::Duration::from_secs(10), || async {
+        let (on, last) = users_on(&api, &app, 50).await;
+        on.is_empty() && last["reason"] == "DISABLED"
+    })
+    .await;
+    assert!(off, "the flag was not killed");
+    let (_, history) = api.get("/api/v1/flags/new-scorer", &alice).await;
+    let kill = history["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((kill["action"].as_str(), kill["by"].as_str()), (Some("kill"), Some("rollgate")), "{kill}");
+    assert!(kill["reason"].as_str().unwrap().contains("flag-r1"), "{kill}");
+    // Bad reports are refused, whole.
+    let (status, _) =
+        api.post("/api/v1/flags/new-scorer/outcomes", &app, json!({ "outcomes": [{ "on": true }] })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    drop(front);
+    api.stop().await;
+}

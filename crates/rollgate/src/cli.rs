@@ -361,6 +361,17 @@ pub enum FlagCommand {
         #[command(flatten)]
         shape: FlagShape,
     },
+    /// Roll a flag out on a plan (through a server): its flexibleRollout percentage follows the plan's
+    /// canary steps, judged on the outcomes applications report; a rollback kills it.
+    Rollout {
+        name: String,
+        /// A canary plan of the config (default: the built-in `default`).
+        #[arg(long)]
+        plan: Option<String>,
+        /// The rollout's id (default: flag-NAME-YYYYMMDDhhmmss).
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// The kill switch: every evaluation answers DISABLED from the next one on.
     Kill {
         name: String,

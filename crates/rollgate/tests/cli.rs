@@ -702,6 +702,9 @@ fn flags_are_created_raised_killed_and_shown_with_their_history_on_the_store() {
     assert!(created.starts_with("new-scorer: ") && created.contains(" created by "), "{created}");
     assert!(created.trim_end().ends_with("→ on for 10% of users"), "{created}");
     ws.ok(&["flag", "set", "new-scorer", "--rollout", "50"]);
+    let out = ws.run(&["flag", "rollout", "new-scorer", "--plan", "default"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("give --server URL"), "{said}");
     let killed = ws.ok(&["flag", "kill", "new-scorer", "--reason", "checkout errors up"]);
     assert!(killed.contains("killed by") && killed.contains(": checkout errors up → off"), "{killed}");
     let list = ws.ok(&["flag", "list"]);

@@ -28,6 +28,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// A feature flag rolled out by a plan is a rollout of the service
+/// `flag:NAME` (no service of the config can be named so), from `off` to
+/// `on`: its weight is the flag's rollout percentage.
+pub const FLAG_SERVICE_PREFIX: &str = "flag:";
+/// The versions of a flag's rollout: users it is off for, users it is on for.
+pub const FLAG_OFF: &str = "off";
+pub const FLAG_ON: &str = "on";
+
+/// The flag a rollout's service names, if it is a flag's.
+pub fn flag_of(service: &str) -> Option<&str> {
+    service.strip_prefix(FLAG_SERVICE_PREFIX)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Stage {

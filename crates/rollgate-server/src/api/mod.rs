@@ -105,6 +105,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(flags::list, flags::create))
         .routes(routes!(flags::get, flags::update))
         .routes(routes!(flags::switch))
+        .routes(routes!(flags::roll_out))
+        .routes(routes!(flags::outcomes))
         .routes(routes!(ofrep::evaluate_one))
         .routes(routes!(ofrep::evaluate_all))
 }

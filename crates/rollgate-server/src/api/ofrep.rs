@@ -33,7 +33,7 @@ pub struct EvaluationRequest {
 }
 
 /// Who may evaluate: any valid token, as a bearer token or an API key.
-async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|k| format!("Bearer {k}"));
     auth::authenticate(state.store(), bearer.or(key).as_deref()).await?;

@@ -106,7 +106,7 @@ pub struct EventView {
     pub hash: String,
 }
 
-async fn act(state: &AppState, id: &str, command: Command) -> Result<Json<RolloutView>, ApiError> {
+pub(super) async fn act(state: &AppState, id: &str, command: Command) -> Result<Json<RolloutView>, ApiError> {
     state.submit(id, &command).await?;
     view(state, id).await.map(Json)
 }

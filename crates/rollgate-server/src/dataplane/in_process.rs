@@ -1,6 +1,6 @@
 //! The gateway running in this process as the data plane.
 
-use super::{Arm, ArmReading, DataPlane, History};
+use super::{Arm, ArmReading, ArmSource, DataPlane, History};
 use rollgate_core::routing::Routing;
 use rollgate_gateway::Gateway;
 use std::sync::Arc;
@@ -18,15 +18,17 @@ impl InProcess {
     }
 }
 
-impl DataPlane for InProcess {
-    fn apply(&self, routing: &Routing) -> Result<(), String> {
-        self.gateway.apply(routing).map_err(|e| e.to_string())
-    }
-
+impl ArmSource for InProcess {
     fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading {
         let series = self.gateway.stats.series(service, version, arm);
         let (latencies_us, latency_population) = series.drain_latencies();
         ArmReading { counters: series.counters(), latencies_us, latency_population }
+    }
+}
+
+impl DataPlane for InProcess {
+    fn apply(&self, routing: &Routing) -> Result<(), String> {
+        self.gateway.apply(routing).map_err(|e| e.to_string())
     }
 
     fn history(&self, service: &str, version: &str, arm: Arm, q: f64, over: Option<Duration>) -> History {

@@ -23,12 +23,16 @@ pub struct ArmReading {
     pub latency_population: u64,
 }
 
-pub trait DataPlane: Send + Sync {
+/// Where the judge reads what a canary and its baseline did: the data plane
+/// for a model, what applications report for a flag.
+pub trait ArmSource: Send + Sync {
+    fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading;
+}
+
+pub trait DataPlane: ArmSource {
     /// Routes as `routing` says from the next request on. Callers apply one
     /// routing at a time; nothing changes when it cannot be applied.
     fn apply(&self, routing: &Routing) -> Result<(), String>;
-
-    fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading;
 
     /// Everything an arm of a version measured, read without taking anything
     /// away (the judge's latency samples stay): counters, latency at quantile

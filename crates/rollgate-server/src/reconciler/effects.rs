@@ -1,5 +1,7 @@
 //! Carrying out the log's effects, each once per event, in log order. What
 //! each becomes:
+//! - a flag's rollout step: the flag's percentage recorded in the flags' log
+//!   (a weight of 0, its kill switch);
 //! - routing (weights, mirroring, keeping a version warm): the desired
 //!   routing applied to the data plane (the submit that recorded it already
 //!   did; applying again is harmless and covers a crash in between); a warm
@@ -12,7 +14,10 @@
 //! - a notification: a webhook delivery is queued.
 
 use super::{Ctx, Due};
-use rollgate_core::rollout::Effect;
+use crate::flags::{self, Change, FlagError};
+use rollgate_core::roles::Actor;
+use rollgate_core::rollout::{Effect, flag_of};
+use rollgate_core::weight::Weight;
 use rollgate_store::{EffectKey, EffectSink, carry_out_pending, carry_out_pending_in};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -21,6 +26,10 @@ impl EffectSink for Ctx {
     async fn carry_out(&self, key: &EffectKey, effect: &Effect) -> Result<(), String> {
         match effect {
             Effect::Notify { kind, message } => self.notifier.notify(key, *kind, message).await,
+            Effect::SetWeights { service, candidate_weight, .. } if flag_of(service).is_some() => {
+                let flag = flag_of(service).unwrap_or_default();
+                self.move_flag(&key.stream, flag, *candidate_weight).await
+            }
             Effect::SetWeights { .. } | Effect::StartMirroring { .. } | Effect::StopMirroring { .. } => {
                 self.fleet().apply().map_or(Ok(()), Err)
             }
@@ -47,6 +56,27 @@ impl EffectSink for Ctx {
                 Ok(())
             }
         }
+    }
+}
+
+impl Ctx {
+    /// A flag's rollout step, recorded in the flags' log: its percentage
+    /// follows the step; a weight of 0 (a rollback, an abort) is the kill
+    /// switch, in force from the next evaluation.
+    async fn move_flag(&self, rollout: &str, flag: &str, weight: Weight) -> Result<(), String> {
+        let (change, reason) = if weight == Weight::ZERO {
+            (Change::Kill, format!("rollout {rollout} rolled back or aborted"))
+        } else {
+            let percent = weight.percent().floor() as u32;
+            (Change::Rollout(percent), format!("rollout {rollout}: {weight} of users"))
+        };
+        let by = Actor::system().name;
+        match flags::change(&self.store, flag, change, &by, Some(reason), self.clock.now()).await {
+            Ok(_) => {}
+            Err(FlagError::NotFound(_)) => return Err(format!("flag `{flag}` no longer exists")),
+            Err(e) => return Err(e.to_string()),
+        }
+        self.fleet().reload_flags(&self.store).await.map_err(|e| e.to_string())
     }
 }
 

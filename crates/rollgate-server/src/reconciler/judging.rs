@@ -10,9 +10,9 @@
 //! instead of starting from zero evidence.
 
 use super::Ctx;
-use crate::dataplane::{Arm, Counters, DataPlane};
+use crate::dataplane::{Arm, ArmSource, Counters, DataPlane};
 use crate::prometheus::Prometheus;
-use rollgate_core::rollout::{Rollout, Stage, Verdict as CoreVerdict};
+use rollgate_core::rollout::{Rollout, Stage, Verdict as CoreVerdict, flag_of};
 use rollgate_core::weight::Weight;
 use rollgate_judge::external::ExternalReading;
 use rollgate_judge::ratio::WeightCell;
@@ -25,7 +25,7 @@ use std::time::Instant;
 /// A canary and its baseline as the data plane measures them, read a tick
 /// at a time: what each did since the last read, as the judge takes it.
 pub struct ArmPair {
-    dataplane: Arc<dyn DataPlane>,
+    dataplane: Arc<dyn ArmSource>,
     service: String,
     canary: String,
     stable: String,
@@ -35,7 +35,7 @@ pub struct ArmPair {
 
 impl ArmPair {
     /// Starts reading now: what happened before is not the judge's business.
-    pub fn new(dataplane: Arc<dyn DataPlane>, service: &str, canary: &str, stable: &str) -> ArmPair {
+    pub fn new(dataplane: Arc<dyn ArmSource>, service: &str, canary: &str, stable: &str) -> ArmPair {
         let canary_seen = dataplane.read_arm(service, canary, Arm::Canary).counters;
         let stable_seen = dataplane.read_arm(service, stable, Arm::Stable).counters;
         ArmPair {
@@ -180,7 +180,12 @@ impl Judging {
             tracing::info!(rollout = %rollout.id, "the judge continues from its stored state");
         }
         let judge = restored.unwrap_or_else(|| Judge::new(config));
-        let arms = ArmPair::new(dataplane, &rollout.service, &rollout.candidate, &rollout.stable);
+        // A flag's two sides are what applications report; a model's, what the data plane counts.
+        let source: Arc<dyn ArmSource> = match flag_of(&rollout.service) {
+            Some(_) => ctx.fleet().flag_outcomes().clone(),
+            None => dataplane,
+        };
+        let arms = ArmPair::new(source, &rollout.service, &rollout.candidate, &rollout.stable);
         Slot { started_at_ms: judge.now_ms(), judge, arms, since: Instant::now() }
     }
 }

@@ -16,7 +16,7 @@ use crate::dataplane::{Arm, DataPlane};
 use rollgate_core::Timestamp;
 use rollgate_core::plan::gate_ids::POST_DEPLOYMENT_METRICS_STABLE;
 use rollgate_core::roles::Actor;
-use rollgate_core::rollout::{Command, Input, Rollout, Stage, Verdict, WatchBaseline};
+use rollgate_core::rollout::{Command, Input, Rollout, Stage, Verdict, WatchBaseline, flag_of};
 use serde_json::json;
 use std::time::Duration;
 
@@ -26,8 +26,13 @@ pub const TRIGGER: &str = "post_deployment";
 /// Once a tick: every rollout in full deployment a step further.
 pub async fn tick(ctx: &Ctx) {
     let Some(dataplane) = ctx.fleet().dataplane().cloned() else { return };
-    let full: Vec<Rollout> =
-        ctx.fleet().rollouts().into_iter().filter(|r| r.stage == Stage::Full && r.paused.is_none()).collect();
+    // A flag's previous side has no record on the data plane: its post-deployment evidence is a person's.
+    let full: Vec<Rollout> = ctx
+        .fleet()
+        .rollouts()
+        .into_iter()
+        .filter(|r| r.stage == Stage::Full && r.paused.is_none() && flag_of(&r.service).is_none())
+        .collect();
     ctx.observations.keep_only(|id| full.iter().any(|r| r.id == id));
     for rollout in &full {
         for input in look(ctx, dataplane.as_ref(), rollout, ctx.clock.now()).await {

@@ -1,4 +1,4 @@
-//! `rollgate flag create|set|kill|enable|show|list`: feature flags through a
+//! `rollgate flag create|set|kill|enable|show|list|eval|rollout`: feature flags through a
 //! server (the token says who), or directly on the data directory (the
 //! operating-system user). Every change is a record in the audit log.
 
@@ -9,6 +9,7 @@ use anyhow::Context;
 use rollgate_flags::flag::Kind;
 use rollgate_flags::{Flag, Strategy};
 use rollgate_server::flags::{self, Change, FlagError, FlagHistory, FlagRecord};
+use rollgate_server::views::RolloutView;
 use rollgate_store::{AnyStore, EventStore};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -44,6 +45,22 @@ pub async fn run(target: &Target, command: FlagCommand) -> anyhow::Result<()> {
             let current = place.history(&name).await?.current.flag;
             let flag = shape.build(&name, Some(current))?;
             show_change(&place.change(&name, Change::Update(flag), None).await?);
+        }
+        FlagCommand::Rollout { name, plan, id } => {
+            let Place::Server(client) = &place else {
+                return Err(Refused(format!(
+                    "a flag's rollout is run by a server (its judge reads the outcomes applications report to it): \
+                     give --server URL to roll out `{name}`"
+                ))
+                .into());
+            };
+            let view: RolloutView =
+                client.post(&format!("/api/v1/flags/{name}/rollouts"), &json!({ "plan": plan, "id": id })).await?;
+            println!("{}: started; now {}", view.id, crate::render::stage_line(&view));
+            println!(
+                "  the flag's rollout percentage follows the plan's canary steps; applications report outcomes to \
+                 POST /api/v1/flags/{name}/outcomes; a rollback kills the flag"
+            );
         }
         FlagCommand::Kill { name, reason } => show_change(&place.change(&name, Change::Kill, Some(reason)).await?),
         FlagCommand::Enable { name, reason } => show_change(&place.change(&name, Change::Enable, Some(reason)).await?),
@@ -155,6 +172,7 @@ impl Place {
                 Change::Update(flag) => client.put(&path, &flag).await,
                 Change::Kill => client.post(&format!("{path}/kill"), &json!({ "reason": reason })).await,
                 Change::Enable => client.post(&format!("{path}/enable"), &json!({ "reason": reason })).await,
+                Change::Rollout(_) => Err(Refused("a plan's step is recorded by the server running it".into()).into()),
             },
             Place::Store(store) => {
                 let by = super::token::operator();
