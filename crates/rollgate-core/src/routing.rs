@@ -20,6 +20,8 @@
 //!   runs on them now: the candidate's share grows batch by batch as its
 //!   hook reports them redeployed and healthy; instances out of service
 //!   (draining, being redeployed or reverted) get no traffic.
+//! - A dark launch (a static mirror with a `flag`) copies its percent times
+//!   the flag's share of users; a killed or missing flag copies nothing.
 
 use crate::config::{Config, Ejection, HealthCheck, Limits, Service, Sticky, Timeouts};
 use crate::rollout::{Rollout, Stage};
@@ -44,6 +46,10 @@ pub struct StagingRoute {
     pub weight: Weight,
 }
 
+/// The share of users each feature flag lets in now (a killed one: none):
+/// what a dark launch's copies follow.
+pub type FlagShares = BTreeMap<String, Weight>;
+
 /// Everything the routing depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct RoutingInputs<'a> {
@@ -52,6 +58,7 @@ pub struct RoutingInputs<'a> {
     /// Every rollout, finished ones included (they decide the serving version).
     pub rollouts: &'a [Rollout],
     pub staging: &'a [StagingRoute],
+    pub flags: &'a FlagShares,
     pub now: Timestamp,
 }
 
@@ -257,15 +264,13 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
             }
             None => split.push((serving.clone(), Weight::FULL)),
         }
+        let share = service.mirror.as_ref().map(|m| dark_launch_share(inputs, name, m, problems));
         if let Some(m) = &service.mirror
+            && let Some(share) = share.filter(|s| *s > Weight::ZERO)
             && draft.add(m.version.get_ref(), Role::Shadow, problems)
         {
-            mirror = Some(MirrorRouting {
-                version: m.version.get_ref().clone(),
-                share: m.percent,
-                noise: Weight::ZERO,
-                model: None,
-            });
+            mirror =
+                Some(MirrorRouting { version: m.version.get_ref().clone(), share, noise: Weight::ZERO, model: None });
         }
     }
     // The version the last completed rollout replaced, while it is kept warm.
@@ -287,6 +292,24 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         split,
         mirror,
     }
+}
+
+/// The share a static mirror copies: its percent, times its flag's share for a dark launch.
+fn dark_launch_share(
+    inputs: &RoutingInputs<'_>,
+    service: &str,
+    m: &crate::config::MirrorSpec,
+    problems: &mut Vec<String>,
+) -> Weight {
+    let Some(flag) = &m.flag else { return m.percent };
+    let Some(share) = inputs.flags.get(flag) else {
+        problems.push(format!(
+            "service `{service}`: the dark launch's flag `{flag}` does not exist, so nothing is mirrored"
+        ));
+        return Weight::ZERO;
+    };
+    let bp = u32::from(m.percent.basis_points()) * u32::from(share.basis_points()) / 10_000;
+    Weight::from_basis_points(u16::try_from(bp).unwrap_or(10_000)).unwrap_or(Weight::FULL)
 }
 
 fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {

@@ -91,7 +91,14 @@ fn hook(r: &mut Rehearsal, action: &str, ok: bool, now: Timestamp) -> Result<Vec
 fn routed(r: &Rollout, now: Timestamp) -> (Vec<String>, Vec<String>, Vec<(String, Weight)>) {
     let config = config();
     let rollouts = [r.clone()];
-    let routing = desired(&RoutingInputs { config: &config, registered: &[], rollouts: &rollouts, staging: &[], now });
+    let routing = desired(&RoutingInputs {
+        config: &config,
+        registered: &[],
+        rollouts: &rollouts,
+        staging: &[],
+        flags: &Default::default(),
+        now,
+    });
     let fraud = &routing.services["fraud"];
     let of = |v: &str| fraud.versions.get(v).map(|v| v.endpoints.clone()).unwrap_or_default();
     (of("v1"), of("v2"), fraud.split.clone())

@@ -40,7 +40,7 @@ fn config(extra: &str) -> Config {
 }
 
 fn route(config: &Config, rollouts: &[Rollout], now: Timestamp) -> Routing {
-    desired(&RoutingInputs { config, registered: &[], rollouts, staging: &[], now })
+    desired(&RoutingInputs { config, registered: &[], rollouts, staging: &[], flags: &Default::default(), now })
 }
 
 fn fraud(routing: &Routing) -> &ServiceRouting {
@@ -113,6 +113,7 @@ fn a_registered_candidate_gets_its_registered_endpoints_and_an_unknown_one_is_a_
         registered: &registered,
         rollouts: &[rollout.clone()],
         staging: &[],
+        flags: &Default::default(),
         now,
     });
     assert_eq!(split(fraud(&routing)), [("v3", pct(10.0)), ("v1", pct(90.0))]);
@@ -234,6 +235,7 @@ fn a_staging_run_holds_its_service_and_nothing_else() {
         registered: &[],
         rollouts: &[],
         staging: &staging,
+        flags: &Default::default(),
         now: at(THURSDAY),
     });
     assert_eq!(split(fraud(&routing)), [("v2", Weight::HALF), ("v1", Weight::HALF)]);
@@ -246,4 +248,23 @@ fn a_rollout_of_a_service_the_config_lost_is_reported() {
     let routing = route(&config(""), &[rollout], now);
     assert!(routing.problems.iter().any(|p| p.contains("service `gone`, which the config does not define")));
     assert_eq!(split(fraud(&routing)), [("v1", Weight::FULL)]);
+}
+
+#[test]
+fn a_dark_launch_copies_its_percent_times_its_flags_share_and_nothing_without_the_flag() {
+    let config = config("[services.fraud.mirror]\nversion = \"v2\"\npercent = 40\nflag = \"dark\"\n");
+    let now = at(THURSDAY);
+    let route_with = |flags: &rollgate_core::routing::FlagShares| {
+        desired(&RoutingInputs { config: &config, registered: &[], rollouts: &[], staging: &[], flags, now })
+    };
+    let half = rollgate_core::routing::FlagShares::from([("dark".to_string(), Weight::HALF)]);
+    let routing = route_with(&half);
+    let mirror = fraud(&routing).mirror.clone().unwrap();
+    assert_eq!((mirror.version.as_str(), mirror.share), ("v2", pct(20.0)));
+    let killed = rollgate_core::routing::FlagShares::from([("dark".to_string(), Weight::ZERO)]);
+    let routing = route_with(&killed);
+    assert!(fraud(&routing).mirror.is_none() && routing.problems.is_empty(), "{:?}", routing.problems);
+    let routing = route_with(&Default::default());
+    assert!(fraud(&routing).mirror.is_none());
+    assert!(routing.problems.iter().any(|p| p.contains("flag `dark` does not exist")), "{:?}", routing.problems);
 }

@@ -360,6 +360,7 @@ mod tests {
             registered: &[],
             rollouts: &[],
             staging: &[],
+            flags: &Default::default(),
             now: rollgate_core::Timestamp::UNIX_EPOCH,
         };
         RouteTable::build(&desired(&inputs), &RouteTable::empty(), &Stats::default()).unwrap()

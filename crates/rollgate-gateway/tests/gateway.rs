@@ -93,6 +93,7 @@ fn routing_of(config: &Config) -> Routing {
         registered: &[],
         rollouts: &[],
         staging: &[],
+        flags: &Default::default(),
         now: rollgate_core::Timestamp::UNIX_EPOCH,
     })
 }

@@ -6,6 +6,7 @@
 
 use rollgate_core::Timestamp;
 use rollgate_core::event::RecordedEvent;
+use rollgate_core::weight::Weight;
 use rollgate_flags::Flag;
 use rollgate_flags::constraint::Operator;
 use rollgate_flags::flag::Kind;
@@ -177,6 +178,20 @@ fn variant_problems(kind: Kind, variants: &[rollgate_flags::Variant], at: &str) 
         }
     }
     out
+}
+
+/// Each flag's share of users now, for a dark launch: a killed flag none; a
+/// flag with flexibleRollout strategies their largest percentage; any other, everyone.
+pub fn shares(flags: &BTreeMap<String, FlagRecord>) -> rollgate_core::routing::FlagShares {
+    flags
+        .iter()
+        .map(|(name, r)| {
+            let f = &r.flag;
+            let rolled = f.strategies.iter().filter(|s| s.name == ROLLED_STRATEGY).map(|s| s.percent("rollout")).max();
+            let percent = if f.enabled { rolled.unwrap_or(100) } else { 0 };
+            (name.clone(), Weight::from_percent(f64::from(percent)).unwrap_or(Weight::ZERO))
+        })
+        .collect()
 }
 
 /// A change a person asks for.

@@ -165,6 +165,10 @@ impl Fleet {
         let mut known = self.known();
         if seq > known.flags.0 {
             known.flags = (seq, Arc::new(flags::current(flags::records(&events))));
+            // A dark launch follows its flag.
+            if let Some(problem) = self.apply_locked(&mut known) {
+                tracing::warn!(%problem, "the routing after a flag change could not be applied");
+            }
         }
         Ok(())
     }
@@ -275,11 +279,13 @@ impl Fleet {
     fn desired_locked(&self, known: &Known) -> Routing {
         let rollouts = known.rollout_states();
         let registered: Vec<_> = known.registry.1.iter().map(Registration::routed).collect();
+        let flags = flags::shares(&known.flags.1);
         desired(&RoutingInputs {
             config: &known.config.config,
             registered: &registered,
             rollouts: &rollouts,
             staging: &known.staging,
+            flags: &flags,
             now: self.clock.now(),
         })
     }

@@ -244,3 +244,39 @@ async fn a_flag_rolled_out_by_a_plan_follows_its_steps_and_a_bad_new_path_is_kil
     drop(front);
     api.stop().await;
 }
+
+/// The gateway's count of shadow copies sent so far.
+async fn copies_sent(front: &rollgate_gateway::RunningGateway) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", front.addr)).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("rollgate_mirror_sent_total ")).unwrap();
+    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+}
+
+#[tokio::test]
+async fn a_dark_launch_copies_the_share_its_flag_lets_in_and_stops_when_the_flag_is_killed() {
+    let fast = rollgate_sim::model::Faults { latency_ms: 1.0, latency_sigma: 0.0, ..Default::default() };
+    let v1 = rollgate_sim::model::serve("127.0.0.1:0".parse().unwrap(), "v1", 7, fast.clone()).await.unwrap();
+    let v2 = rollgate_sim::model::serve("127.0.0.1:0".parse().unwrap(), "v2", 7, fast).await.unwrap();
+    let setup = Setup::new(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dark = "mirror = { version = \"v2\", flag = \"dark-v2\" }";
+    let config = fraud_config(&[("v1", &v1.url()), ("v2", &v2.url())], "", dark);
+    let (api, front) = setup.start_with_gateway(source(&config), std::time::Duration::from_secs(2)).await;
+    // No flag yet: nothing is copied, and users are served by v1 alone.
+    assert_eq!(served_by(&front, 100).await, std::collections::BTreeMap::from([("v1".to_string(), 100)]));
+    assert_eq!(copies_sent(&front).await, 0);
+    // The flag at 40%: about 40% of requests are copied to v2, never served by it.
+    let flag = json!({ "name": "dark-v2", "enabled": true,
+        "strategies": [{ "name": "flexibleRollout", "parameters": { "rollout": "40" } }] });
+    assert_eq!(api.post("/api/v1/flags", &alice, flag).await.0, StatusCode::CREATED);
+    assert_eq!(served_by(&front, 500).await, std::collections::BTreeMap::from([("v1".to_string(), 500)]));
+    let copied = copies_sent(&front).await;
+    assert!((140..=260).contains(&copied), "about 40% of 500 copied: {copied}");
+    // Killed: the very next requests are not copied.
+    let (status, _) =
+        api.post("/api/v1/flags/dark-v2/kill", &alice, json!({ "reason": "v2 overloads the GPU pool" })).await;
+    assert_eq!(status, StatusCode::OK);
+    served_by(&front, 200).await;
+    assert_eq!(copies_sent(&front).await, copied, "no copy after the kill");
+    api.stop().await;
+}

@@ -110,7 +110,14 @@ async fn desired_from_store(setup: &Setup, config: &Config) -> Routing {
         })
         .collect();
     let now = setup.clock.now();
-    desired(&RoutingInputs { config, registered: &registered, rollouts: &all, staging: &[], now })
+    desired(&RoutingInputs {
+        config,
+        registered: &registered,
+        rollouts: &all,
+        staging: &[],
+        flags: &Default::default(),
+        now,
+    })
 }
 
 async fn run(ops: Vec<Op>) {

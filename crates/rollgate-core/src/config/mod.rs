@@ -208,7 +208,20 @@ pub struct VersionProbe {
 #[serde(deny_unknown_fields)]
 pub struct MirrorSpec {
     pub version: Spanned<String>,
+    /// The share of requests copied (with a `flag`, at most this much).
+    #[serde(default = "MirrorSpec::everything")]
     pub percent: Weight,
+    /// Dark launch: a feature flag says how much of `percent` is copied now
+    /// (its rollout percentage; killed or missing, nothing), so the copies
+    /// are raised, lowered and stopped without a deploy.
+    #[serde(default)]
+    pub flag: Option<String>,
+}
+
+impl MirrorSpec {
+    fn everything() -> Weight {
+        Weight::FULL
+    }
 }
 
 /// Probing each endpoint: `GET path` every `interval`; an endpoint is taken

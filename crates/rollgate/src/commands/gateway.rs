@@ -27,7 +27,14 @@ pub async fn start(
     let stats = Arc::new(Stats::default());
     // The config's own routing: every service on its stable version (or static
     // split). Under `serve` the control plane applies the rollouts' routing next.
-    let inputs = RoutingInputs { config, registered: &[], rollouts: &[], staging: &[], now: Timestamp::now() };
+    let inputs = RoutingInputs {
+        config,
+        registered: &[],
+        rollouts: &[],
+        staging: &[],
+        flags: &Default::default(),
+        now: Timestamp::now(),
+    };
     let table = RouteTable::build(&desired(&inputs), &RouteTable::empty(), &stats)
         .map_err(|e| crate::Refused(e.to_string()))?;
     // One connection pool serves every service, so it takes the shortest connect timeout.
