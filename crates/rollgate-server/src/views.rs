@@ -219,6 +219,14 @@ impl From<&Action> for ActionView {
             _ => ("archive", None, Vec::new()),
         };
         let (status, detail) = match &a.status {
+            ActionStatus::Pending if a.not_before.is_some() => (
+                "pending",
+                format!(
+                    "not before {}: the previous version is kept warm until then; a server then carries it out \
+                     through the deploy hook",
+                    a.not_before.unwrap_or_default()
+                ),
+            ),
             ActionStatus::Pending => (
                 "pending",
                 "not done yet: a server carries it out (deploy hook, archive), or a person does and runs confirm-effect"

@@ -300,6 +300,33 @@ async fn blue_green_a_bad_green_is_swapped_back_to_blue_by_rollgate_with_its_num
     w.stop().await;
 }
 
+#[tokio::test]
+async fn blue_green_blue_is_retired_through_the_deploy_hook_when_its_keep_warm_time_is_over_not_before() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let script = format!("echo \"$ROLLGATE_EFFECT_ID $ROLLGATE_EFFECT $ROLLGATE_VERSION\" >> {}", log.path().display());
+    let deploy = format!("[deploy]\ncommand = [\"sh\", \"-c\", {script:?}]\nattempts = 1\n");
+    let plan = format!("{BLUE_GREEN}[plans.fast.full]\nkeep_warm = \"2h\"\n");
+    let w = started(&plan, &v1.url(), &v2.url(), "", &deploy, 1).await;
+    w.promote_to_full().await;
+    let admin = w._setup.token("erin", &[Role::Admin]).await;
+    let (status, view) = w.api.post("/api/v1/rollouts/r1/force-promote", &admin, json!({ "reason": "test" })).await;
+    assert_eq!((status, view["stage"].as_str()), (StatusCode::OK, Some("completed")), "{view}");
+    let retire = |v: &Value| v["actions"].as_array().unwrap().iter().find(|a| a["id"] == "retire-v1").cloned();
+    assert_eq!(retire(&view).unwrap()["status"], "pending", "{view}");
+    // Blue stays warm: an hour and a half later the hook has still not been asked to retire it.
+    w.clock.advance(SignedDuration::from_mins(90));
+    let early =
+        wait_for(Duration::from_millis(1500), || async { !std::fs::read_to_string(log.path()).unwrap().is_empty() })
+            .await;
+    assert!(!early, "retired while still warm: {}", std::fs::read_to_string(log.path()).unwrap());
+    // Its time over: retired through the hook, recorded done.
+    w.clock.advance(SignedDuration::from_mins(30));
+    let view = w.until("blue was never retired", |v| retire(v).is_some_and(|a| a["status"] == "done")).await;
+    assert_eq!(std::fs::read_to_string(log.path()).unwrap(), "retire-v1 retire v1\n", "{view}");
+    w.stop().await;
+}
+
 /// A webhook receiver that keeps every body it is sent.
 async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
     let got = Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -22,6 +22,9 @@ pub struct Action {
     /// Every recorded run of its hook, failed ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<ActionRun>,
+    /// Not to be run before then (retiring the previous version once its keep-warm time is over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,7 +71,12 @@ pub struct ActionRun {
 impl Action {
     pub fn new(effect: Effect, at: Timestamp) -> Option<Action> {
         let id = action_id(&effect)?;
-        Some(Action { id, effect, requested_at: at, status: ActionStatus::Pending, runs: Vec::new() })
+        Some(Action { id, effect, requested_at: at, status: ActionStatus::Pending, runs: Vec::new(), not_before: None })
+    }
+
+    /// Whether it may be run at `now`.
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        self.not_before.is_none_or(|t| t <= now)
     }
 
     pub fn is_done(&self) -> bool {

@@ -563,6 +563,15 @@ fn enter_next(r: &mut Rollout, now: Timestamp, fx: &mut Vec<Effect>) {
         Stage::Completed => {
             request(r, Effect::Archive, now, fx);
             close_ticket(r, now, fx);
+            // The previous version is retired once its keep-warm time is over, not before.
+            if let Some(warm) = r.warm.clone() {
+                let retire = Effect::Retire { service: r.service.clone(), version: warm.version };
+                if let Some(mut action) = Action::new(retire.clone(), now) {
+                    action.not_before = Some(warm.until);
+                    r.actions.push(action);
+                }
+                fx.push(retire);
+            }
         }
         Stage::PreDeployment | Stage::RolledBack { .. } | Stage::Aborted { .. } => {}
     }

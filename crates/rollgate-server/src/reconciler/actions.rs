@@ -1,5 +1,7 @@
 //! The action runner: each rollout's open actions, one at a time and in
-//! order (a retire waits for the redeploy before it). An archive is written
+//! order (a retire waits for the redeploy before it; an archive or a ticket
+//! left to a person holds nothing up; an action not due yet, such as
+//! retiring the previous version before its keep-warm time is over, waits). An archive is written
 //! by rollgate itself; closing the ticket runs the `[tickets]` hook; a
 //! redeploy or retire, and a rolling batch's instances (drained before,
 //! health-checked after), run the service's deploy hook,
@@ -62,7 +64,19 @@ async fn round(ctx: &Ctx, not_before: &mut HashMap<String, Instant>) -> Option<I
         // Each recorded run changes the rollout; a bound keeps a rollout from starving the rest.
         for _ in 0..16 {
             let Some(rollout) = ctx.fleet().rollout(&id) else { break };
-            let open: Vec<Action> = rollout.open_actions().cloned().collect();
+            // Actions in order, up to the first one not due yet (a retire waiting for the keep-warm time to end).
+            let now = ctx.clock.now();
+            let mut open: Vec<Action> = rollout.open_actions().cloned().collect();
+            if let Some(waiting) = open.iter().position(|a| !a.is_due(now)) {
+                let at = due_soon(now, open[waiting].not_before.unwrap_or(now));
+                next = Some(next.map_or(at, |n| n.min(at)));
+                open.truncate(waiting);
+            }
+            // An archive or a ticket waiting for a person holds nothing else up: no action depends on them.
+            open.retain(|a| {
+                let independent = matches!(a.effect, Effect::Archive | Effect::CloseTicket { .. });
+                !(independent && matches!(a.status, ActionStatus::WaitingForPerson { .. }))
+            });
             // What no hook can do goes to a person at once, each told what must come first.
             let config = ctx.fleet().config();
             let unrunnable = open.iter().enumerate().find_map(|(i, a)| {
@@ -194,6 +208,14 @@ async fn work(ctx: &Ctx, rollout: &Rollout, action: &Action, not_before: &mut Ha
     }
     let run = ActionRun { ok: outcome.ok, attempt, via: outcome.via, detail: outcome.detail, gave_up, details };
     record(ctx, rollout, Input::ActionRun { action: action.id.clone(), run }).await
+}
+
+/// When to look again for an action due at `at` on the control plane's
+/// clock: then, or within a second (a clock that jumps, as tests' and
+/// rehearsals' do, is not missed).
+fn due_soon(now: rollgate_core::Timestamp, at: rollgate_core::Timestamp) -> Instant {
+    let wait = at.duration_since(now).try_into().unwrap_or(Duration::ZERO).min(Duration::from_secs(1));
+    Instant::now() + wait
 }
 
 /// Why rollgate cannot carry out `effect` itself or through a hook, if it cannot.
