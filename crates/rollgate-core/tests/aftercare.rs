@@ -108,7 +108,11 @@ fn the_ticket_is_closed_with_the_outcome_and_never_holds_the_rollout() {
     let ticked = state.ticks.get(&ChecklistKind::PostDeployment).is_some_and(|t| t.contains_key("ticket_closed"));
     assert!(!ticked, "nobody ticked it: it held nothing");
     let ids: Vec<&str> = state.open_actions().map(|a| a.id.as_str()).collect();
-    assert_eq!(ids, ["archive", "close-ticket"]);
+    assert_eq!(ids, ["archive", "close-ticket", "retire-v1"]);
+    // The previous version is retired once its keep-warm time is over, not before.
+    let warm_until = state.warm.as_ref().unwrap().until;
+    assert_eq!(state.action("retire-v1").unwrap().not_before, Some(warm_until));
+    assert!(!state.action("retire-v1").unwrap().is_due(now) && state.action("retire-v1").unwrap().is_due(warm_until));
     let outcome = state.actions.iter().find_map(|a| match &a.effect {
         Effect::CloseTicket { outcome, .. } => Some(outcome.clone()),
         _ => None,
