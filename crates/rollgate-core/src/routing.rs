@@ -23,7 +23,7 @@
 //! - A dark launch (a static mirror with a `flag`) copies its percent times
 //!   the flag's share of users; a killed or missing flag copies nothing.
 
-use crate::config::{Config, Ejection, HealthCheck, Limits, Service, Sticky, Timeouts};
+use crate::config::{Config, Ejection, HealthCheck, Limits, Service, Sticky, Timeouts, UpstreamTls};
 use crate::rollout::{Rollout, Stage};
 use crate::weight::Weight;
 use jiff::Timestamp;
@@ -82,6 +82,7 @@ pub struct ServiceRouting {
     pub limits: Limits,
     pub health: Option<HealthCheck>,
     pub ejection: Ejection,
+    pub tls: Option<UpstreamTls>,
     /// The version measured as the baseline.
     pub stable: String,
     pub versions: BTreeMap<String, RoutedVersion>,
@@ -287,6 +288,7 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         limits: service.limits,
         health: service.health.clone(),
         ejection: service.ejection,
+        tls: service.tls.clone(),
         stable,
         versions: draft.versions,
         split,

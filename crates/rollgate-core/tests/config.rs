@@ -187,3 +187,17 @@ fn values_that_hurt_are_refused_where_they_are_written() {
         assert!(found.iter().any(|p| p.message.contains("defines no services")), "{empty:?}: {found:?}");
     }
 }
+
+#[test]
+fn https_endpoints_are_taken_and_mutual_tls_needs_both_halves() {
+    let tls = "\n[services.fraud-scorer.tls]\nca_file = \"ca.pem\"\nclient_cert = \"client.pem\"\n";
+    let text = format!("{EXAMPLE}{tls}");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].message.contains("mutual TLS needs both client_cert and client_key"), "{}", found[0].message);
+    let both = format!("{text}client_key = \"client.key\"\n");
+    let config = Config::parse("rollgate.toml", &both).unwrap();
+    assert_eq!(config.services["fraud-scorer"].tls.as_ref().unwrap().ca_file.as_deref(), Some("ca.pem"));
+    let https = example_with("http://127.0.0.1:9001", "https://models.internal:8443");
+    assert!(Config::parse("rollgate.toml", &https).is_ok(), "an https endpoint is a valid endpoint");
+}

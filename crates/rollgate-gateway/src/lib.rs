@@ -13,6 +13,7 @@ mod server;
 pub mod stats;
 pub mod sticky;
 pub mod table;
+pub mod tls;
 mod upstream;
 
 pub use proxy::{GATEWAY_ERROR, Gateway, REQUEST_ID, SERVED_BY};

@@ -6,6 +6,7 @@
 use crate::health::EndpointHealth;
 use crate::stats::{Arm, Series, Stats};
 use crate::sticky::Split;
+use crate::tls::{ServiceTls, TlsTarget};
 use http::HeaderName;
 use rollgate_core::config::{Limits, Timeouts};
 use rollgate_core::routing::{Routing, ServiceRouting};
@@ -16,8 +17,10 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("service `{service}`: endpoint `{endpoint}` is not a usable http:// URL")]
+    #[error("service `{service}`: endpoint `{endpoint}` is not a usable http:// or https:// URL")]
     BadEndpoint { service: String, endpoint: String },
+    #[error("service `{service}`: TLS to its model servers: {why}")]
+    Tls { service: String, why: String },
     #[error("service `{service}`: sticky header `{header}` is not a valid header name")]
     BadHeader { service: String, header: String },
     #[error("service `{service}` has no version `{version}`")]
@@ -35,6 +38,8 @@ pub struct Endpoint {
     pub base_path: String,
     pub in_flight: AtomicUsize,
     pub health: EndpointHealth,
+    /// For an `https://` endpoint: how its connections are secured.
+    pub tls: Option<TlsTarget>,
 }
 
 /// One request counted in its endpoint's in-flight number until dropped,
@@ -137,6 +142,9 @@ pub struct ServiceRoute {
     pub limits: Limits,
     pub health: Option<HealthProbe>,
     pub ejection: Ejection,
+    /// The TLS client of its `https://` endpoints.
+    pub tls: Option<ServiceTls>,
+    pub handshake_timeout: Duration,
 }
 
 /// A service's active health check, in the gateway's units.
@@ -228,17 +236,28 @@ impl RouteTable {
     }
 }
 
-fn endpoint(service: &str, url: &str) -> Result<Endpoint, TableError> {
+pub(crate) fn endpoint(
+    service: &str,
+    url: &str,
+    tls: Option<&ServiceTls>,
+    handshake: Duration,
+) -> Result<Endpoint, TableError> {
     let bad = || TableError::BadEndpoint { service: service.into(), endpoint: url.into() };
     let uri: http::Uri = url.parse().map_err(|_| bad())?;
     let parts = uri.into_parts();
     let base_path = parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default();
     let authority = parts.authority.ok_or_else(bad)?;
-    // Model servers are spoken to in plain HTTP/1.1 (see `upstream`).
-    if parts.scheme != Some(http::uri::Scheme::HTTP) {
-        return Err(bad());
-    }
+    // Model servers are spoken to in HTTP/1.1 (see `upstream`), over TLS for https.
+    let tls = match parts.scheme {
+        Some(s) if s == http::uri::Scheme::HTTP => None,
+        Some(s) if s == http::uri::Scheme::HTTPS => match tls {
+            Some(tls) => Some(tls.target(service, &authority, handshake)?),
+            None => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
     Ok(Endpoint {
+        tls,
         url: url.to_string(),
         host: http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad())?,
         authority,
@@ -253,14 +272,38 @@ fn duration(hold: rollgate_core::hold::Hold) -> Duration {
     hold.duration().try_into().unwrap_or(Duration::ZERO).max(Duration::from_millis(1))
 }
 
+/// The service's TLS client, when any endpoint is `https://`: the previous
+/// table's when the settings are the same (its files are not read again).
+fn service_tls(
+    name: &str,
+    s: &ServiceRouting,
+    previous: Option<&ServiceRoute>,
+) -> Result<Option<ServiceTls>, TableError> {
+    let wants = s.versions.values().flat_map(|v| &v.endpoints).any(|url| url.starts_with("https://"));
+    if !wants {
+        return Ok(None);
+    }
+    let settings = s.tls.clone().unwrap_or_default();
+    match previous.and_then(|p| p.tls.as_ref()).filter(|t| t.settings == settings) {
+        Some(same) => Ok(Some(same.clone())),
+        None => ServiceTls::new(name, &settings).map(Some),
+    }
+}
+
 fn service_route(
     name: &str,
     s: &ServiceRouting,
     previous: Option<&ServiceRoute>,
     stats: &Stats,
 ) -> Result<ServiceRoute, TableError> {
+    let tls = service_tls(name, s, previous)?;
+    let handshake = duration(s.timeouts.handshake);
+    // Endpoints are carried over only while the way they are reached is the same.
+    let same_way = previous.is_some_and(|p| {
+        p.tls.as_ref().map(|t| &t.settings) == tls.as_ref().map(|t| &t.settings) && p.handshake_timeout == handshake
+    });
     let kept = |version: &str, url: &str| {
-        let old = previous?.versions.iter().find(|v| &*v.name == version)?;
+        let old = previous.filter(|_| same_way)?.versions.iter().find(|v| &*v.name == version)?;
         old.endpoints.iter().find(|e| e.url == url).cloned()
     };
     let versions: Vec<VersionRoute> = s
@@ -270,7 +313,9 @@ fn service_route(
             let endpoints = v
                 .endpoints
                 .iter()
-                .map(|url| kept(version, url).map_or_else(|| endpoint(name, url).map(Arc::new), Ok))
+                .map(|url| {
+                    kept(version, url).map_or_else(|| endpoint(name, url, tls.as_ref(), handshake).map(Arc::new), Ok)
+                })
                 .collect::<Result<_, _>>()?;
             let arm = if *version == s.stable { Arm::Stable } else { Arm::Canary };
             Ok(VersionRoute {
@@ -310,7 +355,7 @@ fn service_route(
         }),
         None => None,
     };
-    let Timeouts { connect, first_byte, total } = s.timeouts;
+    let Timeouts { connect, first_byte, total, .. } = s.timeouts;
     Ok(ServiceRoute {
         name: name.into(),
         host: s.host.clone(),
@@ -332,6 +377,8 @@ fn service_route(
             healthy_after: h.healthy_after,
         }),
         ejection: Ejection { after: s.ejection.after, duration: duration(s.ejection.duration) },
+        tls,
+        handshake_timeout: handshake,
     })
 }
 

@@ -1,4 +1,5 @@
-//! Connections to model servers: HTTP/1.1 with keep-alive, pooled per thread.
+//! Connections to model servers: HTTP/1.1 with keep-alive (over TLS for
+//! `https://` endpoints, see `tls`), pooled per thread.
 //!
 //! Each gateway thread keeps its own idle connections, so taking one never
 //! locks or waits on another thread, and a connection's task runs on the
@@ -11,7 +12,7 @@
 
 use crate::proxy::ProxyBody;
 use crate::table::Endpoint;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -47,6 +48,10 @@ pub enum SendError {
     Connect(std::io::Error),
     #[error("cannot connect within {0:?}")]
     ConnectTimeout(Duration),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("no TLS handshake within {0:?}")]
+    TlsTimeout(Duration),
     #[error("{}", chain(.0))]
     Exchange(hyper::Error),
 }
@@ -118,7 +123,7 @@ pub async fn send(
     loop {
         let (mut sender, pooled) = match take_idle(&endpoint.host) {
             Some(sender) => (sender, true),
-            None => (connect(&endpoint.authority, connect_timeout).await?, false),
+            None => (connect(endpoint, connect_timeout).await?, false),
         };
         // A returned connection may still be finishing the last exchange.
         if let Err(e) = sender.ready().await {
@@ -151,16 +156,36 @@ fn take_idle(endpoint: &HeaderValue) -> Option<SendRequest<ProxyBody>> {
     })
 }
 
-async fn connect(authority: &Authority, timeout: Duration) -> Result<SendRequest<ProxyBody>, SendError> {
+async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<SendRequest<ProxyBody>, SendError> {
+    let authority = &endpoint.authority;
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
+    let default_port = if endpoint.tls.is_some() { 443 } else { 80 };
+    let port = authority.port_u16().unwrap_or(default_port);
     let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
         .await
         .map_err(|_| SendError::ConnectTimeout(timeout))?
         .map_err(SendError::Connect)?;
     // Requests are small and latency-bound: send each write at once.
     stream.set_nodelay(true).map_err(SendError::Connect)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(SendError::Exchange)?;
+    match &endpoint.tls {
+        None => handshake(stream).await,
+        Some(tls) => {
+            let secured =
+                tokio::time::timeout(tls.handshake_timeout, tls.connector.connect(tls.server_name.clone(), stream))
+                    .await
+                    .map_err(|_| SendError::TlsTimeout(tls.handshake_timeout))?
+                    .map_err(SendError::Tls)?;
+            handshake(secured).await
+        }
+    }
+}
+
+/// HTTP/1.1 over `io`, its connection driven by a task of this thread.
+async fn handshake<T>(io: T) -> Result<SendRequest<ProxyBody>, SendError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io)).await.map_err(SendError::Exchange)?;
     tokio::spawn(async move {
         // Its errors reach the exchange that was using it, through the sender.
         let _ = connection.await;
@@ -191,11 +216,12 @@ mod tests {
     async fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
         // A server that accepts and keeps the socket: enough for a handshake.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let endpoint = crate::table::endpoint("test", &url, None, Duration::from_secs(1)).unwrap();
         let accepted = tokio::spawn(async move { listener.accept().await.map(|(socket, _)| socket) });
-        let sender = connect(&authority, Duration::from_secs(2)).await.unwrap();
+        let sender = connect(&endpoint, Duration::from_secs(2)).await.unwrap();
         let _socket = accepted.await.unwrap().unwrap();
-        let key = HeaderValue::from_str(authority.as_str()).unwrap();
+        let key = endpoint.host.clone();
         Connection { sender, endpoint: key.clone() }.release();
         assert_eq!(idle_to(&key), 1);
 

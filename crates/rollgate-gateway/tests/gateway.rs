@@ -411,9 +411,9 @@ impl Drop for Nginx {
     }
 }
 
-fn nginx_split(split: &str) -> Nginx {
+/// nginx running `servers` (and `http_extra`) in the http block of a temporary prefix; `port` is the one the test uses.
+fn nginx(http_extra: &str, servers: &str, port: u16) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let d = dir.path().display();
     let conf = format!(
         "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
@@ -421,8 +421,8 @@ fn nginx_split(split: &str) -> Nginx {
          http {{
            access_log off;
            client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-           split_clients \"${{http_x_user_id}}\" $variant {{ {split} }}
-           server {{ listen 127.0.0.1:{port}; location / {{ return 200 $variant; }} }}
+           {http_extra}
+           {servers}
          }}"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
@@ -432,6 +432,16 @@ fn nginx_split(split: &str) -> Nginx {
         .spawn()
         .expect("nginx (Debian's package) must be installed: scripts/test.sh installs it");
     Nginx { child, _dir: dir, port }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn nginx_split(split: &str) -> Nginx {
+    let port = free_port();
+    let split_clients = format!("split_clients \"${{http_x_user_id}}\" $variant {{ {split} }}");
+    nginx(&split_clients, &format!("server {{ listen 127.0.0.1:{port}; location / {{ return 200 $variant; }} }}"), port)
 }
 
 #[tokio::test]
@@ -1017,4 +1027,133 @@ async fn an_endpoint_taken_out_of_the_table_is_drained_of_its_requests_in_flight
     assert_eq!(answer.status(), 200, "the request in flight finished where it began");
     assert!(wait_until(|| async { g.gateway.in_flight_after_removal("scorer", &held) == Some(0) }).await);
     g.shutdown().await;
+}
+
+/// A test CA, with certificates it signed for `localhost` and `other.test`
+/// (servers) and a client, made by the openssl command line; and a second,
+/// unknown CA's certificate.
+struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca = [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=rollgate test CA"],
+        ]
+        .concat();
+        run(&ca);
+        for (name, ext) in [
+            ("localhost", "subjectAltName=DNS:localhost"),
+            ("other", "subjectAltName=DNS:other.test"),
+            ("client", "extendedKeyUsage=clientAuth"),
+        ] {
+            std::fs::write(dir.path().join(format!("{name}.ext")), ext).unwrap();
+            let (key, csr, pem, ext) =
+                (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+            run(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Certs { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+}
+
+/// nginx serving TLS on two ports: `port` picks its certificate by SNI
+/// (`localhost`'s for localhost, `other.test`'s for anything else) and
+/// answers with the name the client sent and how many requests its
+/// connection has carried; `mutual_port` wants a client certificate of the test CA.
+fn nginx_tls(certs: &Certs) -> (Nginx, u16) {
+    let (port, mutual_port) = (free_port(), free_port());
+    let c = |f: &str| certs.path(f);
+    let answer = "location / { return 200 \"$ssl_server_name $connection_requests\"; }";
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{port} ssl default_server; ssl_certificate {other}; ssl_certificate_key {other_key}; {answer} }}
+         server {{ listen 127.0.0.1:{port} ssl; server_name localhost; ssl_certificate {local}; ssl_certificate_key {local_key}; {answer} }}
+         server {{ listen 127.0.0.1:{mutual_port} ssl; server_name localhost; ssl_certificate {local}; ssl_certificate_key {local_key};
+                  ssl_client_certificate {ca}; ssl_verify_client on; location / {{ return 200 mutual; }} }}",
+        other = c("other.pem"),
+        other_key = c("other.key"),
+        local = c("localhost.pem"),
+        local_key = c("localhost.key"),
+        ca = c("ca.pem"),
+    );
+    (nginx("", &servers, port), mutual_port)
+}
+
+/// Status and body of the third of three requests through a gateway whose service `scorer` is `endpoint` with `tls`.
+async fn through_tls(endpoint: &str, tls: &str) -> (u16, String) {
+    let other = model("unused").await;
+    let config = config(endpoint, &other, None, &format!("tls = {{ {tls} }}\n"));
+    let g = gateway(&config).await;
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    // nginx may still be starting: a refused connection is tried again, anything else is an answer.
+    for _ in 0..100 {
+        let response = client.post(url(&g, "/v1/score")).body("{}").send().await.unwrap();
+        let answer = (response.status().as_u16(), response.text().await.unwrap());
+        if answer.1.contains("Connection refused") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        answers.push(answer);
+        if answers.len() == 3 {
+            break;
+        }
+    }
+    g.shutdown().await;
+    answers.pop().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn https_model_servers_are_reached_over_verified_tls_with_sni_and_client_certificates() {
+    let certs = Certs::new();
+    let (nginx, mutual_port) = nginx_tls(&certs);
+    let ca = format!("ca_file = \"{}\"", certs.path("ca.pem"));
+    let https = format!("https://localhost:{}", nginx.port);
+    // Trusted through the service's CA bundle; SNI says localhost, so nginx shows localhost's certificate;
+    // the third request rides the connection the first opened.
+    assert_eq!(through_tls(&https, &ca).await, (200, "localhost 3".to_string()));
+    // Another name in SNI gets the other certificate, checked against that name.
+    let other = format!("{ca}, server_name = \"other.test\"");
+    assert_eq!(through_tls(&https, &other).await, (200, "other.test 3".to_string()));
+    // Without the CA the certificate is untrusted: a 502 that says so, and no request reaches the model.
+    let (status, body) = through_tls(&https, "").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("TLS handshake failed") && body.contains("certificate"), "{body}");
+    // Mutual TLS: refused without a client certificate, served with one of the CA's.
+    let mutual = format!("https://localhost:{mutual_port}");
+    let (status, _) = through_tls(&mutual, &ca).await;
+    assert_eq!(status, 400, "nginx refuses a client without a certificate");
+    let client =
+        format!("{ca}, client_cert = \"{}\", client_key = \"{}\"", certs.path("client.pem"), certs.path("client.key"));
+    assert_eq!(through_tls(&mutual, &client).await, (200, "mutual".to_string()));
+    drop(nginx);
 }

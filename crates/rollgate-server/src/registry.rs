@@ -2,7 +2,7 @@
 //! They live in the `@registry` stream, hash-chained like every rollout.
 
 use rollgate_core::Timestamp;
-use rollgate_core::config::{Config, check_endpoint, is_slug};
+use rollgate_core::config::{Config, check_url, is_slug};
 use rollgate_core::event::RecordedEvent;
 use rollgate_core::routing::RegisteredVersion;
 use rollgate_store::{AnyStore, StoreError, append_record_deciding};
@@ -67,7 +67,7 @@ impl VersionSpec {
             out.push("endpoints: list at least one http:// URL".into());
         }
         for e in &self.endpoints {
-            if let Err(why) = check_endpoint(e) {
+            if let Err(why) = check_url(e) {
                 out.push(format!("endpoint `{e}` {why}"));
             }
         }

@@ -9,7 +9,7 @@ mod diagnostic;
 mod validate;
 
 pub use diagnostic::Diagnostic;
-pub use validate::{MAX_NAME_LEN, SLUG_HINT, check_endpoint, check_url, is_slug};
+pub use validate::{MAX_NAME_LEN, SLUG_HINT, check_url, is_slug};
 
 use crate::hold::Hold;
 use crate::plan::{DEFAULT_PLAN, Plan};
@@ -180,6 +180,9 @@ pub struct Service {
     pub ejection: Ejection,
     #[serde(default)]
     pub limits: Limits,
+    /// How the gateway speaks TLS to the service's `https://` endpoints.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
     #[serde(default)]
     pub versions: BTreeMap<String, Version>,
     /// This service's deploy hook, instead of the global `[deploy]`.
@@ -264,11 +267,33 @@ impl Default for Ejection {
     }
 }
 
+/// TLS to a service's model servers (its `https://` endpoints): the
+/// system's root certificates plus `ca_file`, SNI and the checked name from
+/// the endpoint's host (or `server_name`), and for mutual TLS a client
+/// certificate. Files are PEM, read when the routing is applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// CA certificates trusted besides the system's (e.g. an in-cluster CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The certificate chain the gateway presents (mutual TLS); needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// The name sent in SNI and checked against the server's certificate, instead of the endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
 /// How long the gateway waits on a model server.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     pub connect: Hold,
+    /// The TLS handshake with an `https://` endpoint, after the connection.
+    pub handshake: Hold,
     /// Until the response's headers arrive.
     pub first_byte: Hold,
     /// The whole exchange, body included (streams too).
@@ -277,7 +302,12 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Hold::from_secs(2), first_byte: Hold::from_secs(60), total: Hold::from_secs(300) }
+        Timeouts {
+            connect: Hold::from_secs(2),
+            handshake: Hold::from_secs(5),
+            first_byte: Hold::from_secs(60),
+            total: Hold::from_secs(300),
+        }
     }
 }
 

@@ -138,6 +138,15 @@ pub(super) fn check(
                 ));
             }
         }
+        if let Some(tls) = &service.tls
+            && tls.client_cert.is_some() != tls.client_key.is_some()
+        {
+            out.push(locate.at(
+                at(&["tls"]),
+                format!("service `{name}`: mutual TLS needs both client_cert and client_key"),
+                Some("give both PEM files, or neither".into()),
+            ));
+        }
         if let Some(health) = &service.health {
             for (why, hint) in health_problems(health) {
                 out.push(locate.at(at(&["health"]), format!("service `{name}`: {why}"), Some(hint.into())));
@@ -330,11 +339,11 @@ fn check_version(
         ));
     }
     for endpoint in &version.endpoints {
-        if let Err(why) = check_endpoint(endpoint.get_ref()) {
+        if let Err(why) = check_url(endpoint.get_ref()) {
             out.push(locate.at(
                 Some(endpoint.span()),
                 format!("endpoint `{}` of `{service}/{name}` {why}", endpoint.get_ref()),
-                Some("write it as http://HOST:PORT or http://HOST:PORT/PATH".into()),
+                Some("write it as http(s)://HOST:PORT or http(s)://HOST:PORT/PATH".into()),
             ));
         }
     }
@@ -348,16 +357,8 @@ fn check_version(
     }
 }
 
-/// Whether `url` is an http URL with a host and, if any, a numeric port; the reason if not.
-pub fn check_endpoint(url: &str) -> Result<(), &'static str> {
-    if url.starts_with("https://") {
-        // The gateway sits next to the model servers and speaks plain HTTP/1.1 to them.
-        return Err("uses https, which the gateway does not speak to model servers (use http://)");
-    }
-    check_url(url)
-}
-
-/// An http:// or https:// URL rollgate itself calls (webhooks, Prometheus): a host, and a numeric port if any.
+/// An http:// or https:// URL rollgate calls (model servers, over TLS per their service's `tls`; webhooks;
+/// Prometheus): a host, and a numeric port if any.
 pub fn check_url(url: &str) -> Result<(), &'static str> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or("is not an http(s) URL")?;
     let authority = rest.split('/').next().unwrap_or_default();
@@ -418,13 +419,13 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_http_urls_with_numeric_ports() {
-        assert!(check_endpoint("http://127.0.0.1:9000").is_ok());
-        assert!(check_endpoint("http://models.internal/v1").is_ok());
-        assert!(check_endpoint("https://models.internal/v1").unwrap_err().contains("https"));
-        assert!(check_endpoint("http://[::1]:9000").is_ok());
-        assert!(check_endpoint("ftp://x").is_err());
-        assert!(check_endpoint("http://").is_err());
-        assert!(check_endpoint("http://host:99999").is_err());
+        assert!(check_url("http://127.0.0.1:9000").is_ok());
+        assert!(check_url("http://models.internal/v1").is_ok());
+        assert!(check_url("https://models.internal/v1").is_ok());
+        assert!(check_url("http://[::1]:9000").is_ok());
+        assert!(check_url("ftp://x").is_err());
+        assert!(check_url("http://").is_err());
+        assert!(check_url("http://host:99999").is_err());
     }
 
     #[test]
