@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 n=${1:-2000}
 rate=200
 needs="nginx valgrind"
+WORKERS=1 # one process, one thread each: callgrind follows no children
 . bench/lib.sh
 front=$(port)
 proxy_conf proxy "$front"

@@ -1,6 +1,8 @@
 # Shared by the bench scripts (sourced, not run): the binaries, a work
 # directory cleaned up on exit with every process started, free ports, two
-# nginx backends and the configs that route to them.
+# nginx backends and the configs that route to them. Every proxy raced gets
+# the same number of workers: WORKERS (default: one per core) is rollgate's
+# --threads, nginx's worker_processes and HAProxy's nbthread.
 # Needs: $needs (tools to check for).
 for tool in $needs; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install $needs)" >&2; exit 1; }
@@ -10,6 +12,7 @@ cargo build --release --quiet -p rollgate -p rollgate-bench
 rg="${ROLLGATE:-$PWD/target/release/rollgate}"
 loadgen="$PWD/target/release/loadgen"
 
+workers=${WORKERS:-$(nproc)}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -19,10 +22,12 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 b1=$(port); b2=$(port)
 body='{"label":"approve","score":0.9731,"model":"fraud-v1","ok":1}'
 
-nginx_conf() { # name, http-block body: writes $work/NAME/nginx.conf
+nginx_conf() { # name, http-block body[, workers]: writes $work/NAME/nginx.conf
   mkdir -p "$work/$1"
+  local n=${3:-1} master=off
+  [ "$n" -gt 1 ] && master=on
   cat >"$work/$1/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $work/$1/pid; error_log $work/$1/error.log;
+daemon off; master_process $master; worker_processes $n; pid $work/$1/pid; error_log $work/$1/error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -44,11 +49,43 @@ for v in 1 2; do
   nginx_start "backend-v$v"
 done
 
-proxy_conf() { # name, listen port: nginx as the proxy, keep-alive upstreams, split_clients 5%
+proxy_conf() { # name, listen port: nginx as the proxy on $workers workers, keep-alive upstreams, split_clients 5%
   nginx_conf "$1" "upstream v1 { server 127.0.0.1:$b1; keepalive 64; }
   upstream v2 { server 127.0.0.1:$b2; keepalive 64; }
   split_clients \"\${request_id}\" \$variant { 5% v2; * v1; }
-  server { listen 127.0.0.1:$2; location / { proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://\$variant; } }"
+  server { listen 127.0.0.1:$2 reuseport; location / { proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://\$variant; } }" "$workers"
+}
+
+haproxy_conf() { # file, listen port: HAProxy on $workers threads, connections to the backends reused, 5% to v2
+  cat >"$1" <<CONF
+global
+  nbthread $workers
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:$2
+  use_backend v2 if { rand(100) lt 5 }
+  default_backend v1
+backend v1
+  server v1 127.0.0.1:$b1
+backend v2
+  server v2 127.0.0.1:$b2
+CONF
+}
+
+# Peak RSS of a process and its children (nginx's workers), summed.
+rss() {
+  [ -n "$1" ] || { echo "-"; return; }
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '/VmHWM/ { print $2 }' "/proc/$p/status")))
+  done
+  awk -v kb="$total" 'BEGIN { printf "%.1f MiB", kb / 1024 }'
 }
 
 gateway_conf() { # file, extra service lines: rollgate with a 5% split to v2
