@@ -23,7 +23,7 @@ ng=$(port); hp=$(port); gw=$(port); gm=$(port)
 proxy_conf proxy "$ng"
 nginx_start proxy
 haproxy_conf "$work/haproxy.cfg" "$hp"
-haproxy -db -f "$work/haproxy.cfg" >/dev/null 2>&1 &
+haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 hp_pid=$!; pids+=($hp_pid)
 gateway_conf "$work/split.toml" ""
 gateway_conf "$work/mirror.toml" 'mirror = { version = "v2", percent = 100 }'
@@ -36,6 +36,7 @@ for p in $b1 $b2 $ng $hp $gw $gm; do
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$p/" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 ng_pid=$(cat "$work/proxy/pid")
+kill -0 "$hp_pid" 2>/dev/null || { echo "HAProxy did not start:" >&2; cat "$work/haproxy.log" >&2; exit 1; }
 echo "workers: $workers each (nginx worker_processes $workers with reuseport, keepalive 64 per upstream;"
 echo "  HAProxy $(haproxy -v | head -1 | awk '{print $3}') nbthread $workers, http-reuse always; rollgate --threads $workers);"
 echo "  backends: two nginx processes of one worker each; ${secs}s per run, ${ROUNDS:-3} rounds taking turns"

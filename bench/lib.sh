@@ -60,7 +60,7 @@ haproxy_conf() { # file, listen port: HAProxy on $workers threads, connections t
   cat >"$1" <<CONF
 global
   nbthread $workers
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   timeout connect 2s
