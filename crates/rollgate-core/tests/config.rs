@@ -201,3 +201,15 @@ fn https_endpoints_are_taken_and_mutual_tls_needs_both_halves() {
     let https = example_with("http://127.0.0.1:9001", "https://models.internal:8443");
     assert!(Config::parse("rollgate.toml", &https).is_ok(), "an https endpoint is a valid endpoint");
 }
+
+#[test]
+fn sticky_takes_one_way_and_a_body_field_is_a_json_pointer() {
+    let both =
+        example_with("sticky = { header = \"x-user-id\" }", "sticky = { header = \"x-user-id\", body = \"/user\" }");
+    assert!(problems(&both).iter().any(|p| p.message.contains("exactly one of `header`, `cookie` or `body`")));
+    let bare = example_with("sticky = { header = \"x-user-id\" }", "sticky = { body = \"user\" }");
+    assert!(problems(&bare).iter().any(|p| p.message.contains("JSON pointer")));
+    let body = example_with("sticky = { header = \"x-user-id\" }", "sticky = { body = \"/user\" }");
+    let config = Config::parse("rollgate.toml", &body).unwrap();
+    assert_eq!(config.services["fraud-scorer"].sticky.as_ref().unwrap().body.as_deref(), Some("/user"));
+}

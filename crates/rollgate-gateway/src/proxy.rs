@@ -156,7 +156,24 @@ impl Gateway {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::NOT_FOUND, "no_route", None, "no service matches this host and path");
         };
-        let pick = match sticky_key(service, request.headers()) {
+        if declared_length(request.headers()).is_some_and(|length| length > service.limits.max_request_bytes) {
+            let detail = format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail);
+        }
+        let (parts, body) = request.into_parts();
+        // A service sticky by a body field has its body read before the version is chosen (only such a service).
+        let body = match &service.sticky {
+            Some(StickyKey::Body(pointer)) => match read_body(body, service.limits.max_request_bytes).await {
+                Ok(bytes) => RequestBody::Read { key: body_key(&bytes, pointer), bytes },
+                Err(failed) => return failed.answer(service),
+            },
+            _ => RequestBody::Unread(body),
+        };
+        let key = match &body {
+            RequestBody::Read { key, .. } => key.as_deref().map(str::as_bytes),
+            RequestBody::Unread(_) => sticky_key(service, &parts.headers),
+        };
+        let pick = match key {
             Some(key) => service.split.pick_key(key),
             None => service.split.pick_random(),
         };
@@ -168,42 +185,46 @@ impl Gateway {
                 "the service has no version with traffic",
             );
         };
-        if declared_length(request.headers()).is_some_and(|length| length > service.limits.max_request_bytes) {
-            let detail = format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail);
-        }
         let Some(endpoint) = version.pick_endpoint().cloned() else {
             return error(StatusCode::SERVICE_UNAVAILABLE, "no_endpoint", Some(service), "the version has no endpoint");
         };
         let series = version.series.clone();
         series.started();
         self.feedback.remember(request_id, series.clone());
-        let (parts, body) = request.into_parts();
         let shadow = service
             .mirror
             .as_ref()
             .filter(|m| m.take() && self.can_mirror(&parts.headers))
             .and_then(|m| Some((m, self.mirror.admit()?)));
-        let (body, capture) = match shadow {
-            None => {
+        let (body, capture) = match (body, shadow) {
+            (RequestBody::Read { bytes, .. }, Some((mirror, admitted)))
+                if bytes.len() <= self.mirror.limits.max_body =>
+            {
+                let to = self.queue_shadow(service, version, mirror, &parts, bytes.clone(), admitted);
+                (full(bytes), to)
+            }
+            (RequestBody::Read { bytes, .. }, _) => (full(bytes), None),
+            (RequestBody::Unread(body), None) => {
                 (Limited::new(body, limit_of(service.limits.max_request_bytes)).map_err(BoxError::from).boxed(), None)
             }
-            Some((mirror, admitted)) => match Limited::new(body, self.mirror.limits.max_body).collect().await {
-                Ok(collected) => {
-                    let bytes = collected.to_bytes();
-                    let to = self.queue_shadow(service, version, mirror, &parts, bytes.clone(), admitted);
-                    (full(bytes), to)
+            (RequestBody::Unread(body), Some((mirror, admitted))) => {
+                match Limited::new(body, self.mirror.limits.max_body).collect().await {
+                    Ok(collected) => {
+                        let bytes = collected.to_bytes();
+                        let to = self.queue_shadow(service, version, mirror, &parts, bytes.clone(), admitted);
+                        (full(bytes), to)
+                    }
+                    Err(e) => {
+                        series.finished(Outcome::ClientError, started.elapsed());
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            Some(service),
+                            &format!("cannot read the request body: {e}"),
+                        );
+                    }
                 }
-                Err(e) => {
-                    series.finished(Outcome::ClientError, started.elapsed());
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        Some(service),
-                        &format!("cannot read the request body: {e}"),
-                    );
-                }
-            },
+            }
         };
         let outbound = match outbound(parts, body, &endpoint) {
             Ok(outbound) => outbound,
@@ -354,8 +375,58 @@ fn limit_of(bytes: u64) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
+/// A request's body: still streaming in, or read whole (a service sticky by a body field) with its key.
+enum RequestBody {
+    Unread(Incoming),
+    Read { bytes: Bytes, key: Option<String> },
+}
+
+/// Why a body could not be read before choosing a version.
+enum BodyFailure {
+    TooLarge(u64),
+    Unreadable(String),
+}
+
+impl BodyFailure {
+    fn answer(self, service: &ServiceRoute) -> Response<ProxyBody> {
+        match self {
+            BodyFailure::TooLarge(limit) => {
+                let detail = format!("the request body is over the limit of {limit} bytes");
+                error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail)
+            }
+            BodyFailure::Unreadable(why) => error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                Some(service),
+                &format!("cannot read the request body: {why}"),
+            ),
+        }
+    }
+}
+
+/// The whole body, up to `limit` bytes.
+async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, BodyFailure> {
+    match Limited::new(body, limit_of(limit)).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyFailure::TooLarge(limit)),
+        Err(e) => Err(BodyFailure::Unreadable(e.to_string())),
+    }
+}
+
+/// The sticky key a body holds at `pointer`: a string as it is, a number or
+/// boolean as written; none when the body is not JSON or has no such value.
+fn body_key(body: &[u8], pointer: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match value.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
 fn sticky_key<'a>(service: &ServiceRoute, headers: &'a HeaderMap) -> Option<&'a [u8]> {
     match service.sticky.as_ref()? {
+        StickyKey::Body(_) => None,
         StickyKey::Header(name) => headers.get(name).map(HeaderValue::as_bytes),
         StickyKey::Cookie(name) => {
             headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {

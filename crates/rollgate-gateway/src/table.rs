@@ -93,6 +93,8 @@ impl VersionRoute {
 pub enum StickyKey {
     Header(HeaderName),
     Cookie(String),
+    /// A JSON pointer into the request body (the body is read first).
+    Body(String),
 }
 
 /// Where a share of a service's traffic is copied.
@@ -341,6 +343,7 @@ fn service_route(
                 .map_err(|_| TableError::BadHeader { service: name.into(), header: h.clone() })?,
         )),
         Some(rollgate_core::config::Sticky { cookie: Some(c), .. }) => Some(StickyKey::Cookie(c.clone())),
+        Some(rollgate_core::config::Sticky { body: Some(pointer), .. }) => Some(StickyKey::Body(pointer.clone())),
         _ => None,
     };
     let mirror = match &s.mirror {

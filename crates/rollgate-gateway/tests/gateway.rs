@@ -898,7 +898,7 @@ async fn users_stay_on_their_version_by_cookie() {
     assert!(cookies_config.sticky.is_some());
     let mut routing = routing_of(&config(&v1, &v2, Some("{ v1 = 50, v2 = 50 }"), ""));
     routing.services.get_mut("scorer").unwrap().sticky =
-        Some(rollgate_core::config::Sticky { header: None, cookie: Some("uid".into()) });
+        Some(rollgate_core::config::Sticky { header: None, cookie: Some("uid".into()), body: None });
     g.gateway.apply(&routing).unwrap();
     let client = reqwest::Client::new();
     let on = |user: String| {
@@ -1156,4 +1156,51 @@ async fn https_model_servers_are_reached_over_verified_tls_with_sni_and_client_c
         format!("{ca}, client_cert = \"{}\", client_key = \"{}\"", certs.path("client.pem"), certs.path("client.key"));
     assert_eq!(through_tls(&mutual, &client).await, (200, "mutual".to_string()));
     drop(nginx);
+}
+
+#[tokio::test]
+async fn a_conversation_sticky_by_a_body_field_stays_on_its_version_as_the_canary_grows() {
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let config = config(&v1, &v2, None, "");
+    let g = gateway(&config).await;
+    let by_body = |percent: f64| {
+        let mut routing = canary_at(&config, percent);
+        let sticky = rollgate_core::config::Sticky { header: None, cookie: None, body: Some("/user".into()) };
+        routing.services.get_mut("scorer").unwrap().sticky = Some(sticky);
+        routing
+    };
+    let client = reqwest::Client::new();
+    let served = |user: Option<String>| {
+        let body = match user {
+            Some(u) => format!(r#"{{"model":"scorer","user":"{u}","messages":[{{"role":"user","content":"hi"}}]}}"#),
+            None => r#"{"model":"scorer","messages":[]}"#.to_string(),
+        };
+        let request = client.post(url(&g, "/v1/score")).body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.headers()[SERVED_BY].to_str().unwrap().to_string()
+        }
+    };
+    g.gateway.apply(&by_body(20.0)).unwrap();
+    let mut at_20 = Vec::new();
+    for i in 0..200 {
+        at_20.push(served(Some(format!("user-{i}"))).await);
+    }
+    let on_v2 = at_20.iter().filter(|v| *v == "v2").count();
+    assert!(plausible(on_v2, 200, 0.2), "{on_v2} of 200 on the 20% canary");
+    // Every turn of a conversation lands where the first did.
+    for (i, first) in at_20.iter().enumerate().take(50) {
+        assert_eq!(&served(Some(format!("user-{i}"))).await, first, "user-{i} moved");
+    }
+    // The canary grows to 50%: everyone already on it stays.
+    g.gateway.apply(&by_body(50.0)).unwrap();
+    for (i, first) in at_20.iter().enumerate() {
+        if first == "v2" {
+            assert_eq!(served(Some(format!("user-{i}"))).await, "v2", "user-{i} left the canary as it grew");
+        }
+    }
+    // A body without the field is still served (on a random pick).
+    assert!(["v1", "v2"].contains(&served(None).await.as_str()));
+    g.shutdown().await;
 }

@@ -349,6 +349,11 @@ pub struct Sticky {
     pub header: Option<String>,
     #[serde(default)]
     pub cookie: Option<String>,
+    /// A JSON pointer into the request's body (e.g. "/user", OpenAI's end-user
+    /// field, or "/metadata/conversation_id"), so a conversation stays on one
+    /// version; the body is read before the version is chosen, for this service only.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -92,14 +92,22 @@ pub(super) fn check(
                 Some(format!("define [plans.{}] or use one of: {}", service.plan.get_ref(), plans.join(", "))),
             ));
         }
-        if let Some(sticky) = &service.sticky
-            && sticky.header.is_some() == sticky.cookie.is_some()
-        {
-            out.push(locate.at(
-                at(&["sticky"]),
-                format!("service `{name}`: sticky needs exactly one of `header` or `cookie`"),
-                Some("e.g. sticky = { header = \"x-user-id\" }".into()),
-            ));
+        if let Some(sticky) = &service.sticky {
+            let ways = [sticky.header.is_some(), sticky.cookie.is_some(), sticky.body.is_some()];
+            if ways.iter().filter(|w| **w).count() != 1 {
+                out.push(locate.at(
+                    at(&["sticky"]),
+                    format!("service `{name}`: sticky needs exactly one of `header`, `cookie` or `body`"),
+                    Some("e.g. sticky = { header = \"x-user-id\" } or sticky = { body = \"/user\" }".into()),
+                ));
+            }
+            if sticky.body.as_ref().is_some_and(|p| !p.starts_with('/')) {
+                out.push(locate.at(
+                    at(&["sticky"]),
+                    format!("service `{name}`: sticky `body` is a JSON pointer, which starts with `/`"),
+                    Some("e.g. sticky = { body = \"/user\" } for OpenAI's end-user field".into()),
+                ));
+            }
         }
         if let Some(split) = &service.split {
             let total: u32 = split.get_ref().values().map(|w| u32::from(w.basis_points())).sum();
