@@ -200,13 +200,13 @@ pub enum Change {
     Update(Flag),
     Kill,
     Enable,
-    /// A plan's step: the `rollout` percentage of every flexibleRollout strategy, the flag on.
+    /// A plan's step: the `rollout` percentage of every flexibleRollout
+    /// strategy. A flag a person killed stays killed: a step never switches it back on.
     Rollout(u32),
 }
 
-/// The flag with its flexibleRollout strategies at `percent` and switched on.
-fn rolled_to(flag: Flag, percent: u32) -> Flag {
-    let mut flag = Flag { enabled: true, ..flag };
+/// The flag with its flexibleRollout strategies at `percent`.
+fn rolled_to(mut flag: Flag, percent: u32) -> Flag {
     for s in flag.strategies.iter_mut().filter(|s| s.name == ROLLED_STRATEGY) {
         s.parameters.insert("rollout".into(), serde_json::Value::String(percent.to_string()));
     }

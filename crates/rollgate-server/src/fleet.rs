@@ -126,12 +126,15 @@ impl Fleet {
         serving_version(&known.config.config, &rollouts, service)
     }
 
-    /// The endpoints of a version: the instances the last rolling rollout
-    /// gave it, or else from the config or the registry.
+    /// The endpoints of a version as its own (what checks and hooks address):
+    /// the instances the last finished rolling rollout left it, or else from
+    /// the config or the registry. A running rolling rollout's share of the
+    /// pool is routing's business: its candidate's own endpoints are still
+    /// what pre-deployment, staging and validation check.
     pub fn endpoints(&self, service: &str, version: &str) -> Vec<String> {
         let known = self.known();
-        let rollouts = known.rollout_states();
-        if let Some(instances) = rollgate_core::rollout::rolling_endpoints(&rollouts, service, version) {
+        let finished: Vec<Rollout> = known.rollout_states().into_iter().filter(Rollout::is_terminal).collect();
+        if let Some(instances) = rollgate_core::rollout::rolling_endpoints(&finished, service, version) {
             return instances;
         }
         let configured = known.config.config.services.get(service).and_then(|s| s.versions.get(version));

@@ -163,6 +163,14 @@ fn names(served: &BTreeMap<String, BTreeMap<String, usize>>, version: &str) -> V
 #[tokio::test]
 async fn instances_are_replaced_one_at_a_time_and_traffic_follows_them() {
     let w = world(FAST, "none").await;
+    // Before any instance is replaced, pre-deployment checks the candidate's own endpoint (the surge slot).
+    let healthy = |v: &Value| {
+        v["evidence"].as_array().unwrap().iter().find(|e| e["gate"] == "infrastructure.endpoints_healthy").cloned()
+    };
+    let view = w.until("the candidate's endpoints were never checked", |v| healthy(v).is_some()).await;
+    let evidence = healthy(&view).unwrap();
+    assert_eq!(evidence["passed"], true, "{evidence}");
+    assert!(evidence["summary"].as_str().unwrap().contains("all 1 endpoint(s) of v2"), "{evidence}");
     w.force_promote().await; // pre-deployment → staging
     w.force_promote().await; // staging → batch 1
     let run = w.action_done("replace-1").await;
