@@ -88,22 +88,19 @@ rss() {
   awk -v kb="$total" 'BEGIN { printf "%.1f MiB", kb / 1024 }'
 }
 
+bench_service() { # file, extra service lines, NAME=ENDPOINT per version: rollgate's config for service `bench`
+  local file=$1 extra=$2 pair sha; shift 2
+  sha=$(printf 'a%.0s' $(seq 64))
+  {
+    printf '[services.bench]\nroute = { path_prefix = "/" }\nprotocol = "json"\nstable = "v1"\n%s\n' "$extra"
+    for pair in "$@"; do
+      printf '[services.bench.versions.%s]\nendpoints = ["%s"]\nartifact = { uri = "bench://%s", sha256 = "%s" }\nowner = "bench"\n' \
+        "${pair%%=*}" "${pair#*=}" "${pair%%=*}" "$sha"
+    done
+  } >"$file"
+}
+
 gateway_conf() { # file, extra service lines: rollgate with a 5% split to v2
-  local sha; sha=$(printf 'a%.0s' $(seq 64))
-  cat >"$1" <<CONF
-[services.bench]
-route = { path_prefix = "/" }
-protocol = "json"
-stable = "v1"
-split = { v1 = 95, v2 = 5 }
-$2
-[services.bench.versions.v1]
-endpoints = ["http://127.0.0.1:$b1"]
-artifact = { uri = "bench://v1", sha256 = "$sha" }
-owner = "bench"
-[services.bench.versions.v2]
-endpoints = ["http://127.0.0.1:$b2"]
-artifact = { uri = "bench://v2", sha256 = "$sha" }
-owner = "bench"
-CONF
+  bench_service "$1" "split = { v1 = 95, v2 = 5 }
+$2" "v1=http://127.0.0.1:$b1" "v2=http://127.0.0.1:$b2"
 }

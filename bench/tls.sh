@@ -42,22 +42,8 @@ nginx_conf proxies "upstream plain { server 127.0.0.1:$b1; keepalive 64; }
     proxy_ssl_server_name on; proxy_ssl_name localhost; proxy_ssl_session_reuse on; } }" "$workers"
 nginx_start proxies
 
-one_version() { # file, endpoint, extra service lines
-  local sha; sha=$(printf 'a%.0s' $(seq 64))
-  cat >"$1" <<CONF
-[services.bench]
-route = { path_prefix = "/" }
-protocol = "json"
-stable = "v1"
-$3
-[services.bench.versions.v1]
-endpoints = ["$2"]
-artifact = { uri = "bench://v1", sha256 = "$sha" }
-owner = "bench"
-CONF
-}
-one_version "$work/plain.toml" "http://127.0.0.1:$b1" ""
-one_version "$work/tls.toml" "https://localhost:$bt" "tls = { ca_file = \"$work/ca.pem\" }"
+bench_service "$work/plain.toml" "" "v1=http://127.0.0.1:$b1"
+bench_service "$work/tls.toml" "tls = { ca_file = \"$work/ca.pem\" }" "v1=https://localhost:$bt"
 "$rg" gateway --config "$work/plain.toml" --listen "127.0.0.1:$gw" --threads "$workers" >/dev/null &
 pids+=($!)
 "$rg" gateway --config "$work/tls.toml" --listen "127.0.0.1:$gt" --threads "$workers" >/dev/null &

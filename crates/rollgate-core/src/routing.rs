@@ -306,7 +306,8 @@ fn dark_launch_share(
     let Some(flag) = &m.flag else { return m.percent };
     let Some(share) = inputs.flags.get(flag) else {
         problems.push(format!(
-            "service `{service}`: the dark launch's flag `{flag}` does not exist, so nothing is mirrored"
+            "service `{service}`: the dark launch's flag `{flag}` does not exist (only `rollgate serve` reads \
+             flags; `rollgate gateway` alone knows none), so nothing is mirrored"
         ));
         return Weight::ZERO;
     };

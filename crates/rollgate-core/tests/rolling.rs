@@ -76,6 +76,14 @@ fn pass_people(r: &mut Rehearsal, now: Timestamp) {
     }
 }
 
+/// Time passes to the end of the current hold, and the people's gates are passed.
+fn past_the_hold(r: &mut Rehearsal) -> Timestamp {
+    let now = r.state().unwrap().hold_ends_at().unwrap();
+    let _ = r.send(Command::new(Actor::system(), Input::Timer), now);
+    pass_people(r, now);
+    now
+}
+
 fn hook(r: &mut Rehearsal, action: &str, ok: bool, now: Timestamp) -> Result<Vec<Effect>, Rejection> {
     let run = ActionRun {
         ok,
@@ -142,16 +150,12 @@ fn each_batch_is_out_of_service_until_its_hook_is_done_then_held_and_judged() {
     // Healthy before the interval is over: still batch 1; after it, batch 2 starts.
     pass_people(&mut r, now);
     assert_eq!(r.state().unwrap().stage, Stage::Canary { step: 0 });
-    now = r.state().unwrap().hold_ends_at().unwrap();
-    let _ = r.send(Command::new(Actor::system(), Input::Timer), now);
-    pass_people(&mut r, now);
+    now = past_the_hold(&mut r);
     assert_eq!(r.state().unwrap().stage, Stage::Canary { step: 1 });
     // The rest, batch by batch; the last is replaced in full deployment.
     for batch in 2..=3 {
         hook(&mut r, &format!("replace-{batch}"), true, now).unwrap();
-        now = r.state().unwrap().hold_ends_at().unwrap();
-        let _ = r.send(Command::new(Actor::system(), Input::Timer), now);
-        pass_people(&mut r, now);
+        now = past_the_hold(&mut r);
     }
     let state = r.state().unwrap().clone();
     assert_eq!(state.stage, Stage::Full);
@@ -161,9 +165,7 @@ fn each_batch_is_out_of_service_until_its_hook_is_done_then_held_and_judged() {
     let state = r.state().unwrap().clone();
     let (stable, candidate, _) = routed(&state, now);
     assert_eq!((stable, candidate), (vec![], urls(&["a", "b", "c", "d"])));
-    now = state.hold_ends_at().unwrap();
-    let _ = r.send(Command::new(Actor::system(), Input::Timer), now);
-    pass_people(&mut r, now);
+    now = past_the_hold(&mut r);
     let state = r.state().unwrap().clone();
     assert_eq!(state.stage, Stage::Completed);
     // Completed: the pool serves v2 (not v2's configured surge endpoint).
@@ -177,9 +179,7 @@ fn a_batch_that_does_not_come_back_healthy_reverts_every_touched_instance_latest
     let (mut r, now) = started(plan(0));
     pass_people(&mut r, now);
     hook(&mut r, "replace-1", true, now).unwrap();
-    let later = r.state().unwrap().hold_ends_at().unwrap();
-    let _ = r.send(Command::new(Actor::system(), Input::Timer), later);
-    pass_people(&mut r, later);
+    let later = past_the_hold(&mut r);
     assert_eq!(r.state().unwrap().stage, Stage::Canary { step: 1 });
     let effects = hook(&mut r, "replace-2", false, later).unwrap();
     let state = r.state().unwrap().clone();
@@ -188,12 +188,11 @@ fn a_batch_that_does_not_come_back_healthy_reverts_every_touched_instance_latest
     };
     assert!(check.starts_with("replace-2"), "{check}");
     assert!(detail.contains("health check"), "{detail}");
-    let reverts: Vec<&Effect> = effects.iter().filter(|e| matches!(e, Effect::Instances { .. })).collect();
-    let order: Vec<(InstanceOp, Vec<String>, String)> = reverts
+    let order: Vec<(InstanceOp, Vec<String>, String)> = effects
         .iter()
-        .map(|e| match e {
-            Effect::Instances { op, endpoints, version, .. } => (*op, endpoints.clone(), version.clone()),
-            _ => unreachable!(),
+        .filter_map(|e| match e {
+            Effect::Instances { op, endpoints, version, .. } => Some((*op, endpoints.clone(), version.clone())),
+            _ => None,
         })
         .collect();
     assert_eq!(
@@ -227,9 +226,7 @@ fn a_surge_serves_before_any_old_instance_leaves_and_leaves_after_the_last() {
     let (stable, candidate, _) = routed(&state, now);
     assert_eq!((stable.len() + candidate.len(), candidate), (3, urls(&["s"])));
     hook(&mut r, "replace-1", true, now).unwrap();
-    let later = r.state().unwrap().hold_ends_at().unwrap();
-    let _ = r.send(Command::new(Actor::system(), Input::Timer), later);
-    pass_people(&mut r, later);
+    let later = past_the_hold(&mut r);
     // The last batch, in full deployment: the surge still serves while c and d are out.
     let state = r.state().unwrap().clone();
     assert_eq!(state.stage, Stage::Full);
@@ -245,9 +242,7 @@ fn a_person_rolling_back_mid_batch_cancels_the_replacement_and_reverts() {
     let (mut r, now) = started(plan(0));
     pass_people(&mut r, now);
     hook(&mut r, "replace-1", true, now).unwrap();
-    let later = r.state().unwrap().hold_ends_at().unwrap();
-    let _ = r.send(Command::new(Actor::system(), Input::Timer), later);
-    pass_people(&mut r, later);
+    let later = past_the_hold(&mut r);
     assert!(r.state().unwrap().action("replace-2").is_some_and(|a| !a.is_closed()), "batch 2 is being replaced");
     let rollback = Input::Rollback { category: RollbackCategory::Quality, reason: "worse".into(), full: false };
     r.send(Command::new(alice(), rollback), later).unwrap();
@@ -269,6 +264,12 @@ fn a_rolling_plan_needs_its_pool_and_refuses_canary_steps_it_would_never_run() {
     let now = at(THURSDAY);
     let refused = Rehearsal::new().send(start(plan(0), true), now).unwrap_err();
     assert!(refused.to_string().contains("must name the stable version's instances"), "{refused}");
+    let mut twice = start(plan(0), true);
+    if let Input::Start { pool, .. } = &mut twice.input {
+        *pool = Some(rollgate_core::rollout::Pool { instances: urls(&["a", "b", "a"]), surge: Vec::new() });
+    }
+    let refused = Rehearsal::new().send(twice, now).unwrap_err();
+    assert!(refused.to_string().contains("instance http://a:1 is named twice"), "{refused}");
     let mut with_steps = plan(0);
     with_steps.canary.steps.remove(0);
     assert!(with_steps.problems().iter().any(|p| p.message.contains("canary steps would never run")));

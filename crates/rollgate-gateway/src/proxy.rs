@@ -157,8 +157,7 @@ impl Gateway {
             return error(StatusCode::NOT_FOUND, "no_route", None, "no service matches this host and path");
         };
         if declared_length(request.headers()).is_some_and(|length| length > service.limits.max_request_bytes) {
-            let detail = format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail);
+            return request_too_large(service);
         }
         let (parts, body) = request.into_parts();
         // A service sticky by a body field has its body read before the version is chosen (only such a service).
@@ -244,12 +243,7 @@ impl Gateway {
             Ok(Ok(sent)) => sent,
             Ok(Err(e)) if e.body_too_large() => {
                 series.finished(Outcome::ClientError, started.elapsed());
-                let detail =
-                    format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
-                return failed_at(
-                    version,
-                    error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail),
-                );
+                return failed_at(version, request_too_large(service));
             }
             Ok(Err(e)) => {
                 drop(in_flight);
@@ -381,19 +375,22 @@ enum RequestBody {
     Read { bytes: Bytes, key: Option<String> },
 }
 
+/// The answer to a request whose body is over its service's limit.
+fn request_too_large(service: &ServiceRoute) -> Response<ProxyBody> {
+    let detail = format!("the request body is over the limit of {} bytes", service.limits.max_request_bytes);
+    error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail)
+}
+
 /// Why a body could not be read before choosing a version.
 enum BodyFailure {
-    TooLarge(u64),
+    TooLarge,
     Unreadable(String),
 }
 
 impl BodyFailure {
     fn answer(self, service: &ServiceRoute) -> Response<ProxyBody> {
         match self {
-            BodyFailure::TooLarge(limit) => {
-                let detail = format!("the request body is over the limit of {limit} bytes");
-                error(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", Some(service), &detail)
-            }
+            BodyFailure::TooLarge => request_too_large(service),
             BodyFailure::Unreadable(why) => error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -408,7 +405,7 @@ impl BodyFailure {
 async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, BodyFailure> {
     match Limited::new(body, limit_of(limit)).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyFailure::TooLarge(limit)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyFailure::TooLarge),
         Err(e) => Err(BodyFailure::Unreadable(e.to_string())),
     }
 }

@@ -128,13 +128,11 @@ impl Fleet {
 
     /// The endpoints of a version as its own (what checks and hooks address):
     /// the instances the last finished rolling rollout left it, or else from
-    /// the config or the registry. A running rolling rollout's share of the
-    /// pool is routing's business: its candidate's own endpoints are still
-    /// what pre-deployment, staging and validation check.
+    /// the config or the registry.
     pub fn endpoints(&self, service: &str, version: &str) -> Vec<String> {
         let known = self.known();
-        let finished: Vec<Rollout> = known.rollout_states().into_iter().filter(Rollout::is_terminal).collect();
-        if let Some(instances) = rollgate_core::rollout::rolling_endpoints(&finished, service, version) {
+        let rollouts = known.rollouts.values().map(|(_, r)| r);
+        if let Some(instances) = rollgate_core::rollout::own_endpoints(rollouts, service, version) {
             return instances;
         }
         let configured = known.config.config.services.get(service).and_then(|s| s.versions.get(version));

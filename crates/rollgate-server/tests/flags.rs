@@ -207,23 +207,22 @@ async fn a_flag_rolled_out_by_a_plan_follows_its_steps_and_a_bad_new_path_is_kil
         "{step}"
     );
     // The application reports: the new path fails half its requests, the old one none.
-    let mut view = Value::Null;
-    for _ in 0..40 {
-        let outcomes: Vec<Value> = (0..300)
-            .map(|i| {
-                let enabled = on.contains(&i);
-                json!({ "enabled": enabled, "error": enabled && i % 2 == 0, "latency_ms": 5.0 })
-            })
-            .collect();
-        let (status, recorded) =
-            api.post("/api/v1/flags/new-scorer/outcomes", &app, json!({ "outcomes": outcomes })).await;
+    let outcomes: Vec<Value> = (0..300)
+        .map(|i| {
+            let enabled = on.contains(&i);
+            json!({ "enabled": enabled, "error": enabled && i % 2 == 0, "latency_ms": 5.0 })
+        })
+        .collect();
+    let report = json!({ "outcomes": outcomes });
+    // Reports keep coming, as from a running application, until the judge has decided.
+    let decided = wait_for(std::time::Duration::from_secs(15), || async {
+        let (status, recorded) = api.post("/api/v1/flags/new-scorer/outcomes", &app, report.clone()).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{recorded}");
-        view = api.get("/api/v1/rollouts/flag-r1", &alice).await.1;
-        if view["stage"] == "rolled_back" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        api.get("/api/v1/rollouts/flag-r1", &alice).await.1["stage"] == "rolled_back"
+    })
+    .await;
+    let view = api.get("/api/v1/rollouts/flag-r1", &alice).await.1;
+    assert!(decided, "{view}");
     assert_eq!(view["stage"], "rolled_back", "{view}");
     assert!(view["outcome"].as_str().unwrap().contains("error_rate"), "{}", view["outcome"]);
     // Rollback is the kill switch: the next evaluation of everyone is DISABLED.

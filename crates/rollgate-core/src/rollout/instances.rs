@@ -240,9 +240,13 @@ pub(super) fn done(r: &mut Rollout, action: &Action, now: Timestamp) -> Option<V
 /// the pool; once completed, the whole pool is the candidate's; once rolled
 /// back or aborted, the pool is the stable version's again except instances
 /// whose revert is not done yet.
-pub fn endpoints_of(rollouts: &[Rollout], service: &str, version: &str) -> Option<Vec<String>> {
+pub fn endpoints_of<'a>(
+    rollouts: impl IntoIterator<Item = &'a Rollout>,
+    service: &str,
+    version: &str,
+) -> Option<Vec<String>> {
     let r = rollouts
-        .iter()
+        .into_iter()
         .filter(|r| r.service == service && r.plan.strategy == Strategy::Rolling && r.instances.is_some())
         .filter(|r| r.stable == version || r.candidate == version)
         .max_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)))?;
@@ -269,6 +273,17 @@ pub fn endpoints_of(rollouts: &[Rollout], service: &str, version: &str) -> Optio
         _ if candidate => Some(inst.candidate_endpoints()),
         _ => Some(inst.stable_endpoints()),
     }
+}
+
+/// A version's own instances (what checks and hooks address, and what a new
+/// rolling rollout replaces), when a finished rolling rollout decided them; a
+/// running one's share of the pool is routing's business only.
+pub fn own_endpoints<'a>(
+    rollouts: impl IntoIterator<Item = &'a Rollout>,
+    service: &str,
+    version: &str,
+) -> Option<Vec<String>> {
+    endpoints_of(rollouts.into_iter().filter(|r| r.is_terminal()), service, version)
 }
 
 /// The pool a rollout of `service` on `plan` starts with, when the plan is

@@ -202,13 +202,8 @@ fn rolling(plan_name: &str, plan: &Plan, pool: Option<&Pool>) -> Result<(Plan, O
             plan.rolling.max_surge
         )));
     }
-    let repeated = pool
-        .instances
-        .iter()
-        .chain(&pool.surge)
-        .enumerate()
-        .find(|(i, e)| pool.instances.iter().chain(&pool.surge).skip(i + 1).any(|other| other == *e));
-    if let Some((_, e)) = repeated {
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(e) = pool.instances.iter().chain(&pool.surge).find(|e| !seen.insert(*e)) {
         return Err(Rejection::InvalidStart(format!("instance {e} is named twice")));
     }
     let batch = plan.rolling.batch(pool.instances.len(), pool.surge.len());

@@ -15,7 +15,7 @@ pub use action::{Action, ActionRun, ActionStatus, CLOSE_TICKET, action_id, instr
 pub use effect::{Effect, NotificationKind};
 pub use gates::{Gate, GateReport, GateStatus, checklist_items};
 pub use input::{Command, Input, RollbackCategory, Verdict};
-pub use instances::{InstanceOp, Instances, Pool, endpoints_of as rolling_endpoints, pool_for};
+pub use instances::{InstanceOp, Instances, Pool, endpoints_of as rolling_endpoints, own_endpoints, pool_for};
 pub use machine::{Rejection, Transition, step};
 pub use watch::{ObserveRecord, WatchBaseline, WatchRecord, WatchResult};
 

@@ -26,13 +26,11 @@ impl EffectSink for Ctx {
     async fn carry_out(&self, key: &EffectKey, effect: &Effect) -> Result<(), String> {
         match effect {
             Effect::Notify { kind, message } => self.notifier.notify(key, *kind, message).await,
-            Effect::SetWeights { service, candidate_weight, .. } if flag_of(service).is_some() => {
-                let flag = flag_of(service).unwrap_or_default();
-                self.move_flag(&key.stream, flag, *candidate_weight).await
-            }
-            Effect::SetWeights { .. } | Effect::StartMirroring { .. } | Effect::StopMirroring { .. } => {
-                self.fleet().apply().map_or(Ok(()), Err)
-            }
+            Effect::SetWeights { service, candidate_weight, .. } => match flag_of(service) {
+                Some(flag) => self.move_flag(&key.stream, flag, *candidate_weight).await,
+                None => self.fleet().apply().map_or(Ok(()), Err),
+            },
+            Effect::StartMirroring { .. } | Effect::StopMirroring { .. } => self.fleet().apply().map_or(Ok(()), Err),
             Effect::KeepWarm { until, .. } => {
                 self.timers.at(*until, Due::Routing);
                 self.fleet().apply().map_or(Ok(()), Err)

@@ -4,7 +4,7 @@ use super::config::load;
 use anyhow::Context;
 use rollgate_core::Timestamp;
 use rollgate_core::config::Config;
-use rollgate_core::routing::{RoutingInputs, desired};
+use rollgate_core::routing::{Routing, RoutingInputs, desired};
 use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits};
 use rollgate_gateway::stats::Stats;
 use rollgate_gateway::table::RouteTable;
@@ -16,17 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Builds the gateway for a config and starts listening on `threads` threads (default: one per core).
-/// The gateway on `config`'s own routing; shadow pairs go to `pairs`.
-pub async fn start(
-    config: &Config,
-    listen: SocketAddr,
-    threads: Option<NonZeroUsize>,
-    pairs: Arc<dyn ComparisonHook>,
-) -> anyhow::Result<RunningGateway> {
-    let stats = Arc::new(Stats::default());
-    // The config's own routing: every service on its stable version (or static
-    // split). Under `serve` the control plane applies the rollouts' routing next.
+/// The config's own routing: every service on its stable version (or static
+/// split), no rollouts, no flags. Under `serve` the control plane applies the
+/// rollouts' routing next.
+fn config_routing(config: &Config) -> Routing {
     let inputs = RoutingInputs {
         config,
         registered: &[],
@@ -35,8 +28,28 @@ pub async fn start(
         flags: &Default::default(),
         now: Timestamp::now(),
     };
-    let table = RouteTable::build(&desired(&inputs), &RouteTable::empty(), &stats)
-        .map_err(|e| crate::Refused(e.to_string()))?;
+    desired(&inputs)
+}
+
+/// Builds the gateway for a config and starts listening on `threads` threads (default: one per core).
+/// The gateway on `config`'s own routing; shadow pairs go to `pairs`.
+pub async fn start(
+    config: &Config,
+    listen: SocketAddr,
+    threads: Option<NonZeroUsize>,
+    pairs: Arc<dyn ComparisonHook>,
+) -> anyhow::Result<RunningGateway> {
+    start_on(&config_routing(config), listen, threads, pairs).await
+}
+
+async fn start_on(
+    routing: &Routing,
+    listen: SocketAddr,
+    threads: Option<NonZeroUsize>,
+    pairs: Arc<dyn ComparisonHook>,
+) -> anyhow::Result<RunningGateway> {
+    let stats = Arc::new(Stats::default());
+    let table = RouteTable::build(routing, &RouteTable::empty(), &stats).map_err(|e| crate::Refused(e.to_string()))?;
     // One connection pool serves every service, so it takes the shortest connect timeout.
     let connect = table.services.iter().map(|s| s.connect_timeout).min().unwrap_or(Duration::from_secs(2));
     let gateway = Arc::new(Gateway::new(table, stats, connect, pairs, MirrorLimits::default()));
@@ -48,8 +61,13 @@ pub async fn start(
 
 pub async fn run(config: &Path, listen: SocketAddr, threads: Option<NonZeroUsize>) -> anyhow::Result<()> {
     let config = load(config)?;
+    let routing = config_routing(&config);
+    // What cannot be routed as the config says (a dark launch's flag, which only `serve` reads) is said, not hidden.
+    for problem in &routing.problems {
+        eprintln!("warning: {problem}");
+    }
     // A gateway alone has no rollouts, so nothing compares its static mirrors' answers.
-    let gateway = start(&config, listen, threads, Arc::new(DiscardPairs)).await?;
+    let gateway = start_on(&routing, listen, threads, Arc::new(DiscardPairs)).await?;
     println!("rollgate gateway listening on http://{}", gateway.addr);
     std::io::stdout().flush()?;
     super::serve::shutdown_signal().await;

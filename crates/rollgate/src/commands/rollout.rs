@@ -114,9 +114,9 @@ fn start_input(
     let plan = config.plan(&plan_name).ok_or_else(|| Refused(format!("plan `{plan_name}` is not defined")))?;
     let stamp = now()?.strftime("%Y%m%d%H%M%S").to_string();
     let stable = serving_version(config, all, service).unwrap_or_else(|| spec.stable.get_ref().clone());
-    // The instances as routing gives them: a rolling rollout's pool, or the config's endpoints.
+    // Each version's own instances: a finished rolling rollout's pool, or else the config's endpoints.
     let endpoints = |version: &str| {
-        rollgate_core::rollout::rolling_endpoints(all, service, version).unwrap_or_else(|| {
+        rollgate_core::rollout::own_endpoints(all, service, version).unwrap_or_else(|| {
             spec.versions
                 .get(version)
                 .map(|v| v.endpoints.iter().map(|e| e.get_ref().clone()).collect())
