@@ -19,11 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "ok: libssl-dev pkg-config curl prometheus nginx libxml2-utils"
 
-step "scipy and fairlearn (oracles of the Mann-Whitney test and the bias measures), the OpenFeature SDK with its OFREP provider"
+step "scipy and fairlearn (oracles of the Mann-Whitney test and the bias measures), the OpenFeature SDK with its OFREP provider, the OpenAI client"
 python3 -c "import scipy" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore scipy
 python3 -c "import fairlearn" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore fairlearn
 python3 -c "import openfeature.contrib.provider.ofrep" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openfeature-sdk openfeature-provider-ofrep
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore openai
 echo "ok: scipy $(python3 -c 'import scipy; print(scipy.__version__)'), fairlearn $(python3 -c 'import fairlearn; print(fairlearn.__version__)')"
 
 step "PostgreSQL on 127.0.0.1:5432"

@@ -83,6 +83,8 @@ pub struct ServiceRouting {
     pub health: Option<HealthCheck>,
     pub ejection: Ejection,
     pub tls: Option<UpstreamTls>,
+    /// The answers' wire format: a chat model's are measured in tokens too.
+    pub protocol: crate::config::Protocol,
     /// The version measured as the baseline.
     pub stable: String,
     pub versions: BTreeMap<String, RoutedVersion>,
@@ -289,6 +291,7 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         health: service.health.clone(),
         ejection: service.ejection,
         tls: service.tls.clone(),
+        protocol: service.protocol,
         stable,
         versions: draft.versions,
         split,

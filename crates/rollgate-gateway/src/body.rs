@@ -5,6 +5,7 @@
 use crate::mirror::{Captured, Prefix};
 use crate::stats::{Outcome, Series};
 use crate::table::InFlight;
+use crate::tokens::{End, TokenMeter};
 use crate::upstream::Connection;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -79,6 +80,7 @@ pub struct Measured<B> {
     limit: u64,
     deadline: Pin<Box<Sleep>>,
     capture: Option<Capture>,
+    tokens: Option<TokenMeter>,
 }
 
 impl<B> Measured<B> {
@@ -89,14 +91,37 @@ impl<B> Measured<B> {
         deadline: Pin<Box<Sleep>>,
         capture: Option<Capture>,
     ) -> Measured<B> {
-        Measured { inner, finish, sent: 0, limit, deadline, capture }
+        Measured { inner, finish, sent: 0, limit, deadline, capture, tokens: None }
     }
-}
 
-impl<B> Measured<B> {
+    /// Also reads the answer for its tokens as it passes (a chat model's).
+    pub fn with_tokens(mut self, meter: TokenMeter) -> Measured<B> {
+        self.tokens = Some(meter);
+        self
+    }
+
+    /// Records the token measurements once, as the exchange ended.
+    fn end_tokens(&mut self, end: End) {
+        if let Some(meter) = self.tokens.take() {
+            self.finish.series.tokens(&meter.finish(end));
+        }
+    }
+
+    /// The body failed on the model's side: measured as `outcome`.
+    fn failed(&mut self, outcome: Outcome) {
+        self.end_tokens(End::ModelFailed);
+        self.finish.done(outcome);
+    }
+
     /// The body ended cleanly: measure it and hand the copy to the comparison.
     fn complete(&mut self) {
-        let outcome = self.finish.on_end;
+        let mut outcome = self.finish.on_end;
+        // A chat stream that stops without a finish reason or `[DONE]` was cut
+        // by the model: the user got half an answer, an error like any other.
+        if self.tokens.as_ref().is_some_and(|m| !m.ended_properly()) && outcome == Outcome::Ok {
+            outcome = Outcome::ServerError;
+        }
+        self.end_tokens(End::Complete);
         self.finish.done(outcome);
         if let Some(connection) = self.finish.connection.take() {
             connection.release();
@@ -117,7 +142,7 @@ where
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.deadline.as_mut().poll(cx).is_ready() {
-            self.finish.done(Outcome::Timeout);
+            self.failed(Outcome::Timeout);
             return Poll::Ready(Some(Err(BodyError::TimedOut.into())));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
@@ -127,7 +152,7 @@ where
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                self.finish.done(Outcome::ConnectionFailure);
+                self.failed(Outcome::ConnectionFailure);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -135,10 +160,13 @@ where
                     if let Some(capture) = self.capture.as_mut() {
                         capture.body.keep(data);
                     }
+                    if let Some(meter) = self.tokens.as_mut() {
+                        meter.feed(data, Instant::now());
+                    }
                     self.sent += data.len() as u64;
                     if self.sent > self.limit {
                         let limit = self.limit;
-                        self.finish.done(Outcome::ServerError);
+                        self.failed(Outcome::ServerError);
                         return Poll::Ready(Some(Err(BodyError::TooLarge(limit).into())));
                     }
                 }
@@ -165,6 +193,9 @@ impl<B> Drop for Measured<B> {
     /// A client that goes away mid-stream still ends the exchange.
     fn drop(&mut self) {
         let outcome = self.finish.on_end;
+        if self.finish.in_flight.is_some() {
+            self.end_tokens(End::ClientGone);
+        }
         self.finish.done(outcome);
     }
 }

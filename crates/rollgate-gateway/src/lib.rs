@@ -14,6 +14,7 @@ pub mod stats;
 pub mod sticky;
 pub mod table;
 pub mod tls;
+pub mod tokens;
 mod upstream;
 
 pub use proxy::{GATEWAY_ERROR, Gateway, REQUEST_ID, SERVED_BY};

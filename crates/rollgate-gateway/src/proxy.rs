@@ -7,6 +7,7 @@ use crate::feedback::Feedback;
 use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits, Prefix};
 use crate::stats::{Outcome, Stats};
 use crate::table::{Endpoint, MirrorRoute, RouteTable, ServiceRoute, StickyKey, TableError, VersionRoute};
+use crate::tokens::TokenMeter;
 use crate::upstream;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -292,6 +293,10 @@ impl Gateway {
         });
         let finish = Finish { series, started, on_end, in_flight: Some(in_flight), connection: Some(connection) };
         let measured = Measured::new(body, finish, service.limits.max_response_bytes, deadline, capture);
+        let measured = match service.measures_tokens && status.is_success() {
+            true => measured.with_tokens(TokenMeter::for_answer(&parts.headers, started)),
+            false => measured,
+        };
         Response::from_parts(parts, measured.boxed())
     }
 

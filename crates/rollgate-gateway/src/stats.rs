@@ -4,13 +4,14 @@
 //! the hot path touches only atomics and one short, await-free lock per
 //! histogram.
 
+use crate::tokens::{FinishReason, TokenRecord};
 use hdrhistogram::Histogram;
 use rollgate_core::measure::prometheus_label as escape;
 pub use rollgate_core::measure::{Arm, Counters, History};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// How a proxied request ended.
@@ -64,16 +65,71 @@ pub struct Series {
     /// Ratings of 0 or 1: the output was bad.
     pub bad_outputs: AtomicU64,
     pub complaints: AtomicU64,
-    latency: Mutex<Latencies>,
+    latency: Mutex<Samples>,
     ttfb: Mutex<Histogram<u64>>,
+    /// A chat model's answers: made on the first one measured.
+    tokens: OnceLock<TokenSeries>,
 }
 
-/// Latencies since start (for `/metrics`) and a uniform sample of those
-/// since the judge last looked (for the judge).
-struct Latencies {
+/// Durations since start (for `/metrics`) and a uniform sample of those
+/// since the judge last looked (for the judge), in microseconds.
+struct Samples {
     histogram: Histogram<u64>,
     recent: Vec<u32>,
     seen_since_drain: u64,
+}
+
+impl Samples {
+    fn new() -> Samples {
+        Samples { histogram: histogram(), recent: Vec::new(), seen_since_drain: 0 }
+    }
+
+    fn record(&mut self, us: u64) {
+        let _ = self.histogram.record(us);
+        self.seen_since_drain += 1;
+        let value = u32::try_from(us).unwrap_or(u32::MAX);
+        if self.recent.len() < RECENT_LATENCIES {
+            self.recent.push(value);
+        } else {
+            let pick = fastrand::usize(..usize::try_from(self.seen_since_drain).unwrap_or(usize::MAX));
+            if let Some(slot) = self.recent.get_mut(pick) {
+                *slot = value;
+            }
+        }
+    }
+
+    fn drain(&mut self) -> (Vec<u32>, u64) {
+        let seen = std::mem::take(&mut self.seen_since_drain);
+        (std::mem::take(&mut self.recent), seen)
+    }
+}
+
+/// What a chat model's answers measured, per series.
+struct TokenSeries {
+    time_to_first_token: Mutex<Samples>,
+    /// Microseconds per output token (the inverse of tokens per second).
+    per_token: Mutex<Samples>,
+    inter_token: Mutex<Histogram<u64>>,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    finishes: [AtomicU64; FinishReason::ALL.len()],
+}
+
+impl TokenSeries {
+    fn new() -> TokenSeries {
+        TokenSeries {
+            time_to_first_token: Mutex::new(Samples::new()),
+            per_token: Mutex::new(Samples::new()),
+            inter_token: Mutex::new(histogram()),
+            prompt_tokens: AtomicU64::new(0),
+            completion_tokens: AtomicU64::new(0),
+            finishes: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Latencies the judge keeps per series between two looks; beyond it, a
@@ -94,8 +150,9 @@ impl Default for Series {
             rating_sum: AtomicU64::new(0),
             bad_outputs: AtomicU64::new(0),
             complaints: AtomicU64::new(0),
-            latency: Mutex::new(Latencies { histogram: histogram(), recent: Vec::new(), seen_since_drain: 0 }),
+            latency: Mutex::new(Samples::new()),
             ttfb: Mutex::new(histogram()),
+            tokens: OnceLock::new(),
         }
     }
 }
@@ -121,19 +178,25 @@ impl Series {
         if outcome == Outcome::Timeout {
             self.saturated.fetch_add(1, Ordering::Relaxed);
         }
-        let us = micros(after);
-        let mut latencies = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = latencies.histogram.record(us);
-        latencies.seen_since_drain += 1;
-        let value = u32::try_from(us).unwrap_or(u32::MAX);
-        if latencies.recent.len() < RECENT_LATENCIES {
-            latencies.recent.push(value);
-        } else {
-            let pick = fastrand::usize(..usize::try_from(latencies.seen_since_drain).unwrap_or(usize::MAX));
-            if let Some(slot) = latencies.recent.get_mut(pick) {
-                *slot = value;
-            }
+        lock(&self.latency).record(micros(after));
+    }
+
+    /// One chat answer's token measurements.
+    pub fn tokens(&self, record: &TokenRecord) {
+        let t = self.tokens.get_or_init(TokenSeries::new);
+        if let Some(ttft) = record.time_to_first_token {
+            lock(&t.time_to_first_token).record(micros(ttft));
         }
+        if let Some(us) = record.micros_per_token() {
+            lock(&t.per_token).record(u64::from(us));
+        }
+        if let Some(gap) = record.inter_token {
+            let _ = lock(&t.inter_token).record(micros(gap));
+        }
+        t.prompt_tokens.fetch_add(record.prompt_tokens, Ordering::Relaxed);
+        t.completion_tokens.fetch_add(record.completion_tokens, Ordering::Relaxed);
+        let at = FinishReason::ALL.iter().position(|r| *r == record.finish).unwrap_or(0);
+        t.finishes[at].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The backend said it is out of capacity (429 or 503).
@@ -155,9 +218,17 @@ impl Series {
     /// The latencies (µs) of requests finished since the last call (all of
     /// them, or a uniform sample), and how many requests finished.
     pub fn drain_latencies(&self) -> (Vec<u32>, u64) {
-        let mut latencies = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        let seen = std::mem::take(&mut latencies.seen_since_drain);
-        (std::mem::take(&mut latencies.recent), seen)
+        lock(&self.latency).drain()
+    }
+
+    /// Times to first token (µs) since the last call, as [`Series::drain_latencies`].
+    pub fn drain_time_to_first_token(&self) -> (Vec<u32>, u64) {
+        self.tokens.get().map(|t| lock(&t.time_to_first_token).drain()).unwrap_or_default()
+    }
+
+    /// Microseconds per output token since the last call, as [`Series::drain_latencies`].
+    pub fn drain_per_token(&self) -> (Vec<u32>, u64) {
+        self.tokens.get().map(|t| lock(&t.per_token).drain()).unwrap_or_default()
     }
 
     /// Feedback on a response this series served: a rating (0..=5) or a complaint.
@@ -266,7 +337,7 @@ impl Stats {
             "Time from request to the end of the response.",
             &all,
             &labels,
-            Series::latency,
+            &|s| Some(s.latency()),
         );
         histogram_family(
             &mut o,
@@ -274,8 +345,9 @@ impl Stats {
             "Time from request to the response's headers.",
             &all,
             &labels,
-            Series::ttfb,
+            &|s| Some(s.ttfb()),
         );
+        render_tokens(&mut o, &all, &labels);
         let _ = writeln!(
             o,
             "# HELP rollgate_feedback_total Feedback on responses, attributed to the version that served them."
@@ -321,12 +393,12 @@ fn histogram_family(
     help: &str,
     all: &[(SeriesKey, Arc<Series>)],
     labels: &dyn Fn(&SeriesKey) -> String,
-    read: fn(&Series) -> Histogram<u64>,
+    read: &dyn Fn(&Series) -> Option<Histogram<u64>>,
 ) {
     let _ = writeln!(o, "# HELP {name} {help}");
     let _ = writeln!(o, "# TYPE {name} histogram");
     for (k, s) in all {
-        let h = read(s);
+        let Some(h) = read(s) else { continue };
         let l = labels(k);
         for bound in BUCKETS {
             let at_most = (bound * 1_000_000.0) as u64;
@@ -339,5 +411,78 @@ fn histogram_family(
             h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e6;
         let _ = writeln!(o, "{name}_sum{{{l}}} {sum}");
         let _ = writeln!(o, "{name}_count{{{l}}} {}", h.len());
+    }
+}
+
+/// Bucket bounds of the output-tokens-per-second histogram.
+const RATE_BUCKETS: [f64; 12] = [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 1000.0];
+
+/// The chat models' families: only series that measured a chat answer appear.
+fn render_tokens(o: &mut String, all: &[(SeriesKey, Arc<Series>)], labels: &dyn Fn(&SeriesKey) -> String) {
+    let chat: Vec<(SeriesKey, Arc<Series>)> = all.iter().filter(|(_, s)| s.tokens.get().is_some()).cloned().collect();
+    histogram_family(
+        o,
+        "rollgate_llm_time_to_first_token_seconds",
+        "Time from request to the first streamed chunk carrying output.",
+        &chat,
+        labels,
+        &|s| s.tokens.get().map(|t| lock(&t.time_to_first_token).histogram.clone()),
+    );
+    histogram_family(
+        o,
+        "rollgate_llm_inter_token_latency_seconds",
+        "Mean gap between a streamed answer's output chunks.",
+        &chat,
+        labels,
+        &|s| s.tokens.get().map(|t| lock(&t.inter_token).clone()),
+    );
+    let name = "rollgate_llm_output_tokens_per_second";
+    let _ = writeln!(o, "# HELP {name} Output tokens after the first per second of generation, per streamed answer.");
+    let _ = writeln!(o, "# TYPE {name} histogram");
+    for (k, s) in &chat {
+        let Some(t) = s.tokens.get() else { continue };
+        // Kept as microseconds per token: a rate at most b is a time per token at least 1/b.
+        let h = lock(&t.per_token).histogram.clone();
+        let l = labels(k);
+        for bound in RATE_BUCKETS {
+            let under = (1e6 / bound) as u64;
+            let count: u64 =
+                h.iter_recorded().filter(|v| v.value_iterated_to() >= under).map(|v| v.count_at_value()).sum();
+            let _ = writeln!(o, "{name}_bucket{{{l},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(o, "{name}_bucket{{{l},le=\"+Inf\"}} {}", h.len());
+        let sum: f64 =
+            h.iter_recorded().map(|v| 1e6 / v.value_iterated_to().max(1) as f64 * v.count_at_value() as f64).sum();
+        let _ = writeln!(o, "{name}_sum{{{l}}} {sum}");
+        let _ = writeln!(o, "{name}_count{{{l}}} {}", h.len());
+    }
+    let _ = writeln!(
+        o,
+        "# HELP rollgate_llm_tokens_total Prompt and completion tokens (from usage, or counted from the stream)."
+    );
+    let _ = writeln!(o, "# TYPE rollgate_llm_tokens_total counter");
+    for (k, s) in &chat {
+        let Some(t) = s.tokens.get() else { continue };
+        for (kind, n) in [("prompt", &t.prompt_tokens), ("completion", &t.completion_tokens)] {
+            let _ =
+                writeln!(o, "rollgate_llm_tokens_total{{{},kind=\"{kind}\"}} {}", labels(k), n.load(Ordering::Relaxed));
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP rollgate_llm_finish_total Chat answers by how they ended: the model's finish reason, aborted (the stream ended without one) or cancelled (the client left)."
+    );
+    let _ = writeln!(o, "# TYPE rollgate_llm_finish_total counter");
+    for (k, s) in &chat {
+        let Some(t) = s.tokens.get() else { continue };
+        for (reason, n) in FinishReason::ALL.iter().zip(&t.finishes) {
+            let _ = writeln!(
+                o,
+                "rollgate_llm_finish_total{{{},reason=\"{}\"}} {}",
+                labels(k),
+                reason.as_str(),
+                n.load(Ordering::Relaxed)
+            );
+        }
     }
 }

@@ -147,6 +147,8 @@ pub struct ServiceRoute {
     /// The TLS client of its `https://` endpoints.
     pub tls: Option<ServiceTls>,
     pub handshake_timeout: Duration,
+    /// A chat model's answers are read for their tokens as they pass (see `tokens`).
+    pub measures_tokens: bool,
 }
 
 /// A service's active health check, in the gateway's units.
@@ -382,6 +384,7 @@ fn service_route(
         ejection: Ejection { after: s.ejection.after, duration: duration(s.ejection.duration) },
         tls,
         handshake_timeout: handshake,
+        measures_tokens: s.protocol == rollgate_core::config::Protocol::OpenaiChat,
     })
 }
 

@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+mod support;
+use support::{assert_promtool_clean, metric};
+
 /// A model server answering with its name.
 async fn model(name: &'static str) -> String {
     let app = Router::new().fallback(any(move || async move { format!("{{\"served_by\":\"{name}\"}}") }));
@@ -129,12 +132,6 @@ async fn served_by(client: &reqwest::Client, g: &RunningGateway, user: Option<&s
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200);
     response.headers()[SERVED_BY].to_str().unwrap().to_string()
-}
-
-/// The value of one series in Prometheus text (the whole series name with its
-/// labels, e.g. `rollgate_requests_total{service="scorer",...}`), if present.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 async fn metrics_of(client: &reqwest::Client, g: &RunningGateway) -> String {
@@ -373,28 +370,8 @@ async fn metrics_pass_promtool() {
     }
     let metrics = client.get(url(&g, "/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("rollgate_request_duration_seconds_bucket"));
-    let out = promtool_check(&metrics)
-        .expect("promtool (Debian's prometheus package) must be installed: scripts/test.sh installs it");
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_clean(&metrics);
     g.shutdown().await;
-}
-
-/// `promtool check metrics` with the exposition on its standard input.
-fn promtool_check(metrics: &str) -> std::io::Result<std::process::Output> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    child.stdin.take().expect("piped stdin").write_all(metrics.as_bytes())?;
-    child.wait_with_output()
 }
 
 /// nginx (Debian's package) running `split_clients` in a temporary prefix.
