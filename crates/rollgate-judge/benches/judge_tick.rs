@@ -36,6 +36,7 @@ fn tick<'a>(at_ms: u64, s: &'a Second, cells: &'a [WeightCell]) -> Tick<'a> {
             saturated: 0,
             latencies_us: &s.canary,
             latency_population: 5,
+            ..ArmTick::default()
         },
         baseline: ArmTick {
             requests: 95,
@@ -43,6 +44,7 @@ fn tick<'a>(at_ms: u64, s: &'a Second, cells: &'a [WeightCell]) -> Tick<'a> {
             saturated: 0,
             latencies_us: &s.baseline,
             latency_population: 95,
+            ..ArmTick::default()
         },
         bad_outputs: cells,
         complaints: cells,

@@ -10,7 +10,7 @@
 use crate::config::JudgeConfig;
 use crate::dirichlet::{CONCENTRATION, log_bayes_factor};
 use crate::external::{ExternalReading, ExternalRule, ExternalState};
-use crate::latency::{LatencyState, LatencyTrigger};
+use crate::latency::{LatencyState, LatencyTrigger, Measure};
 use crate::ratio::{ConfidenceSequence, RATE_MULTIPLIERS, RatioState, RatioTest, WeightCell};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -28,6 +28,24 @@ pub struct ArmTick<'a> {
     pub latencies_us: &'a [u32],
     /// How many completed requests `latencies_us` was sampled from.
     pub latency_population: u64,
+    /// A chat model's streamed answers: times to first token.
+    pub ttft: Samples<'a>,
+    /// A chat model's streamed answers: microseconds per output token.
+    pub per_token: Samples<'a>,
+}
+
+/// Durations in microseconds: all of those measured, or a uniform sample
+/// drawn without looking at the values, and how many there were.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Samples<'a> {
+    pub values_us: &'a [u32],
+    pub population: u64,
+}
+
+impl<'a> ArmTick<'a> {
+    pub fn latency(&self) -> Samples<'a> {
+        Samples { values_us: self.latencies_us, population: self.latency_population }
+    }
 }
 
 /// What the shell measured since the last tick.
@@ -112,6 +130,10 @@ pub struct JudgeState {
     quality: RatioState,
     complaints: RatioState,
     latency: LatencyState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttft: Option<LatencyState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    per_token: Option<LatencyState>,
     saturation: Vec<(u64, u64, u64)>,
     external: Vec<Option<ExternalReading>>,
     last_weight: f64,
@@ -229,6 +251,8 @@ pub struct Judge {
     quality: CountTrigger,
     complaints: CountTrigger,
     latency: LatencyTrigger,
+    /// A chat model's time to first token and tokens per second (when the service streams tokens).
+    tokens: Option<[LatencyTrigger; 2]>,
     saturation: Saturation,
     external: ExternalState,
     last_weight: f64,
@@ -249,7 +273,32 @@ impl Judge {
             errors: CountTrigger::new("error_rate", "error", config.error_ratio, a.errors),
             quality: CountTrigger::new("quality", "bad-output", config.quality_ratio, a.quality),
             complaints: CountTrigger::new("complaints", "complaint", config.complaint_ratio, a.complaints),
-            latency: LatencyTrigger::new(&config, a.latency),
+            latency: LatencyTrigger::new(
+                Measure::Latency,
+                config.latency_ratio,
+                config.latency_quantile,
+                &config,
+                a.latency,
+            ),
+            tokens: config.judges_tokens.then(|| {
+                [
+                    LatencyTrigger::new(
+                        Measure::TimeToFirstToken,
+                        config.ttft_ratio,
+                        config.ttft_quantile,
+                        &config,
+                        a.ttft,
+                    ),
+                    // Tokens per second below r x baseline is time per token above 1/r x.
+                    LatencyTrigger::new(
+                        Measure::TimePerToken,
+                        1.0 / config.tokens_per_second_ratio,
+                        config.ttft_quantile,
+                        &config,
+                        a.tokens,
+                    ),
+                ]
+            }),
             saturation: Saturation::default(),
             external: ExternalState::new(config.external.clone()),
             last_weight: 0.0,
@@ -276,7 +325,7 @@ impl Judge {
                 for test in [&mut self.errors.test, &mut self.quality.test, &mut self.complaints.test] {
                     test.restart();
                 }
-                self.latency.restart();
+                self.durations_mut().for_each(LatencyTrigger::restart);
             }
             self.next_restart_ms = tick.at_ms + RESTART_EVERY_MS;
         }
@@ -286,7 +335,9 @@ impl Judge {
         self.saturation.add(tick.at_ms, tick.canary.requests, tick.canary.saturated);
         self.health_failures = tick.canary_health.map(<[u32]>::to_vec).unwrap_or_default();
         self.external.observe(tick.external);
-        self.latency.observe_baseline(tick.at_ms, tick.baseline.latencies_us);
+        for trigger in self.durations_mut() {
+            trigger.observe_baseline(tick.at_ms, &tick.baseline);
+        }
         // Errors, bad outputs and complaints count from the first request:
         // each is one a user got. Events are tagged with the weight in force
         // when they are measured; weights only rise while the judge runs, so
@@ -302,10 +353,21 @@ impl Judge {
         // Latency waits out the warm-up: cold caches and new connections make
         // a new step's first seconds slow without anything being wrong.
         if !self.warming_up() {
-            self.latency.observe(tick.weight, &tick.canary, &tick.baseline);
+            for trigger in self.durations_mut() {
+                trigger.observe(tick.weight, &tick.canary, &tick.baseline);
+            }
         }
         self.verdict = self.decide();
         &self.verdict
+    }
+
+    /// The duration triggers: latency, and a chat model's token triggers.
+    fn durations(&self) -> impl Iterator<Item = &LatencyTrigger> {
+        std::iter::once(&self.latency).chain(self.tokens.iter().flatten())
+    }
+
+    fn durations_mut(&mut self) -> impl Iterator<Item = &mut LatencyTrigger> {
+        std::iter::once(&mut self.latency).chain(self.tokens.iter_mut().flatten())
     }
 
     fn warming_up(&self) -> bool {
@@ -352,8 +414,8 @@ impl Judge {
                 return Verdict::Rollback { trigger: trigger.name.into(), reason };
             }
         }
-        if self.latency.fired(min) {
-            return Verdict::Rollback { trigger: "latency".into(), reason: self.latency.reason() };
+        if let Some(fired) = self.durations().find(|t| t.fired(min)) {
+            return Verdict::Rollback { trigger: fired.trigger().into(), reason: fired.reason() };
         }
         if let Some(reason) = self.health_reason() {
             return Verdict::Rollback { trigger: "health_checks".into(), reason };
@@ -411,7 +473,9 @@ impl Judge {
     /// The verdict with all the numbers: e-values, thresholds, confidence sequences, guards.
     pub fn report(&self) -> Report {
         let min = self.min_events();
-        let mut triggers = vec![self.errors.report(min), self.latency.report(min), self.quality.report(min)];
+        let mut triggers = vec![self.errors.report(min)];
+        triggers.extend(self.durations().map(|t| t.report(min)));
+        triggers.push(self.quality.report(min));
         triggers.push(self.complaints.report(min));
         let limit = self.config.health_check_failures;
         triggers.push(TriggerReport {
@@ -470,6 +534,8 @@ impl Judge {
             quality: self.quality.test.state(),
             complaints: self.complaints.test.state(),
             latency: self.latency.state(),
+            ttft: self.tokens.as_ref().map(|[ttft, _]| ttft.state()),
+            per_token: self.tokens.as_ref().map(|[_, per_token]| per_token.state()),
             saturation: self.saturation.recent.iter().copied().collect(),
             external: self.external.latest().to_vec(),
             last_weight: self.last_weight,
@@ -491,6 +557,15 @@ impl Judge {
         judge.quality.test.restore(state.quality)?;
         judge.complaints.test.restore(state.complaints)?;
         judge.latency.restore(state.latency)?;
+        if let Some([ttft, per_token]) = judge.tokens.as_mut() {
+            // A judge stored before it judged tokens starts those two afresh.
+            if let Some(state) = state.ttft {
+                ttft.restore(state)?;
+            }
+            if let Some(state) = state.per_token {
+                per_token.restore(state)?;
+            }
+        }
         judge.external.restore(state.external)?;
         judge.saturation.recent = state.saturation.into_iter().collect();
         judge.last_weight = state.last_weight;

@@ -8,9 +8,13 @@
 //!
 //! Beside it, per-step confidence bounds on each arm's quantile (Howard &
 //! Ramdas) are kept for the status page; they do not decide.
+//!
+//! A chat model's time to first token and time per output token (the
+//! inverse of its tokens per second) are judged the same way, each by its
+//! own trigger: all three are durations where larger is worse.
 
 use crate::config::JudgeConfig;
-use crate::judge::{ArmTick, TriggerReport, sequential_report};
+use crate::judge::{ArmTick, Samples, TriggerReport, sequential_report};
 use crate::quantile::{QuantileBounds, quantile_bounds};
 use crate::ratio::{EXCEEDANCE_MULTIPLIERS, RatioState, RatioTest, thinned_weight};
 use hdrhistogram::Histogram;
@@ -26,8 +30,68 @@ fn histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, 600_000_000, 2).unwrap_or_else(|_| unreachable!("constant, valid bounds"))
 }
 
+/// What a duration trigger compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// The whole request.
+    Latency,
+    /// A streamed answer's first token.
+    TimeToFirstToken,
+    /// A streamed answer's time per output token, shown as tokens per second.
+    TimePerToken,
+}
+
+impl Measure {
+    pub fn trigger(self) -> &'static str {
+        match self {
+            Measure::Latency => "latency",
+            Measure::TimeToFirstToken => "ttft",
+            Measure::TimePerToken => "tokens_per_second",
+        }
+    }
+
+    fn samples<'a>(self, arm: &ArmTick<'a>) -> Samples<'a> {
+        match self {
+            Measure::Latency => arm.latency(),
+            Measure::TimeToFirstToken => arm.ttft,
+            Measure::TimePerToken => arm.per_token,
+        }
+    }
+
+    /// A bar in µs as a person reads it: milliseconds, or tokens per second.
+    fn bar(self, us: f64) -> String {
+        match self {
+            Measure::TimePerToken => format!("{:.1} tokens/s", 1e6 / us.max(1.0)),
+            _ => format!("{:.0} ms", us / 1000.0),
+        }
+    }
+
+    /// What is compared, for the rule: `ratio` is the duration ratio (above 1).
+    fn rule(self, quantile: f64, ratio: f64) -> String {
+        let q = quantile * 100.0;
+        match self {
+            Measure::Latency => format!("canary p{q} latency > {ratio}x baseline"),
+            Measure::TimeToFirstToken => format!("canary p{q} time to first token > {ratio}x baseline"),
+            Measure::TimePerToken => format!(
+                "canary output tokens/s at p{} < {}x baseline (p{q} time per token > {ratio}x)",
+                100.0 - q,
+                1.0 / ratio
+            ),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Measure::Latency => "requests",
+            Measure::TimeToFirstToken => "first tokens",
+            Measure::TimePerToken => "answers",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LatencyTrigger {
+    measure: Measure,
     ratio: f64,
     quantile: f64,
     alpha: f64,
@@ -47,10 +111,12 @@ pub struct LatencyTrigger {
 }
 
 impl LatencyTrigger {
-    pub fn new(config: &JudgeConfig, alpha: f64) -> LatencyTrigger {
+    /// The trigger on `measure`: `ratio` over the baseline's `quantile` (both of durations).
+    pub fn new(measure: Measure, ratio: f64, quantile: f64, config: &JudgeConfig, alpha: f64) -> LatencyTrigger {
         LatencyTrigger {
-            ratio: config.latency_ratio,
-            quantile: config.latency_quantile,
+            measure,
+            ratio,
+            quantile,
             alpha,
             min_baseline: config.min_baseline_samples,
             test: RatioTest::new(1.0, &EXCEEDANCE_MULTIPLIERS),
@@ -65,12 +131,16 @@ impl LatencyTrigger {
     }
 
     /// Baseline latencies feed the reference, warm-up or not (they say nothing about the canary).
-    pub fn observe_baseline(&mut self, at_ms: u64, baseline: &[u32]) {
+    pub fn observe_baseline(&mut self, at_ms: u64, baseline: &ArmTick<'_>) {
         let started = *self.period_started_ms.get_or_insert(at_ms);
-        if at_ms >= started + REFRESH_MS {
+        // The first reference comes as soon as enough baseline samples back it,
+        // not a whole period later: the test is valid for any reference taken
+        // from data seen before it is used, so only its precision depends on when.
+        let first_ready = self.reference_us.is_none() && self.period.len() >= self.min_baseline;
+        if at_ms >= started + REFRESH_MS || first_ready {
             self.refresh(at_ms);
         }
-        record_all(&mut self.period, baseline);
+        record_all(&mut self.period, self.measure.samples(baseline).values_us);
     }
 
     fn refresh(&mut self, at_ms: u64) {
@@ -91,7 +161,8 @@ impl LatencyTrigger {
 
     /// One tick's latencies of both arms, outside warm-up.
     pub fn observe(&mut self, weight: f64, canary_arm: &ArmTick<'_>, baseline_arm: &ArmTick<'_>) {
-        let (canary, baseline) = (canary_arm.latencies_us, baseline_arm.latencies_us);
+        let (canary_arm, baseline_arm) = (self.measure.samples(canary_arm), self.measure.samples(baseline_arm));
+        let (canary, baseline) = (canary_arm.values_us, baseline_arm.values_us);
         if weight != self.step_weight {
             self.step_weight = weight;
             self.step_canary.reset();
@@ -110,6 +181,11 @@ impl LatencyTrigger {
 
     pub fn restart(&mut self) {
         self.test.restart();
+    }
+
+    /// The trigger's name in verdicts and reports.
+    pub fn trigger(&self) -> &'static str {
+        self.measure.trigger()
     }
 
     pub fn state(&self) -> LatencyState {
@@ -142,46 +218,42 @@ impl LatencyTrigger {
     }
 
     pub fn reason(&self) -> String {
+        let reference = self.reference_us.unwrap_or(0.0);
+        let noun = self.measure.noun();
         format!(
-            "canary p{} latency above {}x baseline: {} canary requests slower than {:.0} ms and {} baseline requests slower than {:.0} ms give e-value {:.1} >= {:.0}",
-            self.quantile * 100.0,
-            self.ratio,
+            "{}: {} canary {noun} slower than {} and {} baseline {noun} slower than {} give e-value {:.1} >= {:.0}",
+            self.rule(),
             self.test.canary_events(),
-            self.ratio * self.reference_us.unwrap_or(0.0) / 1000.0,
+            self.measure.bar(self.ratio * reference),
             self.test.baseline_events(),
-            self.reference_us.unwrap_or(0.0) / 1000.0,
+            self.measure.bar(reference),
             self.test.log_e().exp(),
             1.0 / self.alpha
         )
     }
 
+    fn rule(&self) -> String {
+        self.measure.rule(self.quantile, self.ratio)
+    }
+
     pub fn report(&self, min_events: u64) -> TriggerReport {
         let bounds = |h: &Histogram<u32>| quantile_bounds(h, self.quantile, self.alpha / 2.0, 1000.0);
+        let q = self.quantile * 100.0;
         let detail = match self.reference_us {
-            None => format!(
-                "waiting for {} baseline latencies to estimate its p{}",
-                self.min_baseline,
-                self.quantile * 100.0
-            ),
+            None => format!("waiting for {} baseline samples to estimate its p{q}", self.min_baseline),
             Some(c) => format!(
                 "baseline p{q} reference {:.1} ms; this step: canary p{q} {}, baseline p{q} {}",
                 c / 1000.0,
                 describe(bounds(&self.step_canary)),
                 describe(bounds(&self.step_baseline)),
-                q = self.quantile * 100.0,
             ),
         };
-        let mut report = sequential_report(
-            "latency",
-            format!("canary p{} latency > {}x baseline", self.quantile * 100.0, self.ratio),
-            &self.test,
-            self.alpha,
-            min_events,
-            detail,
-        );
+        let mut report =
+            sequential_report(self.measure.trigger(), self.rule(), &self.test, self.alpha, min_events, detail);
         report.guard = format!(
-            "{} baseline latencies for the reference, then at least {min_events} slow canary requests",
-            self.min_baseline
+            "{} baseline samples for the reference, then at least {min_events} slow canary {}",
+            self.min_baseline,
+            self.measure.noun()
         );
         report.guard_met &= self.reference_us.is_some();
         report
@@ -193,10 +265,10 @@ fn describe(b: QuantileBounds) -> String {
     format!("in [{}, {}] ms ({} samples)", ms(b.lower_us), ms(b.upper_us), b.samples)
 }
 
-/// The share of an arm's completed requests whose latency is in the sample.
-pub(crate) fn sampled_share(arm: &ArmTick<'_>) -> f64 {
-    let sampled = arm.latencies_us.len() as u64;
-    if arm.latency_population > sampled { sampled as f64 / arm.latency_population as f64 } else { 1.0 }
+/// The share of an arm's measured requests that is in the sample.
+pub(crate) fn sampled_share(samples: Samples<'_>) -> f64 {
+    let sampled = samples.values_us.len() as u64;
+    if samples.population > sampled { sampled as f64 / samples.population as f64 } else { 1.0 }
 }
 
 /// The latency trigger's learnt state, histograms as (value, count) pairs.

@@ -20,5 +20,5 @@ pub mod shadow;
 pub mod watch;
 
 pub use config::JudgeConfig;
-pub use judge::{ArmTick, Judge, JudgeState, Report, Tick, TriggerReport, Verdict};
+pub use judge::{ArmTick, Judge, JudgeState, Report, Samples, Tick, TriggerReport, Verdict};
 pub mod sim;

@@ -81,8 +81,14 @@ fn the_exceedance_test_at_its_null_has_an_e_value_at_most_one_in_expectation() {
 /// Feeds one second of a healthy 25% canary: each canary endpoint's failed
 /// probes in a row, and `saturated` of its 100 requests refused for capacity.
 fn feed(judge: &mut Judge, at_s: u64, probe_failures: &[u32], saturated: u64) -> Verdict {
-    let arm =
-        |requests, saturated| ArmTick { requests, errors: 0, saturated, latencies_us: &[], latency_population: 0 };
+    let arm = |requests, saturated| ArmTick {
+        requests,
+        errors: 0,
+        saturated,
+        latencies_us: &[],
+        latency_population: 0,
+        ..ArmTick::default()
+    };
     let tick = Tick {
         at_ms: at_s * 1000,
         weight: 0.25,

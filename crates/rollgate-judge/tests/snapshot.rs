@@ -34,8 +34,22 @@ fn feed(judge: &mut Judge, at_ms: u64, s: &Second) {
     let tick = Tick {
         at_ms,
         weight: s.weight,
-        canary: ArmTick { requests: c.0, errors: c.1, saturated: 0, latencies_us: &c.2, latency_population: c.0 },
-        baseline: ArmTick { requests: b.0, errors: b.1, saturated: 0, latencies_us: &b.2, latency_population: b.0 },
+        canary: ArmTick {
+            requests: c.0,
+            errors: c.1,
+            saturated: 0,
+            latencies_us: &c.2,
+            latency_population: c.0,
+            ..ArmTick::default()
+        },
+        baseline: ArmTick {
+            requests: b.0,
+            errors: b.1,
+            saturated: 0,
+            latencies_us: &b.2,
+            latency_population: b.0,
+            ..ArmTick::default()
+        },
         bad_outputs: &s.bad,
         complaints: &[],
         canary_health: Some(&[0, 1]),

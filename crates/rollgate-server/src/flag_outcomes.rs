@@ -74,6 +74,6 @@ impl ArmSource for FlagOutcomes {
         let side = sides.entry((flag.to_string(), version == FLAG_ON)).or_default();
         let latencies_us = std::mem::take(&mut side.latencies_us);
         let latency_population = latencies_us.len() as u64;
-        ArmReading { counters: side.counters, latencies_us, latency_population }
+        ArmReading { counters: side.counters, latencies_us, latency_population, ..ArmReading::default() }
     }
 }

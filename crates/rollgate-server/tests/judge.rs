@@ -91,7 +91,102 @@ async fn the_judge_passes_a_healthy_canary_and_rolls_back_a_failing_one() {
     assert_eq!(view["candidate_percent"], 0.0);
 
     // The log holds the rollback verdict with its numbers.
-    let events = setup.store.read("r1").await.unwrap();
+    let rollback = rollback_verdict(&setup, "r1", "error_rate").await;
+    assert!(rollback.to_string().contains("\"trigger\":\"error_rate\""), "{rollback}");
+    api.stop().await;
+    front.shutdown().await;
+}
+
+/// A chat service (protocol openai-chat) with two simulated versions and plan `fast`.
+fn chat_config(v1: &str, v2: &str, rollback: &str) -> String {
+    let mut text = String::from(
+        "[services.assistant]\nroute = { path_prefix = \"/v1\" }\nprotocol = \"openai-chat\"\nstable = \"v1\"\nplan = \"fast\"\n",
+    );
+    for (name, url) in [("v1", v1), ("v2", v2)] {
+        text += &format!(
+            "[services.assistant.versions.{name}]\nendpoints = [\"{url}\"]\nartifact = {{ uri = \"s3://m/{name}\", sha256 = \"{}\" }}\nowner = \"ml\"\n",
+            "a".repeat(64)
+        );
+    }
+    text + "[plans.fast.canary]\nsteps = [{ percent = 20, hold = \"4h\" }, { percent = 100 }]\n[plans.fast.rollback]\n"
+        + rollback
+}
+
+#[tokio::test]
+async fn a_chat_candidate_with_twice_the_time_to_first_token_is_rolled_back_on_that_trigger() {
+    use rollgate_sim::model::{Faults, serve};
+    // v2's first token comes after 40 ms instead of 20, its tokens a little faster:
+    // the whole answer takes about as long (the latency trigger sees nothing).
+    let chat = |first_ms: f64, token_ms: u64| Faults { latency_ms: first_ms, token_ms, ..Faults::default() };
+    let v1 = serve("127.0.0.1:0".parse().unwrap(), "v1", 5, chat(20.0, 10)).await.unwrap();
+    let v2 = serve("127.0.0.1:0".parse().unwrap(), "v2", 5, chat(40.0, 8)).await.unwrap();
+    let text = chat_config(&v1.url(), &v2.url(), "warm_up = \"1s\"\nttft_ratio = 1.5\n");
+    let setup = Setup::new(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let (api, front) = setup.start_with_gateway(source(&text), Duration::from_secs(2)).await;
+    let (status, started) =
+        api.post("/api/v1/rollouts", &alice, json!({ "service": "assistant", "candidate": "v2", "id": "c1" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let in_canary = wait_for(Duration::from_secs(10), || async {
+        let stage = api.get("/api/v1/rollouts/c1", &alice).await.1["stage"].clone();
+        if stage != "canary" {
+            api.post("/api/v1/rollouts/c1/force-promote", &dana, json!({ "reason": "chat judge test" })).await;
+        }
+        stage == "canary"
+    })
+    .await;
+    assert!(in_canary, "{}", api.get("/api/v1/rollouts/c1", &alice).await.1);
+
+    // Streamed chat completions from 16 clients until the test ends.
+    let url = format!("http://{}/v1/chat/completions", front.addr);
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"Is order 1234 fraud?"}]}"#;
+    let traffic: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                loop {
+                    if let Ok(response) = http.post(&url).body(body).send().await {
+                        let _ = response.bytes().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let rolled_back = wait_for(Duration::from_secs(60), || async {
+        api.get("/api/v1/rollouts/c1", &alice).await.1["stage"] == "rolled_back"
+    })
+    .await;
+    traffic.iter().for_each(|t| t.abort());
+    let view = api.get("/api/v1/rollouts/c1", &alice).await.1;
+    assert!(rolled_back, "a candidate with twice the time to first token is rolled back: {}", view["judge"]);
+
+    let rollback = rollback_verdict(&setup, "c1", "ttft").await;
+    assert!(rollback.to_string().contains("first tokens slower than"), "{rollback}");
+    // The latency trigger saw no such difference: it did not fire.
+    let latency = trigger_report(&rollback, "latency").expect("the latency trigger's report");
+    assert_eq!(latency["fired"], false, "{latency}");
+    assert_eq!(trigger_report(&rollback, "ttft").expect("the ttft trigger's report")["fired"], true);
+    api.stop().await;
+    front.shutdown().await;
+}
+
+/// The report of trigger `name` anywhere in a verdict's evidence.
+fn trigger_report(value: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    match value {
+        serde_json::Value::Object(o) if o.get("trigger") == Some(&json!(name)) && o.contains_key("kind") => {
+            Some(value.clone())
+        }
+        serde_json::Value::Object(o) => o.values().find_map(|v| trigger_report(v, name)),
+        serde_json::Value::Array(a) => a.iter().find_map(|v| trigger_report(v, name)),
+        _ => None,
+    }
+}
+
+/// The rollback verdict in rollout `id`'s log, checked to be on `trigger` and to carry the judge's numbers.
+async fn rollback_verdict(setup: &Setup, id: &str, trigger: &str) -> serde_json::Value {
+    let events = setup.store.read(id).await.unwrap();
     let rollback = events
         .iter()
         .filter_map(|e| serde_json::from_str::<EventBody>(&e.body).ok())
@@ -99,10 +194,9 @@ async fn the_judge_passes_a_healthy_canary_and_rolls_back_a_failing_one() {
         .find(|b| b.to_string().contains("\"verdict\":\"rollback\""))
         .expect("a rollback verdict in the log");
     let text = rollback.to_string();
-    assert!(text.contains("\"trigger\":\"error_rate\""), "{text}");
+    assert!(text.contains(&format!("\"trigger\":\"{trigger}\"")), "rolled back on {trigger}: {text}");
     for number in ["e_value", "threshold", "canary_events", "baseline_events", "confidence"] {
         assert!(text.contains(number), "the evidence carries {number}: {text}");
     }
-    api.stop().await;
-    front.shutdown().await;
+    rollback
 }

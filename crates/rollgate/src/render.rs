@@ -123,6 +123,14 @@ pub fn plan(name: &str, plan: &Plan) -> String {
     let _ = writeln!(o, "     - latency p{} > {}x baseline", r.latency_quantile * 100.0, r.latency_ratio);
     let _ = writeln!(o, "     - quality: bad-output rate > {}x baseline", r.quality_ratio);
     let _ = writeln!(o, "     - complaints per user > {}x baseline", r.complaint_ratio);
+    let _ = writeln!(
+        o,
+        "     - chat models (openai-chat): time to first token p{q} > {}x baseline, output tokens/s p{} < {}x baseline",
+        r.ttft_ratio,
+        100.0 - r.ttft_quantile * 100.0,
+        r.tokens_per_second_ratio,
+        q = r.ttft_quantile * 100.0
+    );
     let _ = writeln!(o, "     - {} consecutive failed health checks of the candidate", r.health_check_failures);
     let _ = writeln!(
         o,

@@ -348,6 +348,13 @@ pub struct RollbackTriggers {
     pub quality_ratio: f64,
     /// Complaints per user above this multiple of the baseline's.
     pub complaint_ratio: f64,
+    /// A chat model (protocol `openai-chat`): time to first token at
+    /// `ttft_quantile` above this multiple of the baseline's.
+    pub ttft_ratio: f64,
+    pub ttft_quantile: f64,
+    /// A chat model: output tokens per second of its slow answers (at
+    /// 1 − `ttft_quantile`) below this multiple of the baseline's.
+    pub tokens_per_second_ratio: f64,
     /// Consecutive failed health checks of the candidate's endpoints.
     pub health_check_failures: u32,
     /// Share of requests that time out or are refused for capacity (429/503).
@@ -404,6 +411,9 @@ impl Default for RollbackTriggers {
             latency_quantile: 0.99,
             quality_ratio: 1.25,
             complaint_ratio: 2.0,
+            ttft_ratio: 2.0,
+            ttft_quantile: 0.9,
+            tokens_per_second_ratio: 0.5,
             health_check_failures: 3,
             max_saturation: 0.05,
             false_rollback_budget: 0.05,
@@ -580,6 +590,7 @@ impl Plan {
             ("latency_ratio", r.latency_ratio),
             ("quality_ratio", r.quality_ratio),
             ("complaint_ratio", r.complaint_ratio),
+            ("ttft_ratio", r.ttft_ratio),
         ] {
             if !(value > 1.0 && value.is_finite()) {
                 problem(
@@ -592,7 +603,19 @@ impl Plan {
             }
         }
         let sh = &self.shadow;
-        let bounds: [(&[&str], f64, bool, &str); 5] = [
+        let bounds: [(&[&str], f64, bool, &str); 7] = [
+            (
+                &["rollback", "ttft_quantile"],
+                r.ttft_quantile,
+                r.ttft_quantile > 0.0 && r.ttft_quantile < 1.0,
+                "use a quantile strictly between 0 and 1, e.g. 0.9",
+            ),
+            (
+                &["rollback", "tokens_per_second_ratio"],
+                r.tokens_per_second_ratio,
+                r.tokens_per_second_ratio > 0.0 && r.tokens_per_second_ratio < 1.0,
+                "use a ratio strictly between 0 and 1 (the canary's rate as a share of the baseline's), e.g. 0.5",
+            ),
             (
                 &["rollback", "latency_quantile"],
                 r.latency_quantile,

@@ -5,7 +5,7 @@
 
 use super::world::TickData;
 use crate::config::JudgeConfig;
-use crate::judge::{Judge, Verdict};
+use crate::judge::{ArmTick, Judge, Samples, Verdict};
 use crate::latency::sampled_share;
 use crate::mann_whitney::shift_interval;
 use crate::ratio::{canary_share, log_sum_exp, thinned_weight};
@@ -256,13 +256,14 @@ impl SimJudge for Oracle {
     }
 }
 
-/// The oracle's triggers: errors, latency exceedances, bad outputs, complaints.
-const TRIGGERS: usize = 4;
+/// The oracle's triggers: errors, latency exceedances, bad outputs,
+/// complaints, and a chat model's slow first tokens and slow token rates.
+const TRIGGERS: usize = 6;
 
-/// Each trigger's log 1/α, in [`fault_log_lrs`] order.
+/// Each trigger's log 1/α, in [`fault_log_lrs`] order (infinite for a trigger the judge does not run).
 fn thresholds(config: &JudgeConfig) -> [f64; TRIGGERS] {
     let a = config.alphas();
-    [a.errors, a.latency, a.quality, a.complaints].map(|alpha| (1.0 / alpha).ln())
+    [a.errors, a.latency, a.quality, a.complaints, a.ttft, a.tokens].map(|alpha| (1.0 / alpha).ln())
 }
 
 /// This second's log likelihood ratio, per trigger, of the true fault against its trigger's limit.
@@ -271,8 +272,18 @@ fn fault_log_lrs(c: &JudgeConfig, t: &TickData) -> [f64; TRIGGERS] {
     let bar = truth.baseline_p99_us;
     let slow_canary = t.canary.latencies_us.iter().filter(|&&v| f64::from(v) > c.latency_ratio * bar).count();
     let slow_baseline = t.baseline.latencies_us.iter().filter(|&&v| f64::from(v) > bar).count();
-    let share = |arm: &super::world::ArmData| sampled_share(&arm.as_arm());
+    let share = |arm: &super::world::ArmData| sampled_share(arm.as_arm().latency());
     let sampled = thinned_weight(t.weight, share(&t.canary), share(&t.baseline));
+    // A chat model's first tokens and token rates: exceedances of the baseline's true quantile.
+    let tokens = |pick: for<'a> fn(&ArmTick<'a>) -> Samples<'a>, bar: f64, limit: f64, truth_ratio: f64| {
+        let (canary, baseline) = (t.canary.as_arm(), t.baseline.as_arm());
+        let (c, b) = (pick(&canary), pick(&baseline));
+        let slow_canary = c.values_us.iter().filter(|&&v| f64::from(v) > limit * bar).count() as u64;
+        let slow_baseline = b.values_us.iter().filter(|&&v| f64::from(v) > bar).count() as u64;
+        let w = thinned_weight(t.weight, sampled_share(c), sampled_share(b));
+        log_lr(w, slow_canary, slow_baseline, truth_ratio, 1.0)
+    };
+    let per_token_limit = 1.0 / c.tokens_per_second_ratio;
     let complaints = t
         .complaints
         .iter()
@@ -283,6 +294,8 @@ fn fault_log_lrs(c: &JudgeConfig, t: &TickData) -> [f64; TRIGGERS] {
         log_lr(sampled, slow_canary as u64, slow_baseline as u64, truth.exceedance_ratio, 1.0),
         log_lr(t.weight, t.canary.bad_outputs, t.baseline.bad_outputs, truth.bad_output_ratio, c.quality_ratio),
         complaints,
+        tokens(|a| a.ttft, truth.baseline_ttft_q_us, c.ttft_ratio, truth.ttft_exceedance_ratio),
+        tokens(|a| a.per_token, truth.baseline_token_q_us, per_token_limit, truth.token_exceedance_ratio),
     ]
 }
 

@@ -80,8 +80,11 @@ pub fn run_once(file: &ScenarioFile, spec: CellSpec, run: u64, seed: u64, config
     let scenario: &Scenario = &file.scenarios[spec.scenario];
     let mixed =
         seed ^ ((spec.scenario as u64) << 32) ^ (u64::from(spec.rate) << 48) ^ (u64::from(spec.drift) << 62) ^ run;
+    // A chat scenario's judges run the token triggers, as a chat service's do.
+    let config = &config.clone().judging_tokens(scenario.chat);
     let mut world =
-        World::new(&file.settings, scenario, spec.rate, spec.drift, splitmix64(mixed), config.latency_ratio);
+        World::new(&file.settings, scenario, spec.rate, spec.drift, splitmix64(mixed), config.latency_ratio)
+            .with_token_limits(config);
     let mut racers = judges(config, file.settings.horizon_s());
     let mut results = vec![RunResult::default(); racers.len()];
     let mut decided = vec![false; racers.len()];

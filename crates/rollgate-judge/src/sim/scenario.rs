@@ -26,6 +26,9 @@ pub struct Settings {
     pub baseline_bad_output_rate: f64,
     pub complaint_rate: f64,
     pub latency_samples_per_s: usize,
+    /// Chat scenarios: the baseline's median time to first token and time per output token.
+    pub ttft_median_ms: f64,
+    pub token_ms: f64,
 }
 
 impl Default for Settings {
@@ -40,6 +43,8 @@ impl Default for Settings {
             baseline_bad_output_rate: 0.02,
             complaint_rate: 1e-4,
             latency_samples_per_s: 250,
+            ttft_median_ms: 300.0,
+            token_ms: 20.0,
         }
     }
 }
@@ -101,6 +106,14 @@ pub struct Scenario {
     /// Seconds from the start of the canary until the fault begins.
     #[serde(default)]
     pub onset_s: u64,
+    /// A chat model: answers stream tokens, and the judge's token triggers run.
+    #[serde(default)]
+    pub chat: bool,
+    /// A chat canary's time to first token, and time per output token, as multiples of the baseline's.
+    #[serde(default = "one")]
+    pub ttft_ratio: f64,
+    #[serde(default = "one")]
+    pub token_time_ratio: f64,
 }
 
 fn one() -> f64 {
@@ -123,6 +136,7 @@ impl Scenario {
             latency: self.latency_ratio != 1.0 || self.tail_share > 0.0,
             quality: self.bad_output_ratio != 1.0,
             complaints: self.complaint_ratio != 1.0,
+            tokens: self.ttft_ratio != 1.0 || self.token_time_ratio != 1.0,
         }
     }
 }
@@ -133,6 +147,8 @@ pub struct Faults {
     pub latency: bool,
     pub quality: bool,
     pub complaints: bool,
+    /// Time to first token or tokens per second (chat scenarios).
+    pub tokens: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,9 +178,20 @@ pub fn parse(text: &str) -> Result<ScenarioFile, ScenarioError> {
         }
     }
     for sc in &file.scenarios {
-        let ratios = [sc.error_ratio, sc.latency_ratio, sc.tail_ratio, sc.bad_output_ratio, sc.complaint_ratio];
+        let ratios = [
+            sc.error_ratio,
+            sc.latency_ratio,
+            sc.tail_ratio,
+            sc.bad_output_ratio,
+            sc.complaint_ratio,
+            sc.ttft_ratio,
+            sc.token_time_ratio,
+        ];
         if ratios.iter().any(|r| !(*r > 0.0 && r.is_finite())) || !(0.0..=1.0).contains(&sc.tail_share) {
             return invalid(format!("scenario {}: ratios must be positive and tail_share within 0..1", sc.id));
+        }
+        if !sc.chat && (sc.ttft_ratio != 1.0 || sc.token_time_ratio != 1.0) {
+            return invalid(format!("scenario {}: ttft_ratio and token_time_ratio need chat = true", sc.id));
         }
         if sc.onset_s >= s.horizon_s() {
             return invalid(format!("scenario {}: onset_s is after the last step ends", sc.id));
@@ -181,7 +208,7 @@ mod tests {
     fn the_built_in_set_is_the_research_notes() {
         let file = parse(BUILT_IN).unwrap();
         let ids: Vec<&str> = file.scenarios.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids.len(), 17);
+        assert_eq!(ids.len(), 20);
         for id in ["N0", "N3", "B1", "B2", "P1", "P11"] {
             assert!(ids.contains(&id), "{id}");
         }

@@ -5,7 +5,8 @@
 //! same stream, and every judge of a run sees that one stream.
 
 use super::scenario::{Scenario, Settings};
-use crate::judge::{ArmTick, Tick};
+use crate::config::JudgeConfig;
+use crate::judge::{ArmTick, Samples, Tick};
 use crate::ratio::WeightCell;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -16,6 +17,9 @@ use std::f64::consts::{PI, SQRT_2};
 
 /// z of the 99th percentile of a standard normal.
 const Z99: f64 = 2.326_347_874_040_841;
+/// Spread of simulated times to first token and times per token.
+const TTFT_SIGMA: f64 = 0.4;
+const TOKEN_SIGMA: f64 = 0.3;
 
 #[derive(Debug, Clone, Default)]
 pub struct ArmData {
@@ -26,6 +30,9 @@ pub struct ArmData {
     pub latencies_us: Vec<u32>,
     /// How many requests that sample was drawn from.
     pub latency_population: u64,
+    /// A chat scenario's streamed answers: times to first token and per output token (samples of `requests`).
+    pub ttft_us: Vec<u32>,
+    pub per_token_us: Vec<u32>,
 }
 
 /// What only the simulation knows: the true parameters of this second. The
@@ -41,6 +48,12 @@ pub struct TruthAt {
     pub exceedance_ratio: f64,
     pub bad_output_ratio: f64,
     pub complaint_ratio: f64,
+    /// A chat scenario: the baseline's true time to first token and per token at the judge's quantile, µs.
+    pub baseline_ttft_q_us: f64,
+    pub baseline_token_q_us: f64,
+    /// The exceedance ratios of those two at the judge's limits (1 when the canary is alike).
+    pub ttft_exceedance_ratio: f64,
+    pub token_exceedance_ratio: f64,
     /// Expected excess bad canary responses this second (errors, bad outputs, slow answers, complaints).
     pub harm: f64,
 }
@@ -64,6 +77,8 @@ impl ArmData {
             saturated: 0,
             latencies_us: &self.latencies_us,
             latency_population: self.latency_population,
+            ttft: Samples { values_us: &self.ttft_us, population: self.requests },
+            per_token: Samples { values_us: &self.per_token_us, population: self.requests },
         }
     }
 }
@@ -96,6 +111,8 @@ pub struct World<'a> {
     drift_phase: Option<f64>,
     shared_step_at: Option<u64>,
     latency_ratio_limit: f64,
+    /// The token triggers' duration ratios and quantile (for the truth's exceedance ratios).
+    token_limits: (f64, f64, f64),
     rng: ChaCha8Rng,
     /// Complaints still on their way: arrival second → (weight, canary, baseline).
     pending: BTreeMap<u64, Vec<(f64, bool)>>,
@@ -136,11 +153,18 @@ impl<'a> World<'a> {
             drift_phase,
             shared_step_at,
             latency_ratio_limit,
+            token_limits: (2.0, 2.0, 0.9),
             rng,
             pending: BTreeMap::new(),
             tick: TickData::default(),
             t: 0,
         }
+    }
+
+    /// The truth's token exceedance ratios at `config`'s token triggers.
+    pub fn with_token_limits(mut self, config: &JudgeConfig) -> World<'a> {
+        self.token_limits = (config.ttft_ratio, 1.0 / config.tokens_per_second_ratio, config.ttft_quantile);
+        self
     }
 
     /// The next second of the settings' schedule, or `None` after the last step.
@@ -231,6 +255,9 @@ impl<'a> World<'a> {
             }
         }
 
+        let token_harm = self.chat_tokens(fault, (1.0 + 0.3 * wave) * step_latency);
+
+        let tick = &mut self.tick;
         let slow_excess = (canary_over(p99) - 0.01).max(0.0);
         tick.truth = TruthAt {
             fault_active: fault,
@@ -239,10 +266,48 @@ impl<'a> World<'a> {
             exceedance_ratio: faulty_over(self.latency_ratio_limit * p99) / 0.01,
             bad_output_ratio: sc.bad_output_ratio,
             complaint_ratio: sc.complaint_ratio,
-            harm: canary_n as f64 * ((p_b - p_a) + (q_b - q_a) + slow_excess + c_rate * (complaint_ratio - 1.0)),
+            harm: canary_n as f64 * ((p_b - p_a) + (q_b - q_a) + slow_excess + c_rate * (complaint_ratio - 1.0))
+                + token_harm,
+            ..tick.truth
         };
         self.t += seconds.max(1);
         &self.tick
+    }
+
+    /// A chat scenario's times to first token and per token, with their
+    /// truths; returns the excess slow first tokens the canary served.
+    fn chat_tokens(&mut self, fault: bool, slowdown: f64) -> f64 {
+        let (s, sc) = (self.settings, self.scenario);
+        for arm in [&mut self.tick.canary, &mut self.tick.baseline] {
+            arm.ttft_us.clear();
+            arm.per_token_us.clear();
+        }
+        if !sc.chat {
+            return 0.0;
+        }
+        let (ttft_limit, token_limit, quantile) = self.token_limits;
+        let z = statrs::distribution::ContinuousCDF::inverse_cdf(&statrs::distribution::Normal::standard(), quantile);
+        let (ttft_a, token_a) = (s.ttft_median_ms * 1000.0 * slowdown, s.token_ms * 1000.0 * slowdown);
+        let (ttft_ratio, token_ratio) = (sc.ttft_ratio, sc.token_time_ratio);
+        let (ttft_b, token_b) = if fault { (ttft_a * ttft_ratio, token_a * token_ratio) } else { (ttft_a, token_a) };
+        let cap = s.latency_samples_per_s as u64;
+        let tick = &mut self.tick;
+        for (arm, ttft, token) in [(&mut tick.canary, ttft_b, token_b), (&mut tick.baseline, ttft_a, token_a)] {
+            for _ in 0..arm.requests.min(cap) {
+                arm.ttft_us.push(lognormal(&mut self.rng, ttft, TTFT_SIGMA));
+                arm.per_token_us.push(lognormal(&mut self.rng, token, TOKEN_SIGMA));
+            }
+        }
+        let tail = 1.0 - quantile;
+        let (ttft_q, token_q) = (ttft_a * (TTFT_SIGMA * z).exp(), token_a * (TOKEN_SIGMA * z).exp());
+        let truth = &mut tick.truth;
+        truth.baseline_ttft_q_us = ttft_q;
+        truth.baseline_token_q_us = token_q;
+        truth.ttft_exceedance_ratio = lognormal_sf(ttft_limit * ttft_q, ttft_a * ttft_ratio, TTFT_SIGMA) / tail;
+        truth.token_exceedance_ratio = lognormal_sf(token_limit * token_q, token_a * token_ratio, TOKEN_SIGMA) / tail;
+        // Harm: the canary's answers beyond the baseline's share whose first token, or whose token rate, is slow.
+        let excess = |q: f64, median: f64, sigma: f64| (lognormal_sf(q, median, sigma) - tail).max(0.0);
+        tick.canary.requests as f64 * (excess(ttft_q, ttft_b, TTFT_SIGMA) + excess(token_q, token_b, TOKEN_SIGMA))
     }
 }
 

@@ -22,7 +22,13 @@ impl ArmSource for InProcess {
     fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading {
         let series = self.gateway.stats.series(service, version, arm);
         let (latencies_us, latency_population) = series.drain_latencies();
-        ArmReading { counters: series.counters(), latencies_us, latency_population }
+        ArmReading {
+            counters: series.counters(),
+            latencies_us,
+            latency_population,
+            ttft: series.drain_time_to_first_token(),
+            per_token: series.drain_per_token(),
+        }
     }
 }
 

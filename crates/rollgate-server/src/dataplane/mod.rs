@@ -11,6 +11,7 @@ pub use in_process::InProcess;
 pub use rollgate_core::measure::{Arm, Counters, History};
 
 use rollgate_core::routing::Routing;
+use rollgate_judge::{ArmTick, Samples};
 
 /// What one arm of one version did: cumulative counters, and the latencies
 /// recorded since the previous read of that arm (each handed out once).
@@ -21,6 +22,29 @@ pub struct ArmReading {
     pub latencies_us: Vec<u32>,
     /// How many requests finished since the previous read (what the sample is of).
     pub latency_population: u64,
+    /// A chat model's streamed answers since the previous read: times to first
+    /// token and microseconds per output token, each a sample with its population.
+    pub ttft: (Vec<u32>, u64),
+    pub per_token: (Vec<u32>, u64),
+}
+
+impl ArmReading {
+    /// This reading as the judge takes it, with `counted` (what happened since the previous tick).
+    pub fn as_tick(&self, counted: &Counters) -> ArmTick<'_> {
+        ArmTick {
+            requests: counted.requests,
+            errors: counted.errors,
+            saturated: counted.saturated,
+            latencies_us: &self.latencies_us,
+            latency_population: self.latency_population,
+            ttft: samples(&self.ttft),
+            per_token: samples(&self.per_token),
+        }
+    }
+}
+
+fn samples((values_us, population): &(Vec<u32>, u64)) -> Samples<'_> {
+    Samples { values_us, population: *population }
 }
 
 /// Where the judge reads what a canary and its baseline did: the data plane

@@ -16,7 +16,7 @@ use rollgate_core::rollout::{Rollout, Stage, Verdict as CoreVerdict, flag_of};
 use rollgate_core::weight::Weight;
 use rollgate_judge::external::ExternalReading;
 use rollgate_judge::ratio::WeightCell;
-use rollgate_judge::{ArmTick, Judge, JudgeConfig, JudgeState, Tick, Verdict};
+use rollgate_judge::{Judge, JudgeConfig, JudgeState, Tick, Verdict};
 use rollgate_store::{Analysis, AnalysisRecord, AnalysisStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,20 +61,13 @@ impl ArmPair {
         let stable_now = self.dataplane.read_arm(&self.service, &self.stable, Arm::Stable);
         let (c, s) = (canary_now.counters.since(&self.canary_seen), stable_now.counters.since(&self.stable_seen));
         (self.canary_seen, self.stable_seen) = (canary_now.counters, stable_now.counters);
-        let arm = |d: &Counters, latencies_us, latency_population| ArmTick {
-            requests: d.requests,
-            errors: d.errors,
-            saturated: d.saturated,
-            latencies_us,
-            latency_population,
-        };
         let bad = [WeightCell { weight, canary: c.bad_outputs, baseline: s.bad_outputs }];
         let complaints = [WeightCell { weight, canary: c.complaints, baseline: s.complaints }];
         let tick = Tick {
             at_ms,
             weight,
-            canary: arm(&c, &canary_now.latencies_us, canary_now.latency_population),
-            baseline: arm(&s, &stable_now.latencies_us, stable_now.latency_population),
+            canary: canary_now.as_tick(&c),
+            baseline: stable_now.as_tick(&s),
             bad_outputs: &bad,
             complaints: &complaints,
             canary_health,
@@ -82,6 +75,18 @@ impl ArmPair {
         };
         judge.tick(&tick).clone()
     }
+}
+
+/// The judge's settings for a rollout: its plan's triggers, with the token
+/// triggers when its service is a chat model.
+pub(crate) fn judge_config(log: &crate::log::Log, rollout: &Rollout) -> JudgeConfig {
+    let chat = log
+        .fleet()
+        .config()
+        .services
+        .get(&rollout.service)
+        .is_some_and(|s| s.protocol == rollgate_core::config::Protocol::OpenaiChat);
+    JudgeConfig::from_plan(&rollout.plan.rollback).judging_tokens(chat)
 }
 
 struct Slot {
@@ -162,7 +167,7 @@ impl Judging {
 
     /// The rollout's judge: the stored one continued, or a new one.
     async fn open(&self, ctx: &Ctx, rollout: &Rollout, dataplane: Arc<dyn DataPlane>) -> Slot {
-        let config = JudgeConfig::from_plan(&rollout.plan.rollback);
+        let config = judge_config(&ctx.log, rollout);
         let stored = match ctx.store.analysis(Analysis::Judge, &rollout.id).await {
             Ok(stored) => stored,
             Err(e) => {

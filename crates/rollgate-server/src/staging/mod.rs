@@ -24,7 +24,6 @@ use rollgate_core::plan::{StagingEnvironment, gate_ids};
 use rollgate_core::roles::Actor;
 use rollgate_core::rollout::{Command, Input, Rollout, Stage};
 use rollgate_core::weight::Weight;
-use rollgate_judge::JudgeConfig;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -213,7 +212,7 @@ impl Setup {
             target: &self.target,
             sample: self.sample.clone(),
             env,
-            judge: JudgeConfig::from_plan(&rollout.plan.rollback),
+            judge: crate::reconciler::judging::judge_config(&ctx.log, rollout),
             clock: ctx.clock.as_ref(),
             injector,
         })
