@@ -15,6 +15,7 @@ pub mod hold;
 pub mod markdown;
 pub mod measure;
 pub mod plan;
+pub mod redact;
 pub mod report;
 pub mod retro;
 pub mod roles;

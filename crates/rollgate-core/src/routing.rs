@@ -92,6 +92,8 @@ pub struct ServiceRouting {
     pub split: Vec<(String, Weight)>,
     /// The version a share of the traffic is copied to, never served from.
     pub mirror: Option<MirrorRouting>,
+    /// A share of the requests written to disk, redacted.
+    pub capture: Option<crate::config::CaptureSpec>,
 }
 
 /// Copies of a share of a service's requests, whose answers are compared and never served.
@@ -296,6 +298,7 @@ fn service_routing(inputs: &RoutingInputs<'_>, name: &str, service: &Service, ro
         versions: draft.versions,
         split,
         mirror,
+        capture: service.capture.clone(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! very next request.
 
 mod body;
+pub mod capture;
 mod feedback;
 pub mod health;
 pub mod mirror;

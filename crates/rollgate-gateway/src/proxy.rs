@@ -2,7 +2,8 @@
 //! it, and stream the answer back while measuring it. Nothing here waits on
 //! the control plane: the route table is an atomic snapshot.
 
-use crate::body::{BoxError, Capture, Finish, Measured};
+use crate::body::{BoxError, Capture as AnswerCopy, Finish, Measured};
+use crate::capture::{Capture, CaptureRoute, Record};
 use crate::feedback::Feedback;
 use crate::mirror::{Captured, ComparisonHook, Mirror, MirrorJob, MirrorLimits, Prefix};
 use crate::stats::{Outcome, Stats};
@@ -57,6 +58,8 @@ pub struct Gateway {
     /// Endpoints that left the table, while requests to them may still be in
     /// flight (a rolling batch drains before its hook runs). Control plane only.
     retired: std::sync::Mutex<Vec<(Arc<str>, std::sync::Weak<Endpoint>)>>,
+    /// Where captured requests go, when the gateway has a directory for them.
+    capture: Option<Capture>,
 }
 
 impl Gateway {
@@ -77,7 +80,15 @@ impl Gateway {
             feedback: Feedback::new(100_000),
             mirror,
             retired: std::sync::Mutex::new(Vec::new()),
+            capture: None,
         }
+    }
+
+    /// Writes the requests of services with a `capture` under `dir` (without
+    /// one, those services are not captured).
+    pub fn with_capture(mut self, dir: std::path::PathBuf) -> std::io::Result<Gateway> {
+        self.capture = Some(Capture::start(dir, self.stats.clone())?);
+        Ok(self)
     }
 
     /// The table requests are routed by now.
@@ -196,6 +207,34 @@ impl Gateway {
             .as_ref()
             .filter(|m| m.take() && self.can_mirror(&parts.headers))
             .and_then(|m| Some((m, self.mirror.admit()?)));
+        let captured = service.capture.as_ref().zip(self.capture.as_ref()).filter(|(route, _)| route.take());
+        let captured = captured.filter(|(route, capture)| {
+            let size = match &body {
+                RequestBody::Read { bytes, .. } => Some(bytes.len() as u64),
+                RequestBody::Unread(_) => declared_length(&parts.headers),
+            };
+            let fits = size.is_some_and(|n| n <= route.max_body_bytes);
+            if !fits {
+                capture.skipped();
+            }
+            fits
+        });
+        // A copy (shadow or capture) needs the body whole; only bodies of a known, small size get here.
+        let body = match body {
+            RequestBody::Unread(unread) if shadow.is_some() || captured.is_some() => {
+                match read_body(unread, service.limits.max_request_bytes).await {
+                    Ok(bytes) => RequestBody::Read { bytes, key: None },
+                    Err(failed) => {
+                        series.finished(Outcome::ClientError, started.elapsed());
+                        return failed.answer(service);
+                    }
+                }
+            }
+            body => body,
+        };
+        if let (Some((route, capture)), RequestBody::Read { bytes, .. }) = (captured, &body) {
+            record(capture, route, service, version, &parts, bytes);
+        }
         let (body, capture) = match (body, shadow) {
             (RequestBody::Read { bytes, .. }, Some((mirror, admitted)))
                 if bytes.len() <= self.mirror.limits.max_body =>
@@ -204,26 +243,8 @@ impl Gateway {
                 (full(bytes), to)
             }
             (RequestBody::Read { bytes, .. }, _) => (full(bytes), None),
-            (RequestBody::Unread(body), None) => {
+            (RequestBody::Unread(body), _) => {
                 (Limited::new(body, limit_of(service.limits.max_request_bytes)).map_err(BoxError::from).boxed(), None)
-            }
-            (RequestBody::Unread(body), Some((mirror, admitted))) => {
-                match Limited::new(body, self.mirror.limits.max_body).collect().await {
-                    Ok(collected) => {
-                        let bytes = collected.to_bytes();
-                        let to = self.queue_shadow(service, version, mirror, &parts, bytes.clone(), admitted);
-                        (full(bytes), to)
-                    }
-                    Err(e) => {
-                        series.finished(Outcome::ClientError, started.elapsed());
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "bad_request",
-                            Some(service),
-                            &format!("cannot read the request body: {e}"),
-                        );
-                    }
-                }
             }
         };
         let outbound = match outbound(parts, body, &endpoint) {
@@ -283,7 +304,7 @@ impl Gateway {
         if let Some(name) = &version.served_by {
             parts.headers.insert(SERVED_BY, name.clone());
         }
-        let capture = capture.map(|to| Capture {
+        let capture = capture.map(|to| AnswerCopy {
             to,
             status,
             headers: parts.headers.clone(),
@@ -352,6 +373,26 @@ impl Gateway {
         self.mirror.send(admitted, job);
         Some(to)
     }
+}
+
+/// Offers a captured request to the capture writer (redacted there, off the request path).
+fn record(
+    capture: &Capture,
+    route: &CaptureRoute,
+    service: &ServiceRoute,
+    version: &VersionRoute,
+    parts: &http::request::Parts,
+    body: &Bytes,
+) {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let record = Record {
+        service: service.name.clone(),
+        version: version.name.clone(),
+        path,
+        body: body.clone(),
+        at: std::time::SystemTime::now(),
+    };
+    capture.offer(route, record);
 }
 
 /// 32 random hex digits, written without a format string.

@@ -282,6 +282,10 @@ pub struct Stats {
     pub mirror_dropped: AtomicU64,
     pub mirror_failed: AtomicU64,
     pub unrouted: AtomicU64,
+    pub capture_written: AtomicU64,
+    /// Drawn for capture but not written: the queue was full, or the body too large or of unknown size.
+    pub capture_dropped: AtomicU64,
+    pub capture_failed: AtomicU64,
 }
 
 /// Bucket bounds of the Prometheus histograms, in seconds.
@@ -378,6 +382,13 @@ impl Stats {
                 &self.mirror_dropped,
             ),
             ("rollgate_mirror_failed_total", "Shadow copies the shadow version did not answer.", &self.mirror_failed),
+            ("rollgate_capture_written_total", "Requests captured to disk, redacted.", &self.capture_written),
+            (
+                "rollgate_capture_dropped_total",
+                "Requests drawn for capture and not written (queue full, body too large or of unknown size).",
+                &self.capture_dropped,
+            ),
+            ("rollgate_capture_failed_total", "Captured requests the writer could not write.", &self.capture_failed),
         ] {
             let _ = writeln!(o, "# HELP {name} {help}");
             let _ = writeln!(o, "# TYPE {name} counter");

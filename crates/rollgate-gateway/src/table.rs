@@ -23,6 +23,8 @@ pub enum TableError {
     Tls { service: String, why: String },
     #[error("service `{service}`: sticky header `{header}` is not a valid header name")]
     BadHeader { service: String, header: String },
+    #[error("service `{service}`: capture: {why}")]
+    Capture { service: String, why: String },
     #[error("service `{service}` has no version `{version}`")]
     UnknownVersion { service: String, version: String },
 }
@@ -149,6 +151,8 @@ pub struct ServiceRoute {
     pub handshake_timeout: Duration,
     /// A chat model's answers are read for their tokens as they pass (see `tokens`).
     pub measures_tokens: bool,
+    /// A share of the requests written to disk, redacted.
+    pub capture: Option<crate::capture::CaptureRoute>,
 }
 
 /// A service's active health check, in the gateway's units.
@@ -385,6 +389,12 @@ fn service_route(
         tls,
         handshake_timeout: handshake,
         measures_tokens: s.protocol == rollgate_core::config::Protocol::OpenaiChat,
+        capture: s
+            .capture
+            .as_ref()
+            .map(crate::capture::CaptureRoute::new)
+            .transpose()
+            .map_err(|why| TableError::Capture { service: name.into(), why })?,
     })
 }
 

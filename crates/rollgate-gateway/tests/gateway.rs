@@ -6,12 +6,11 @@ use axum::body::Body;
 use axum::routing::any;
 use bytes::Bytes;
 use rollgate_core::config::Config;
-use rollgate_core::routing::{Role, RoutedVersion, Routing, RoutingInputs, desired};
+use rollgate_core::routing::{Role, RoutedVersion, Routing};
 use rollgate_core::weight::Weight;
 use rollgate_gateway::mirror::{ComparisonHook, DiscardPairs, MirrorLimits, MirrorPair};
 use rollgate_gateway::stats::Stats;
-use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{GATEWAY_ERROR, Gateway, RunningGateway, SERVED_BY, serve_on_threads};
+use rollgate_gateway::{GATEWAY_ERROR, RunningGateway, SERVED_BY};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 mod support;
-use support::{assert_promtool_clean, metric};
+use support::{assert_promtool_clean, gateway_of, metric, routing_of, serving};
 
 /// A model server answering with its name.
 async fn model(name: &'static str) -> String {
@@ -89,18 +88,6 @@ async fn gateway(config: &Config) -> RunningGateway {
     gateway_with(config, Arc::new(DiscardPairs), MirrorLimits::default()).await
 }
 
-/// The routing of `config` alone: no rollouts, no registered versions.
-fn routing_of(config: &Config) -> Routing {
-    desired(&RoutingInputs {
-        config,
-        registered: &[],
-        rollouts: &[],
-        staging: &[],
-        flags: &Default::default(),
-        now: rollgate_core::Timestamp::UNIX_EPOCH,
-    })
-}
-
 /// `config`'s routing with service `scorer` as a rollout at `percent` would route it.
 fn canary_at(config: &Config, percent: f64) -> Routing {
     let mut routing = routing_of(config);
@@ -113,11 +100,7 @@ fn canary_at(config: &Config, percent: f64) -> Routing {
 }
 
 async fn gateway_with(config: &Config, hook: Arc<dyn ComparisonHook>, limits: MirrorLimits) -> RunningGateway {
-    let stats = Arc::new(Stats::default());
-    let table = RouteTable::build(&routing_of(config), &RouteTable::empty(), &stats).unwrap();
-    let gateway = Arc::new(Gateway::new(table, stats, Duration::from_secs(2), hook, limits));
-    // As production runs it: a thread per core, each with its own listener and pool.
-    serve_on_threads(gateway, "127.0.0.1:0".parse().unwrap(), 2).await.unwrap()
+    serving(gateway_of(config, Arc::new(Stats::default()), hook, limits)).await
 }
 
 fn url(g: &RunningGateway, path: &str) -> String {

@@ -7,49 +7,25 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::any;
 use rollgate_core::config::Config;
-use rollgate_core::routing::{RoutingInputs, desired};
+use rollgate_gateway::RunningGateway;
 use rollgate_gateway::mirror::{DiscardPairs, MirrorLimits};
 use rollgate_gateway::stats::Stats;
-use rollgate_gateway::table::RouteTable;
-use rollgate_gateway::{Gateway, RunningGateway, serve_on_threads};
 use rollgate_sim::model::{Faults, serve};
 use std::sync::Arc;
-use std::time::Duration;
 
 mod support;
-use support::{assert_promtool_clean, metric};
+use support::{assert_promtool_clean, gateway_of, metric, serving, version_toml};
 
 fn chat_config(endpoint: &str) -> Config {
     let text = format!(
-        r#"
-[services.assistant]
-route = {{ path_prefix = "/v1" }}
-protocol = "openai-chat"
-stable = "v1"
-
-[services.assistant.versions.v1]
-endpoints = ["{endpoint}"]
-artifact = {{ uri = "s3://m/v1", sha256 = "{sha}" }}
-owner = "ml"
-"#,
-        sha = "a".repeat(64)
+        "[services.assistant]\nroute = {{ path_prefix = \"/v1\" }}\nprotocol = \"openai-chat\"\nstable = \"v1\"\n{}",
+        version_toml("assistant", "v1", endpoint)
     );
     Config::parse("llm-test.toml", &text).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 async fn gateway(config: &Config) -> RunningGateway {
-    let routing = desired(&RoutingInputs {
-        config,
-        registered: &[],
-        rollouts: &[],
-        staging: &[],
-        flags: &Default::default(),
-        now: rollgate_core::Timestamp::UNIX_EPOCH,
-    });
-    let stats = Arc::new(Stats::default());
-    let table = RouteTable::build(&routing, &RouteTable::empty(), &stats).unwrap();
-    let gateway = Gateway::new(table, stats, Duration::from_secs(2), Arc::new(DiscardPairs), MirrorLimits::default());
-    serve_on_threads(Arc::new(gateway), "127.0.0.1:0".parse().unwrap(), 2).await.unwrap()
+    serving(gateway_of(config, Arc::new(Stats::default()), Arc::new(DiscardPairs), MirrorLimits::default())).await
 }
 
 fn series(name: &str, extra: &str) -> String {

@@ -265,3 +265,56 @@ async fn a_server_stopped_mid_run_runs_staging_again_on_its_next_start() {
     w.api.stop().await;
     w.front.shutdown().await;
 }
+
+#[tokio::test]
+async fn production_traffic_captured_redacted_and_exported_replays_through_staging() {
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
+    let setup = Setup::new(1.0).await;
+    let sample = setup.dir.path().join("sample.jsonl");
+    // Production's service captures everything, its users' ids redacted; staging replays the export.
+    let text = config(&v1, &v2, &["v2"], SIMULATOR_DRILL)
+        .text
+        .replacen(
+            "plan = \"staged\"\n",
+            "plan = \"staged\"\ncapture = { percent = 100, redact_pointers = [\"/user\"] }\n",
+            1,
+        )
+        .replace(
+            "[plans.staged.staging.environment]\n",
+            &format!("[plans.staged.staging.environment]\ntraffic = \"{}\"\n", sample.display()),
+        );
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let admin = setup.token("dana", &[Role::Admin]).await;
+    let (api, front) = setup.start_with_gateway(source(&text), Duration::from_secs(2)).await;
+
+    let http = reqwest::Client::new();
+    for i in 0..40 {
+        let body = json!({ "user": format!("u{i}"), "email": format!("u{i}@example.com"), "amount": i });
+        let answer =
+            http.post(format!("http://{}/score/predict", front.addr)).body(body.to_string()).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let capture = setup.dir.path().join("capture");
+    let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let exported = wait_for(Duration::from_secs(10), || async {
+        rollgate_gateway::capture::export(&capture, "scorer", since, &sample).is_ok_and(|e| e.written == 40)
+    })
+    .await;
+    assert!(exported, "40 captured requests exported");
+    let written = std::fs::read_to_string(&sample).unwrap();
+    assert!(!written.contains("@example.com") && !written.contains("\"u7\""), "{written}");
+
+    let (status, body) =
+        api.post("/api/v1/rollouts", &alice, json!({ "service": "scorer", "candidate": "v2", "id": "r1" })).await;
+    assert!(status.is_success(), "{body}");
+    api.post("/api/v1/rollouts/r1/force-promote", &admin, json!({ "reason": "staging test" })).await;
+    let before = v2.requests();
+    let w = World { setup, api, front, admin };
+    let view = staging_evidence(&w).await;
+    for gate in STAGING_GATES {
+        assert_eq!(evidence(&view, gate)["passed"], true, "{gate}: {}", evidence(&view, gate));
+    }
+    assert!(v2.requests() > before, "the candidate's staging version was sent the sample");
+    w.api.stop().await;
+    w.front.shutdown().await;
+}

@@ -113,6 +113,9 @@ pub enum Command {
         /// Threads serving requests, each with its own listener and backend pool (default: one per core).
         #[arg(long, env = "ROLLGATE_GATEWAY_THREADS")]
         threads: Option<std::num::NonZeroUsize>,
+        /// Where services with a `capture` write their redacted requests (`rollgate serve` uses DATA_DIR/capture).
+        #[arg(long, default_value = ".rollgate/capture", env = "ROLLGATE_CAPTURE_DIR")]
+        capture_dir: PathBuf,
     },
     /// See rollgate do its job in under a minute: simulated models, gateway, control plane, two rollouts.
     Demo(DemoArgs),
@@ -158,6 +161,11 @@ pub enum Command {
         target: Target,
         #[command(subcommand)]
         command: FlagCommand,
+    },
+    /// Traffic captured by services with a `capture` (redacted before it was written): export a sample.
+    Capture {
+        #[command(subcommand)]
+        command: CaptureCommand,
     },
     /// Create, list and revoke API tokens, directly on the data directory or database.
     Token {
@@ -344,6 +352,24 @@ pub struct Target {
     pub token: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaptureCommand {
+    /// Write the requests a service captured in the last `--last` as JSONL, one request body a line:
+    /// the format of staging's `traffic` sample and of `rollgate sim traffic --replay`.
+    Export {
+        #[arg(long)]
+        service: String,
+        /// How far back, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        last: rollgate_core::hold::Hold,
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the gateway wrote them (`rollgate serve` writes to DATA_DIR/capture).
+        #[arg(long, default_value = ".rollgate/capture", env = "ROLLGATE_CAPTURE_DIR")]
+        capture_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

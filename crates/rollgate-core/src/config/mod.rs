@@ -159,6 +159,9 @@ pub struct Service {
     /// Copy a share of the traffic to a shadow version outside any rollout.
     #[serde(default)]
     pub mirror: Option<MirrorSpec>,
+    /// A share of the requests written to disk, redacted, for staging samples and suites.
+    #[serde(default)]
+    pub capture: Option<CaptureSpec>,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// Active health checks of every endpoint (off unless set).
@@ -224,6 +227,40 @@ pub struct MirrorSpec {
 impl MirrorSpec {
     fn everything() -> Weight {
         Weight::FULL
+    }
+}
+
+/// Traffic capture: a share of a service's requests written as JSONL under
+/// the data directory (`capture/SERVICE/`), redacted before they touch disk,
+/// in files rotated by size; `rollgate capture export` turns them into a
+/// staging sample.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSpec {
+    /// The share of requests written.
+    pub percent: Weight,
+    /// Regular expressions redacted besides the built-in ones (tokens, keys, e-mail addresses, card numbers).
+    pub redact: Vec<String>,
+    /// JSON pointers whose values are redacted whole (e.g. `/user`).
+    pub redact_pointers: Vec<String>,
+    /// A file is closed and a new one begun past this size.
+    pub max_file_bytes: u64,
+    /// The oldest files are deleted beyond this many.
+    pub max_files: u32,
+    /// Requests with a larger (or unknown) body are not captured.
+    pub max_body_bytes: u64,
+}
+
+impl Default for CaptureSpec {
+    fn default() -> Self {
+        CaptureSpec {
+            percent: Weight::from_basis_points(100).unwrap_or(Weight::ZERO),
+            redact: Vec::new(),
+            redact_pointers: Vec::new(),
+            max_file_bytes: 16 * 1024 * 1024,
+            max_files: 8,
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 

@@ -135,6 +135,23 @@ pub(super) fn check(
                 Some("mirror to one of the service's versions".into()),
             ));
         }
+        if let Some(capture) = &service.capture {
+            let why = crate::redact::Redactor::new(&capture.redact, &[]).err().or_else(|| {
+                let pointer = capture.redact_pointers.iter().find(|p| !p.starts_with('/'))?;
+                Some(format!("redact_pointers: `{pointer}` is not a JSON pointer"))
+            });
+            let why = why.or_else(|| {
+                (capture.max_files == 0 || capture.max_file_bytes < 1024)
+                    .then(|| "max_files must be at least 1 and max_file_bytes at least 1024".to_string())
+            });
+            if let Some(why) = why {
+                out.push(locate.at(
+                    at(&["capture"]),
+                    format!("service `{name}`: capture: {why}"),
+                    Some("e.g. capture = { percent = 1, redact_pointers = [\"/user\"] }".into()),
+                ));
+            }
+        }
         if let Some(probe) = &service.version_probe {
             let bad_path = !probe.path.starts_with('/');
             let bad_pointer = !(probe.pointer.is_empty() || probe.pointer.starts_with('/'));

@@ -272,12 +272,7 @@ impl Default for Shadow {
             false_block_budget: 0.05,
             model: None,
             compare: rollgate_protocol::compare::CompareConfig::default(),
-            redact: vec![
-                r"(?i)bearer\s+[a-z0-9._~+/-]+=*".into(),
-                r"\b(sk|pk|rk)-[A-Za-z0-9_-]{16,}".into(),
-                r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b".into(),
-                r"\b\d(?:[ -]?\d){12,18}\b".into(),
-            ],
+            redact: crate::redact::BUILT_IN.iter().map(|p| p.to_string()).collect(),
             examples: 10,
             gates: GateSet::default(),
         }

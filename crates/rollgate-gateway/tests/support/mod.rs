@@ -1,4 +1,45 @@
 //! Helpers shared by the gateway's test files.
+#![allow(dead_code)] // each test binary uses its own part of the helpers
+
+use rollgate_core::config::Config;
+use rollgate_core::routing::{Routing, RoutingInputs, desired};
+use rollgate_gateway::mirror::{ComparisonHook, MirrorLimits};
+use rollgate_gateway::stats::Stats;
+use rollgate_gateway::table::RouteTable;
+use rollgate_gateway::{Gateway, RunningGateway, serve_on_threads};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The routing of `config` alone: no rollouts, no registered versions.
+pub fn routing_of(config: &Config) -> Routing {
+    desired(&RoutingInputs {
+        config,
+        registered: &[],
+        rollouts: &[],
+        staging: &[],
+        flags: &Default::default(),
+        now: rollgate_core::Timestamp::UNIX_EPOCH,
+    })
+}
+
+/// A gateway (not yet serving) on `config`'s routing, measuring into `stats`.
+pub fn gateway_of(config: &Config, stats: Arc<Stats>, hook: Arc<dyn ComparisonHook>, limits: MirrorLimits) -> Gateway {
+    let table = RouteTable::build(&routing_of(config), &RouteTable::empty(), &stats).unwrap();
+    Gateway::new(table, stats, Duration::from_secs(2), hook, limits)
+}
+
+/// Serves `gateway` as production runs it: a thread per core (two here), each with its own listener and pool.
+pub async fn serving(gateway: Gateway) -> RunningGateway {
+    serve_on_threads(Arc::new(gateway), "127.0.0.1:0".parse().unwrap(), 2).await.unwrap()
+}
+
+/// A `[services.SERVICE.versions.NAME]` table with one endpoint.
+pub fn version_toml(service: &str, name: &str, endpoint: &str) -> String {
+    format!(
+        "[services.{service}.versions.{name}]\nendpoints = [\"{endpoint}\"]\nartifact = {{ uri = \"s3://m/{name}\", sha256 = \"{}\" }}\nowner = \"ml\"\n",
+        "a".repeat(64)
+    )
+}
 
 /// The value of one series in Prometheus text (the whole series name with its
 /// labels, e.g. `rollgate_requests_total{service="scorer",...}`), if present.

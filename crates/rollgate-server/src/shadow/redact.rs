@@ -2,31 +2,24 @@
 //! replaced by the plan's patterns first, then cut to a length, so that no
 //! part of a secret survives in the store, not even its start at the cut.
 
-use regex::Regex;
+#[cfg(test)]
+use rollgate_core::redact::REDACTED;
 
 /// The most of one text an example keeps, in characters.
 pub const KEPT_CHARS: usize = 2048;
-const REDACTED: &str = "[redacted]";
 
-pub struct Redactor {
-    patterns: Vec<Regex>,
-}
+pub struct Redactor(rollgate_core::redact::Redactor);
 
 impl Redactor {
     /// The plan's patterns; one that does not compile is skipped (the plan
     /// check refuses such a plan, so only an old stored plan can have one).
     pub fn new(patterns: &[String]) -> Redactor {
-        Redactor { patterns: patterns.iter().filter_map(|p| Regex::new(p).ok()).collect() }
+        Redactor(rollgate_core::redact::Redactor::lenient(patterns))
     }
 
     /// `bytes` as text with every match replaced, cut to [`KEPT_CHARS`].
     pub fn keep(&self, bytes: &[u8]) -> String {
-        let mut text = String::from_utf8_lossy(bytes).into_owned();
-        for pattern in &self.patterns {
-            if let std::borrow::Cow::Owned(replaced) = pattern.replace_all(&text, REDACTED) {
-                text = replaced;
-            }
-        }
+        let text = self.0.text(&String::from_utf8_lossy(bytes)).into_owned();
         match text.char_indices().nth(KEPT_CHARS) {
             Some((cut, _)) => format!("{}…[{} more bytes]", &text[..cut], text.len() - cut),
             None => text,

@@ -97,7 +97,9 @@ impl Setup {
         mut options: ServerOptions,
         timeout: Duration,
     ) -> (Api, RunningGateway) {
-        let gateway = gateway_with(timeout, options.shadow.clone());
+        // As `rollgate serve` does, services with a `capture` write under the data directory.
+        let capture = self.dir.path().join("capture");
+        let gateway = Arc::new(new_gateway(timeout, options.shadow.clone()).with_capture(capture).unwrap());
         let front = serve(gateway.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         options.dataplane = Some(Arc::new(InProcess::new(gateway, format!("http://{}", front.addr))));
         let server = start(options).await.unwrap();
@@ -116,8 +118,11 @@ pub fn gateway(timeout: Duration) -> Arc<Gateway> {
 
 /// The same, with its shadow pairs going to `pairs`.
 pub fn gateway_with(timeout: Duration, pairs: Arc<dyn ComparisonHook>) -> Arc<Gateway> {
-    let stats = Arc::new(Stats::default());
-    Arc::new(Gateway::new(RouteTable::empty(), stats, timeout, pairs, MirrorLimits::default()))
+    Arc::new(new_gateway(timeout, pairs))
+}
+
+fn new_gateway(timeout: Duration, pairs: Arc<dyn ComparisonHook>) -> Gateway {
+    Gateway::new(RouteTable::empty(), Arc::new(Stats::default()), timeout, pairs, MirrorLimits::default())
 }
 
 /// A config without a file (it cannot be reloaded).

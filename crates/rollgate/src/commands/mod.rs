@@ -3,6 +3,7 @@
 mod archive;
 mod audit;
 mod bench;
+mod capture;
 mod config;
 mod demo;
 mod flag;
@@ -19,7 +20,7 @@ mod sim;
 mod token;
 mod validate;
 
-use crate::cli::{BenchCommand, Command};
+use crate::cli::{BenchCommand, CaptureCommand, Command};
 use crate::client::Client;
 use rollgate_core::Timestamp;
 
@@ -48,9 +49,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Serve(args) => serve::run(args).await,
-        Command::Gateway { config, listen, threads } => gateway::run(&config, listen, threads).await,
+        Command::Gateway { config, listen, threads, capture_dir } => {
+            gateway::run(&config, listen, threads, capture_dir).await
+        }
         Command::Token { store, command } => token::run(&store, command).await,
         Command::Flag { target, command } => flag::run(&target, command).await,
+        Command::Capture { command: CaptureCommand::Export { service, last, out, capture_dir } } => {
+            let said = capture::export(&capture_dir, &service, last, &out, rollgate_core::Timestamp::now())?;
+            println!("{said}");
+            Ok(())
+        }
         Command::Demo(args) => demo::run(args).await,
         Command::Rehearse { plan, config, scenario, scenarios, rate, seed, instances, json } => {
             let load = rollgate_sim::rehearse::Load { rate, seed, instances: usize::from(instances) };

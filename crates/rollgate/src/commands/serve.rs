@@ -26,8 +26,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let hooks = Hook::from_config(&source.config).map_err(crate::Refused)?;
     let shadow = ShadowPairs::new();
-    let gateway =
-        super::gateway::start(&source.config, args.gateway_listen, args.gateway_threads, shadow.clone()).await?;
+    let gateway = super::gateway::start(
+        &source.config,
+        args.gateway_listen,
+        args.gateway_threads,
+        shadow.clone(),
+        Some(args.store.data_dir.join("capture")),
+    )
+    .await?;
     let dataplane = InProcess::new(gateway.gateway.clone(), format!("http://{}", gateway.addr));
     let archive_dir = args.archive_dir.clone().unwrap_or_else(|| args.store.data_dir.join("archive"));
     let head_file = match &args.head_file {

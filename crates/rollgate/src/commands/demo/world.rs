@@ -160,7 +160,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         SqliteStore::open(&data).await.with_context(|| format!("cannot open the data directory {}", data.display()))?,
     );
     let shadow = ShadowPairs::new();
-    let front = super::super::gateway::start(&config, any_port, None, shadow.clone()).await?;
+    let front = super::super::gateway::start(&config, any_port, None, shadow.clone(), None).await?;
     // Monday morning: the plan's deploy window refuses Friday starts, and
     // both rollouts start well before (a slow machine stretches the plan's hours).
     let clock = ScaledClock { origin: "2026-11-23T09:00:00Z".parse()?, anchor: jiff::Timestamp::now(), speed: SPEED };
