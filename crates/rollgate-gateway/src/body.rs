@@ -48,9 +48,9 @@ impl Finish {
     }
 }
 
-/// A copy of the answer kept for the shadow comparison, sent when the body ends.
+/// A copy of the answer kept for the shadow comparison and traffic capture, sent when the body ends.
 pub struct Capture {
-    pub to: oneshot::Sender<Captured>,
+    pub to: Vec<oneshot::Sender<Captured>>,
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Prefix,
@@ -69,7 +69,9 @@ impl Capture {
             first_byte: self.first_byte,
             latency: self.started.elapsed(),
         };
-        let _ = self.to.send(captured);
+        for to in self.to {
+            let _ = to.send(captured.clone());
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! offers it to a bounded queue; a full queue drops the record and counts
 //! it. One writer thread redacts, writes and rotates files by size.
 
+use crate::mirror::Captured;
 use crate::stats::Stats;
 use bytes::Bytes;
 use rollgate_core::config::CaptureSpec;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::SystemTime;
+use tokio::sync::oneshot;
 
 /// Records waiting for the writer; beyond this, new ones are dropped.
 const QUEUE: usize = 4096;
@@ -25,6 +27,8 @@ const QUEUE: usize = 4096;
 pub struct CaptureRoute {
     pub share: Weight,
     pub max_body_bytes: u64,
+    /// The answers are written too.
+    pub answers: bool,
     settings: Arc<Settings>,
 }
 
@@ -39,7 +43,12 @@ impl CaptureRoute {
     pub fn new(spec: &CaptureSpec) -> Result<CaptureRoute, String> {
         let redactor = Redactor::with_built_in(&spec.redact, &spec.redact_pointers)?;
         let settings = Settings { redactor, max_file_bytes: spec.max_file_bytes, max_files: spec.max_files.max(1) };
-        Ok(CaptureRoute { share: spec.percent, max_body_bytes: spec.max_body_bytes, settings: Arc::new(settings) })
+        Ok(CaptureRoute {
+            share: spec.percent,
+            max_body_bytes: spec.max_body_bytes,
+            answers: spec.answers,
+            settings: Arc::new(settings),
+        })
     }
 
     /// Whether this request is captured: a uniform draw against the share.
@@ -55,12 +64,19 @@ pub struct Record {
     pub path: String,
     pub body: Bytes,
     pub at: SystemTime,
+    /// The answer, for a service that captures answers (none when the client left first).
+    pub answer: Option<Captured>,
 }
 
-/// The capture queue; its counts are in [`Stats`].
+/// Answers being waited for before their records are offered; beyond this, records are dropped.
+const WAITING_FOR_ANSWERS: usize = 1024;
+
+/// The capture queue; its counts are in [`Stats`]. Cheap to clone.
+#[derive(Clone)]
 pub struct Capture {
     queue: SyncSender<(Record, Arc<Settings>)>,
     stats: Arc<Stats>,
+    waiting: Arc<tokio::sync::Semaphore>,
 }
 
 impl Capture {
@@ -72,14 +88,33 @@ impl Capture {
         std::thread::Builder::new()
             .name("rollgate-capture".into())
             .spawn(move || write_all(&dir, &records, &counts.capture_written, &counts.capture_failed))?;
-        Ok(Capture { queue, stats })
+        Ok(Capture { queue, stats, waiting: Arc::new(tokio::sync::Semaphore::new(WAITING_FOR_ANSWERS)) })
+    }
+
+    /// Offers `record` once its answer is in (off the request path); the
+    /// answer's sender goes to the body that copies it.
+    pub fn offer_with_answer(&self, route: &CaptureRoute, mut record: Record) -> Option<oneshot::Sender<Captured>> {
+        let Ok(permit) = self.waiting.clone().try_acquire_owned() else {
+            self.skipped();
+            return None;
+        };
+        let (to, answer) = oneshot::channel();
+        let (capture, settings) = (self.clone(), route.settings.clone());
+        tokio::spawn(async move {
+            record.answer = answer.await.ok();
+            drop(permit);
+            capture.send(record, settings);
+        });
+        Some(to)
     }
 
     /// Offers a record to the writer; never waits.
     pub fn offer(&self, route: &CaptureRoute, record: Record) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send((record, route.settings.clone()))
-        {
+        self.send(record, route.settings.clone());
+    }
+
+    fn send(&self, record: Record, settings: Arc<Settings>) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.queue.try_send((record, settings)) {
             self.stats.capture_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -120,13 +155,21 @@ fn write_one(
     settings: &Settings,
 ) -> std::io::Result<()> {
     let at = rollgate_core::Timestamp::try_from(record.at).unwrap_or(rollgate_core::Timestamp::UNIX_EPOCH);
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "at": at.to_string(),
         "service": &*record.service,
         "version": &*record.version,
         "path": settings.redactor.text(&record.path),
         "request": settings.redactor.body(&record.body),
     });
+    if let Some(answer) = &record.answer {
+        line["answer"] = serde_json::json!({
+            "status": answer.status.as_u16(),
+            "latency_ms": answer.latency.as_secs_f64() * 1000.0,
+            "body": settings.redactor.body(&answer.body),
+            "truncated": answer.truncated,
+        });
+    }
     let mut text = line.to_string();
     text.push('\n');
     let service_dir = dir.join(&*record.service);

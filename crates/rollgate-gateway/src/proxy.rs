@@ -232,9 +232,12 @@ impl Gateway {
             }
             body => body,
         };
-        if let (Some((route, capture)), RequestBody::Read { bytes, .. }) = (captured, &body) {
-            record(capture, route, service, version, &parts, bytes);
-        }
+        let answer_for_capture = match (captured, &body) {
+            (Some((route, capture)), RequestBody::Read { bytes, .. }) => {
+                record(capture, route, service, version, &parts, bytes)
+            }
+            _ => None,
+        };
         let (body, capture) = match (body, shadow) {
             (RequestBody::Read { bytes, .. }, Some((mirror, admitted)))
                 if bytes.len() <= self.mirror.limits.max_body =>
@@ -304,8 +307,9 @@ impl Gateway {
         if let Some(name) = &version.served_by {
             parts.headers.insert(SERVED_BY, name.clone());
         }
-        let capture = capture.map(|to| AnswerCopy {
-            to,
+        let copies: Vec<_> = capture.into_iter().chain(answer_for_capture).collect();
+        let capture = (!copies.is_empty()).then(|| AnswerCopy {
+            to: copies,
             status,
             headers: parts.headers.clone(),
             body: Prefix::new(self.mirror.limits.capture),
@@ -375,7 +379,8 @@ impl Gateway {
     }
 }
 
-/// Offers a captured request to the capture writer (redacted there, off the request path).
+/// Offers a captured request to the capture writer (redacted there, off the
+/// request path); for a service that captures answers, the sender its answer goes to.
 fn record(
     capture: &Capture,
     route: &CaptureRoute,
@@ -383,7 +388,7 @@ fn record(
     version: &VersionRoute,
     parts: &http::request::Parts,
     body: &Bytes,
-) {
+) -> Option<oneshot::Sender<Captured>> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let record = Record {
         service: service.name.clone(),
@@ -391,8 +396,13 @@ fn record(
         path,
         body: body.clone(),
         at: std::time::SystemTime::now(),
+        answer: None,
     };
+    if route.answers {
+        return capture.offer_with_answer(route, record);
+    }
     capture.offer(route, record);
+    None
 }
 
 /// 32 random hex digits, written without a format string.

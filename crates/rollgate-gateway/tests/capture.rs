@@ -53,7 +53,7 @@ async fn captured_requests_are_redacted_before_disk_rotated_by_size_and_export_a
     let model =
         serve("127.0.0.1:0".parse().unwrap(), "v1", 1, Faults { latency_ms: 0.0, ..Faults::default() }).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let capture = r#"{ percent = 100, redact_pointers = ["/user"], redact = ["ORDER-[0-9]+"], max_file_bytes = 4096, max_files = 3 }"#;
+    let capture = r#"{ percent = 100, redact_pointers = ["/user"], redact = ["ORDER-[0-9]+"], max_file_bytes = 4096, max_files = 3, answers = true }"#;
     let (g, stats) = gateway(&config(&model.url(), capture), dir.path()).await;
     let client = reqwest::Client::new();
     let url = format!("http://{}/score/predict", g.addr);
@@ -72,7 +72,7 @@ async fn captured_requests_are_redacted_before_disk_rotated_by_size_and_export_a
     }
     assert!(wait_until(|| stats.capture_written.load(Ordering::Relaxed) == n).await, "all {n} written");
     let (files, text) = captured_text(dir.path());
-    // About 230 bytes a line: 60 lines need several 4 KiB files, of which the newest 3 are kept.
+    // About 350 bytes a line: 60 lines need several 4 KiB files, of which the newest 3 are kept.
     assert_eq!(files, 3, "rotated and pruned to max_files");
     assert!(text.len() <= 3 * 4096, "{} bytes kept", text.len());
     for secret in ["customer-", "@example.com", "4111 1111", "ORDER-0", "tok5", ".secret"] {
@@ -83,6 +83,12 @@ async fn captured_requests_are_redacted_before_disk_rotated_by_size_and_export_a
     assert_eq!(record["request"]["user"], "[redacted]");
     assert_eq!(record["request"]["amount"], n - 1, "what is not secret is kept: {record}");
     assert_eq!((record["service"].as_str(), record["version"].as_str()), (Some("scorer"), Some("v1")));
+    // The answer comes with it: status, latency and the model's body.
+    assert_eq!(record["answer"]["status"], 200, "{record}");
+    assert!(
+        record["answer"]["body"]["label"].is_string() && record["answer"]["latency_ms"].as_f64().unwrap() > 0.0,
+        "{record}"
+    );
 
     // A body of unknown length is not read for capture: counted, not written.
     let mut socket = tokio::net::TcpStream::connect(g.addr).await.unwrap();

@@ -249,6 +249,8 @@ pub struct CaptureSpec {
     pub max_files: u32,
     /// Requests with a larger (or unknown) body are not captured.
     pub max_body_bytes: u64,
+    /// Also write each captured request's answer (status, latency, the body's first part), redacted alike.
+    pub answers: bool,
 }
 
 impl Default for CaptureSpec {
@@ -260,6 +262,7 @@ impl Default for CaptureSpec {
             max_file_bytes: 16 * 1024 * 1024,
             max_files: 8,
             max_body_bytes: 64 * 1024,
+            answers: false,
         }
     }
 }
