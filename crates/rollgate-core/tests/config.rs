@@ -111,6 +111,31 @@ fn splits_mirrors_and_roles_are_checked() {
 }
 
 #[test]
+fn a_capture_whose_redaction_cannot_work_is_refused_where_it_is_written() {
+    let capture = "capture = { percent = 5, redact = [\"(unclosed\"], redact_pointers = [\"/user\"] }";
+    let text = example_with(
+        "sticky = { header = \"x-user-id\" }",
+        &format!("sticky = {{ header = \"x-user-id\" }}\n{capture}"),
+    );
+    let found = problems(&text);
+    let bad = found.iter().find(|d| d.message.contains("capture")).expect("the capture is refused");
+    assert!(bad.message.contains("`(unclosed` does not compile"), "{bad}");
+    assert!(bad.line > 0, "located: {bad}");
+    let pointer = example_with(
+        "sticky = { header = \"x-user-id\" }",
+        "sticky = { header = \"x-user-id\" }\ncapture = { redact_pointers = [\"user\"] }",
+    );
+    let found: Vec<String> = problems(&pointer).iter().map(ToString::to_string).collect();
+    assert!(found.iter().any(|d| d.contains("`user` is not a JSON pointer")), "{found:#?}");
+    let fine = example_with(
+        "sticky = { header = \"x-user-id\" }",
+        "sticky = { header = \"x-user-id\" }\ncapture = { percent = 1 }",
+    );
+    let config = Config::parse("rollgate.toml", &fine).expect("a plain capture is accepted");
+    assert_eq!(config.services["fraud-scorer"].capture.as_ref().map(|c| c.percent.basis_points()), Some(100));
+}
+
+#[test]
 fn syntax_errors_are_located() {
     let found = problems("[services.a]\nprotocol = \"json\nroute = { path_prefix = \"/a\" }\n");
     assert!(!found.is_empty());
