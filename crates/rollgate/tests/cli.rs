@@ -264,6 +264,31 @@ async fn audit_verify_names_the_first_tampered_event() {
     assert!(stderr.contains("stream r1 event 3: its content does not match its hash: it was edited"), "{stderr}");
 }
 
+#[test]
+fn a_second_server_on_the_same_sqlite_data_directory_is_refused_and_the_first_goes_on() {
+    let ws = Workspace::new();
+    let first = Served::start(&ws);
+    let second = ws
+        .command(&["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"])
+        .env("ROLLGATE_WEBHOOK_KEY", "test key")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(3), "refused, not failed");
+    let said = String::from_utf8_lossy(&second.stderr);
+    let pid = first.child.id();
+    assert!(said.contains(&format!("another rollgate serve (pid {pid}) already runs on")), "{said}");
+    assert!(said.contains("PostgreSQL"), "{said}");
+    // The first server still answers, and once it is gone a new one may start.
+    let health = ws.command(&["rollout", "--server", &first.addr, "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&health.stderr).contains("cannot reach"),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert!(first.terminate().success());
+    Served::start(&ws).terminate();
+}
+
 /// `rollgate serve` as a real process on a free port; killed on drop.
 struct Served {
     child: Child,

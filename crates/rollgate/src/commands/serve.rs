@@ -14,10 +14,50 @@ use rollgate_store::AnyStore;
 use std::io::Write;
 use std::sync::Arc;
 
+/// One `rollgate serve` per SQLite data directory: two would both run the
+/// reconciler (the judge, deploy hooks, webhooks) on one log. An exclusive
+/// lock on `DATA_DIR/serve.lock`, holding the owner's pid for the message.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join("serve.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            write!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let owner = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(crate::Refused(format!(
+                "another rollgate serve (pid {}) already runs on {}: on SQLite one server owns a data directory; \
+                 run several replicas on PostgreSQL (--database postgres://…)",
+                owner.trim(),
+                data_dir.display()
+            ))
+            .into())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let source = load_source(&args.config)?;
+    // Held until the process ends (the kernel releases it however it ends).
+    let _one_server = match &args.store.database {
+        None => Some(lock_data_dir(&args.store.data_dir)?),
+        Some(_) => None,
+    };
     let location = args.store.location();
     let store = AnyStore::open(&location).await.with_context(|| format!("cannot open the store at {location}"))?;
     let clock: Arc<dyn Clock> = match &args.clock {
