@@ -195,9 +195,8 @@ impl<B> Drop for Measured<B> {
     /// A client that goes away mid-stream still ends the exchange.
     fn drop(&mut self) {
         let outcome = self.finish.on_end;
-        if self.finish.in_flight.is_some() {
-            self.end_tokens(End::ClientGone);
-        }
+        // The meter is still here only if the exchange had not ended.
+        self.end_tokens(End::ClientGone);
         self.finish.done(outcome);
     }
 }

@@ -240,8 +240,12 @@ pub fn export(dir: &Path, service: &str, since: rollgate_core::Timestamp, out: &
     files.sort();
     let (mut kept, mut older, mut unreadable) = (Vec::new(), 0, 0);
     for file in &files {
-        for line in std::fs::read_to_string(file)?.lines().filter(|l| !l.trim().is_empty()) {
-            let record = serde_json::from_str::<serde_json::Value>(line).ok();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(File::open(file)?)) {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record = serde_json::from_str::<serde_json::Value>(&line).ok();
             let at = record.as_ref().and_then(|r| r["at"].as_str()?.parse::<rollgate_core::Timestamp>().ok());
             match (record, at) {
                 (Some(record), Some(at)) if at >= since => kept.push(record["request"].to_string()),

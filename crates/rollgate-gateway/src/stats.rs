@@ -195,8 +195,8 @@ impl Series {
         }
         t.prompt_tokens.fetch_add(record.prompt_tokens, Ordering::Relaxed);
         t.completion_tokens.fetch_add(record.completion_tokens, Ordering::Relaxed);
-        let at = FinishReason::ALL.iter().position(|r| *r == record.finish).unwrap_or(0);
-        t.finishes[at].fetch_add(1, Ordering::Relaxed);
+        // `ALL` lists the reasons in declaration order: a reason's slot is its discriminant.
+        t.finishes[record.finish as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The backend said it is out of capacity (429 or 503).

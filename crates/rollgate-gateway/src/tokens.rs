@@ -122,7 +122,7 @@ struct Usage {
     completion_tokens: u64,
 }
 
-/// The parts of a chunk (or of a whole answer) the meter reads; the rest is skipped unparsed.
+/// The parts of a chunk, or of a whole answer, the meter reads; the rest is skipped unparsed.
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
@@ -245,11 +245,9 @@ impl TokenMeter {
     pub fn finish(mut self, end: End) -> TokenRecord {
         if !self.streaming {
             let whole = std::mem::take(&mut self.pending);
-            if let Ok(answer) = serde_json::from_slice::<WholeAnswer<'_>>(&whole) {
-                self.read_finish(&Chunk { choices: Vec::new(), usage: answer.usage });
-                if let Some(reason) = answer.choices.iter().find_map(|c| c.finish_reason.as_deref()) {
-                    self.finish = Some(FinishReason::of(reason));
-                }
+            // A whole answer has the chunk's shape where the meter looks: choices with a finish reason, and usage.
+            if let Ok(answer) = serde_json::from_slice::<Chunk<'_>>(&whole) {
+                self.read_finish(&answer);
             }
         }
         let finish = match (self.finish, end) {
@@ -285,21 +283,6 @@ impl TokenMeter {
     pub fn ended_properly(&self) -> bool {
         !self.streaming || self.done || self.finish.is_some()
     }
-}
-
-/// A whole answer: its choices' finish reasons and its usage.
-#[derive(Deserialize)]
-struct WholeAnswer<'a> {
-    #[serde(default, borrow)]
-    choices: Vec<WholeChoice<'a>>,
-    #[serde(default)]
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct WholeChoice<'a> {
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]

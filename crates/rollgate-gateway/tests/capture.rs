@@ -10,10 +10,9 @@ use rollgate_gateway::stats::Stats;
 use rollgate_sim::model::{Faults, serve};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 mod support;
-use support::{gateway_of, serving, version_toml};
+use support::{gateway_of, serving, version_toml, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(endpoint: &str, capture: &str) -> Config {
@@ -28,17 +27,6 @@ async fn gateway(config: &Config, dir: &std::path::Path) -> (RunningGateway, Arc
     let stats = Arc::new(Stats::default());
     let gateway = gateway_of(config, stats.clone(), Arc::new(DiscardPairs), MirrorLimits::default());
     (serving(gateway.with_capture(dir.to_path_buf()).unwrap()).await, stats)
-}
-
-async fn wait_until(check: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
 }
 
 fn captured_text(dir: &std::path::Path) -> (usize, String) {
@@ -70,7 +58,7 @@ async fn captured_requests_are_redacted_before_disk_rotated_by_size_and_export_a
             client.post(&url).header("authorization", "Bearer nope").body(body.to_string()).send().await.unwrap();
         assert_eq!(response.status(), 200);
     }
-    assert!(wait_until(|| stats.capture_written.load(Ordering::Relaxed) == n).await, "all {n} written");
+    assert!(wait_until(|| async { stats.capture_written.load(Ordering::Relaxed) == n }).await, "all {n} written");
     let (files, text) = captured_text(dir.path());
     // About 350 bytes a line: 60 lines need several 4 KiB files, of which the newest 3 are kept.
     assert_eq!(files, 3, "rotated and pruned to max_files");
@@ -97,7 +85,7 @@ async fn captured_requests_are_redacted_before_disk_rotated_by_size_and_export_a
     let mut answer = String::new();
     socket.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(wait_until(|| stats.capture_dropped.load(Ordering::Relaxed) == 1).await);
+    assert!(wait_until(|| async { stats.capture_dropped.load(Ordering::Relaxed) == 1 }).await);
 
     let sample = dir.path().join("sample.jsonl");
     let exported =

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 mod support;
-use support::{assert_promtool_clean, gateway_of, metric, routing_of, serving};
+use support::{assert_promtool_clean, gateway_of, metric, routing_of, serving, wait_until};
 
 /// A model server answering with its name.
 async fn model(name: &'static str) -> String {
@@ -244,20 +244,6 @@ async fn backend_faults_map_to_the_right_status_and_are_charged_to_the_version()
     g.gateway.apply(&routing_of(&config(&ok, &ok, None, ""))).unwrap();
     assert_eq!(served_by(&client, &g, None).await, "v1");
     g.shutdown().await;
-}
-
-async fn wait_until<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..250 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test]

@@ -71,3 +71,18 @@ fn promtool_check(metrics: &str) -> std::io::Result<std::process::Output> {
     child.stdin.take().expect("piped stdin").write_all(metrics.as_bytes())?;
     child.wait_with_output()
 }
+
+/// Polls `check` every 20 ms until it holds, for at most 5 s; whether it held.
+pub async fn wait_until<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..250 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
