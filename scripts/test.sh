@@ -9,15 +9,16 @@ step() { printf '\n==> %s\n' "$*"; }
 step "system packages"
 missing=()
 # prometheus brings promtool (the /metrics test) and the server the external-metrics test queries;
-# nginx is the reference for sticky bucketing; libxml2-utils' xmllint checks the JUnit files against the schema.
-for pkg in libssl-dev pkg-config curl prometheus nginx libxml2-utils; do
+# nginx is the reference for sticky bucketing; libxml2-utils' xmllint checks the JUnit files against the schema;
+# chromium and chromium-driver run the dashboard's browser tests.
+for pkg in libssl-dev pkg-config curl prometheus nginx libxml2-utils chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-echo "ok: libssl-dev pkg-config curl prometheus nginx libxml2-utils"
+echo "ok: libssl-dev pkg-config curl prometheus nginx libxml2-utils chromium chromium-driver"
 
 step "scipy and fairlearn (oracles of the Mann-Whitney test and the bias measures), the OpenFeature SDK with its OFREP provider, the OpenAI client"
 python3 -c "import scipy" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore scipy

@@ -17,6 +17,7 @@ pub mod mann_whitney;
 pub mod quantile;
 pub mod ratio;
 pub mod shadow;
+pub mod trace;
 pub mod watch;
 
 pub use config::JudgeConfig;

@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod control_metrics;
+pub mod dashboard;
 pub mod dataplane;
 pub mod flag_outcomes;
 pub mod flags;
@@ -144,7 +145,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: options.listen, source })?;
     let (stop, stopped) = watch::channel(false);
-    let app = api::router(state.clone());
+    let app =
+        api::router(state.clone()).merge(dashboard::router(state.clone(), dashboard::SessionKey::from_env_or_random()));
     let mut http_stop = stopped.clone();
     let http = tokio::spawn(async move {
         let graceful = async move {

@@ -97,21 +97,6 @@ async fn the_judge_passes_a_healthy_canary_and_rolls_back_a_failing_one() {
     front.shutdown().await;
 }
 
-/// A chat service (protocol openai-chat) with two simulated versions and plan `fast`.
-fn chat_config(v1: &str, v2: &str, rollback: &str) -> String {
-    let mut text = String::from(
-        "[services.assistant]\nroute = { path_prefix = \"/v1\" }\nprotocol = \"openai-chat\"\nstable = \"v1\"\nplan = \"fast\"\n",
-    );
-    for (name, url) in [("v1", v1), ("v2", v2)] {
-        text += &format!(
-            "[services.assistant.versions.{name}]\nendpoints = [\"{url}\"]\nartifact = {{ uri = \"s3://m/{name}\", sha256 = \"{}\" }}\nowner = \"ml\"\n",
-            "a".repeat(64)
-        );
-    }
-    text + "[plans.fast.canary]\nsteps = [{ percent = 20, hold = \"4h\" }, { percent = 100 }]\n[plans.fast.rollback]\n"
-        + rollback
-}
-
 #[tokio::test]
 async fn a_chat_candidate_with_twice_the_time_to_first_token_is_rolled_back_on_that_trigger() {
     use rollgate_sim::model::{Faults, serve};
@@ -120,7 +105,9 @@ async fn a_chat_candidate_with_twice_the_time_to_first_token_is_rolled_back_on_t
     let chat = |first_ms: f64, token_ms: u64| Faults { latency_ms: first_ms, token_ms, ..Faults::default() };
     let v1 = serve("127.0.0.1:0".parse().unwrap(), "v1", 5, chat(20.0, 10)).await.unwrap();
     let v2 = serve("127.0.0.1:0".parse().unwrap(), "v2", 5, chat(40.0, 8)).await.unwrap();
-    let text = chat_config(&v1.url(), &v2.url(), "warm_up = \"1s\"\nttft_ratio = 1.5\n");
+    let plan = "[plans.fast.canary]\nsteps = [{ percent = 20, hold = \"4h\" }, { percent = 100 }]\n\
+                [plans.fast.rollback]\nwarm_up = \"1s\"\nttft_ratio = 1.5\n";
+    let text = chat_config(&v1.url(), &v2.url(), plan);
     let setup = Setup::new(1.0).await;
     let alice = setup.token("alice", &[Role::Deployer]).await;
     let dana = setup.token("dana", &[Role::Admin]).await;
@@ -128,32 +115,8 @@ async fn a_chat_candidate_with_twice_the_time_to_first_token_is_rolled_back_on_t
     let (status, started) =
         api.post("/api/v1/rollouts", &alice, json!({ "service": "assistant", "candidate": "v2", "id": "c1" })).await;
     assert_eq!(status, StatusCode::CREATED, "{started}");
-    let in_canary = wait_for(Duration::from_secs(10), || async {
-        let stage = api.get("/api/v1/rollouts/c1", &alice).await.1["stage"].clone();
-        if stage != "canary" {
-            api.post("/api/v1/rollouts/c1/force-promote", &dana, json!({ "reason": "chat judge test" })).await;
-        }
-        stage == "canary"
-    })
-    .await;
-    assert!(in_canary, "{}", api.get("/api/v1/rollouts/c1", &alice).await.1);
-
-    // Streamed chat completions from 16 clients until the test ends.
-    let url = format!("http://{}/v1/chat/completions", front.addr);
-    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"Is order 1234 fraud?"}]}"#;
-    let traffic: Vec<_> = (0..16)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                loop {
-                    if let Ok(response) = http.post(&url).body(body).send().await {
-                        let _ = response.bytes().await;
-                    }
-                }
-            })
-        })
-        .collect();
+    force_into_canary(&api, "c1", &alice, &dana).await;
+    let traffic = stream_chat(&format!("http://{}/v1/chat/completions", front.addr), 16);
     let rolled_back = wait_for(Duration::from_secs(60), || async {
         api.get("/api/v1/rollouts/c1", &alice).await.1["stage"] == "rolled_back"
     })

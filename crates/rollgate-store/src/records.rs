@@ -39,6 +39,8 @@ pub enum Analysis {
     Judge,
     /// The shadow stage's comparison of answers.
     Shadow,
+    /// The judge's trace over time, for the dashboard's charts.
+    Trace,
 }
 
 impl Analysis {
@@ -52,6 +54,10 @@ impl Analysis {
                 "INSERT INTO shadow_comparisons (rollout, state, report, updated_ms) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms"
             }
+            Analysis::Trace => {
+                "INSERT INTO judge_traces (rollout, state, report, updated_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (rollout) DO UPDATE SET state = excluded.state, report = excluded.report, updated_ms = excluded.updated_ms"
+            }
         }
     }
 
@@ -59,6 +65,7 @@ impl Analysis {
         match self {
             Analysis::Judge => "SELECT rollout, state, report, updated_ms FROM judges WHERE rollout = $1",
             Analysis::Shadow => "SELECT rollout, state, report, updated_ms FROM shadow_comparisons WHERE rollout = $1",
+            Analysis::Trace => "SELECT rollout, state, report, updated_ms FROM judge_traces WHERE rollout = $1",
         }
     }
 }

@@ -239,7 +239,7 @@ async fn heads_name_each_streams_last_event<S: EventStore>(store: S) {
 }
 
 async fn analyses_are_stored_apart_and_replaced<S: AnalysisStore>(store: S) {
-    for kind in [Analysis::Judge, Analysis::Shadow] {
+    for kind in [Analysis::Judge, Analysis::Shadow, Analysis::Trace] {
         assert_eq!(store.analysis(kind, "r1").await.unwrap(), None);
     }
     let first = AnalysisRecord { rollout: "r1".into(), state: "{}".into(), report: "{\"a\":1}".into(), updated_ms: 5 };

@@ -40,6 +40,10 @@ pub struct AuditReport {
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("token" = [])),
     responses((status = 200, body = AuditReport), ReadErrors))]
 pub async fn verify(State(state): State<AppState>, _caller: Caller) -> Result<Json<AuditReport>, ApiError> {
+    verify_all(&state).await.map(Json)
+}
+
+pub(super) async fn verify_all(state: &AppState) -> Result<AuditReport, ApiError> {
     let mut verified = Vec::new();
     for stream in state.store().streams().await? {
         match verify_stream(&state.store().read(&stream).await?) {
@@ -51,9 +55,9 @@ pub async fn verify(State(state): State<AppState>, _caller: Caller) -> Result<Js
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
                 let failure = AuditFailureView { stream: f.stream, seq: f.seq, tamper, detail: f.detail };
-                return Ok(Json(AuditReport { ok: false, verified, failure: Some(failure) }));
+                return Ok(AuditReport { ok: false, verified, failure: Some(failure) });
             }
         }
     }
-    Ok(Json(AuditReport { ok: true, verified, failure: None }))
+    Ok(AuditReport { ok: true, verified, failure: None })
 }

@@ -15,16 +15,22 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let actor = auth::authenticate(state.store(), header).await?;
-        // An application's flags token evaluates flags over OFREP and does nothing else.
-        if !actor.roles.is_empty() && actor.roles.iter().all(|r| *r == Role::FlagReader) {
-            return Err(ApiError::forbidden(format!(
-                "{} holds a flags:read token: it may only evaluate flags at /ofrep/v1/evaluate/flags",
-                actor.name
-            )));
-        }
-        Ok(Caller(actor))
+        actor_of(state, header).await.map(Caller)
     }
+}
+
+/// The person or system behind an `Authorization` header value, if its
+/// token may use the API (the dashboard's sign-in asks the same).
+pub async fn actor_of(state: &AppState, header: Option<&str>) -> Result<Actor, ApiError> {
+    let actor = auth::authenticate(state.store(), header).await?;
+    // An application's flags token evaluates flags over OFREP and does nothing else.
+    if !actor.roles.is_empty() && actor.roles.iter().all(|r| *r == Role::FlagReader) {
+        return Err(ApiError::forbidden(format!(
+            "{} holds a flags:read token: it may only evaluate flags at /ofrep/v1/evaluate/flags",
+            actor.name
+        )));
+    }
+    Ok(actor)
 }
 
 impl Caller {

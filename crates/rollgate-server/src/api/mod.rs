@@ -3,6 +3,7 @@
 
 mod audit;
 mod caller;
+pub mod calls;
 mod flags;
 mod health;
 mod ofrep;

@@ -403,7 +403,11 @@ pub async fn events(
     _caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<EventView>>, ApiError> {
-    let events = if is_rollout_stream(&id) { state.store().read(&id).await? } else { Vec::new() };
+    event_views(&state, &id).await.map(Json)
+}
+
+pub(super) async fn event_views(state: &AppState, id: &str) -> Result<Vec<EventView>, ApiError> {
+    let events = if is_rollout_stream(id) { state.store().read(id).await? } else { Vec::new() };
     if events.is_empty() {
         return Err(ApiError::not_found(format!("no rollout `{id}`")));
     }
@@ -423,5 +427,5 @@ pub async fn events(
             hash: e.hash,
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }

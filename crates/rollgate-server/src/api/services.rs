@@ -62,7 +62,11 @@ fn summary(state: &AppState, name: &str) -> Result<ServiceSummary, ApiError> {
 #[utoipa::path(get, path = "/api/v1/services", tag = "services", security(("token" = [])),
     responses((status = 200, body = Vec<ServiceSummary>), ReadErrors))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<ServiceSummary>>, ApiError> {
-    state.config().services.keys().map(|name| summary(&state, name)).collect::<Result<_, _>>().map(Json)
+    summaries(&state).map(Json)
+}
+
+pub(super) fn summaries(state: &AppState) -> Result<Vec<ServiceSummary>, ApiError> {
+    state.config().services.keys().map(|name| summary(state, name)).collect()
 }
 
 /// A service with all its versions.

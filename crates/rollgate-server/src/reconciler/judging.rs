@@ -16,6 +16,7 @@ use rollgate_core::rollout::{Rollout, Stage, Verdict as CoreVerdict, flag_of};
 use rollgate_core::weight::Weight;
 use rollgate_judge::external::ExternalReading;
 use rollgate_judge::ratio::WeightCell;
+use rollgate_judge::trace::{Recorder, Trace};
 use rollgate_judge::{Judge, JudgeConfig, JudgeState, Tick, Verdict};
 use rollgate_store::{Analysis, AnalysisRecord, AnalysisStore};
 use std::collections::HashMap;
@@ -48,10 +49,12 @@ impl ArmPair {
         }
     }
 
-    /// Feeds `judge` what both arms did since the last call, at canary `weight` (0..1).
+    /// Feeds `judge` (and the trace people watch) what both arms did since
+    /// the last call, at canary `weight` (0..1).
     pub fn feed(
         &mut self,
         judge: &mut Judge,
+        recorder: &mut Recorder,
         at_ms: u64,
         weight: f64,
         canary_health: Option<&[u32]>,
@@ -63,11 +66,13 @@ impl ArmPair {
         (self.canary_seen, self.stable_seen) = (canary_now.counters, stable_now.counters);
         let bad = [WeightCell { weight, canary: c.bad_outputs, baseline: s.bad_outputs }];
         let complaints = [WeightCell { weight, canary: c.complaints, baseline: s.complaints }];
+        let (canary, baseline) = (canary_now.as_tick(&c), stable_now.as_tick(&s));
+        recorder.observe(at_ms, (&canary, c.bad_outputs, c.complaints), (&baseline, s.bad_outputs, s.complaints));
         let tick = Tick {
             at_ms,
             weight,
-            canary: canary_now.as_tick(&c),
-            baseline: stable_now.as_tick(&s),
+            canary,
+            baseline,
             bad_outputs: &bad,
             complaints: &complaints,
             canary_health,
@@ -80,18 +85,19 @@ impl ArmPair {
 /// The judge's settings for a rollout: its plan's triggers, with the token
 /// triggers when its service is a chat model.
 pub(crate) fn judge_config(log: &crate::log::Log, rollout: &Rollout) -> JudgeConfig {
-    let chat = log
-        .fleet()
-        .config()
-        .services
-        .get(&rollout.service)
-        .is_some_and(|s| s.protocol == rollgate_core::config::Protocol::OpenaiChat);
+    let chat = is_chat(&log.fleet().config(), &rollout.service);
     JudgeConfig::from_plan(&rollout.plan.rollback).judging_tokens(chat)
+}
+
+/// Whether `service` is a chat model, whose tokens are measured and judged.
+pub(crate) fn is_chat(config: &rollgate_core::config::Config, service: &str) -> bool {
+    config.services.get(service).is_some_and(|s| s.protocol == rollgate_core::config::Protocol::OpenaiChat)
 }
 
 struct Slot {
     judge: Judge,
     arms: ArmPair,
+    recorder: Recorder,
     /// The judge measures traffic in real milliseconds, whatever clock the
     /// rollout runs on (a compressed clock makes hours of holds pass in
     /// seconds, not the traffic); a restored judge's time goes on from where it was.
@@ -152,15 +158,23 @@ impl Judging {
             _ => Vec::new(),
         };
         let health = dataplane.probe_failures(&rollout.service, &rollout.candidate);
-        let (news, record) = {
+        let (news, record, trace) = {
             let mut slots = self.slots();
             let slot = slots.get_mut(&rollout.id)?;
             let (weight, at) = (rollout.weight.percent() / 100.0, slot.now_ms());
-            slot.arms.feed(&mut slot.judge, at, weight, health.as_deref(), &readings);
-            (slot.judge.news(rollout.verdict.as_ref().map(|v| &v.verdict)), record(&rollout.id, &slot.judge))
+            slot.arms.feed(&mut slot.judge, &mut slot.recorder, at, weight, health.as_deref(), &readings);
+            let report = slot.judge.report();
+            let closed = slot.recorder.close_if_due(at, crate::notify::now_ms(), &report);
+            let trace = closed.then(|| trace_record(&rollout.id, slot.recorder.trace()));
+            (slot.judge.news(rollout.verdict.as_ref().map(|v| &v.verdict)), record(&rollout.id, &slot.judge), trace)
         };
         if let Err(e) = ctx.store.save_analysis(Analysis::Judge, &record).await {
             tracing::warn!(rollout = %rollout.id, error = %e, "cannot store the judge's state");
+        }
+        if let Some(trace) = trace
+            && let Err(e) = ctx.store.save_analysis(Analysis::Trace, &trace).await
+        {
+            tracing::warn!(rollout = %rollout.id, error = %e, "cannot store the judge's trace");
         }
         news
     }
@@ -191,7 +205,25 @@ impl Judging {
             None => dataplane,
         };
         let arms = ArmPair::new(source, &rollout.service, &rollout.candidate, &rollout.stable);
-        Slot { started_at_ms: judge.now_ms(), judge, arms, since: Instant::now() }
+        let trace = match ctx.store.analysis(Analysis::Trace, &rollout.id).await {
+            Ok(stored) => stored.and_then(|record| serde_json::from_str::<Trace>(&record.report).ok()),
+            Err(e) => {
+                tracing::warn!(rollout = %rollout.id, error = %e, "cannot read the judge's stored trace; it starts afresh");
+                None
+            }
+        };
+        let recorder = Recorder::resume(trace.unwrap_or_default());
+        Slot { started_at_ms: judge.now_ms(), judge, arms, recorder, since: Instant::now() }
+    }
+}
+
+/// The trace as stored: its points are the report (a trace has no other state).
+fn trace_record(rollout: &str, trace: &Trace) -> AnalysisRecord {
+    AnalysisRecord {
+        rollout: rollout.to_string(),
+        state: String::new(),
+        report: serde_json::to_string(trace).unwrap_or_default(),
+        updated_ms: crate::notify::now_ms(),
     }
 }
 

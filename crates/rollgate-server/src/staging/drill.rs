@@ -131,10 +131,12 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
     let on_clock = |at: Instant| clock.after(start_on_clock, at.duration_since(origin));
     let mut fault: Option<(Instant, Injected)> = None;
     let mut swapped_at = None;
+    // The drill's judge is shown through its record, not traced for the dashboard.
+    let mut untraced = rollgate_judge::trace::Recorder::default();
     while origin.elapsed() < budget {
         tokio::time::sleep(LOOK_EVERY).await;
         let at_ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let verdict = arms.feed(&mut judge, at_ms, 0.5, None, &[]);
+        let verdict = arms.feed(&mut judge, &mut untraced, at_ms, 0.5, None, &[]);
         if fault.is_none() && origin.elapsed() >= HEALTHY_LEAD {
             match injector.inject().await {
                 Ok(injected) => {

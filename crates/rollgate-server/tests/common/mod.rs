@@ -256,6 +256,59 @@ pub fn fraud_config(versions: &[(&str, &str)], plan: &str, extra: &str) -> Strin
     text + "[plans.fast]\n" + plan
 }
 
+/// A chat service `assistant` (protocol openai-chat, at /v1) with versions
+/// v1 (stable) and v2 at `v1` and `v2`, on plan `fast` written by `plan`
+/// (TOML tables under `[plans.fast…]`).
+pub fn chat_config(v1: &str, v2: &str, plan: &str) -> String {
+    let mut text = String::from(
+        "[services.assistant]\nroute = { path_prefix = \"/v1\" }\nprotocol = \"openai-chat\"\nstable = \"v1\"\nplan = \"fast\"\n",
+    );
+    for (name, url) in [("v1", v1), ("v2", v2)] {
+        text += &format!(
+            "[services.assistant.versions.{name}]\nendpoints = [\"{url}\"]\nartifact = {{ uri = \"s3://m/{name}\", sha256 = \"{}\" }}\nowner = \"ml\"\n",
+            "a".repeat(64)
+        );
+    }
+    text + plan
+}
+
+/// Moves rollout `id` into its canary, `admin` overriding the gates before it.
+pub async fn force_into_canary(api: &Api, id: &str, reader: &str, admin: &str) {
+    let path = format!("/api/v1/rollouts/{id}");
+    let in_canary = wait_for(Duration::from_secs(10), || async {
+        let stage = api.get(&path, reader).await.1["stage"].clone();
+        if stage != "canary" {
+            api.post(
+                &format!("{path}/force-promote"),
+                admin,
+                serde_json::json!({ "reason": "test: straight to the canary" }),
+            )
+            .await;
+        }
+        stage == "canary"
+    })
+    .await;
+    assert!(in_canary, "{}", api.get(&path, reader).await.1);
+}
+
+/// `clients` loops streaming chat completions to `url` until aborted.
+pub fn stream_chat(url: &str, clients: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"Is order 1234 fraud?"}]}"#;
+    (0..clients)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                loop {
+                    if let Ok(response) = http.post(&url).body(body).send().await {
+                        let _ = response.bytes().await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Which version serves each of `n` requests (users u0..un), by `x-rollgate-version`.
 pub async fn served_by(gateway: &RunningGateway, n: usize) -> std::collections::BTreeMap<String, usize> {
     let http = reqwest::Client::new();
