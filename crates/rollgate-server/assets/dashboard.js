@@ -18,7 +18,7 @@ function cssVar(name) {
 function pct(x) { return x == null ? null : x * 100; }
 
 // Each chart: its series (label, arm, value of a point).
-function chartSpecs(chat, triggers) {
+function chartSpecs(chat, triggers, withBounds) {
   const both = (label, pick) => [
     { label: `${label} canary`, arm: CANARY, value: (p) => pick(p.canary) },
     { label: `${label} baseline`, arm: BASELINE, value: (p) => pick(p.baseline) },
@@ -28,17 +28,21 @@ function chartSpecs(chat, triggers) {
     errors: both("errors %", (a) => pct(a.error_rate)),
     latency: ["p50", "p95", "p99"].flatMap((q) => both(q, (a) => a[`${q}_ms`])),
     quality: [...both("bad outputs %", (a) => pct(a.bad_output_rate)), ...both("complaints %", (a) => pct(a.complaint_rate))],
-    evidence: triggers.flatMap((t) => [
-      { label: `${t} e-value`, arm: CANARY, value: (p) => eValue(p, t, "e_value") },
-      { label: `${t} threshold`, arm: BASELINE, value: (p) => eValue(p, t, "threshold"), dash: true },
-    ]),
-    ratio: triggers.flatMap((t) => [
+    // Each trigger's e-value over its own threshold: one scale for all, a rollback at 1.
+    evidence: [{ label: "threshold (rollback)", arm: BASELINE, value: () => 1, dash: true }].concat(triggers.map((t) => (
+      { label: t, arm: CANARY, value: (p) => toThreshold(p, t) }))),
+    ratio: withBounds.flatMap((t) => [
       { label: `${t} lower`, arm: CANARY, value: (p) => eValue(p, t, "lower"), dash: true },
       { label: `${t} upper`, arm: CANARY, value: (p) => eValue(p, t, "upper") },
     ]),
   };
   if (chat) specs.ttft = both("TTFT p90", (a) => a.ttft_p90_ms);
   return specs;
+}
+
+function toThreshold(point, trigger) {
+  const e = eValue(point, trigger, "e_value"), threshold = eValue(point, trigger, "threshold");
+  return e == null || threshold == null ? null : e / threshold;
 }
 
 function eValue(point, trigger, key) {
@@ -59,7 +63,9 @@ function makeChart(el, id, specs) {
     ? { range: (u, min, max) => [0, Math.max((max || 0) * 1.2, 1)] }
     : { range: (u, min, max) => [0, Math.max((max || 0) * 1.15, 1)] };
   const series = [{}].concat(specs.map((s, i) => {
-    const stroke = log ? PALETTE[Math.floor(i / 2) % PALETTE.length] : (s.arm === CANARY ? cssVar("--canary") : cssVar("--baseline"));
+    const stroke = id === "evidence" ? (i === 0 ? cssVar("--muted") : PALETTE[(i - 1) % PALETTE.length])
+      : id === "ratio" ? PALETTE[Math.floor(i / 2) % PALETTE.length]
+      : (s.arm === CANARY ? cssVar("--canary") : cssVar("--baseline"));
     return { label: s.label, stroke, width: 2, dash: s.dash || (!log && s.arm === BASELINE) ? [6, 4] : undefined, spanGaps: true };
   }));
   const opts = {
@@ -81,7 +87,9 @@ function draw(live) {
   if (empty && points.length > 0) empty.remove();
   const last = points[points.length - 1];
   const triggers = last ? last.triggers.map((t) => t.trigger) : [];
-  const specs = chartSpecs(live.chat, triggers);
+  // Only triggers whose ratio has a bound yet get a line in the confidence-sequence chart.
+  const withBounds = triggers.filter((t) => points.some((p) => eValue(p, t, "lower") != null || eValue(p, t, "upper") != null));
+  const specs = chartSpecs(live.chat, triggers, withBounds);
   const xs = points.map((p) => p.unix_ms / 1000);
   for (const [id, spec] of Object.entries(specs)) {
     const el = document.getElementById(`chart-${id}`);

@@ -310,3 +310,74 @@ async fn cookie_of(base: &str, token: &str) -> String {
     let set = response.headers()["set-cookie"].to_str().unwrap();
     set.split(';').next().unwrap().to_string()
 }
+
+/// Without a browser: the pages' rules that need no clicking.
+#[tokio::test]
+async fn the_page_names_the_first_edited_event_and_a_revoked_token_signs_its_sessions_out() {
+    use rollgate_core::config::EXAMPLE;
+    let setup = Setup::new(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let mut options = setup.options(Vec::new(), rollgate_server::notify::RetryPolicy::default());
+    options.config = source(EXAMPLE);
+    let server = rollgate_server::start(options).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let api = common::Api { base: base.clone(), server: Some(server), http: reqwest::Client::new() };
+    let start = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r1" });
+    assert_eq!(api.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = |cookie: String, path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let response = http.get(url).header("cookie", cookie).send().await.unwrap();
+            let status = response.status();
+            let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+            (status, location, response.text().await.unwrap())
+        }
+    };
+
+    // Nothing without a session: pages and their live data send the person to sign in.
+    let (status, location, _) = page(String::new(), "/rollouts/r1/live").await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/sign-in?next=/rollouts/r1/live")));
+    let cookie = cookie_of(&base, &alice).await;
+    let (status, _, html) = page(cookie.clone(), "/rollouts/r1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("pre-deployment"), "{html}");
+
+    // An edited event: the verify button names it.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", setup.dir.path().join("rollgate.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET body = replace(body, '\"alice\"', '\"mallory\"') WHERE stream = 'r1' AND seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (_, _, html) = page(cookie.clone(), "/audit").await;
+    assert!(html.contains("The chain does not verify: stream <strong>r1</strong>, event <strong>1</strong>"), "{html}");
+    // The rollout cannot be shown from an edited log; its page says so and points to the audit.
+    let (status, _, html) = page(cookie.clone(), "/rollouts/r1").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{html}");
+    assert!(html.contains("does not replay") && html.contains("href=\"/audit\""), "{html}");
+
+    // A revoked token's session ends at once.
+    let id = alice.split('_').nth(1).unwrap();
+    let revoked = api.call(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), Some(&dana), None).await.0;
+    assert_eq!(revoked, StatusCode::NO_CONTENT);
+    let (status, location, _) = page(cookie, "/").await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/sign-in?next=/")));
+
+    // A bad token is refused at sign-in with the API's words, and no cookie is set.
+    let response = http
+        .post(format!("{base}/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=rg_nope_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("set-cookie").is_none());
+    assert!(response.text().await.unwrap().contains("the token is not valid"));
+    api.stop().await;
+}

@@ -24,7 +24,7 @@ pub fn page(title: &str, signed: Option<&Signed>, body: Markup) -> Response {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "rollgate" }
-                    nav { a href="/" { "Overview" } }
+                    nav { a href="/" { "Overview" } " " a href="/audit" { "Audit" } }
                     @if let Some(signed) = signed {
                         div.who {
                             span { "Signed in as " strong { (signed.actor.name) } " (" (roles(signed)) ")" }
@@ -78,7 +78,7 @@ pub fn refusal(signed: Option<&Signed>, error: &ApiError, back: &str) -> Respons
             @if let Some(gates) = &error.gates {
                 ul { @for g in gates { li { strong { (g.gate) } " " (status_badge(&g.status)) " " (g.detail) } } }
             }
-            p { a href=(back) { "Back" } }
+            p { a href=(back) { "Back" } " · " a href="/audit" { "Verify the audit log" } }
         }
     };
     let mut response = page("Refused", signed, body);

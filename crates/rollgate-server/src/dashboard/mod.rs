@@ -8,6 +8,7 @@
 
 mod actions;
 mod assets;
+mod audit;
 mod layout;
 mod overview;
 mod rollout;
@@ -44,6 +45,7 @@ pub fn router(app: AppState, key: SessionKey) -> Router {
         .route("/", get(overview::page))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
+        .route("/audit", get(audit::page))
         .route("/rollouts/{id}", get(rollout::page))
         .route("/rollouts/{id}/live", get(rollout::live))
         .route("/rollouts/{id}/act/{verb}", post(actions::act))

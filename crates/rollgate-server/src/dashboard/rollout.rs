@@ -14,14 +14,14 @@ use crate::api::calls;
 use crate::api::problem::ApiError;
 use crate::views::RolloutView;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use rollgate_core::roles::{ApprovalKind, Role};
 use rollgate_core::rollout::Rollout;
 use rollgate_judge::trace::{Forecast, Trace, forecast};
 use rollgate_store::{Analysis, AnalysisStore};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// How a rollout is doing, in a word a person reads at a glance.
 pub struct Health {
@@ -63,13 +63,6 @@ pub fn seconds_until(at: Option<&str>, now: &str) -> Option<f64> {
     Some(at.duration_since(now).as_secs_f64())
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct PageQuery {
-    /// Show the audit chain's verification at the event log.
-    #[serde(default)]
-    verify: Option<String>,
-}
-
 /// What the page's script polls.
 #[derive(Serialize)]
 pub struct Live {
@@ -106,27 +99,15 @@ async fn load(dashboard: &Dashboard, id: &str) -> Result<Loaded, ApiError> {
     Ok(Loaded { rollout, view, trace, forecast, chat })
 }
 
-pub async fn page(
-    State(dashboard): State<Dashboard>,
-    signed: Signed,
-    Path(id): Path<String>,
-    Query(query): Query<PageQuery>,
-) -> Response {
+pub async fn page(State(dashboard): State<Dashboard>, signed: Signed, Path(id): Path<String>) -> Response {
     let back = format!("/rollouts/{}", super::layout::url_encode(&id));
     let loaded = match load(&dashboard, &id).await {
         Ok(loaded) => loaded,
-        Err(error) => return refusal(Some(&signed), &error, "/"),
+        Err(error) => return refusal(Some(&signed), &error, "/audit"),
     };
     let events = match calls::events(&dashboard.app, &id).await {
         Ok(events) => events,
         Err(error) => return refusal(Some(&signed), &error, &back),
-    };
-    let verified = match query.verify {
-        Some(_) => match calls::verify(&dashboard.app).await {
-            Ok(report) => Some(report),
-            Err(error) => return refusal(Some(&signed), &error, &back),
-        },
-        None => None,
     };
     let shadow = dashboard
         .app
@@ -153,7 +134,11 @@ pub async fn page(
             }
             div.charts {
                 @for (chart, title) in charts(loaded.chat) {
-                    figure.chart { figcaption { (title) } div.plot #{ "chart-" (chart) } {} }
+                    figure.chart {
+                        figcaption { (title) }
+                        @if chart == "ratio" { p.muted.note { "A trigger's line appears once its ratio has a bound, after its first events." } }
+                        div.plot #{ "chart-" (chart) } {}
+                    }
                 }
             }
         }
@@ -168,20 +153,8 @@ pub async fn page(
         (effects_block(&signed, v))
         section #events aria-labelledby="events-h" {
             h2 #events-h { "Event log" }
-            form method="get" action=(back) {
-                input type="hidden" name="verify" value="1";
+            form method="get" action="/audit" {
                 button type="submit" { "Verify the chain" }
-            }
-            @if let Some(report) = &verified {
-                @if let Some(f) = &report.failure {
-                    p.problem #verify-result role="alert" {
-                        "The chain does not verify: stream " strong { (f.stream) } ", event " strong { (f.seq) }
-                        " was " (f.tamper) ": " (f.detail)
-                    }
-                } @else {
-                    p.ok #verify-result { "Every chain verifies (" (report.verified.len()) " streams). This rollout's head: "
-                        code { (report.verified.iter().find(|s| s.stream == v.id).map(|s| s.head.as_str()).unwrap_or("—")) } }
-                }
             }
             table.wide.events {
                 thead { tr { th { "#" } th { "At" } th { "Who" } th { "What" } th { "Details" } } }
@@ -227,7 +200,7 @@ fn charts(chat: bool) -> Vec<(&'static str, &'static str)> {
     }
     charts.extend([
         ("quality", "Bad outputs and complaints (%)"),
-        ("evidence", "E-values against thresholds (log)"),
+        ("evidence", "E-value ÷ threshold per trigger (log; a rollback at 1)"),
         ("ratio", "Canary/baseline ratio: confidence sequences (log)"),
     ]);
     charts
@@ -281,7 +254,12 @@ fn judge_block(loaded: &Loaded) -> Markup {
                         td { (number(t, "threshold").map(|e| format!("{e:.0}")).unwrap_or_else(|| "—".into())) }
                         td { (confidence(t.get("confidence"))) }
                         td { (t.get("guard").and_then(|x| x.as_str()).unwrap_or("")) " " (status_badge(if guard_met { "passed" } else { "pending" })) }
-                        td { @if fired { (status_badge("failed")) " fired" } @else if !guard_met { "holding: not enough data" } @else { "watching" } }
+                        td {
+                            @if fired { (status_badge("failed")) " fired" }
+                            @else if !guard_met && t.get("kind").and_then(|k| k.as_str()) == Some("sequential") { "not enough data yet" }
+                            @else if !guard_met { "not active" }
+                            @else { "watching" }
+                        }
                     }
                 }
             }

@@ -105,6 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = start(options).await?;
     println!("rollgate API listening on http://{}", server.addr);
     println!("OpenAPI document: http://{}/api/v1/openapi.json", server.addr);
+    println!("dashboard: http://{}/ (sign in with an API token)", server.addr);
     println!("rollgate gateway listening on http://{}", gateway.addr);
     std::io::stdout().flush()?;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

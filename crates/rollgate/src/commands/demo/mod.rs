@@ -81,9 +81,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     if args.keep_running {
         say(&format!(
-            "\nstill running; try: curl -H 'authorization: Bearer {}' {}/api/v1/rollouts   (Ctrl-C stops)",
-            world.tokens.get("alice").map(String::as_str).unwrap_or_default(),
-            world.api
+            "\nstill running; try: curl -H 'authorization: Bearer {token}' {api}/api/v1/rollouts\n\
+             or open the dashboard at {api}/ and sign in with that token   (Ctrl-C stops)",
+            token = world.tokens.get("alice").map(String::as_str).unwrap_or_default(),
+            api = world.api
         ));
         super::serve::shutdown_signal().await;
     }
