@@ -91,7 +91,8 @@ async fn load(dashboard: &Dashboard, id: &str) -> Result<Loaded, ApiError> {
         .await?
         .and_then(|t| serde_json::from_str(&t.report).ok())
         .unwrap_or_default();
-    let forecast = view.judge.as_ref().map(|judge| {
+    // An ended rollout has no decision left to forecast.
+    let forecast = view.judge.as_ref().filter(|_| !view.terminal).map(|judge| {
         let canary_requests = judge.get("canary_requests").and_then(|x| x.as_u64()).unwrap_or(0);
         forecast(&trace, canary_requests, rollout.plan.rollback.min_canary_requests)
     });
