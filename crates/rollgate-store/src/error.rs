@@ -16,6 +16,10 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot prepare the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "this replica is no longer the leader (it writes under lease token {held}, the lease's is {current}): the write was refused"
+    )]
+    Fenced { held: i64, current: i64 },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -23,5 +27,9 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced { .. })
     }
 }

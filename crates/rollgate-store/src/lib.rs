@@ -8,6 +8,7 @@
 //! recording an event and carrying out its effects finishes them on restart.
 
 mod error;
+mod lease;
 mod postgres;
 mod records;
 mod rollouts;
@@ -15,6 +16,7 @@ mod sql;
 mod sqlite;
 
 pub use error::StoreError;
+pub use lease::{Fence, LeaseHolder, Member};
 pub use postgres::PgStore;
 pub use records::{Analysis, AnalysisRecord, AnalysisStore, Delivery, DeliveryStore};
 pub use rollouts::{
@@ -159,6 +161,26 @@ macro_rules! delegate {
             AnyStore::Postgres($store) => $call.await,
         }
     };
+}
+
+impl AnyStore {
+    /// The same store, writing only while `fence` holds the leader's lease
+    /// (PostgreSQL; one SQLite server needs no fence: its data directory is locked).
+    pub fn fenced(&self, fence: Fence) -> AnyStore {
+        match self {
+            AnyStore::Sqlite(s) => AnyStore::Sqlite(s.clone()),
+            AnyStore::Postgres(p) => AnyStore::Postgres(p.fenced(fence)),
+        }
+    }
+
+    /// Refused (`Fenced`) when this store's fence no longer holds the lease: asked before an effect
+    /// that cannot be taken back (a webhook sent), so a deposed leader does not send it.
+    pub async fn check_fence(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(()),
+            AnyStore::Postgres(p) => p.begin_write().await.map(drop),
+        }
+    }
 }
 
 impl EventStore for AnyStore {

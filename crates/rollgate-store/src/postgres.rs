@@ -9,7 +9,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
+    /// Set on a leader's store: every write checks the lease's token first.
+    pub(crate) fence: Option<crate::lease::Fence>,
 }
 
 impl PgStore {
@@ -18,11 +20,11 @@ impl PgStore {
         let pool =
             PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, fence: None })
     }
 }
 
 // Two writers of the same event collide on the primary key, which the
 // implementation reports as a conflict.
-impl_event_store!(PgStore, "BEGIN");
+impl_event_store!(PgStore);
 impl_record_stores!(PgStore);

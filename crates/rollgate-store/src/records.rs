@@ -119,14 +119,15 @@ macro_rules! impl_record_stores {
                 kind: $crate::records::Analysis,
                 j: &$crate::records::AnalysisRecord,
             ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query(kind.save_sql())
                     .bind(&j.rollout)
                     .bind(&j.state)
                     .bind(&j.report)
                     .bind(j.updated_ms)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                Ok(tx.commit().await?)
             }
 
             async fn analysis(
@@ -147,6 +148,7 @@ macro_rules! impl_record_stores {
 
         impl $crate::records::DeliveryStore for $store {
             async fn enqueue(&self, d: &$crate::records::Delivery) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query($crate::records::ENQUEUE)
                     .bind(&d.id)
                     .bind(&d.rollout)
@@ -157,9 +159,9 @@ macro_rules! impl_record_stores {
                     .bind(d.delivered_ms)
                     .bind(i64::from(d.gave_up))
                     .bind(&d.last_error)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                Ok(tx.commit().await?)
             }
 
             async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<$crate::records::Delivery>, $crate::StoreError> {
@@ -173,6 +175,7 @@ macro_rules! impl_record_stores {
             }
 
             async fn record_attempt(&self, d: &$crate::records::Delivery) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query($crate::records::RECORD_ATTEMPT)
                     .bind(&d.id)
                     .bind(i64::from(d.attempts))
@@ -180,9 +183,9 @@ macro_rules! impl_record_stores {
                     .bind(d.delivered_ms)
                     .bind(i64::from(d.gave_up))
                     .bind(&d.last_error)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                Ok(tx.commit().await?)
             }
 
             async fn deliveries_for(&self, rollout: &str) -> Result<Vec<$crate::records::Delivery>, $crate::StoreError> {

@@ -70,9 +70,10 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 }
 
 /// Implements [`EventStore`](crate::EventStore) for a store type with a
-/// `pool` field; `$begin` opens a write transaction in that database's way.
+/// `pool` field and a `begin_write` method (a write transaction in that
+/// database's way, checked against the lease's token on a fenced store).
 macro_rules! impl_event_store {
-    ($store:ty, $begin:literal) => {
+    ($store:ty) => {
         impl $crate::EventStore for $store {
             async fn append_marking(
                 &self,
@@ -84,7 +85,7 @@ macro_rules! impl_event_store {
                     return Ok(());
                 };
                 sql::check_batch(events)?;
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.begin_write().await?;
                 match active {
                     Some($crate::ActiveRollout::Take { service, rollout }) => {
                         let taken = sqlx::query(sql::TAKE_ACTIVE).bind(service).bind(rollout).execute(&mut *tx).await;
@@ -162,12 +163,13 @@ macro_rules! impl_event_store {
             }
 
             async fn mark_effects_done(&self, stream: &str, seq: u64) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query($crate::sql::MARK_EFFECTS_DONE)
                     .bind(stream)
                     .bind($crate::sql::to_i64(seq))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(())
+                Ok(tx.commit().await?)
             }
         }
     };

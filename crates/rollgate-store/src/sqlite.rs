@@ -39,9 +39,16 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// A write transaction. IMMEDIATE takes the write lock at once, so two
+    /// writers queue on the busy timeout instead of failing when one upgrades
+    /// a read to a write.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
 }
 
 // IMMEDIATE takes the write lock at once, so two writers queue on the busy
 // timeout instead of failing when one upgrades a read to a write.
-impl_event_store!(SqliteStore, "BEGIN IMMEDIATE");
+impl_event_store!(SqliteStore);
 impl_record_stores!(SqliteStore);

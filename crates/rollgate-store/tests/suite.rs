@@ -419,3 +419,55 @@ async fn a_writer_that_keeps_losing_the_race_gives_up_with_the_conflict_after_ei
     assert!(matches!(result, Err(SubmitError::Store(StoreError::Conflict { .. }))), "{result:?}");
     assert_eq!(rollouts.store().appends.load(std::sync::atomic::Ordering::SeqCst), 8);
 }
+
+#[tokio::test]
+async fn one_replica_holds_the_lease_and_a_deposed_leader_cannot_write() {
+    use rollgate_store::{AnyStore, Fence};
+    let (db, store) = PgDatabase::create().await;
+    const LEASE: &str = "reconciler";
+    // A takes the lease and renews it under the same token; B cannot take it while it runs.
+    assert_eq!(store.take_lease(LEASE, "a", "10.0.0.1:8080", 60_000).await.unwrap(), Some(1));
+    assert_eq!(store.take_lease(LEASE, "a", "10.0.0.1:8080", 60_000).await.unwrap(), Some(1));
+    assert_eq!(store.take_lease(LEASE, "b", "10.0.0.2:8080", 60_000).await.unwrap(), None);
+    let holder = store.lease(LEASE).await.unwrap().unwrap();
+    assert_eq!((holder.holder.as_str(), holder.token), ("a", 1));
+    assert!(holder.expires_ms > holder.now_ms);
+
+    let fence_a = Fence::new(LEASE);
+    fence_a.set(1);
+    let a = Rollouts::new(AnyStore::Postgres(store.clone()).fenced(fence_a.clone()));
+    a.submit("r1", &start_command("r1"), at(THURSDAY)).await.unwrap();
+
+    // A's lease runs out (as if it were paused past it); B takes over with the next token.
+    assert_eq!(store.take_lease(LEASE, "a", "10.0.0.1:8080", 0).await.unwrap(), Some(1));
+    assert_eq!(store.take_lease(LEASE, "b", "10.0.0.2:8080", 60_000).await.unwrap(), Some(2));
+    // Every write of A's is refused from now on, whatever it is.
+    let refused = a.submit("r2", &start_command("r2"), at(THURSDAY)).await;
+    assert!(matches!(refused, Err(SubmitError::Store(StoreError::Fenced { held: 1, current: 2 }))), "{refused:?}");
+    let a_store = a.store();
+    assert!(a_store.mark_effects_done("r1", 1).await.unwrap_err().is_fenced());
+    assert!(a_store.check_fence().await.unwrap_err().is_fenced());
+    let analysis = AnalysisRecord { rollout: "r1".into(), state: "{}".into(), report: "{}".into(), updated_ms: 1 };
+    assert!(a_store.save_analysis(Analysis::Judge, &analysis).await.unwrap_err().is_fenced());
+    assert!(store.read("r2").await.unwrap().is_empty(), "nothing of A's was written");
+    assert_eq!(store.effects_done("r1").await.unwrap(), 0);
+    // A cannot take the lease back while B's runs; B writes under its token.
+    assert_eq!(store.take_lease(LEASE, "a", "10.0.0.1:8080", 60_000).await.unwrap(), None);
+    let fence_b = Fence::new(LEASE);
+    fence_b.set(2);
+    let b = Rollouts::new(AnyStore::Postgres(store.clone()).fenced(fence_b));
+    b.store().mark_effects_done("r1", 1).await.unwrap();
+    assert_eq!(store.effects_done("r1").await.unwrap(), 1);
+    // A fence that holds no token writes nothing.
+    fence_a.set(0);
+    assert!(a.store().check_fence().await.unwrap_err().is_fenced());
+    // A clean release hands over at once, with the next token.
+    store.release_lease(LEASE, "b").await.unwrap();
+    assert_eq!(store.take_lease(LEASE, "a", "10.0.0.1:8080", 60_000).await.unwrap(), Some(3));
+
+    store.heartbeat("a", "10.0.0.1:8080").await.unwrap();
+    store.heartbeat("b", "10.0.0.2:8080").await.unwrap();
+    let members = store.members(10_000).await.unwrap();
+    assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    db.drop_now().await;
+}
