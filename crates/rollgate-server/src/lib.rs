@@ -14,6 +14,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod control_metrics;
 pub mod dashboard;
 pub mod dataplane;
@@ -86,6 +87,8 @@ pub struct ServerOptions {
     /// Where the gateway's shadow pairs arrive, to be compared (give the
     /// gateway the same one as its comparison hook).
     pub shadow: Arc<shadow::ShadowPairs>,
+    /// The leader's lease among replicas (PostgreSQL only).
+    pub cluster: cluster::ClusterSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,13 +140,14 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         return Err(ServeError::Restore(problem));
     }
     let (effects, effects_due) = mpsc::unbounded_channel();
-    let log = Arc::new(log::Log::new(options.store.clone(), fleet, effects));
+    let log = Arc::new(log::Log::new(options.store.clone(), fleet.clone(), effects.clone()));
     let config_file = options.config.path.clone();
-    let state = AppState::new(log.clone(), options.store.clone(), options.config.path);
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: options.listen, source })?;
+    let me = cluster::Member::new(addr.to_string());
+    let state = AppState::new(log.clone(), options.store.clone(), options.config.path, me.clone(), options.cluster);
     let (stop, stopped) = watch::channel(false);
     let app =
         api::router(state.clone()).merge(dashboard::router(state.clone(), dashboard::SessionKey::from_env_or_random()));
@@ -156,9 +160,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
             tracing::error!(error = %e, "the API server failed");
         }
     });
-    let reconciler = Reconciler {
+    let template = Reconciler {
         log,
-        store: options.store,
+        store: options.store.clone(),
         clock: options.clock,
         tick: options.tick,
         webhooks: options.hooks,
@@ -170,7 +174,21 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         api_url: Some(format!("http://{addr}")),
         config_file,
     };
-    let mut tasks = reconciler::start(reconciler, effects_due, stopped);
+    let mut tasks = match options.store.clone() {
+        // One server per SQLite data directory (the CLI locks it): it leads.
+        rollgate_store::AnyStore::Sqlite(_) => reconciler::start(template, effects_due, stopped),
+        rollgate_store::AnyStore::Postgres(pg) => {
+            let (tick, settings) = (template.tick, options.cluster);
+            let start: cluster::StartReconciler = Box::new(move |store, due, stop| {
+                // The leader's own records go through a log over the fenced store.
+                let log = Arc::new(log::Log::new(store.clone(), fleet.clone(), effects.clone()));
+                reconciler::start(Reconciler { log, store, ..template.clone() }, due, stop)
+            });
+            let fleet = state.fleet().clone();
+            let store = options.store.clone();
+            cluster::Leadership { pg, store, me, settings, fleet, tick, start }.run(effects_due, stopped)
+        }
+    };
     tasks.push(http);
     state.set_ready();
     Ok(RunningServer { addr, state, stop, tasks })

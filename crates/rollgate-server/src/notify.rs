@@ -167,6 +167,10 @@ pub async fn deliver(
 }
 
 async fn attempt(store: &AnyStore, client: &reqwest::Client, hooks: &[Hook], policy: &RetryPolicy, mut d: Delivery) {
+    // A replica that no longer leads sends nothing: the leader that replaced it delivers.
+    if let Err(e) = store.check_fence().await {
+        return tracing::warn!(delivery = %d.id, error = %e, "not sending a webhook");
+    }
     let mut request = client
         .post(&d.sink)
         .header("content-type", "application/json")

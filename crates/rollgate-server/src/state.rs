@@ -2,6 +2,7 @@
 //! fleet to read and route by, the store for reads, and how to reload the
 //! config. The reconciler's work is not here: the API only records.
 
+use crate::cluster::{ClusterSettings, ClusterView, Member};
 use crate::fleet::{ConfigInForce, Fleet};
 use crate::log::Log;
 use crate::views::RolloutView;
@@ -22,6 +23,9 @@ struct Inner {
     /// The file `POST /api/v1/config/reload` and SIGHUP read again.
     config_path: Option<PathBuf>,
     ready: AtomicBool,
+    /// This replica, and the lease's settings, for `GET /api/v1/cluster`.
+    member: Member,
+    cluster: ClusterSettings,
 }
 
 /// Why a config could not be reloaded; nothing changed.
@@ -36,8 +40,19 @@ pub enum ReloadError {
 }
 
 impl AppState {
-    pub fn new(log: Arc<Log>, store: AnyStore, config_path: Option<PathBuf>) -> AppState {
-        AppState(Arc::new(Inner { log, store, config_path, ready: AtomicBool::new(false) }))
+    pub fn new(
+        log: Arc<Log>,
+        store: AnyStore,
+        config_path: Option<PathBuf>,
+        member: Member,
+        cluster: ClusterSettings,
+    ) -> AppState {
+        AppState(Arc::new(Inner { log, store, config_path, ready: AtomicBool::new(false), member, cluster }))
+    }
+
+    /// The replicas, their leader and its token.
+    pub async fn cluster(&self) -> Result<ClusterView, rollgate_store::StoreError> {
+        crate::cluster::view(&self.0.store, &self.0.member, &self.0.cluster).await
     }
 
     pub fn store(&self) -> &AnyStore {

@@ -49,6 +49,14 @@ pub enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Replicas on PostgreSQL: which one leads (runs the reconciler), its lease's fencing token, and every
+    /// member's address and last heartbeat.
+    Cluster {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Read and verify the tamper-evident event log.
     Audit {
         #[command(flatten)]
@@ -329,6 +337,13 @@ pub struct ServeArgs {
     /// The environment variable holding the head file's HMAC-SHA256 key.
     #[arg(long, default_value = "ROLLGATE_HEAD_KEY")]
     pub head_key_env: String,
+    /// Replicas on PostgreSQL: how long the leader's lease lasts unless renewed (a dead leader is
+    /// replaced within this plus --lease-renew).
+    #[arg(long, default_value = "5s", value_parser = parse_tick, env = "ROLLGATE_LEASE")]
+    pub lease: std::time::Duration,
+    /// Replicas on PostgreSQL: how often the lease is renewed (or tried by a follower).
+    #[arg(long, default_value = "1s", value_parser = parse_tick, env = "ROLLGATE_LEASE_RENEW")]
+    pub lease_renew: std::time::Duration,
 }
 
 fn parse_tick(text: &str) -> Result<std::time::Duration, String> {
@@ -648,6 +663,15 @@ pub enum ArchiveCommand {
         /// The manifest's SHA-256 as the rollout's log recorded it: also checks that the manifest is that one.
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The leader, its token and the members, as the server at --server sees them.
+    Status {
         #[arg(long)]
         json: bool,
     },

@@ -300,8 +300,14 @@ impl Served {
 
     /// The server, stopping at `failpoint` if one is named.
     fn start_at(ws: &Workspace, failpoint: Option<&str>) -> Served {
-        let mut command =
-            ws.command(&["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--tick", "100ms"]);
+        Served::start_with(ws, failpoint, &[])
+    }
+
+    /// The server with more arguments (`--database …`), stopping at `failpoint` if one is named.
+    fn start_with(ws: &Workspace, failpoint: Option<&str>, more: &[&str]) -> Served {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--tick", "100ms"];
+        args.extend_from_slice(more);
+        let mut command = ws.command(&args);
         if let Some(point) = failpoint {
             command.env("ROLLGATE_FAILPOINT", point);
         }
@@ -820,4 +826,98 @@ fn a_rolling_plan_shows_its_batches_rehearses_them_and_refuses_what_cannot_roll(
     let out = ws.run(&["check"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && said.contains("canary steps would never run"), "{said}");
+}
+
+/// A fresh PostgreSQL database for one test (dropped at the end); its URL.
+fn postgres_database() -> (String, impl FnOnce()) {
+    let name = format!("rollgate_cli_{}", std::process::id());
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql is needed (PostgreSQL's client; scripts/test.sh installs and starts PostgreSQL)");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let drop = move || psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    (format!("postgres://postgres@127.0.0.1:5432/rollgate_cli_{}", std::process::id()), drop)
+}
+
+/// `rollgate cluster status --json` as the server at `addr` sees it.
+fn cluster_status(ws: &Workspace, addr: &str, token: &str) -> serde_json::Value {
+    let out = ws.run(&["cluster", "status", "--json", "--server", addr, "--token", token]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Polls `check` every 50 ms for up to `limit`.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn three_replicas_on_postgres_fail_over_on_kill_and_a_paused_leader_steps_down() {
+    let ws = Workspace::new();
+    let (url, drop_database) = postgres_database();
+    let token = ws.ok(&["token", "create", "--name", "alice", "--role", "deployer", "--database", &url]);
+    let token = token.split_whitespace().find(|w| w.starts_with("rg_")).unwrap().to_string();
+    let lease = ["--database", url.as_str(), "--lease", "1s", "--lease-renew", "200ms"];
+    let mut replicas: Vec<Option<Served>> = (0..3).map(|_| Some(Served::start_with(&ws, None, &lease))).collect();
+    let addr = |i: usize, replicas: &[Option<Served>]| replicas[i].as_ref().map(|r| r.addr.clone()).unwrap();
+    // Which replica leads, as replica `asked` sees it, once it sees `members` members.
+    let leader_of = |view: &serde_json::Value, replicas: &[Option<Served>]| {
+        let leader = view["leader"]["address"].as_str()?;
+        replicas.iter().position(|r| r.as_ref().is_some_and(|r| r.addr.ends_with(leader)))
+    };
+    let mut view = serde_json::Value::Null;
+    let agreed = eventually(Duration::from_secs(20), || {
+        view = cluster_status(&ws, &addr(0, &replicas), &token);
+        view["members"].as_array().map(Vec::len) == Some(3) && leader_of(&view, &replicas).is_some()
+    });
+    assert!(agreed, "three members and a leader: {view}");
+    let first = leader_of(&view, &replicas).unwrap();
+    let first_token = view["token"].as_i64().unwrap();
+    let human = ws.ok(&["cluster", "status", "--server", &addr(first, &replicas), "--token", &token]);
+    assert!(human.contains(&format!("fencing token {first_token}")) && human.contains("members:"), "{human}");
+
+    // kill -9 of the leader: another replica takes the lease with a new token.
+    let mut killed = replicas[first].take().unwrap();
+    killed.child.kill().unwrap();
+    let _ = killed.child.wait();
+    let asked = (first + 1) % 3;
+    let took_over = eventually(Duration::from_secs(20), || {
+        view = cluster_status(&ws, &addr(asked, &replicas), &token);
+        view["token"].as_i64().unwrap_or(0) > first_token && leader_of(&view, &replicas).is_some()
+    });
+    assert!(took_over, "a new leader after kill -9: {view}");
+    let second = leader_of(&view, &replicas).unwrap();
+    let second_token = view["token"].as_i64().unwrap();
+
+    // SIGSTOP the new leader past its lease: the third replica takes over; on SIGCONT the paused one steps down.
+    let paused_pid = replicas[second].as_ref().unwrap().child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &paused_pid]).status().unwrap().success());
+    let third = (0..3).find(|&i| i != first && i != second).unwrap();
+    let replaced = eventually(Duration::from_secs(20), || {
+        view = cluster_status(&ws, &addr(third, &replicas), &token);
+        view["token"].as_i64().unwrap_or(0) > second_token && leader_of(&view, &replicas) == Some(third)
+    });
+    assert!(Command::new("kill").args(["-CONT", &paused_pid]).status().unwrap().success());
+    assert!(replaced, "the third replica leads while the second is paused: {view}");
+    let paused = replicas[second].as_ref().unwrap();
+    let stepped_down =
+        eventually(Duration::from_secs(20), || paused.stderr.try_iter().any(|line| line.contains("no longer leads")));
+    assert!(stepped_down, "the woken replica stepped down");
+    let seen_by_woken = cluster_status(&ws, &paused.addr, &token);
+    assert_eq!(leader_of(&seen_by_woken, &replicas), Some(third), "{seen_by_woken}");
+    assert_eq!(seen_by_woken["self"]["leader"], false, "{seen_by_woken}");
+    ws.ok(&["audit", "verify", "--database", &url]);
+    drop(replicas);
+    drop_database();
 }

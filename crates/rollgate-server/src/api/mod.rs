@@ -4,6 +4,7 @@
 mod audit;
 mod caller;
 pub mod calls;
+mod cluster;
 mod flags;
 mod health;
 mod ofrep;
@@ -51,7 +52,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
         (name = "tokens", description = "API tokens (admins)"),
         (name = "audit", description = "The tamper-evident log"),
         (name = "flags", description = "Feature flags, and their evaluation over OpenFeature's OFREP"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "health", description = "Liveness and readiness"),
+        (name = "cluster", description = "Replicas and the leader's lease")
     )
 )]
 struct ApiDoc;
@@ -103,6 +105,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::verify))
+        .routes(routes!(cluster::get))
         .routes(routes!(flags::list, flags::create))
         .routes(routes!(flags::get, flags::update))
         .routes(routes!(flags::switch))

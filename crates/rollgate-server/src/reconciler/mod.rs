@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 pub use timers::Due;
 
 /// What the reconciler works with.
+#[derive(Clone)]
 pub struct Reconciler {
     pub log: Arc<Log>,
     pub store: AnyStore,

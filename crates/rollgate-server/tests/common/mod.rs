@@ -74,6 +74,7 @@ impl Setup {
             archive_dir: self.dir.path().join("archive"),
             head_file: None,
             shadow: ShadowPairs::new(),
+            cluster: rollgate_server::cluster::ClusterSettings::default(),
         }
     }
 

@@ -4,6 +4,7 @@ mod archive;
 mod audit;
 mod bench;
 mod capture;
+mod cluster;
 mod config;
 mod demo;
 mod flag;
@@ -32,6 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Plan { command } => plan::run(command),
         Command::Rollout { target, command } => rollout_command(&target, command).await,
+        Command::Cluster { target, command } => cluster::run(&target, command).await,
         Command::Audit { target, command } => match &target.server {
             Some(server) => remote::audit(&Client::new(server, target.token.clone())?, command).await,
             None => audit::run(&target.store, command).await,

@@ -101,6 +101,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         archive_dir,
         head_file,
         shadow,
+        cluster: rollgate_server::cluster::ClusterSettings { lease: args.lease, renew: args.lease_renew },
     };
     let server = start(options).await?;
     println!("rollgate API listening on http://{}", server.addr);

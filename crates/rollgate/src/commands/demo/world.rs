@@ -177,6 +177,7 @@ pub async fn start_world(data_dir: Option<&Path>) -> anyhow::Result<World> {
         archive_dir: data.join("archive"),
         head_file: None,
         shadow,
+        cluster: rollgate_server::cluster::ClusterSettings::default(),
     };
     let server = start(options).await?;
     let mut tokens = BTreeMap::new();
