@@ -15,7 +15,7 @@
 //! every tick (the data plane never waits for the control plane: a replica
 //! that loses the database keeps routing at the last weights).
 
-use rollgate_store::{AnyStore, Fence, PgStore, StoreError};
+use rollgate_store::{AnyStore, Fence, LogListener, PgStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -164,6 +164,8 @@ pub struct Leadership {
     pub settings: ClusterSettings,
     pub fleet: Arc<crate::fleet::Fleet>,
     pub tick: Duration,
+    /// Woken on every announced append while this replica leads (its controller takes up what moved).
+    pub appended: Arc<tokio::sync::Notify>,
     pub start: StartReconciler,
 }
 
@@ -189,8 +191,13 @@ impl Leadership {
             }
         });
         let leading = Arc::new(Mutex::new(false));
-        let follow =
-            tokio::spawn(follow(self.fleet.clone(), self.store.clone(), self.tick, leading.clone(), stop.clone()));
+        let follow = tokio::spawn(follow(
+            self.fleet.clone(),
+            self.store.clone(),
+            self.tick,
+            (leading.clone(), self.appended.clone()),
+            stop.clone(),
+        ));
         let lead = tokio::spawn(async move {
             let fence = Fence::new(LEASE);
             let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
@@ -256,24 +263,46 @@ async fn step_down(current: &mut Option<Leading>, fence: &Fence, sink: &EffectsS
     }
 }
 
-/// A follower's routing: what other writers appended, applied every `tick`.
+/// A follower's routing: what other writers appended, read as soon as the
+/// database announces an append (LISTEN/NOTIFY) and every `tick` anyway, so a
+/// notification lost with a connection heals at the next tick.
+/// While this replica leads, its controller reads (and schedules what moved) instead: it is woken.
 async fn follow(
     fleet: Arc<crate::fleet::Fleet>,
     store: AnyStore,
     tick: Duration,
-    leading: Arc<Mutex<bool>>,
+    (leading, appended): (Arc<Mutex<bool>>, Arc<tokio::sync::Notify>),
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut listener = None;
     loop {
-        // The leader's controller reads the same each tick.
-        if !*leading.lock().unwrap_or_else(PoisonError::into_inner)
-            && let Err(e) = fleet.sync(&store).await
-        {
+        if *leading.lock().unwrap_or_else(PoisonError::into_inner) {
+            appended.notify_one();
+        } else if let Err(e) = fleet.sync(&store).await {
             tracing::warn!(error = %e, "cannot read what changed in the store; routing stays as it is");
+        }
+        if listener.is_none()
+            && let AnyStore::Postgres(pg) = &store
+        {
+            listener =
+                pg.log_listener().await.inspect_err(|e| tracing::warn!(error = %e, "cannot listen for appends")).ok();
         }
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
+            heard = announced(&mut listener) => {
+                if heard.is_err() {
+                    listener = None;
+                }
+            }
             _ = stop.changed() => break,
         }
+    }
+}
+
+/// The next append another writer announces; never, without a listener.
+async fn announced(listener: &mut Option<LogListener>) -> Result<(), StoreError> {
+    match listener {
+        Some(listener) => listener.next().await.map(drop),
+        None => std::future::pending().await,
     }
 }

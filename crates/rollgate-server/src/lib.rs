@@ -173,12 +173,13 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         shadow: options.shadow,
         api_url: Some(format!("http://{addr}")),
         config_file,
+        appended: Arc::new(tokio::sync::Notify::new()),
     };
     let mut tasks = match options.store.clone() {
         // One server per SQLite data directory (the CLI locks it): it leads.
         rollgate_store::AnyStore::Sqlite(_) => reconciler::start(template, effects_due, stopped),
         rollgate_store::AnyStore::Postgres(pg) => {
-            let (tick, settings) = (template.tick, options.cluster);
+            let (tick, settings, appended) = (template.tick, options.cluster, template.appended.clone());
             let start: cluster::StartReconciler = Box::new(move |store, due, stop| {
                 // The leader's own records go through a log over the fenced store.
                 let log = Arc::new(log::Log::new(store.clone(), fleet.clone(), effects.clone()));
@@ -186,7 +187,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
             });
             let fleet = state.fleet().clone();
             let store = options.store.clone();
-            cluster::Leadership { pg, store, me, settings, fleet, tick, start }.run(effects_due, stopped)
+            cluster::Leadership { pg, store, me, settings, fleet, tick, appended, start }.run(effects_due, stopped)
         }
     };
     tasks.push(http);

@@ -16,7 +16,13 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 async fn replica(setup: &Setup) -> Api {
+    replica_ticking(setup, Duration::from_millis(50)).await
+}
+
+/// A replica whose controller (and, as a follower, its periodic re-read of the log) runs every `tick`.
+async fn replica_ticking(setup: &Setup, tick: Duration) -> Api {
     let mut options = setup.options(Vec::new(), RetryPolicy::default());
+    options.tick = tick;
     options.config = source(EXAMPLE);
     options.cluster = ClusterSettings { lease: Duration::from_millis(1500), renew: Duration::from_millis(200) };
     let server = rollgate_server::start(options).await.unwrap();
@@ -80,5 +86,43 @@ async fn one_replica_leads_a_followers_commands_reach_it_and_the_follower_takes_
     let view: Value = follower.get("/api/v1/rollouts/r1", &alice).await.1;
     assert_eq!(view["stage"], "aborted");
     follower.stop().await;
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_routes_a_weight_change_as_soon_as_the_database_announces_it() {
+    let (setup, db) = Setup::postgres(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let leader = replica(&setup).await;
+    let leads = wait_for(Duration::from_secs(10), || async {
+        let v = cluster_of(&leader, &alice).await;
+        v["leader"]["id"] == v["self"]["id"]
+    })
+    .await;
+    assert!(leads, "{}", cluster_of(&leader, &alice).await);
+    // The follower re-reads the log only every 10 minutes: only the announcement can move it sooner.
+    let follower = replica_ticking(&setup, Duration::from_secs(600)).await;
+    let start = json!({ "service": "fraud-scorer", "candidate": "v2", "id": "r1" });
+    assert_eq!(leader.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
+    common::force_into_canary(&leader, "r1", &alice, &dana).await;
+    let weight = leader.get("/api/v1/rollouts/r1", &alice).await.1["candidate_percent"].as_f64().unwrap();
+    assert!(weight > 0.0);
+    let on_candidate = |routing: &Value| {
+        routing["applied"]["services"]["fraud-scorer"]["split"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|pair| pair[0] == "v2")
+            .map(|pair| pair[1].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let followed = wait_for(Duration::from_secs(10), || async {
+        on_candidate(&follower.get("/api/v1/routing", &alice).await.1) == weight
+    })
+    .await;
+    assert!(followed, "{}", follower.get("/api/v1/routing", &alice).await.1["applied"]);
+    follower.stop().await;
+    leader.stop().await;
     db.drop_now().await;
 }

@@ -16,7 +16,7 @@ mod sql;
 mod sqlite;
 
 pub use error::StoreError;
-pub use lease::{Fence, LeaseHolder, Member};
+pub use lease::{Fence, LeaseHolder, LogListener, Member};
 pub use postgres::PgStore;
 pub use records::{Analysis, AnalysisRecord, AnalysisStore, Delivery, DeliveryStore};
 pub use rollouts::{

@@ -70,8 +70,9 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 }
 
 /// Implements [`EventStore`](crate::EventStore) for a store type with a
-/// `pool` field and a `begin_write` method (a write transaction in that
-/// database's way, checked against the lease's token on a fenced store).
+/// `pool` field, a `begin_write` method (a write transaction in that
+/// database's way, checked against the lease's token on a fenced store) and
+/// an `announce` method (tells other replicas a stream moved, at commit).
 macro_rules! impl_event_store {
     ($store:ty) => {
         impl $crate::EventStore for $store {
@@ -121,6 +122,7 @@ macro_rules! impl_event_store {
                         .await
                         .map_err(|err| sql::conflict_or(err, first))?;
                 }
+                self.announce(&mut tx, &first.stream).await?;
                 tx.commit().await.map_err(|err| sql::conflict_or(err, first))
             }
 

@@ -46,6 +46,15 @@ impl SqliteStore {
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// One server per SQLite store: nobody else to tell.
+    pub(crate) async fn announce(
+        &self,
+        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        _stream: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 // IMMEDIATE takes the write lock at once, so two writers queue on the busy

@@ -36,6 +36,8 @@ pub async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                 }
             }
             _ = ticker.tick() => tick(&ctx).await,
+            // Another replica appended: take up what moved now rather than at the next tick.
+            () = ctx.appended.notified() => catch_up(&ctx).await,
             _ = stop.changed() => break,
         }
     }
@@ -78,8 +80,9 @@ async fn pass_time(ctx: &Ctx, id: &str) -> Option<Rollout> {
     }
 }
 
-/// What other writers appended since the last look, then the judges.
-async fn tick(ctx: &Arc<Ctx>) {
+/// What other writers appended since the last look: routed, and each moved
+/// rollout's timers and effects taken up.
+async fn catch_up(ctx: &Ctx) {
     match ctx.fleet().sync(&ctx.store).await {
         Ok(moved) => {
             let now = ctx.clock.now();
@@ -94,6 +97,11 @@ async fn tick(ctx: &Arc<Ctx>) {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read what changed in the store"),
     }
+}
+
+/// What other writers appended since the last look, then the judges.
+async fn tick(ctx: &Arc<Ctx>) {
+    catch_up(ctx).await;
     ctx.record_heads().await;
     let active: Vec<Rollout> = ctx.fleet().rollouts().into_iter().filter(|r| !r.is_terminal()).collect();
     for rollout in &active {

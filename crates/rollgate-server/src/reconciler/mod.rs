@@ -60,6 +60,9 @@ pub struct Reconciler {
     pub api_url: Option<String>,
     /// The config's file: the services' suites and documents are read beside it.
     pub config_file: Option<PathBuf>,
+    /// Woken when another replica appended (PostgreSQL's announcement): the
+    /// controller takes up what moved at once instead of at its next tick.
+    pub appended: Arc<Notify>,
 }
 
 /// Shared by the reconciler's tasks.
@@ -90,6 +93,7 @@ pub(crate) struct Ctx {
     pub checked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// The config's file, when there is one (suites and documents are beside it).
     pub config_file: Option<PathBuf>,
+    pub appended: Arc<Notify>,
 }
 
 impl Ctx {
@@ -130,6 +134,7 @@ pub fn start(
         prometheus: reconciler.prometheus,
         checked: std::sync::Mutex::default(),
         config_file: reconciler.config_file,
+        appended: reconciler.appended,
         log: reconciler.log,
         store: reconciler.store.clone(),
         clock: reconciler.clock,
