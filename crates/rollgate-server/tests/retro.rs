@@ -62,12 +62,15 @@ async fn a_retro_tells_what_the_log_holds_in_markdown_html_and_json() {
     let rollback = json!({ "category": "quality", "reason": REASON, "full": false });
     let (status, view) = api.post("/api/v1/rollouts/r1/rollback", &alice, rollback).await;
     assert_eq!(status, StatusCode::OK, "{view}");
-    // The system records the watch's baseline right after; the log is still once it has.
+    // The system records the watch's baseline right after, and hands what no hook does (closing the
+    // ticket) to a person; the log is still once both are recorded.
     let recorded = wait_for(Duration::from_secs(15), || async {
-        api.get("/api/v1/rollouts/r1", &alice).await.1["watch"]["baseline"].is_object()
+        let view = api.get("/api/v1/rollouts/r1", &alice).await.1;
+        let settled = view["actions"].as_array().is_some_and(|a| a.iter().all(|a| a["status"] != "pending"));
+        view["watch"]["baseline"].is_object() && settled
     })
     .await;
-    assert!(recorded, "the watch's baseline was never recorded");
+    assert!(recorded, "the watch's baseline was never recorded, or an action stayed pending");
 
     let (status, retro) = api.get("/api/v1/rollouts/r1/retro?format=json", &alice).await;
     assert_eq!(status, StatusCode::OK, "{retro}");
