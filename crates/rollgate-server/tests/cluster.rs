@@ -13,6 +13,8 @@ use rollgate_server::cluster::ClusterSettings;
 use rollgate_server::notify::RetryPolicy;
 use rollgate_store::EventStore;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn replica(setup: &Setup) -> Api {
@@ -123,6 +125,105 @@ async fn a_follower_routes_a_weight_change_as_soon_as_the_database_announces_it(
     .await;
     assert!(followed, "{}", follower.get("/api/v1/routing", &alice).await.1["applied"]);
     follower.stop().await;
+    leader.stop().await;
+    db.drop_now().await;
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut (every connection
+/// dropped, new ones refused) and restored: a replica's network partition.
+struct Partition {
+    addr: String,
+    open: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Partition {
+    async fn start() -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (open, links) = (Arc::new(AtomicBool::new(true)), Arc::new(Mutex::new(Vec::new())));
+        let (accepting, kept) = (open.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                kept.lock().unwrap().push(link);
+            }
+        });
+        Partition { addr, open, links }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.links.lock().unwrap().drain(..).for_each(|link| link.abort());
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_database_keeps_routing_and_rejoins() {
+    let (v1, v2) = (common::named_model("v1").await, common::named_model("v2").await);
+    let (setup, db) = Setup::postgres(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let plan = "[plans.fast.canary]\nsteps = [{ percent = 50, hold = \"1h\" }, { percent = 100 }]\n";
+    let config = common::fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], plan, "");
+    let settings = ClusterSettings { lease: Duration::from_millis(1500), renew: Duration::from_millis(200) };
+    let mut options = setup.options(Vec::new(), RetryPolicy::default());
+    (options.config, options.cluster) = (source(&config), settings);
+    let (leader, _leader_front) = setup.start_options_with_gateway(options, Duration::from_secs(2)).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            let v = cluster_of(&leader, &alice).await;
+            v["leader"]["id"] == v["self"]["id"]
+        })
+        .await
+    );
+    // The other replica reaches PostgreSQL through a link that can be cut.
+    let partition = Partition::start().await;
+    let mut options = setup.options(Vec::new(), RetryPolicy::default());
+    (options.config, options.cluster) = (source(&config), settings);
+    options.store = rollgate_store::AnyStore::open(&db.url_via(&partition.addr)).await.unwrap();
+    let (cut_off, front) = setup.start_options_with_gateway(options, Duration::from_secs(2)).await;
+    let cut_off_id = cluster_of(&cut_off, &alice).await["self"]["id"].clone();
+
+    let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
+    assert_eq!(leader.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
+    common::force_into_canary(&leader, "r1", &alice, &dana).await;
+    let both = |seen: &std::collections::BTreeMap<String, usize>| {
+        seen.get("v1").copied().unwrap_or(0) > 50 && seen.get("v2").copied().unwrap_or(0) > 50 && seen.len() == 2
+    };
+    assert!(wait_for(Duration::from_secs(10), || async { both(&common::served_by(&front, 200).await) }).await);
+
+    // Cut off: the replica's gateway goes on at the last weights while the leader rolls back.
+    partition.cut();
+    let rollback = json!({ "category": "other", "reason": "partition test", "full": false });
+    assert_eq!(leader.post("/api/v1/rollouts/r1/rollback", &dana, rollback).await.0, StatusCode::OK);
+    let (status, body) = cut_off.get("/api/v1/cluster", &alice).await;
+    assert!(status.is_server_error(), "the cut-off replica cannot reach the database: {status} {body}");
+    let seen = common::served_by(&front, 200).await;
+    assert!(both(&seen), "the cut-off replica keeps routing at the last weights: {seen:?}");
+
+    // Back on the network: it rejoins (it reads the lease again and sees the leader) and follows the rollback.
+    partition.restore();
+    let rejoined = wait_for(Duration::from_secs(20), || async {
+        let view = cluster_of(&cut_off, &alice).await;
+        view["self"]["id"] == cut_off_id
+            && view["leader"]["id"].is_string()
+            && common::served_by(&front, 20).await.keys().eq(["v1"].iter())
+    })
+    .await;
+    assert!(rejoined, "{} / {:?}", cluster_of(&leader, &alice).await, common::served_by(&front, 20).await);
+    cut_off.stop().await;
     leader.stop().await;
     db.drop_now().await;
 }

@@ -138,6 +138,11 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
+    /// The database's URL with another host and port (e.g. a proxy in front of PostgreSQL).
+    pub fn url_via(&self, host_port: &str) -> String {
+        format!("postgres://postgres@{host_port}/{}", self.name)
+    }
+
     pub async fn drop_now(self) {
         let admin = sqlx::PgPool::connect(&self.admin_url).await.unwrap();
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
