@@ -17,6 +17,7 @@
 
 use rollgate_store::{AnyStore, Fence, LogListener, PgStore, StoreError};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -51,7 +52,11 @@ pub struct Member {
 impl Member {
     pub fn new(address: String) -> Member {
         let mut bytes = [0u8; 6];
-        let _ = getrandom::fill(&mut bytes);
+        if getrandom::fill(&mut bytes).is_err() {
+            // Two replicas must never share an id (both would think they hold the lease): fall back to the clock.
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            bytes.copy_from_slice(&nanos.as_nanos().to_le_bytes()[..6]);
+        }
         Member { id: format!("rg-{}", hex::encode(bytes)), address }
     }
 }
@@ -190,7 +195,7 @@ impl Leadership {
                 }
             }
         });
-        let leading = Arc::new(Mutex::new(false));
+        let leading = Arc::new(AtomicBool::new(false));
         let follow = tokio::spawn(follow(
             self.fleet.clone(),
             self.store.clone(),
@@ -220,7 +225,7 @@ impl Leadership {
                             *sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
                             let (stop_tx, stop_rx) = watch::channel(false);
                             let tasks = (self.start)(self.store.fenced(fence.clone()), rx, stop_rx);
-                            *leading.lock().unwrap_or_else(PoisonError::into_inner) = true;
+                            leading.store(true, Ordering::Release);
                             tracing::info!(replica = %self.me.id, token, "this replica leads: the reconciler runs here");
                             current = Some(Leading { token, stop: stop_tx, tasks });
                         }
@@ -251,10 +256,10 @@ impl Leadership {
 
 /// Stops the reconciler this replica runs, if any: its writes are refused
 /// from this moment (the fence holds no token), then its tasks end.
-async fn step_down(current: &mut Option<Leading>, fence: &Fence, sink: &EffectsSink, leading: &Mutex<bool>) {
+async fn step_down(current: &mut Option<Leading>, fence: &Fence, sink: &EffectsSink, leading: &AtomicBool) {
     fence.set(0);
     *sink.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    *leading.lock().unwrap_or_else(PoisonError::into_inner) = false;
+    leading.store(false, Ordering::Release);
     let Some(old) = current.take() else { return };
     tracing::info!(token = old.token, "this replica no longer leads: its reconciler stops");
     let _ = old.stop.send(true);
@@ -271,15 +276,18 @@ async fn follow(
     fleet: Arc<crate::fleet::Fleet>,
     store: AnyStore,
     tick: Duration,
-    (leading, appended): (Arc<Mutex<bool>>, Arc<tokio::sync::Notify>),
+    (leading, appended): (Arc<AtomicBool>, Arc<tokio::sync::Notify>),
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut listener = None;
+    let (mut listener, mut heard) = (None, false);
     loop {
-        if *leading.lock().unwrap_or_else(PoisonError::into_inner) {
+        if !leading.load(Ordering::Acquire) {
+            if let Err(e) = fleet.sync(&store).await {
+                tracing::warn!(error = %e, "cannot read what changed in the store; routing stays as it is");
+            }
+        } else if heard {
+            // The leader's controller reads on its own tick; an announcement only makes it read sooner.
             appended.notify_one();
-        } else if let Err(e) = fleet.sync(&store).await {
-            tracing::warn!(error = %e, "cannot read what changed in the store; routing stays as it is");
         }
         if listener.is_none()
             && let AnyStore::Postgres(pg) = &store
@@ -287,15 +295,17 @@ async fn follow(
             listener =
                 pg.log_listener().await.inspect_err(|e| tracing::warn!(error = %e, "cannot listen for appends")).ok();
         }
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            heard = announced(&mut listener) => {
-                if heard.is_err() {
+        heard = tokio::select! {
+            () = tokio::time::sleep(tick) => false,
+            announced = announced(&mut listener) => match announced {
+                Ok(()) => true,
+                Err(_) => {
                     listener = None;
+                    false
                 }
-            }
+            },
             _ = stop.changed() => break,
-        }
+        };
     }
 }
 

@@ -98,11 +98,19 @@ impl AppState {
     /// The rollout with its deliveries and its judge's latest stored report.
     pub async fn view(&self, id: &str) -> Result<Option<RolloutView>, SubmitError> {
         let Some(rollout) = self.rollout(id).await? else { return Ok(None) };
-        let deliveries = self.store().deliveries_for(id).await?;
-        let mut view = RolloutView::new(&rollout, self.now(), &deliveries);
-        view.judge =
-            self.store().analysis(Analysis::Judge, id).await?.and_then(|j| serde_json::from_str(&j.report).ok());
-        Ok(Some(view))
+        self.view_of(&rollout).await.map(Some)
+    }
+
+    /// [`AppState::view`] of a rollout already read.
+    pub async fn view_of(&self, rollout: &Rollout) -> Result<RolloutView, SubmitError> {
+        let deliveries = self.store().deliveries_for(&rollout.id).await?;
+        let mut view = RolloutView::new(rollout, self.now(), &deliveries);
+        view.judge = self
+            .store()
+            .analysis(Analysis::Judge, &rollout.id)
+            .await?
+            .and_then(|j| serde_json::from_str(&j.report).ok());
+        Ok(view)
     }
 
     /// Reads the config file again and puts it in force if it is valid and

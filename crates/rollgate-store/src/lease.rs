@@ -15,9 +15,6 @@ use crate::{PgStore, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// The channel appends are announced on (the stream's name as payload).
-pub const LOG_CHANNEL: &str = "rollgate_log";
-
 /// The database's clock, in Unix milliseconds.
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
@@ -141,25 +138,6 @@ impl PgStore {
         PgStore { pool: self.pool.clone(), fence: Some(fence) }
     }
 
-    /// Tells every replica listening (`log_listener`) that `stream` moved, when `tx` commits.
-    pub(crate) async fn announce(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        stream: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(LOG_CHANNEL).bind(stream).execute(&mut **tx).await?;
-        Ok(())
-    }
-
-    /// A listener told the name of every stream another writer appends to.
-    /// Notifications are lost while its connection is down: readers re-read
-    /// periodically as well.
-    pub async fn log_listener(&self) -> Result<LogListener, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        listener.listen(LOG_CHANNEL).await?;
-        Ok(LogListener(listener))
-    }
-
     /// A write transaction; on a fenced store, only while its token is the lease's.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -175,15 +153,5 @@ impl PgStore {
             }
         }
         Ok(tx)
-    }
-}
-
-/// Told of every append to the log, by any replica.
-pub struct LogListener(sqlx::postgres::PgListener);
-
-impl LogListener {
-    /// The stream of the next append (reconnecting after a lost connection; appends meanwhile are not told).
-    pub async fn next(&mut self) -> Result<String, StoreError> {
-        Ok(self.0.recv().await?.payload().to_string())
     }
 }

@@ -16,8 +16,8 @@ mod sql;
 mod sqlite;
 
 pub use error::StoreError;
-pub use lease::{Fence, LeaseHolder, LogListener, Member};
-pub use postgres::PgStore;
+pub use lease::{Fence, LeaseHolder, Member};
+pub use postgres::{LogListener, PgStore};
 pub use records::{Analysis, AnalysisRecord, AnalysisStore, Delivery, DeliveryStore};
 pub use rollouts::{
     EffectKey, EffectSink, Pending, Rollouts, SubmitError, Submitted, carry_out_pending, carry_out_pending_in,

@@ -550,6 +550,11 @@ impl Config {
         if problems.is_empty() { Ok(config) } else { Err(problems) }
     }
 
+    /// Whether `service` is a chat model (`protocol = "openai-chat"`), whose tokens are measured and judged.
+    pub fn serves_chat(&self, service: &str) -> bool {
+        self.services.get(service).is_some_and(|s| s.protocol == Protocol::OpenaiChat)
+    }
+
     /// The plan a name refers to: one of the config's, or the built-in
     /// default, with the organisation's freezes added to its window.
     pub fn plan(&self, name: &str) -> Option<Plan> {

@@ -2,8 +2,8 @@
 //! (stage, weight, time left in the hold, health), what waits for a person,
 //! and recent outcomes.
 
-use super::layout::{duration, refusal};
-use super::rollout::{Health, seconds_until};
+use super::layout::refusal;
+use super::rollout::{Health, hold_left};
 use super::{Dashboard, Signed};
 use crate::api::calls;
 use crate::api::problem::ApiError;
@@ -22,7 +22,7 @@ pub async fn page_of(dashboard: &Dashboard, signed: &Signed) -> Result<Markup, A
     rollouts.sort_by_key(|r| std::cmp::Reverse(r.started_at));
     let mut running: Vec<RolloutView> = Vec::new();
     for r in rollouts.iter().filter(|r| !r.is_terminal()) {
-        running.extend(app.view(&r.id).await?);
+        running.push(app.view_of(r).await?);
     }
     let ended: Vec<_> = rollouts.iter().filter(|r| r.is_terminal()).take(RECENT).collect();
     let waiting: Vec<(&RolloutView, String)> =
@@ -43,7 +43,7 @@ pub async fn page_of(dashboard: &Dashboard, signed: &Signed) -> Result<Markup, A
                                 td { a href={ "/rollouts/" (v.id) } { (v.id) } br; span.muted { (v.stable) " → " (v.candidate) } }
                                 td { (v.stage_label) }
                                 td { (format!("{:.0}%", v.candidate_percent)) }
-                                td { (hold_left_of(v)) }
+                                td { (hold_left(v)) }
                                 td { (Health::of(v).badge()) }
                             } @else {
                                 td.muted colspan="5" { "no rollout running" }
@@ -95,16 +95,8 @@ pub async fn page(State(dashboard): State<Dashboard>, signed: Signed) -> Respons
     }
 }
 
-pub fn hold_left_of(v: &RolloutView) -> String {
-    match seconds_until(v.hold_ends_at.as_deref(), &v.as_of) {
-        Some(left) if left > 0.0 => duration(left),
-        Some(_) => "hold over".into(),
-        None => "—".into(),
-    }
-}
-
 /// Approvals and checklist items the stage waits for, and effects a person must confirm.
-pub fn waiting_for_people(v: &RolloutView) -> impl Iterator<Item = String> + '_ {
+fn waiting_for_people(v: &RolloutView) -> impl Iterator<Item = String> + '_ {
     let gates = v
         .gates
         .iter()

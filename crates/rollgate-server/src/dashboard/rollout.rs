@@ -56,8 +56,17 @@ impl Health {
     }
 }
 
+/// Time left in the stage's hold, in words.
+pub fn hold_left(v: &RolloutView) -> String {
+    match seconds_until(v.hold_ends_at.as_deref(), &v.as_of) {
+        Some(left) if left > 0.0 => duration(left),
+        Some(_) => "hold over".into(),
+        None => "—".into(),
+    }
+}
+
 /// Seconds from `now` to `at` (both as the API writes timestamps).
-pub fn seconds_until(at: Option<&str>, now: &str) -> Option<f64> {
+fn seconds_until(at: Option<&str>, now: &str) -> Option<f64> {
     let at: rollgate_core::Timestamp = at?.parse().ok()?;
     let now: rollgate_core::Timestamp = now.parse().ok()?;
     Some(at.duration_since(now).as_secs_f64())
@@ -82,9 +91,8 @@ struct Loaded {
 
 async fn load(dashboard: &Dashboard, id: &str) -> Result<Loaded, ApiError> {
     let app = &dashboard.app;
-    let missing = || ApiError::not_found(format!("no rollout `{id}`"));
-    let rollout = app.rollout(id).await?.ok_or_else(missing)?;
-    let view = app.view(id).await?.ok_or_else(missing)?;
+    let rollout = app.rollout(id).await?.ok_or_else(|| ApiError::not_found(format!("no rollout `{id}`")))?;
+    let view = app.view_of(&rollout).await?;
     let trace: Trace = app
         .store()
         .analysis(Analysis::Trace, id)
@@ -96,7 +104,7 @@ async fn load(dashboard: &Dashboard, id: &str) -> Result<Loaded, ApiError> {
         let canary_requests = judge.get("canary_requests").and_then(|x| x.as_u64()).unwrap_or(0);
         forecast(&trace, canary_requests, rollout.plan.rollback.min_canary_requests)
     });
-    let chat = crate::reconciler::judging::is_chat(&app.config(), &rollout.service);
+    let chat = app.config().serves_chat(&rollout.service);
     Ok(Loaded { rollout, view, trace, forecast, chat })
 }
 
@@ -210,7 +218,7 @@ fn charts(chat: bool) -> Vec<(&'static str, &'static str)> {
 fn status_block(loaded: &Loaded) -> Markup {
     let v = &loaded.view;
     let health = Health::of(v);
-    let hold = super::overview::hold_left_of(v);
+    let hold = hold_left(v);
     html! {
         dl.status {
             div { dt { "Stage" } dd #stage { (v.stage_label) @if v.canary_step.is_some() { " of " (v.canary_steps) } } }

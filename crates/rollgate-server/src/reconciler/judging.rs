@@ -85,13 +85,8 @@ impl ArmPair {
 /// The judge's settings for a rollout: its plan's triggers, with the token
 /// triggers when its service is a chat model.
 pub(crate) fn judge_config(log: &crate::log::Log, rollout: &Rollout) -> JudgeConfig {
-    let chat = is_chat(&log.fleet().config(), &rollout.service);
+    let chat = log.fleet().config().serves_chat(&rollout.service);
     JudgeConfig::from_plan(&rollout.plan.rollback).judging_tokens(chat)
-}
-
-/// Whether `service` is a chat model, whose tokens are measured and judged.
-pub(crate) fn is_chat(config: &rollgate_core::config::Config, service: &str) -> bool {
-    config.services.get(service).is_some_and(|s| s.protocol == rollgate_core::config::Protocol::OpenaiChat)
 }
 
 struct Slot {
@@ -166,7 +161,11 @@ impl Judging {
             let report = slot.judge.report();
             let closed = slot.recorder.close_if_due(at, crate::notify::now_ms(), &report);
             let trace = closed.then(|| trace_record(&rollout.id, slot.recorder.trace()));
-            (slot.judge.news(rollout.verdict.as_ref().map(|v| &v.verdict)), record(&rollout.id, &slot.judge), trace)
+            (
+                slot.judge.news(rollout.verdict.as_ref().map(|v| &v.verdict)),
+                record(&rollout.id, &slot.judge, &report),
+                trace,
+            )
         };
         if let Err(e) = ctx.store.save_analysis(Analysis::Judge, &record).await {
             tracing::warn!(rollout = %rollout.id, error = %e, "cannot store the judge's state");
@@ -227,12 +226,12 @@ fn trace_record(rollout: &str, trace: &Trace) -> AnalysisRecord {
     }
 }
 
-/// The judge as stored: its state and its report, as JSON.
-fn record(rollout: &str, judge: &Judge) -> AnalysisRecord {
+/// The judge as stored: its state and its (just made) report, as JSON.
+fn record(rollout: &str, judge: &Judge, report: &rollgate_judge::Report) -> AnalysisRecord {
     AnalysisRecord {
         rollout: rollout.to_string(),
         state: serde_json::to_string(&judge.snapshot()).unwrap_or_default(),
-        report: serde_json::to_string(&judge.report()).unwrap_or_default(),
+        report: serde_json::to_string(report).unwrap_or_default(),
         updated_ms: crate::notify::now_ms(),
     }
 }

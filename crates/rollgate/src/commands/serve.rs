@@ -52,6 +52,14 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    if args.lease_renew >= args.lease {
+        return Err(crate::Refused(format!(
+            "--lease-renew ({:?}) must be shorter than --lease ({:?}): the leader renews its lease before it runs out \
+             (e.g. --lease 5s --lease-renew 1s)",
+            args.lease_renew, args.lease
+        ))
+        .into());
+    }
     let source = load_source(&args.config)?;
     // Held until the process ends (the kernel releases it however it ends).
     let _one_server = match &args.store.database {
