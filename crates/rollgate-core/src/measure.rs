@@ -21,7 +21,7 @@ impl Arm {
 }
 
 /// A series' cumulative counters, as the judge reads them once a tick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub requests: u64,
     /// 5xx answers, timeouts and connection failures.

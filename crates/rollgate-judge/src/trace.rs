@@ -10,6 +10,7 @@
 //! whose evidence is rising, when it would reach its threshold.
 
 use crate::judge::{ArmTick, Report, Verdict};
+use crate::rng::XorShift;
 use serde::{Deserialize, Serialize};
 
 /// Points kept before the trace thins itself.
@@ -127,19 +128,12 @@ impl ArmWindow {
     }
 }
 
-/// A uniform sample of at most [`RESERVOIR`] values (Vitter's algorithm R),
-/// with a small deterministic generator: the trace needs no cryptography.
-#[derive(Debug, Clone)]
+/// A uniform sample of at most [`RESERVOIR`] values (Vitter's algorithm R).
+#[derive(Debug, Clone, Default)]
 struct Reservoir {
     values: Vec<u32>,
     seen: u64,
-    state: u64,
-}
-
-impl Default for Reservoir {
-    fn default() -> Reservoir {
-        Reservoir { values: Vec::new(), seen: 0, state: 0x9e37_79b9_7f4a_7c15 }
-    }
+    rng: XorShift,
 }
 
 impl Reservoir {
@@ -149,20 +143,12 @@ impl Reservoir {
             if self.values.len() < RESERVOIR {
                 self.values.push(value);
             } else {
-                let slot = self.next() % self.seen;
+                let slot = self.rng.below(self.seen);
                 if let Some(kept) = usize::try_from(slot).ok().and_then(|slot| self.values.get_mut(slot)) {
                     *kept = value;
                 }
             }
         }
-    }
-
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
     fn quantile_ms(&mut self, q: f64) -> Option<f64> {
@@ -179,7 +165,7 @@ impl Reservoir {
     fn emptied(&mut self) -> Reservoir {
         let mut values = std::mem::take(&mut self.values);
         values.clear();
-        Reservoir { values, seen: 0, state: self.state }
+        Reservoir { values, seen: 0, rng: self.rng.clone() }
     }
 }
 

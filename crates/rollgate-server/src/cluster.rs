@@ -13,7 +13,9 @@
 //!
 //! Followers keep their gateways on the log's routing by reading what changed
 //! every tick (the data plane never waits for the control plane: a replica
-//! that loses the database keeps routing at the last weights).
+//! that loses the database keeps routing at the last weights). Every replica
+//! publishes what its gateway measured every tick, so the leader's judge
+//! counts all traffic (`crate::shared_arms`).
 
 use rollgate_store::{AnyStore, Fence, LogListener, PgStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -203,6 +205,11 @@ impl Leadership {
             (leading.clone(), self.appended.clone()),
             stop.clone(),
         ));
+        let publish = tokio::spawn(publish_every(
+            (self.fleet.clone(), self.pg.clone(), self.me.id.clone()),
+            self.tick,
+            stop.clone(),
+        ));
         let lead = tokio::spawn(async move {
             let fence = Fence::new(LEASE);
             let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
@@ -250,7 +257,7 @@ impl Leadership {
                 tracing::warn!(error = %e, "cannot release the lease; it expires on its own");
             }
         });
-        vec![lead, follow, forwarder]
+        vec![lead, follow, publish, forwarder]
     }
 }
 
@@ -265,6 +272,24 @@ async fn step_down(current: &mut Option<Leading>, fence: &Fence, sink: &EffectsS
     let _ = old.stop.send(true);
     for task in old.tasks {
         let _ = task.await;
+    }
+}
+
+/// Publishes what this replica's gateway measured every `tick`, leader or
+/// not, for the leader's judge (see `crate::shared_arms`).
+async fn publish_every(
+    (fleet, pg, replica): (Arc<crate::fleet::Fleet>, PgStore, String),
+    tick: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = crate::shared_arms::publish(&fleet, &pg, &replica).await {
+            tracing::warn!(error = %e, "cannot publish this replica's measurements; the next tick sends them");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => break,
+        }
     }
 }
 

@@ -76,4 +76,10 @@ impl ArmSource for FlagOutcomes {
         let latency_population = latencies_us.len() as u64;
         ArmReading { counters: side.counters, latencies_us, latency_population, ..ArmReading::default() }
     }
+
+    fn counters(&self, service: &str, version: &str, _arm: Arm) -> Counters {
+        let Some(flag) = flag_of(service) else { return Counters::default() };
+        let sides = self.sides.lock().unwrap_or_else(PoisonError::into_inner);
+        sides.get(&(flag.to_string(), version == FLAG_ON)).map(|side| side.counters).unwrap_or_default()
+    }
 }

@@ -32,6 +32,7 @@ mod registry;
 pub mod report;
 pub mod retro;
 pub mod shadow;
+pub mod shared_arms;
 mod staging;
 mod state;
 pub mod validation;

@@ -169,18 +169,36 @@ impl Partition {
     }
 }
 
+/// A fraud service whose v1 and v2 are served by named fake models, with a
+/// 50% canary step held for an hour, for replicas with a short lease.
+struct FraudCluster {
+    _models: (common::NamedModel, common::NamedModel),
+    config: String,
+}
+
+impl FraudCluster {
+    async fn new() -> FraudCluster {
+        let (v1, v2) = (common::named_model("v1").await, common::named_model("v2").await);
+        let plan = "[plans.fast.canary]\nsteps = [{ percent = 50, hold = \"1h\" }, { percent = 100 }]\n";
+        let config = common::fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], plan, "");
+        FraudCluster { _models: (v1, v2), config }
+    }
+
+    fn options(&self, setup: &Setup) -> rollgate_server::ServerOptions {
+        let mut options = setup.options(Vec::new(), RetryPolicy::default());
+        options.config = source(&self.config);
+        options.cluster = ClusterSettings { lease: Duration::from_millis(1500), renew: Duration::from_millis(200) };
+        options
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_off_from_the_database_keeps_routing_and_rejoins() {
-    let (v1, v2) = (common::named_model("v1").await, common::named_model("v2").await);
+    let fraud = FraudCluster::new().await;
     let (setup, db) = Setup::postgres(1.0).await;
     let alice = setup.token("alice", &[Role::Deployer]).await;
     let dana = setup.token("dana", &[Role::Admin]).await;
-    let plan = "[plans.fast.canary]\nsteps = [{ percent = 50, hold = \"1h\" }, { percent = 100 }]\n";
-    let config = common::fraud_config(&[("v1", &v1.url), ("v2", &v2.url)], plan, "");
-    let settings = ClusterSettings { lease: Duration::from_millis(1500), renew: Duration::from_millis(200) };
-    let mut options = setup.options(Vec::new(), RetryPolicy::default());
-    (options.config, options.cluster) = (source(&config), settings);
-    let (leader, _leader_front) = setup.start_options_with_gateway(options, Duration::from_secs(2)).await;
+    let (leader, _leader_front) = setup.start_options_with_gateway(fraud.options(&setup), Duration::from_secs(2)).await;
     assert!(
         wait_for(Duration::from_secs(10), || async {
             let v = cluster_of(&leader, &alice).await;
@@ -190,8 +208,7 @@ async fn a_replica_cut_off_from_the_database_keeps_routing_and_rejoins() {
     );
     // The other replica reaches PostgreSQL through a link that can be cut.
     let partition = Partition::start().await;
-    let mut options = setup.options(Vec::new(), RetryPolicy::default());
-    (options.config, options.cluster) = (source(&config), settings);
+    let mut options = fraud.options(&setup);
     options.store = rollgate_store::AnyStore::open(&db.url_via(&partition.addr)).await.unwrap();
     let (cut_off, front) = setup.start_options_with_gateway(options, Duration::from_secs(2)).await;
     let cut_off_id = cluster_of(&cut_off, &alice).await["self"]["id"].clone();
@@ -225,5 +242,47 @@ async fn a_replica_cut_off_from_the_database_keeps_routing_and_rejoins() {
     assert!(rejoined, "{} / {:?}", cluster_of(&leader, &alice).await, common::served_by(&front, 20).await);
     cut_off.stop().await;
     leader.stop().await;
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_judge_counts_the_traffic_of_every_replicas_gateway() {
+    let fraud = FraudCluster::new().await;
+    let (setup, db) = Setup::postgres(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let replica = || setup.start_options_with_gateway(fraud.options(&setup), Duration::from_secs(2));
+    let (one, one_front) = replica().await;
+    let (two, two_front) = replica().await;
+    let led = wait_for(Duration::from_secs(10), || async {
+        let v = cluster_of(&one, &alice).await;
+        v["leader"]["id"].is_string() && v["members"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    assert!(led, "{}", cluster_of(&one, &alice).await);
+    let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
+    assert_eq!(one.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
+    common::force_into_canary(&one, "r1", &alice, &dana).await;
+    let counted = || async {
+        let judge = one.get("/api/v1/rollouts/r1", &alice).await.1["judge"].clone();
+        (judge["canary_requests"].as_u64(), judge["baseline_requests"].as_u64())
+    };
+    let judging = wait_for(Duration::from_secs(10), || async { counted().await.0.is_some() }).await;
+    assert!(judging, "the leader's judge watches the canary");
+    let (canary_before, baseline_before) = counted().await;
+    let (canary_before, baseline_before) = (canary_before.unwrap(), baseline_before.unwrap());
+
+    // Requests through both replicas' gateways: the judge counts them all, not the leader's share.
+    let (through_one, through_two) =
+        (common::served_by(&one_front, 150).await, common::served_by(&two_front, 250).await);
+    let sent =
+        |version: &str| through_one.get(version).copied().unwrap_or(0) + through_two.get(version).copied().unwrap_or(0);
+    assert_eq!(sent("v1") + sent("v2"), 400, "{through_one:?} {through_two:?}");
+    assert!(sent("v2") > 0 && through_two.contains_key("v2"), "{through_one:?} {through_two:?}");
+    let expected = (Some(canary_before + sent("v2") as u64), Some(baseline_before + sent("v1") as u64));
+    let all_counted = wait_for(Duration::from_secs(10), || async { counted().await == expected }).await;
+    assert!(all_counted, "the judge counted {:?}, the gateways served {expected:?}", counted().await);
+    two.stop().await;
+    one.stop().await;
     db.drop_now().await;
 }

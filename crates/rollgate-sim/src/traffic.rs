@@ -107,3 +107,28 @@ async fn one_request(http: &reqwest::Client, options: &TrafficOptions, counts: &
         counts.feedback.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// One request to `url` per user in `users` (its `x-user-id`), one after
+/// another: how many each version answered, as the gateway's
+/// `x-rollgate-version` names it; others by their status (`status 502`) or
+/// `no answer`. For checking where a split sends users.
+pub async fn tally_versions(
+    http: &reqwest::Client,
+    url: &str,
+    users: impl IntoIterator<Item = String>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut served = std::collections::BTreeMap::new();
+    for (i, user) in users.into_iter().enumerate() {
+        let answered = http.post(url).header("x-user-id", user).body(format!("{{\"amount\": {i}}}")).send().await;
+        let version = match answered {
+            Ok(response) => response
+                .headers()
+                .get("x-rollgate-version")
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| format!("status {}", response.status()), str::to_string),
+            Err(_) => "no answer".to_string(),
+        };
+        *served.entry(version).or_insert(0) += 1;
+    }
+    served
+}

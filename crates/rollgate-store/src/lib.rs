@@ -7,6 +7,7 @@
 //! N. Effects are tracked per stream, so a process killed between
 //! recording an event and carrying out its effects finishes them on restart.
 
+mod arms;
 mod error;
 mod lease;
 mod postgres;
@@ -15,6 +16,7 @@ mod rollouts;
 mod sql;
 mod sqlite;
 
+pub use arms::{ArmKey, ArmReport, Sample, SampleKind};
 pub use error::StoreError;
 pub use lease::{Fence, LeaseHolder, Member};
 pub use postgres::{LogListener, PgStore};

@@ -471,3 +471,41 @@ async fn one_replica_holds_the_lease_and_a_deposed_leader_cannot_write() {
     assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn replicas_publish_their_counts_the_leader_sums_them_and_takes_each_sample_once() {
+    use rollgate_core::measure::Counters;
+    use rollgate_store::{ArmKey, ArmReport, Fence, Sample, SampleKind};
+    let (db, store) = PgDatabase::create().await;
+    let canary = ArmKey { service: "fraud".into(), version: "v2".into(), arm: "canary".into() };
+    let report = |requests, errors, latencies: &[u32], population| ArmReport {
+        key: canary.clone(),
+        counters: Counters { requests, errors, ..Counters::default() },
+        samples: vec![(SampleKind::Latency, Sample { values_us: latencies.to_vec(), population })],
+    };
+    store.publish_arms("a", &[report(10, 1, &[100, 200], 2)]).await.unwrap();
+    store.publish_arms("b", &[report(5, 0, &[300], 1)]).await.unwrap();
+    // A replica's counters are cumulative: its later report replaces its earlier one.
+    store.publish_arms("a", &[report(12, 2, &[400], 1)]).await.unwrap();
+    let totals = store.arm_totals(&canary).await.unwrap();
+    assert_eq!((totals.requests, totals.errors), (17, 2));
+    let other = ArmKey { arm: "stable".into(), ..canary.clone() };
+    assert_eq!(store.arm_totals(&other).await.unwrap(), Counters::default());
+
+    // The leader takes the samples once; a leader deposed by a newer token takes none.
+    assert_eq!(store.take_lease("reconciler", "a", "a:1", 60_000).await.unwrap(), Some(1));
+    let fence = Fence::new("reconciler");
+    fence.set(1);
+    let leader = store.fenced(fence.clone());
+    let mut taken: Vec<u32> =
+        leader.take_arm_samples(&canary).await.unwrap().into_iter().flat_map(|(_, s)| s.values_us).collect();
+    taken.sort_unstable();
+    assert_eq!(taken, [100, 200, 300, 400]);
+    assert!(leader.take_arm_samples(&canary).await.unwrap().is_empty(), "each sample is handed out once");
+    store.publish_arms("b", &[report(6, 0, &[500], 1)]).await.unwrap();
+    fence.set(0);
+    assert!(leader.take_arm_samples(&canary).await.unwrap_err().is_fenced());
+    fence.set(1);
+    assert_eq!(leader.take_arm_samples(&canary).await.unwrap().len(), 1, "the refused take took nothing");
+    db.drop_now().await;
+}

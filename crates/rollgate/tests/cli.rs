@@ -289,6 +289,8 @@ fn a_second_server_on_the_same_sqlite_data_directory_is_refused_and_the_first_go
 struct Served {
     child: Child,
     addr: String,
+    /// Where its gateway listens (`http://HOST:PORT`).
+    gateway: String,
     /// What the server writes to stderr, line by line.
     stderr: mpsc::Receiver<String>,
 }
@@ -325,7 +327,13 @@ impl Served {
         let first = rx.recv_timeout(Duration::from_secs(60)).expect("the server printed its address");
         let addr = first.rsplit(' ').next().unwrap().to_string();
         assert!(addr.starts_with("http://127.0.0.1:"), "{first}");
-        Served { child, addr, stderr }
+        let gateway = loop {
+            let line = rx.recv_timeout(Duration::from_secs(60)).expect("the server printed its gateway's address");
+            if let Some(url) = line.strip_prefix("rollgate gateway listening on ") {
+                break url.to_string();
+            }
+        };
+        Served { child, addr, gateway, stderr }
     }
 
     /// Waits until the server says it reached `failpoint`, then kills it with SIGKILL.
@@ -638,7 +646,7 @@ async fn events_cut_off_the_end_are_caught_by_a_head_kept_outside_the_database()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let served = Served { child: served, addr: String::new(), stderr: mpsc::channel().1 };
+    let served = Served { child: served, addr: String::new(), gateway: String::new(), stderr: mpsc::channel().1 };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (head, seq) = loop {
         let head = r1_head();
@@ -917,6 +925,250 @@ fn three_replicas_on_postgres_fail_over_on_kill_and_a_paused_leader_steps_down()
     let seen_by_woken = cluster_status(&ws, &paused.addr, &token);
     assert_eq!(leader_of(&seen_by_woken, &replicas), Some(third), "{seen_by_woken}");
     assert_eq!(seen_by_woken["self"]["leader"], false, "{seen_by_woken}");
+    ws.ok(&["audit", "verify", "--database", &url]);
+    drop(replicas);
+    drop_database();
+}
+
+/// A `rollgate sim model` process on a free port; killed on drop.
+struct SimModel {
+    child: Child,
+    url: String,
+}
+
+impl SimModel {
+    fn start(ws: &Workspace, name: &str) -> SimModel {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = ws
+            .command(&["sim", "model", "--listen", &listen, "--name", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = eventually(Duration::from_secs(30), || std::net::TcpStream::connect(&listen).is_ok());
+        assert!(up, "the simulated model {name} listens on {listen}");
+        SimModel { child, url: format!("http://{listen}") }
+    }
+}
+
+impl Drop for SimModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// A webhook receiver on loopback: every delivery id it was sent, in order (repeats kept).
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = received.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let kept = kept.clone();
+        async move {
+            let id = headers.get("x-rollgate-delivery").and_then(|v| v.to_str().ok()).unwrap_or("none");
+            kept.lock().unwrap().push(id.to_string());
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+/// `GET` of an API path on `replica` (`http://HOST:PORT`); `Null` when it does not answer with JSON.
+async fn api_get(http: &reqwest::Client, replica: &str, path: &str, token: &str) -> serde_json::Value {
+    let response = http.get(format!("{replica}{path}")).bearer_auth(token).send().await;
+    match response {
+        Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// `each` requests through every gateway of `replicas` (API, gateway), all
+/// answered by v1 or v2: adds them to `sent` (candidate, baseline).
+fn send_through(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    replicas: &[(String, String)],
+    each: usize,
+    sent: &mut (u64, u64),
+) {
+    for (_, gateway) in replicas {
+        let users = (0..each).map(|_| format!("user-{}", fastrand::u64(..)));
+        let url = format!("{gateway}/fraud/score");
+        let served = rt.block_on(rollgate_sim::traffic::tally_versions(http, &url, users));
+        let (v1, v2) = (served.get("v1").copied().unwrap_or(0), served.get("v2").copied().unwrap_or(0));
+        assert_eq!(v1 + v2, each, "{gateway}: {served:?}");
+        (sent.0, sent.1) = (sent.0 + v2 as u64, sent.1 + v1 as u64);
+    }
+}
+
+/// The candidate's share in the routing `replica` applied to its gateway.
+async fn applied_candidate_percent(http: &reqwest::Client, replica: &str, token: &str) -> Option<f64> {
+    let routing = api_get(http, replica, "/api/v1/routing", token).await;
+    let split = routing["applied"]["services"]["fraud"]["split"].as_array()?.clone();
+    Some(split.iter().filter(|pair| pair[0] == "v2").filter_map(|pair| pair[1].as_f64()).sum())
+}
+
+/// Issue 18's end-to-end test: three `rollgate serve` processes on one
+/// PostgreSQL database, traffic through all three gateways during a canary,
+/// `kill -9` of the leader in the middle of it.
+#[test]
+fn a_canary_survives_kill_9_of_the_leader_with_every_request_judged_and_every_effect_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+    let ws = Workspace::new();
+    let (v1, v2) = (SimModel::start(&ws, "v1"), SimModel::start(&ws, "v2"));
+    let (hook_url, deliveries) = rt.block_on(webhook_receiver());
+    let hook_keys = ws.path().join("hook-keys.txt");
+    let script = format!("echo \"$ROLLGATE_IDEMPOTENCY_KEY\" >> {}", hook_keys.display());
+    let sha = "a".repeat(64);
+    let config = format!(
+        "[services.fraud]\nroute = {{ path_prefix = \"/fraud\" }}\nprotocol = \"json\"\nstable = \"v1\"\nplan = \"fast\"\n\
+         [services.fraud.versions.v1]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"s3://m/v1\", sha256 = \"{sha}\" }}\nowner = \"ml\"\n\
+         [services.fraud.versions.v2]\nendpoints = [\"{}\"]\nartifact = {{ uri = \"s3://m/v2\", sha256 = \"{sha}\" }}\nowner = \"ml\"\n\
+         [plans.fast.canary]\nsteps = [{{ percent = 50, hold = \"1h\" }}, {{ percent = 100 }}]\n\
+         [[notifications.webhooks]]\nurl = \"{hook_url}\"\nformat = \"json\"\nsecret_env = \"ROLLGATE_WEBHOOK_KEY\"\n\
+         [deploy]\ncommand = [\"sh\", \"-c\", {script:?}]\n",
+        v1.url, v2.url
+    );
+    std::fs::write(ws.path().join("rollgate.toml"), config).unwrap();
+    let (url, drop_database) = postgres_database();
+    let token = |name: &str, role: &str| {
+        let out = ws.ok(&["token", "create", "--name", name, "--role", role, "--database", &url]);
+        out.split_whitespace().find(|w| w.starts_with("rg_")).unwrap().to_string()
+    };
+    let (alice, dana) = (token("alice", "deployer"), token("dana", "admin"));
+    let lease = ["--database", url.as_str(), "--lease", "1s", "--lease-renew", "200ms"];
+    let mut replicas: Vec<Option<Served>> = (0..3).map(|_| Some(Served::start_with(&ws, None, &lease))).collect();
+    let alive = |replicas: &[Option<Served>]| -> Vec<(String, String)> {
+        replicas.iter().flatten().map(|r| (r.addr.clone(), r.gateway.clone())).collect()
+    };
+    let leader_index = |view: &serde_json::Value, replicas: &[Option<Served>]| {
+        let leader = view["leader"]["address"].as_str()?;
+        replicas.iter().position(|r| r.as_ref().is_some_and(|r| r.addr.ends_with(leader)))
+    };
+    let mut view = serde_json::Value::Null;
+    let agreed = eventually(Duration::from_secs(20), || {
+        view = cluster_status(&ws, &alive(&replicas)[0].0, &alice);
+        view["members"].as_array().map(Vec::len) == Some(3) && leader_index(&view, &replicas).is_some()
+    });
+    assert!(agreed, "three members and a leader: {view}");
+
+    // Into the canary (50%, held an hour), through a replica.
+    let api = alive(&replicas)[0].0.clone();
+    let remote = |token: &str, args: &[&str]| {
+        let mut all = vec!["rollout", "--server", api.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        ws.ok(&all)
+    };
+    remote(&alice, &["start", "--service", "fraud", "--candidate", "v2", "--id", "r1", "--skip-shadow"]);
+    let status = || rt.block_on(api_get(&http, &api, "/api/v1/rollouts/r1", &alice));
+    let in_canary = eventually(Duration::from_secs(30), || {
+        if status()["stage"] != "canary" {
+            let _ = ws
+                .command(&[
+                    "rollout",
+                    "--server",
+                    &api,
+                    "--token",
+                    &dana,
+                    "force-promote",
+                    "r1",
+                    "--reason",
+                    "test: to the canary",
+                ])
+                .output();
+        }
+        status()["stage"] == "canary"
+    });
+    assert!(in_canary, "{}", status());
+    let judged = || {
+        let judge = status()["judge"].clone();
+        (judge["canary_requests"].as_u64(), judge["baseline_requests"].as_u64())
+    };
+    assert!(eventually(Duration::from_secs(30), || judged().0.is_some()), "the judge watches: {}", status());
+    let (canary_before, baseline_before) = judged();
+    let mut sent = (canary_before.unwrap(), baseline_before.unwrap());
+
+    // Traffic through all three gateways: the leader's judge counts every request once.
+    send_through(&rt, &http, &alive(&replicas), 120, &mut sent);
+    let expected = sent;
+    let counted = eventually(Duration::from_secs(30), || judged() == (Some(expected.0), Some(expected.1)));
+    assert!(counted, "the judge counted {:?}, the three gateways served {expected:?}", judged());
+    let weight = status()["candidate_percent"].as_f64().unwrap();
+    assert_eq!(weight, 50.0);
+    for (addr, _) in alive(&replicas) {
+        assert_eq!(rt.block_on(applied_candidate_percent(&http, &addr, &alice)), Some(weight), "{addr}");
+    }
+
+    // kill -9 of the leader mid-canary.
+    view = cluster_status(&ws, &api, &alice);
+    let first = leader_index(&view, &replicas).unwrap();
+    let first_token = view["token"].as_i64().unwrap();
+    let mut killed = replicas[first].take().unwrap();
+    killed.child.kill().unwrap();
+    let _ = killed.child.wait();
+    let survivors = alive(&replicas);
+    // While no replica leads, the survivors' gateways keep the log's weights and serve.
+    for (addr, _) in &survivors {
+        assert_eq!(rt.block_on(applied_candidate_percent(&http, addr, &alice)), Some(weight), "{addr}");
+    }
+    send_through(&rt, &http, &survivors, 20, &mut sent);
+    let api = survivors[0].0.clone();
+    let took_over = eventually(Duration::from_secs(20), || {
+        view = cluster_status(&ws, &api, &alice);
+        view["token"].as_i64().unwrap_or(0) > first_token && leader_index(&view, &replicas).is_some()
+    });
+    assert!(took_over, "a new leader after kill -9: {view}");
+    let status = || rt.block_on(api_get(&http, &api, "/api/v1/rollouts/r1", &alice));
+    assert_eq!(status()["stage"], "canary", "the new leader resumes the canary where the log says");
+
+    // More traffic through the survivors: the new leader's judge goes on from the old one's count.
+    send_through(&rt, &http, &survivors, 100, &mut sent);
+    let expected = sent;
+    let judged = || {
+        let judge = status()["judge"].clone();
+        (judge["canary_requests"].as_u64(), judge["baseline_requests"].as_u64())
+    };
+    let counted = eventually(Duration::from_secs(30), || judged() == (Some(expected.0), Some(expected.1)));
+    assert!(counted, "after failover the judge counted {:?}, the gateways served {expected:?}", judged());
+
+    // A full rollback through the new leader: its effects run once, and every survivor routes v1 only.
+    let remote = |token: &str, args: &[&str]| {
+        let mut all = vec!["rollout", "--server", api.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        ws.ok(&all)
+    };
+    remote(&alice, &["rollback", "r1", "--category", "quality", "--reason", "failover test", "--full"]);
+    let done =
+        eventually(Duration::from_secs(30), || status()["open_actions"] == 0 && status()["stage"] == "rolled_back");
+    assert!(done, "{}", status());
+    for (addr, _) in alive(&replicas) {
+        let routed = eventually(Duration::from_secs(10), || {
+            rt.block_on(applied_candidate_percent(&http, &addr, &alice)) == Some(0.0)
+        });
+        assert!(routed, "{addr} follows the rollback");
+    }
+    let ran: Vec<String> = std::fs::read_to_string(&hook_keys).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(ran, ["r1/redeploy-v1", "r1/retire-v2"], "each deploy effect ran once");
+    // Every webhook the log queued reached the receiver exactly once.
+    let queued = status()["notifications"].as_array().map(Vec::len).unwrap_or(0);
+    let delivered = eventually(Duration::from_secs(30), || {
+        deliveries.lock().unwrap().len() >= queued
+            && status()["notifications"].as_array().is_some_and(|d| d.iter().all(|d| d["delivered"] == true))
+    });
+    let received = deliveries.lock().unwrap().clone();
+    assert!(delivered && queued >= 3, "{queued} queued, received {received:?}: {}", status()["notifications"]);
+    let mut distinct = received.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!((received.len(), distinct.len()), (queued, queued), "each webhook once: {received:?}");
+    let mut ids: Vec<String> =
+        status()["notifications"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    assert_eq!(distinct, ids, "the receiver got the log's deliveries");
     ws.ok(&["audit", "verify", "--database", &url]);
     drop(replicas);
     drop_database();

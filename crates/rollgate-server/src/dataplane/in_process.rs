@@ -1,6 +1,6 @@
 //! The gateway running in this process as the data plane.
 
-use super::{Arm, ArmReading, ArmSource, DataPlane, History};
+use super::{Arm, ArmReading, ArmSource, Counters, DataPlane, History};
 use rollgate_core::routing::Routing;
 use rollgate_gateway::Gateway;
 use std::sync::Arc;
@@ -29,6 +29,10 @@ impl ArmSource for InProcess {
             ttft: series.drain_time_to_first_token(),
             per_token: series.drain_per_token(),
         }
+    }
+
+    fn counters(&self, service: &str, version: &str, arm: Arm) -> Counters {
+        self.gateway.stats.series(service, version, arm).counters()
     }
 }
 

@@ -50,7 +50,11 @@ fn samples((values_us, population): &(Vec<u32>, u64)) -> Samples<'_> {
 /// Where the judge reads what a canary and its baseline did: the data plane
 /// for a model, what applications report for a flag.
 pub trait ArmSource: Send + Sync {
+    /// The counters and the samples since the previous read (taken: each is handed out once).
     fn read_arm(&self, service: &str, version: &str, arm: Arm) -> ArmReading;
+
+    /// The counters alone, taking nothing away from whoever reads the samples.
+    fn counters(&self, service: &str, version: &str, arm: Arm) -> Counters;
 }
 
 pub trait DataPlane: ArmSource {

@@ -8,7 +8,7 @@ use super::inject::{Injected, Injector};
 use super::replay::{self, Answer, Target};
 use crate::dataplane::DataPlane;
 use crate::fleet::Fleet;
-use crate::reconciler::judging::ArmPair;
+use crate::reconciler::judging::{ArmPair, Arms};
 use rollgate_core::Timestamp;
 use rollgate_core::clock::Clock;
 use rollgate_core::plan::StagingEnvironment;
@@ -111,7 +111,14 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
         record.problem = Some(e);
         return record;
     }
-    let mut arms = ArmPair::new(route.dataplane.clone(), route.service, route.candidate, route.stable);
+    let local = Arms::Local(route.dataplane.clone());
+    let mut arms = match ArmPair::open(local, (route.service, route.candidate, route.stable), None).await {
+        Ok(arms) => arms,
+        Err(e) => {
+            record.problem = Some(format!("the arms cannot be read: {e}"));
+            return record;
+        }
+    };
     let mut judge = Judge::new(judge_config);
     let budget = HEALTHY_LEAD + env.drill.detect_within.duration().unsigned_abs() + AFTER_SWAP;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -136,7 +143,13 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
     while origin.elapsed() < budget {
         tokio::time::sleep(LOOK_EVERY).await;
         let at_ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let verdict = arms.feed(&mut judge, &mut untraced, at_ms, 0.5, None, &[]);
+        let verdict = match arms.read().await {
+            Ok(now) => arms.feed(&now, &mut judge, &mut untraced, (at_ms, 0.5), None, &[]),
+            Err(e) => {
+                record.problem = Some(format!("the arms cannot be read: {e}"));
+                break;
+            }
+        };
         if fault.is_none() && origin.elapsed() >= HEALTHY_LEAD {
             match injector.inject().await {
                 Ok(injected) => {

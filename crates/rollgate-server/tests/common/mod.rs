@@ -317,23 +317,8 @@ pub fn stream_chat(url: &str, clients: usize) -> Vec<tokio::task::JoinHandle<()>
 
 /// Which version serves each of `n` requests (users u0..un), by `x-rollgate-version`.
 pub async fn served_by(gateway: &RunningGateway, n: usize) -> std::collections::BTreeMap<String, usize> {
-    let http = reqwest::Client::new();
-    let mut seen = std::collections::BTreeMap::new();
-    for i in 0..n {
-        let response = http
-            .post(format!("http://{}/fraud/score", gateway.addr))
-            .header("x-user-id", format!("u{i}"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        let version = response
-            .headers()
-            .get("x-rollgate-version")
-            .map_or_else(|| format!("status {}", response.status()), |v| v.to_str().unwrap().to_string());
-        *seen.entry(version).or_insert(0) += 1;
-    }
-    seen
+    let url = format!("http://{}/fraud/score", gateway.addr);
+    rollgate_sim::traffic::tally_versions(&reqwest::Client::new(), &url, (0..n).map(|i| format!("u{i}"))).await
 }
 
 pub fn free_port() -> u16 {
