@@ -50,8 +50,12 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // PostgreSQL's notices (a replica finding the schema already migrated: "already exists, skipping") are not news.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
+    // Colours on a terminal only: a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
     if args.lease_renew >= args.lease {
         return Err(crate::Refused(format!(
             "--lease-renew ({:?}) must be shorter than --lease ({:?}): the leader renews its lease before it runs out \
