@@ -3,13 +3,14 @@
 //! compared in constant time. Revoked tokens stop working at once.
 
 use rollgate_core::Timestamp;
-use rollgate_core::audit::verify_stream;
+use rollgate_core::audit::{StreamHead, verify_stream};
 use rollgate_core::event::RecordedEvent;
 use rollgate_core::roles::{Actor, Role};
 use rollgate_store::{EventStore, StoreError, append_record, append_record_deciding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use subtle::ConstantTimeEq;
 
 const PREFIX: &str = "rg_";
@@ -206,12 +207,47 @@ pub async fn revoke_token<S: EventStore>(store: &S, id: &str, by: &str, now: Tim
     }
 }
 
+/// The ledger as last read and verified, with the head of the token stream
+/// it was read at. A request reads only the stream's head and reads (and
+/// verifies) the whole stream again when it moved: every token creation or
+/// revocation, on any replica, moves it, so a revocation takes effect at the
+/// next request. Only records that verified are ever honoured; an edit that
+/// leaves the head as it was changes nothing here (`audit verify` finds it).
+#[derive(Default)]
+pub struct LedgerCache(Mutex<Option<(StreamHead, Arc<Ledger>)>>);
+
+impl LedgerCache {
+    pub async fn ledger<S: EventStore>(&self, store: &S) -> Result<Arc<Ledger>, AuthError> {
+        let head = store.head(TOKEN_STREAM).await?;
+        if let (Some(head), Some((read_at, ledger))) = (&head, &*self.cached())
+            && head == read_at
+        {
+            return Ok(ledger.clone());
+        }
+        let events = store.read(TOKEN_STREAM).await?;
+        let ledger = Arc::new(Ledger::from_events(&events)?);
+        if let Some(last) = events.last() {
+            let read_at = StreamHead { stream: TOKEN_STREAM.to_string(), seq: last.seq, hash: last.hash.clone() };
+            *self.cached() = Some((read_at, ledger.clone()));
+        }
+        Ok(ledger)
+    }
+
+    fn cached(&self) -> MutexGuard<'_, Option<(StreamHead, Arc<Ledger>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The actor behind an `Authorization` header value.
-pub async fn authenticate<S: EventStore>(store: &S, header: Option<&str>) -> Result<Actor, AuthError> {
+pub async fn authenticate<S: EventStore>(
+    tokens: &LedgerCache,
+    store: &S,
+    header: Option<&str>,
+) -> Result<Actor, AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
     let token = header.strip_prefix("Bearer ").ok_or(AuthError::Missing)?.trim();
     let (id, secret) = token.strip_prefix(PREFIX).and_then(|t| t.split_once('_')).ok_or(AuthError::Malformed)?;
-    let ledger = Ledger::read(store).await?;
+    let ledger = tokens.ledger(store).await?;
     let record = ledger.token(id).ok_or(AuthError::Invalid)?;
     let matches: bool = hash(secret).as_bytes().ct_eq(record.hash.as_bytes()).into();
     if !matches {
@@ -222,4 +258,44 @@ pub async fn authenticate<S: EventStore>(store: &S, header: Option<&str>) -> Res
     }
     let roles = record.roles.iter().filter_map(|r| r.parse().ok()).collect::<Vec<Role>>();
     Ok(Actor::new(record.name.clone(), roles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollgate_store::{DATABASE_FILE, SqliteStore};
+
+    fn bearer(token: &NewToken) -> String {
+        format!("Bearer {}", token.token)
+    }
+
+    #[tokio::test]
+    async fn the_cached_ledger_follows_every_change_and_honours_only_what_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        let (cache, fresh) = (LedgerCache::default(), LedgerCache::default());
+        let erin = create_token(&store, "erin", &[Role::Viewer], "test", now).await.unwrap();
+        assert_eq!(authenticate(&cache, &store, Some(&bearer(&erin))).await.unwrap().name, "erin");
+        // Revoked through the store (as another replica would): the next request sees it.
+        assert!(revoke_token(&store, &erin.record.id, "test", now).await.unwrap());
+        let refused = authenticate(&cache, &store, Some(&bearer(&erin))).await;
+        assert!(matches!(refused, Err(AuthError::Revoked(_))), "{refused:?}");
+
+        // A grant edited in the database, leaving the head's position and hash as they were:
+        let fay = create_token(&store, "fay", &[Role::Viewer], "test", now).await.unwrap();
+        assert_eq!(authenticate(&cache, &store, Some(&bearer(&fay))).await.unwrap().roles, [Role::Viewer]);
+        let pool =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join(DATABASE_FILE).display())).await.unwrap();
+        let edited = sqlx::query("UPDATE events SET body = replace(body, '\"viewer\"', '\"admin\"') WHERE stream = '@tokens' AND body LIKE '%fay%'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(edited.rows_affected(), 1);
+        pool.close().await;
+        // the cache goes on with what it verified (never the edit), and a ledger read afresh refuses every token.
+        assert_eq!(authenticate(&cache, &store, Some(&bearer(&fay))).await.unwrap().roles, [Role::Viewer]);
+        let afresh = authenticate(&fresh, &store, Some(&bearer(&fay))).await;
+        assert!(matches!(afresh, Err(AuthError::Tampered(_))), "{afresh:?}");
+    }
 }

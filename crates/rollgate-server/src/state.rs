@@ -26,6 +26,8 @@ struct Inner {
     /// This replica, and the lease's settings, for `GET /api/v1/cluster`.
     member: Member,
     cluster: ClusterSettings,
+    /// The verified token ledger, read again only when its stream moves.
+    tokens: crate::auth::LedgerCache,
 }
 
 /// Why a config could not be reloaded; nothing changed.
@@ -47,7 +49,15 @@ impl AppState {
         member: Member,
         cluster: ClusterSettings,
     ) -> AppState {
-        AppState(Arc::new(Inner { log, store, config_path, ready: AtomicBool::new(false), member, cluster }))
+        AppState(Arc::new(Inner {
+            log,
+            store,
+            config_path,
+            ready: AtomicBool::new(false),
+            member,
+            cluster,
+            tokens: crate::auth::LedgerCache::default(),
+        }))
     }
 
     /// The replicas, their leader and its token.
@@ -57,6 +67,14 @@ impl AppState {
 
     pub fn store(&self) -> &AnyStore {
         &self.0.store
+    }
+
+    /// The actor behind an `Authorization` header value.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+    ) -> Result<rollgate_core::roles::Actor, crate::auth::AuthError> {
+        crate::auth::authenticate(&self.0.tokens, &self.0.store, header).await
     }
 
     pub fn fleet(&self) -> &Arc<Fleet> {

@@ -186,11 +186,14 @@ async fn a_candidate_wrong_on_a_tenth_of_inputs_is_measured_and_blocked() {
 #[tokio::test]
 async fn an_identical_candidate_passes_every_shadow_gate_and_moves_on_to_the_canary() {
     // 20 ms answers, and production's second answers as the latency
-    // reference: both measured the same way, off the request path.
-    let s = in_shadow(steady(20.0), steady(20.0), "duration = \"2s\"\nnoise_percent = 100\n").await;
+    // reference: both measured the same way, off the request path. The stage
+    // lasts long enough for all 800 requests to be mirrored within it (with 2 s,
+    // a loaded machine ended the stage with a few dozen still to send, which
+    // then were never mirrored, and the report below waited for them).
+    let s = in_shadow(steady(20.0), steady(20.0), "duration = \"10s\"\nnoise_percent = 100\n").await;
     s.traffic(800).await;
     let moved =
-        wait_for(Duration::from_secs(30), || async { s.rollout().await["stage_label"] == "canary step 1" }).await;
+        wait_for(Duration::from_secs(60), || async { s.rollout().await["stage_label"] == "canary step 1" }).await;
     let view = s.rollout().await;
     assert!(moved, "the rollout did not leave shadow: {}", view["gates"]);
     for gate in ["shadow.output_agreement", "shadow.performance", "shadow.error_patterns"] {

@@ -62,6 +62,12 @@ pub trait EventStore: Send + Sync {
     /// keeps outside the database to detect events cut off the end later.
     fn heads(&self) -> impl Future<Output = Result<Vec<StreamHead>, StoreError>> + Send;
 
+    /// A stream's last event (position and hash); `None` for an unknown
+    /// stream. What a reader compares to see whether one stream moved on.
+    fn head(&self, stream: &str) -> impl Future<Output = Result<Option<StreamHead>, StoreError>> + Send {
+        async move { Ok(self.heads().await?.into_iter().find(|h| h.stream == stream)) }
+    }
+
     /// A stream's events in order; empty for an unknown stream.
     fn read(&self, stream: &str) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
@@ -191,6 +197,9 @@ impl EventStore for AnyStore {
     }
     async fn heads(&self) -> Result<Vec<StreamHead>, StoreError> {
         delegate!(self, s => s.heads())
+    }
+    async fn head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        delegate!(self, s => s.head(stream))
     }
     async fn read(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
         delegate!(self, s => s.read(stream))

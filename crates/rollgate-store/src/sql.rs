@@ -153,6 +153,16 @@ macro_rules! impl_event_store {
                     .collect())
             }
 
+            async fn head(&self, stream: &str) -> Result<Option<rollgate_core::audit::StreamHead>, $crate::StoreError> {
+                let row: Option<(i64, String)> =
+                    sqlx::query_as($crate::sql::HEAD).bind(stream).fetch_optional(&self.pool).await?;
+                Ok(row.map(|(seq, hash)| rollgate_core::audit::StreamHead {
+                    stream: stream.to_string(),
+                    seq: $crate::sql::to_u64(seq),
+                    hash,
+                }))
+            }
+
             async fn streams(&self) -> Result<Vec<String>, $crate::StoreError> {
                 let rows: Vec<(String,)> = sqlx::query_as($crate::sql::STREAMS).fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(|(s,)| s).collect())

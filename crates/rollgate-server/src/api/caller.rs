@@ -1,7 +1,6 @@
 //! Who is calling: the actor behind the request's bearer token.
 
 use super::problem::ApiError;
-use crate::auth;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -22,7 +21,7 @@ impl FromRequestParts<AppState> for Caller {
 /// The person or system behind an `Authorization` header value, if its
 /// token may use the API (the dashboard's sign-in asks the same).
 pub async fn actor_of(state: &AppState, header: Option<&str>) -> Result<Actor, ApiError> {
-    let actor = auth::authenticate(state.store(), header).await?;
+    let actor = state.authenticate(header).await?;
     // An application's flags token evaluates flags over OFREP and does nothing else.
     if !actor.roles.is_empty() && actor.roles.iter().all(|r| *r == Role::FlagReader) {
         return Err(ApiError::forbidden(format!(

@@ -8,7 +8,6 @@
 //! against the store as on every API call.
 
 use super::problem::ApiError;
-use crate::auth;
 use crate::flags::{FlagRecord, MAX_NAME};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -36,7 +35,7 @@ pub struct EvaluationRequest {
 pub(super) async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|k| format!("Bearer {k}"));
-    auth::authenticate(state.store(), bearer.or(key).as_deref()).await?;
+    state.authenticate(bearer.or(key).as_deref()).await?;
     Ok(())
 }
 
