@@ -32,7 +32,7 @@ pub fn local_source(fleet: &Fleet, service: &str) -> Option<Arc<dyn ArmSource>> 
 }
 
 pub fn key(service: &str, version: &str, arm: Arm) -> ArmKey {
-    ArmKey { service: service.to_string(), version: version.to_string(), arm: arm.as_str().to_string() }
+    ArmKey { service: service.to_string(), version: version.to_string(), arm }
 }
 
 /// The arms this replica reports, and of those the judged ones. Counters go
@@ -68,8 +68,7 @@ pub async fn publish(fleet: &Fleet, pg: &PgStore, replica: &str) -> Result<(), S
     let reports: Vec<ArmReport> = counted
         .into_iter()
         .filter_map(|key| {
-            let arm = if key.arm == Arm::Canary.as_str() { Arm::Canary } else { Arm::Stable };
-            let source = local_source(fleet, &key.service)?;
+            let (arm, source) = (key.arm, local_source(fleet, &key.service)?);
             // Samples are taken only of judged arms: others' stay with whoever reads them here (a staging drill).
             Some(if judged.contains(&key) {
                 let reading = source.read_arm(&key.service, &key.version, arm);

@@ -7,7 +7,7 @@
 
 use crate::lease::NOW_MS;
 use crate::{PgStore, StoreError};
-use rollgate_core::measure::Counters;
+use rollgate_core::measure::{Arm, Counters};
 
 /// How long unclaimed samples are kept (no leader judged them): the publisher prunes older ones.
 const SAMPLES_KEPT_MS: i64 = 10 * 60 * 1000;
@@ -17,8 +17,7 @@ const SAMPLES_KEPT_MS: i64 = 10 * 60 * 1000;
 pub struct ArmKey {
     pub service: String,
     pub version: String,
-    /// `canary` or `stable` (what `rollgate_core::measure::Arm::as_str` says).
-    pub arm: String,
+    pub arm: Arm,
 }
 
 /// Which measurement a sample is of.
@@ -90,7 +89,7 @@ impl PgStore {
             sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
                 .bind(&k.service)
                 .bind(&k.version)
-                .bind(&k.arm)
+                .bind(k.arm.as_str())
                 .bind(replica)
                 .bind(db(c.requests))
                 .bind(db(c.errors))
@@ -104,7 +103,7 @@ impl PgStore {
                 sqlx::query(sqlx::AssertSqlSafe(insert.as_str()))
                     .bind(&k.service)
                     .bind(&k.version)
-                    .bind(&k.arm)
+                    .bind(k.arm.as_str())
                     .bind(kind.as_str())
                     .bind(values)
                     .bind(db(sample.population))
@@ -128,7 +127,7 @@ impl PgStore {
         )
         .bind(&key.service)
         .bind(&key.version)
-        .bind(&key.arm)
+        .bind(key.arm.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(Counters {
@@ -151,7 +150,7 @@ impl PgStore {
         )
         .bind(&key.service)
         .bind(&key.version)
-        .bind(&key.arm)
+        .bind(key.arm.as_str())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

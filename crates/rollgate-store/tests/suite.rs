@@ -474,10 +474,10 @@ async fn one_replica_holds_the_lease_and_a_deposed_leader_cannot_write() {
 
 #[tokio::test]
 async fn replicas_publish_their_counts_the_leader_sums_them_and_takes_each_sample_once() {
-    use rollgate_core::measure::Counters;
+    use rollgate_core::measure::{Arm, Counters};
     use rollgate_store::{ArmKey, ArmReport, Fence, Sample, SampleKind};
     let (db, store) = PgDatabase::create().await;
-    let canary = ArmKey { service: "fraud".into(), version: "v2".into(), arm: "canary".into() };
+    let canary = ArmKey { service: "fraud".into(), version: "v2".into(), arm: Arm::Canary };
     let report = |requests, errors, latencies: &[u32], population| ArmReport {
         key: canary.clone(),
         counters: Counters { requests, errors, ..Counters::default() },
@@ -489,7 +489,7 @@ async fn replicas_publish_their_counts_the_leader_sums_them_and_takes_each_sampl
     store.publish_arms("a", &[report(12, 2, &[400], 1)]).await.unwrap();
     let totals = store.arm_totals(&canary).await.unwrap();
     assert_eq!((totals.requests, totals.errors), (17, 2));
-    let other = ArmKey { arm: "stable".into(), ..canary.clone() };
+    let other = ArmKey { arm: Arm::Stable, ..canary.clone() };
     assert_eq!(store.arm_totals(&other).await.unwrap(), Counters::default());
 
     // The leader takes the samples once; a leader deposed by a newer token takes none.

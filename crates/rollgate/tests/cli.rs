@@ -1111,7 +1111,7 @@ fn a_canary_survives_kill_9_of_the_leader_with_every_request_judged_and_every_ef
     killed.child.kill().unwrap();
     let _ = killed.child.wait();
     let survivors = alive(&replicas);
-    // While no replica leads, the survivors' gateways keep the log's weights and serve.
+    // Whether or not another replica has taken over yet, the survivors' gateways keep the log's weights and serve.
     for (addr, _) in &survivors {
         assert_eq!(rt.block_on(applied_candidate_percent(&http, addr, &alice)), Some(weight), "{addr}");
     }
