@@ -174,14 +174,6 @@ impl Fleet {
         Ok(())
     }
 
-    /// Takes in a registration just appended and routes it.
-    pub fn registered(&self, registration: Registration) {
-        let mut known = self.known();
-        known.registry.0 += 1;
-        known.registry.1.push(registration);
-        self.apply_locked(&mut known);
-    }
-
     /// Reads what changed in the store since the last look (streams whose
     /// head moved) and applies the routing. Returns the rollouts that changed.
     pub async fn sync(&self, store: &AnyStore) -> Result<Vec<String>, SubmitError> {
