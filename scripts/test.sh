@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it started (seconds since this script did), so a slow CI run shows where its time went.
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "system packages"
 missing=()
@@ -53,4 +54,5 @@ scripts/fuzz-api.sh
 
 # The closing line CI reads: every Rust test, summed over the test binaries.
 echo
+echo "all steps took $SECONDS s"
 echo "tests: $passed passed, $failed failed"
