@@ -267,6 +267,28 @@ async fn a_server_stopped_mid_run_runs_staging_again_on_its_next_start() {
 }
 
 #[tokio::test]
+async fn a_server_stopped_mid_drill_clears_the_fault_and_records_nothing() {
+    let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
+    let dir = tempfile::tempdir().unwrap();
+    let (injected, cleared) = (dir.path().join("injected"), dir.path().join("cleared"));
+    // A "fault" nothing can detect keeps the drill going until the server stops.
+    let drill = format!(
+        "{{ inject = {{ command = {{ inject = \"touch {}\", clear = \"touch {}\" }} }}, error_rate = 0.5, detect_within = \"60s\" }}",
+        injected.display(),
+        cleared.display()
+    );
+    let w = world(config(&v1, &v2, &["v2"], &drill)).await;
+    let in_drill = wait_for(Duration::from_secs(30), || async { injected.exists() }).await;
+    assert!(in_drill, "the drill injected its fault");
+    assert!(!cleared.exists(), "the drill is still going");
+    w.api.stop().await;
+    assert!(cleared.exists(), "the stopped run cleared its fault before the server stopped");
+    let logged = rollgate_store::Rollouts::new(w.setup.store.clone()).load("r1").await.unwrap().unwrap();
+    assert!(logged.evidence.keys().all(|g| !g.starts_with("staging.")), "no evidence from the cut run");
+    w.front.shutdown().await;
+}
+
+#[tokio::test]
 async fn production_traffic_captured_redacted_and_exported_replays_through_staging() {
     let (v1, v2) = (model("v1", 0.0).await, model("v2", 0.0).await);
     let setup = Setup::new(1.0).await;

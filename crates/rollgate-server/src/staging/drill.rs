@@ -101,11 +101,13 @@ pub struct Drill<'a> {
     pub judge: JudgeConfig,
     pub clock: &'a dyn Clock,
     pub injector: Injector<'a>,
+    /// Ends the drill early; the fault is cleared all the same.
+    pub stop: &'a super::Stop,
 }
 
 /// Runs the drill; the fault is cleared again whatever happens.
 pub async fn run(drill: Drill<'_>) -> DrillRecord {
-    let Drill { http, route, target, sample, env, judge: judge_config, clock, injector } = drill;
+    let Drill { http, route, target, sample, env, judge: judge_config, clock, injector, stop: told_to_stop } = drill;
     let mut record = DrillRecord::default();
     if let Err(e) = route.send_to_candidate(Weight::HALF) {
         record.problem = Some(e);
@@ -141,7 +143,13 @@ pub async fn run(drill: Drill<'_>) -> DrillRecord {
     // The drill's judge is shown through its record, not traced for the dashboard.
     let mut untraced = rollgate_judge::trace::Recorder::default();
     while origin.elapsed() < budget {
-        tokio::time::sleep(LOOK_EVERY).await;
+        tokio::select! {
+            () = tokio::time::sleep(LOOK_EVERY) => {}
+            () = told_to_stop.given() => {
+                record.problem = Some("the drill was stopped before it ended".into());
+                break;
+            }
+        }
         let at_ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         let verdict = match arms.read().await {
             Ok(now) => arms.feed(&now, &mut judge, &mut untraced, (at_ms, 0.5), None, &[]),

@@ -8,7 +8,10 @@
 //!
 //! A run starts when a rollout is in staging with staging evidence missing
 //! and no run of this process is going; a process killed mid-run leaves the
-//! evidence missing, so the next one runs staging again.
+//! evidence missing, so the next one runs staging again. A run told to stop
+//! (the server stops, or this replica no longer leads) cuts its traffic
+//! short, clears an injected fault and gives the staging route back, and
+//! records nothing: what it measured is incomplete.
 
 mod drill;
 mod inject;
@@ -79,11 +82,13 @@ pub struct StagingCtx {
     pub http: reqwest::Client,
 }
 
+/// How long runs told to stop may take to put things back (clearing a fault
+/// runs a user's command, itself limited to `inject::COMMAND_LIMIT`).
+const PUT_BACK_LIMIT: Duration = Duration::from_secs(70);
+
 /// Runs each rollout's staging as it is asked for, until `stop`.
 pub async fn run(staging: Arc<Staging>, ctx: Arc<StagingCtx>, mut stop: watch::Receiver<bool>) {
     let Some(mut requests) = staging.requests.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
-    // Runs stop with the server, as they would with the process: their
-    // evidence is then missing, and the next start runs staging again.
     let mut runs = tokio::task::JoinSet::new();
     loop {
         let id = tokio::select! {
@@ -95,23 +100,47 @@ pub async fn run(staging: Arc<Staging>, ctx: Arc<StagingCtx>, mut stop: watch::R
         if !staging.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone()) {
             continue;
         }
-        let (staging, ctx) = (staging.clone(), ctx.clone());
+        let (staging, ctx, stop) = (staging.clone(), ctx.clone(), Stop(stop.clone()));
         runs.spawn(async move {
             if let Some(rollout) = ctx.log.fleet().rollout(&id).filter(is_due) {
                 tracing::info!(rollout = %id, "staging: replay, checks and fault drill");
-                let checks = run_one(&ctx, &rollout).await;
-                record(&ctx.log, &rollout, checks).await;
+                let checks = run_one(&ctx, &rollout, &stop).await;
+                if stop.now() {
+                    tracing::info!(rollout = %id, "staging stopped before it ended: nothing recorded, the next leader runs it again");
+                } else {
+                    record(&ctx.log, &rollout, checks).await;
+                }
             }
             staging.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         });
     }
+    // The runs see the stop themselves and put back what they changed.
+    let put_back = async { while runs.join_next().await.is_some() {} };
+    if tokio::time::timeout(PUT_BACK_LIMIT, put_back).await.is_err() {
+        tracing::warn!("staging runs did not end in time after the stop; an injected fault may still be in place");
+    }
 }
 
-async fn run_one(ctx: &StagingCtx, rollout: &Rollout) -> Vec<Check> {
+/// A staging run's view of the reconciler's stop: given, or its giver gone.
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    pub fn now(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Resolves once the stop is given (or its sender is gone).
+    pub async fn given(&self) {
+        let mut stop = self.0.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+async fn run_one(ctx: &StagingCtx, rollout: &Rollout, stop: &Stop) -> Vec<Check> {
     let Some(env) = &rollout.plan.staging.environment else { return Vec::new() };
     match prepare(ctx, rollout, env) {
         Ok(setup) => {
-            let checks = setup.run(ctx, rollout, env).await;
+            let checks = setup.run(ctx, rollout, env, stop).await;
             setup.route(&ctx.log, rollout).release();
             checks
         }
@@ -179,15 +208,23 @@ impl Setup {
         }
     }
 
-    async fn run(&self, ctx: &StagingCtx, rollout: &Rollout, env: &StagingEnvironment) -> Vec<Check> {
+    async fn run(&self, ctx: &StagingCtx, rollout: &Rollout, env: &StagingEnvironment, stop: &Stop) -> Vec<Check> {
         let route = self.route(&ctx.log, rollout);
         if let Err(why) = route.send_to_candidate(Weight::FULL) {
             return unrunnable(rollout, &why);
         }
         let http = &ctx.http;
         let duration = env.duration.duration().unsigned_abs();
-        let answers =
-            replay::replay(http, &self.target, self.sample.clone(), env.rate, tokio::time::sleep(duration)).await;
+        let until = async {
+            tokio::select! {
+                () = tokio::time::sleep(duration) => {}
+                () = stop.given() => {}
+            }
+        };
+        let answers = replay::replay(http, &self.target, self.sample.clone(), env.rate, until).await;
+        if stop.now() {
+            return Vec::new();
+        }
         let probes = probe_error_handling(http, &self.target, self.sample.first()).await;
         let _ = route.send_to_candidate(Weight::ZERO);
 
@@ -215,6 +252,7 @@ impl Setup {
             judge: crate::reconciler::judging::judge_config(&ctx.log, rollout),
             clock: ctx.clock.as_ref(),
             injector,
+            stop,
         })
         .await;
         checks.extend(drill_checks(&drill, env));
