@@ -115,6 +115,33 @@ struct Open {
     stored_pairs: Option<u64>,
 }
 
+/// The queue's receiving end while one comparison task holds it. It goes
+/// back when the task ends, however it ends: a replica that stops leading
+/// and later leads again compares again.
+struct TakenQueue<'a> {
+    pairs: &'a ShadowPairs,
+    queue: Option<mpsc::Receiver<MirrorPair>>,
+}
+
+impl ShadowPairs {
+    fn take_queue(&self) -> Option<TakenQueue<'_>> {
+        let queue = self.taken.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+        Some(TakenQueue { pairs: self, queue: Some(queue) })
+    }
+}
+
+impl TakenQueue<'_> {
+    async fn recv(&mut self) -> Option<MirrorPair> {
+        self.queue.as_mut()?.recv().await
+    }
+}
+
+impl Drop for TakenQueue<'_> {
+    fn drop(&mut self) {
+        *self.pairs.taken.lock().unwrap_or_else(PoisonError::into_inner) = self.queue.take();
+    }
+}
+
 /// Compares pairs as they come and stores the comparisons once a tick, until `stop`.
 pub async fn run(
     log: Arc<Log>,
@@ -123,7 +150,7 @@ pub async fn run(
     tick: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(mut queue) = pairs.taken.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+    let Some(mut queue) = pairs.take_queue() else { return };
     let mut open: HashMap<String, Open> = HashMap::new();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -300,6 +327,15 @@ async fn record(log: &Log, rollout: &Rollout, findings: &[Finding]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_goes_back_when_its_comparison_task_ends() {
+        let pairs = ShadowPairs::new();
+        let taken = pairs.take_queue().expect("the queue is there at first");
+        assert!(pairs.take_queue().is_none(), "one task at a time holds it");
+        drop(taken);
+        assert!(pairs.take_queue().is_some(), "a later task (the replica leads again) gets it back");
+    }
 
     #[test]
     fn a_decision_is_expected_when_the_pairs_needed_will_have_come_at_the_pace_so_far() {
