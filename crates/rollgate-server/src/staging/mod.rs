@@ -106,7 +106,7 @@ pub async fn run(staging: Arc<Staging>, ctx: Arc<StagingCtx>, mut stop: watch::R
                 tracing::info!(rollout = %id, "staging: replay, checks and fault drill");
                 let checks = run_one(&ctx, &rollout, &stop).await;
                 if stop.now() {
-                    tracing::info!(rollout = %id, "staging stopped before it ended: nothing recorded, the next leader runs it again");
+                    tracing::info!(rollout = %id, "staging stopped before it ended: nothing recorded; the next start, or the next leader, runs it again");
                 } else {
                     record(&ctx.log, &rollout, checks).await;
                 }
