@@ -173,6 +173,8 @@ pub struct Leadership {
     pub tick: Duration,
     /// Woken on every announced append while this replica leads (its controller takes up what moved).
     pub appended: Arc<tokio::sync::Notify>,
+    /// The gateway's shadow pairs: a follower publishes them for the leader's comparison.
+    pub shadow: Arc<crate::shadow::ShadowPairs>,
     pub start: StartReconciler,
 }
 
@@ -206,7 +208,7 @@ impl Leadership {
             stop.clone(),
         ));
         let publish = tokio::spawn(publish_every(
-            (self.fleet.clone(), self.pg.clone(), self.me.id.clone()),
+            (self.fleet.clone(), self.pg.clone(), self.me.id.clone(), self.shadow.clone()),
             self.tick,
             stop.clone(),
         ));
@@ -276,15 +278,19 @@ async fn step_down(current: &mut Option<Leading>, fence: &Fence, sink: &EffectsS
 }
 
 /// Publishes what this replica's gateway measured every `tick`, leader or
-/// not, for the leader's judge (see `crate::shared_arms`).
+/// not, for the leader's judge (see `crate::shared_arms`), and, while it
+/// follows, the shadow pairs it mirrored for the leader's comparison.
 async fn publish_every(
-    (fleet, pg, replica): (Arc<crate::fleet::Fleet>, PgStore, String),
+    (fleet, pg, replica, shadow): (Arc<crate::fleet::Fleet>, PgStore, String, Arc<crate::shadow::ShadowPairs>),
     tick: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         if let Err(e) = crate::shared_arms::publish(&fleet, &pg, &replica).await {
             tracing::warn!(error = %e, "cannot publish this replica's measurements; the next tick sends them");
+        }
+        if let Err(e) = crate::shadow::publish_followed(&fleet, &pg, &shadow).await {
+            tracing::warn!(error = %e, "cannot publish this replica's shadow pairs; they are lost to the comparison");
         }
         tokio::select! {
             () = tokio::time::sleep(tick) => {}

@@ -181,6 +181,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
         rollgate_store::AnyStore::Sqlite(_) => reconciler::start(template, effects_due, stopped),
         rollgate_store::AnyStore::Postgres(pg) => {
             let (tick, settings, appended) = (template.tick, options.cluster, template.appended.clone());
+            let shadow = template.shadow.clone();
             let start: cluster::StartReconciler = Box::new(move |store, due, stop| {
                 // The leader's own records go through a log over the fenced store.
                 let log = Arc::new(log::Log::new(store.clone(), fleet.clone(), effects.clone()));
@@ -188,7 +189,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServeError> 
             });
             let fleet = state.fleet().clone();
             let store = options.store.clone();
-            cluster::Leadership { pg, store, me, settings, fleet, tick, appended, start }.run(effects_due, stopped)
+            cluster::Leadership { pg, store, me, settings, fleet, tick, appended, shadow, start }
+                .run(effects_due, stopped)
         }
     };
     tasks.push(http);

@@ -35,6 +35,16 @@ async fn cluster_of(api: &Api, token: &str) -> Value {
     api.get("/api/v1/cluster", token).await.1
 }
 
+/// Waits until `api`'s replica sees two members, one of them leading.
+async fn two_members_and_a_leader(api: &Api, token: &str) {
+    let led = wait_for(Duration::from_secs(10), || async {
+        let v = cluster_of(api, token).await;
+        v["leader"]["id"].is_string() && v["members"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    assert!(led, "{}", cluster_of(api, token).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_a_followers_commands_reach_it_and_the_follower_takes_over() {
     let (setup, db) = Setup::postgres(1.0).await;
@@ -254,12 +264,7 @@ async fn the_leaders_judge_counts_the_traffic_of_every_replicas_gateway() {
     let replica = || setup.start_options_with_gateway(fraud.options(&setup), Duration::from_secs(2));
     let (one, one_front) = replica().await;
     let (two, two_front) = replica().await;
-    let led = wait_for(Duration::from_secs(10), || async {
-        let v = cluster_of(&one, &alice).await;
-        v["leader"]["id"].is_string() && v["members"].as_array().map(Vec::len) == Some(2)
-    })
-    .await;
-    assert!(led, "{}", cluster_of(&one, &alice).await);
+    two_members_and_a_leader(&one, &alice).await;
     let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1", "skip_shadow": true });
     assert_eq!(one.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
     common::force_into_canary(&one, "r1", &alice, &dana).await;
@@ -282,6 +287,64 @@ async fn the_leaders_judge_counts_the_traffic_of_every_replicas_gateway() {
     let expected = (Some(canary_before + sent("v2") as u64), Some(baseline_before + sent("v1") as u64));
     let all_counted = wait_for(Duration::from_secs(10), || async { counted().await == expected }).await;
     assert!(all_counted, "the judge counted {:?}, the gateways served {expected:?}", counted().await);
+    two.stop().await;
+    one.stop().await;
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_shadow_comparison_takes_in_the_pairs_of_every_replicas_gateway() {
+    // Two simulated models with one seed answer alike: every pair compares.
+    let model = |name: &'static str| async move {
+        let faults = rollgate_sim::model::Faults { latency_ms: 1.0, latency_sigma: 0.0, ..Default::default() };
+        rollgate_sim::model::serve("127.0.0.1:0".parse().unwrap(), name, 7, faults).await.unwrap()
+    };
+    let (v1, v2) = (model("v1").await, model("v2").await);
+    let plan = "[plans.fast.canary]\nsteps = [{ percent = 20, hold = \"1h\" }, { percent = 100 }]\n\
+                [plans.fast.checklists]\ndeployment_day = []\n[plans.fast.shadow]\nduration = \"1h\"\nnoise_percent = 0\n";
+    let outputs = "outputs = { label = \"/label\", score = \"/score\" }\n";
+    let config = common::fraud_config(&[("v1", &v1.url()), ("v2", &v2.url())], plan, outputs);
+    let (setup, db) = Setup::postgres(1.0).await;
+    let alice = setup.token("alice", &[Role::Deployer]).await;
+    let dana = setup.token("dana", &[Role::Admin]).await;
+    let replica = || {
+        let mut options = setup.options(Vec::new(), RetryPolicy::default());
+        options.config = source(&config);
+        options.cluster = ClusterSettings { lease: Duration::from_millis(1500), renew: Duration::from_millis(200) };
+        options.tick = Duration::from_millis(200);
+        setup.start_options_with_gateway(options, Duration::from_secs(5))
+    };
+    let (one, one_front) = replica().await;
+    let (two, two_front) = replica().await;
+    two_members_and_a_leader(&one, &alice).await;
+    let start = json!({ "service": "fraud", "candidate": "v2", "id": "r1" });
+    assert_eq!(one.post("/api/v1/rollouts", &alice, start).await.0, StatusCode::CREATED);
+    let in_shadow = wait_for(Duration::from_secs(10), || async {
+        let stage = one.get("/api/v1/rollouts/r1", &alice).await.1["stage_label"].clone();
+        if stage != "shadow" {
+            one.post("/api/v1/rollouts/r1/force-promote", &dana, json!({ "reason": "the test starts in shadow" }))
+                .await;
+        }
+        stage == "shadow"
+    })
+    .await;
+    assert!(in_shadow, "{}", one.get("/api/v1/rollouts/r1", &alice).await.1);
+    // Both gateways mirror once they route the shadow stage.
+    for api in [&one, &two] {
+        let mirroring = wait_for(Duration::from_secs(10), || async {
+            let routing = api.get("/api/v1/routing", &alice).await.1;
+            routing["applied"]["services"]["fraud"]["mirror"].is_object()
+        })
+        .await;
+        assert!(mirroring, "{}", api.get("/api/v1/routing", &alice).await.1);
+    }
+
+    // Requests through both replicas' gateways: the comparison counts the pairs of both.
+    let (through_one, through_two) = (common::served_by(&one_front, 60).await, common::served_by(&two_front, 90).await);
+    assert_eq!((through_one.get("v1"), through_two.get("v1")), (Some(&60), Some(&90)), "production serves");
+    let pairs = || async { one.get("/api/v1/rollouts/r1/shadow", &alice).await.1["pairs"].as_u64() };
+    let all = wait_for(Duration::from_secs(20), || async { pairs().await == Some(150) }).await;
+    assert!(all, "the comparison holds {:?} pairs; the two gateways mirrored 150", pairs().await);
     two.stop().await;
     one.stop().await;
     db.drop_now().await;

@@ -13,6 +13,7 @@ mod lease;
 mod postgres;
 mod records;
 mod rollouts;
+mod shadow_pairs;
 mod sql;
 mod sqlite;
 

@@ -509,3 +509,25 @@ async fn replicas_publish_their_counts_the_leader_sums_them_and_takes_each_sampl
     assert_eq!(leader.take_arm_samples(&canary).await.unwrap().len(), 1, "the refused take took nothing");
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn followers_publish_shadow_pairs_and_the_leader_takes_each_once_in_order() {
+    use rollgate_store::Fence;
+    let (db, store) = PgDatabase::create().await;
+    let pairs = |names: &[&str]| names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>();
+    store.publish_shadow_pairs("r1", &pairs(&["a1", "a2"])).await.unwrap();
+    store.publish_shadow_pairs("r2", &pairs(&["other"])).await.unwrap();
+    store.publish_shadow_pairs("r1", &pairs(&["b1"])).await.unwrap();
+
+    assert_eq!(store.take_lease("reconciler", "a", "a:1", 60_000).await.unwrap(), Some(1));
+    let fence = Fence::new("reconciler");
+    fence.set(1);
+    let leader = store.fenced(fence.clone());
+    assert_eq!(leader.take_shadow_pairs("r1").await.unwrap(), ["a1", "a2", "b1"], "oldest first, one rollout's");
+    assert!(leader.take_shadow_pairs("r1").await.unwrap().is_empty(), "each pair is handed out once");
+    fence.set(0);
+    assert!(leader.take_shadow_pairs("r2").await.unwrap_err().is_fenced());
+    fence.set(1);
+    assert_eq!(leader.take_shadow_pairs("r2").await.unwrap(), ["other"], "the refused take took nothing");
+    db.drop_now().await;
+}

@@ -11,7 +11,9 @@
 mod comparison;
 mod evidence;
 mod redact;
+mod wire;
 
+use crate::fleet::Fleet;
 use crate::log::Log;
 use comparison::{Comparison, ComparisonView, Settings};
 use evidence::Finding;
@@ -24,11 +26,11 @@ use rollgate_gateway::mirror::{ComparisonHook, MirrorPair};
 use rollgate_judge::shadow::ShadowDecision;
 use rollgate_protocol::Format;
 use rollgate_protocol::compare::Comparer;
-use rollgate_store::{Analysis, AnalysisRecord, AnalysisStore, AnyStore};
+use rollgate_store::{Analysis, AnalysisRecord, AnalysisStore, AnyStore, PgStore, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -40,7 +42,9 @@ const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Where the gateway's pairs go: a bounded queue that never waits.
 pub struct ShadowPairs {
     queue: mpsc::Sender<MirrorPair>,
-    taken: Mutex<Option<mpsc::Receiver<MirrorPair>>>,
+    /// The receiving end: the leader's comparison holds it while it runs; a
+    /// follower takes what waits in it once a tick and publishes it.
+    waiting: tokio::sync::Mutex<mpsc::Receiver<MirrorPair>>,
     queued_bytes: AtomicUsize,
     dropped: AtomicU64,
 }
@@ -50,7 +54,7 @@ impl ShadowPairs {
         let (queue, pairs) = mpsc::channel(QUEUE_PAIRS);
         Arc::new(ShadowPairs {
             queue,
-            taken: Mutex::new(Some(pairs)),
+            waiting: tokio::sync::Mutex::new(pairs),
             queued_bytes: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
         })
@@ -115,33 +119,6 @@ struct Open {
     stored_pairs: Option<u64>,
 }
 
-/// The queue's receiving end while one comparison task holds it. It goes
-/// back when the task ends, however it ends: a replica that stops leading
-/// and later leads again compares again.
-struct TakenQueue<'a> {
-    pairs: &'a ShadowPairs,
-    queue: Option<mpsc::Receiver<MirrorPair>>,
-}
-
-impl ShadowPairs {
-    fn take_queue(&self) -> Option<TakenQueue<'_>> {
-        let queue = self.taken.lock().unwrap_or_else(PoisonError::into_inner).take()?;
-        Some(TakenQueue { pairs: self, queue: Some(queue) })
-    }
-}
-
-impl TakenQueue<'_> {
-    async fn recv(&mut self) -> Option<MirrorPair> {
-        self.queue.as_mut()?.recv().await
-    }
-}
-
-impl Drop for TakenQueue<'_> {
-    fn drop(&mut self) {
-        *self.pairs.taken.lock().unwrap_or_else(PoisonError::into_inner) = self.queue.take();
-    }
-}
-
 /// Compares pairs as they come and stores the comparisons once a tick, until `stop`.
 pub async fn run(
     log: Arc<Log>,
@@ -150,7 +127,8 @@ pub async fn run(
     tick: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(mut queue) = pairs.take_queue() else { return };
+    // Held while this task runs, and free again however it ends (this replica may lead again later).
+    let mut queue = pairs.waiting.lock().await;
     let mut open: HashMap<String, Open> = HashMap::new();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -161,16 +139,56 @@ pub async fn run(
                 pairs.queued_bytes.fetch_sub(size_of(&pair), Ordering::Relaxed);
                 add(&log, &store, &mut open, pairs.dropped(), &pair).await;
             }
-            _ = ticker.tick() => look(&log, &store, &mut open, pairs.dropped()).await,
+            _ = ticker.tick() => {
+                compare_published(&log, &store, &mut open, pairs.dropped()).await;
+                look(&log, &store, &mut open, pairs.dropped()).await;
+            }
             _ = stop.changed() => break,
         }
     }
     look(&log, &store, &mut open, pairs.dropped()).await;
 }
 
+/// With replicas: the pairs followers' gateways mirrored for each rollout in
+/// its shadow stage, taken (each once) and compared as the leader's own.
+async fn compare_published(log: &Log, store: &AnyStore, open: &mut HashMap<String, Open>, dropped: u64) {
+    let AnyStore::Postgres(pg) = store else { return };
+    for rollout in log.fleet().rollouts().into_iter().filter(|r| r.stage == Stage::Shadow) {
+        let published = match pg.take_shadow_pairs(&rollout.id).await {
+            Ok(published) => published,
+            Err(e) => {
+                return tracing::warn!(rollout = %rollout.id, error = %e, "cannot take the replicas' shadow pairs");
+            }
+        };
+        for pair in published.iter().filter_map(|text| wire::decode(text)) {
+            add(log, store, open, dropped, &pair).await;
+        }
+    }
+}
+
+/// A follower's share: publishes the pairs its gateway mirrored for rollouts
+/// in their shadow stage, for the leader to compare. Does nothing while this
+/// replica's own comparison runs (it holds the queue).
+pub async fn publish_followed(fleet: &Fleet, pg: &PgStore, pairs: &ShadowPairs) -> Result<(), StoreError> {
+    let Ok(mut queue) = pairs.waiting.try_lock() else { return Ok(()) };
+    let mut by_rollout: HashMap<String, Vec<String>> = HashMap::new();
+    while let Ok(pair) = queue.try_recv() {
+        pairs.queued_bytes.fetch_sub(size_of(&pair), Ordering::Relaxed);
+        // Copies of a static mirror (no rollout) are not compared.
+        if let Some(rollout) = mirrored_by(fleet, &pair) {
+            by_rollout.entry(rollout.id).or_default().push(wire::encode(&pair));
+        }
+    }
+    drop(queue);
+    for (rollout, published) in by_rollout {
+        pg.publish_shadow_pairs(&rollout, &published).await?;
+    }
+    Ok(())
+}
+
 /// The rollout whose shadow stage mirrors this pair.
-fn mirrored_by(log: &Log, pair: &MirrorPair) -> Option<Rollout> {
-    log.fleet().rollouts().into_iter().find(|r| {
+fn mirrored_by(fleet: &Fleet, pair: &MirrorPair) -> Option<Rollout> {
+    fleet.rollouts().into_iter().find(|r| {
         r.stage == Stage::Shadow
             && r.service == *pair.service
             && r.candidate == *pair.shadow_version
@@ -180,7 +198,7 @@ fn mirrored_by(log: &Log, pair: &MirrorPair) -> Option<Rollout> {
 
 async fn add(log: &Log, store: &AnyStore, open: &mut HashMap<String, Open>, dropped: u64, pair: &MirrorPair) {
     // Copies of a static mirror (no rollout) are not compared.
-    let Some(rollout) = mirrored_by(log, pair) else { return };
+    let Some(rollout) = mirrored_by(log.fleet(), pair) else { return };
     if !open.contains_key(&rollout.id) {
         let Some(opened) = start(log, store, &rollout, dropped).await else { return };
         open.insert(rollout.id.clone(), opened);
@@ -327,15 +345,6 @@ async fn record(log: &Log, rollout: &Rollout, findings: &[Finding]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_queue_goes_back_when_its_comparison_task_ends() {
-        let pairs = ShadowPairs::new();
-        let taken = pairs.take_queue().expect("the queue is there at first");
-        assert!(pairs.take_queue().is_none(), "one task at a time holds it");
-        drop(taken);
-        assert!(pairs.take_queue().is_some(), "a later task (the replica leads again) gets it back");
-    }
 
     #[test]
     fn a_decision_is_expected_when_the_pairs_needed_will_have_come_at_the_pace_so_far() {
