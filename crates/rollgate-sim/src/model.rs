@@ -52,6 +52,12 @@ pub struct Faults {
     pub slow_start_ms: u64,
     /// Delay between streamed tokens, milliseconds.
     pub token_ms: u64,
+    /// The faults before a rollgate staging drill put its own in: the drill
+    /// puts these back, and a drill that finds them (one before it was killed
+    /// mid-way) restores them rather than the faults it finds. The model
+    /// itself does nothing with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_before: Option<Box<Faults>>,
 }
 
 impl Default for Faults {
@@ -70,6 +76,7 @@ impl Default for Faults {
             crash: false,
             slow_start_ms: 0,
             token_ms: 2,
+            drill_before: None,
         }
     }
 }

@@ -43,10 +43,17 @@ impl Injector<'_> {
                         .json()
                         .await
                         .map_err(|e| format!("{url}: {e}"))?;
-                    let mut faulty = faults.clone();
+                    // A drill killed mid-way left its fault in, with what was there before it: that is what
+                    // this drill puts back, not the fault it finds.
+                    let found = match faults.get("drill_before") {
+                        Some(earlier) if earlier.is_object() => earlier.clone(),
+                        _ => faults,
+                    };
+                    let mut faulty = found.clone();
                     faulty["error_rate"] = self.error_rate.into();
+                    faulty["drill_before"] = found.clone();
                     put(self.http, &url, &faulty).await?;
-                    before.push((url, faults));
+                    before.push((url, found));
                 }
                 Ok(Injected::Simulator(before))
             }
@@ -100,6 +107,35 @@ async fn run_command(command: &str, env: &[(&'static str, String)], limit: std::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_drill_after_one_that_was_killed_puts_back_the_faults_from_before_both() {
+        let faults = rollgate_sim::model::Faults { error_rate: 0.1, ..Default::default() };
+        let model = rollgate_sim::model::serve("127.0.0.1:0".parse().unwrap(), "v2", 7, faults).await.unwrap();
+        let http = reqwest::Client::new();
+        let how = FaultInjection::Simulator;
+        let injector = Injector {
+            http: &http,
+            how: &how,
+            endpoints: vec![model.url()],
+            env: Vec::new(),
+            error_rate: 0.5,
+            command_limit: COMMAND_LIMIT,
+        };
+        let now = || async {
+            let url = format!("{}/_sim/faults", model.url());
+            http.get(url).send().await.unwrap().json::<Value>().await.unwrap()
+        };
+        // The first drill is killed after it injected: its fault stays in.
+        let _killed = injector.inject().await.unwrap();
+        assert_eq!(now().await["error_rate"], 0.5);
+        // The next drill injects and clears: the model is as it was before the first.
+        let injected = injector.inject().await.unwrap();
+        injector.clear(injected).await.unwrap();
+        let after = now().await;
+        assert_eq!(after["error_rate"], 0.1, "{after}");
+        assert!(after.get("drill_before").is_none(), "{after}");
+    }
 
     #[tokio::test]
     async fn a_command_that_hangs_is_killed_at_its_limit_and_a_failing_one_is_an_error() {
