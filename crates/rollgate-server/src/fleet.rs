@@ -174,6 +174,20 @@ impl Fleet {
         Ok(())
     }
 
+    /// Takes in a registration just appended at position `seq` of the
+    /// registry stream and routes it, unless what is held already has it (a
+    /// sync after an announcement read it first). One that would leave a gap
+    /// (another replica's registration not read yet) waits for the next sync,
+    /// which reads the stream whole.
+    pub fn registered(&self, seq: u64, registration: Registration) {
+        let mut known = self.known();
+        if known.registry.0 + 1 == seq {
+            known.registry.0 = seq;
+            known.registry.1.push(registration);
+            self.apply_locked(&mut known);
+        }
+    }
+
     /// Reads what changed in the store since the last look (streams whose
     /// head moved) and applies the routing. Returns the rollouts that changed.
     pub async fn sync(&self, store: &AnyStore) -> Result<Vec<String>, SubmitError> {
@@ -302,5 +316,53 @@ impl Fleet {
         }
         known.applied = Some(routing);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{VersionSpec, register};
+    use rollgate_core::clock::ManualClock;
+    use rollgate_store::SqliteStore;
+
+    fn version(name: &str) -> VersionSpec {
+        VersionSpec {
+            name: name.into(),
+            endpoints: vec!["http://127.0.0.1:9009".into()],
+            artifact_uri: format!("s3://models/{name}"),
+            artifact_sha256: "a".repeat(64),
+            model_card: None,
+            owner: "ml@example.com".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registration_is_held_once_whichever_comes_first_the_api_or_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AnyStore::Sqlite(SqliteStore::open(dir.path()).await.unwrap());
+        let config = Config::parse("rollgate.toml", rollgate_core::config::EXAMPLE).unwrap();
+        let in_force = ConfigInForce { config: Arc::new(config.clone()), text: "".into() };
+        let now = Timestamp::UNIX_EPOCH;
+        let fleet = Fleet::load(&store, in_force, None, Arc::new(ManualClock::new(now))).await.unwrap();
+        let names = || fleet.registrations().iter().map(|r| r.version.name.clone()).collect::<Vec<_>>();
+        let registered = |name: &'static str| register(&store, &config, "fraud-scorer", version(name), "alice", now);
+
+        // The API hands it in first.
+        let (seq, v3) = registered("v3").await.unwrap();
+        fleet.registered(seq, v3);
+        assert_eq!(names(), ["v3"]);
+        // A sync (another replica's announcement) reads it before the API hands it in.
+        let (seq, v4) = registered("v4").await.unwrap();
+        fleet.sync(&store).await.unwrap();
+        fleet.registered(seq, v4);
+        assert_eq!(names(), ["v3", "v4"]);
+        // One registered elsewhere and not read yet: the API's own waits for the sync that reads both.
+        let _elsewhere = registered("v5").await.unwrap();
+        let (seq, v6) = registered("v6").await.unwrap();
+        fleet.registered(seq, v6);
+        assert_eq!(names(), ["v3", "v4"]);
+        fleet.sync(&store).await.unwrap();
+        assert_eq!(names(), ["v3", "v4", "v5", "v6"]);
     }
 }

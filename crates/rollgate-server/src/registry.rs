@@ -114,6 +114,7 @@ pub fn versions(config: &Config, registered: &[Registration], service: &str) -> 
 }
 
 /// Records a new version of `service`; refuses a name already taken.
+/// Returns the registration with its position in the registry stream.
 pub async fn register(
     store: &AnyStore,
     config: &Config,
@@ -121,14 +122,14 @@ pub async fn register(
     version: VersionSpec,
     by: &str,
     now: Timestamp,
-) -> Result<Registration, RegistryError> {
+) -> Result<(u64, Registration), RegistryError> {
     let problems = version.problems();
     if !problems.is_empty() {
         return Err(RegistryError::Invalid(problems));
     }
     let registration = Registration { at: now, by: by.to_string(), service: service.to_string(), version };
     let body = serde_json::to_string(&registration).unwrap_or_default();
-    append_record_deciding(store, REGISTRY_STREAM, |events| {
+    let appended = append_record_deciding(store, REGISTRY_STREAM, |events| {
         let taken =
             versions(config, &registrations(events), service).iter().any(|(v, _)| v.name == registration.version.name);
         if taken {
@@ -140,5 +141,5 @@ pub async fn register(
         Ok(body.clone())
     })
     .await?;
-    Ok(registration)
+    Ok((appended.seq, registration))
 }

@@ -97,13 +97,9 @@ pub async fn register(
     summary(&state, &name)?;
     caller.require_operator("register a version")?;
     let now = state.now();
-    registry::register(state.store(), &state.config(), &name, spec.clone(), &caller.0.name, now).await?;
-    // Route it now from what the log holds: reading the registry back (not pushing
-    // this registration) cannot hold it twice when a replica's announcement
-    // already brought it in. Should the read fail, the periodic sync routes it.
-    if let Err(error) = state.fleet().sync(state.store()).await {
-        tracing::warn!(%error, "a registered version is routed at the next sync: the store could not be read");
-    }
+    let (seq, registration) =
+        registry::register(state.store(), &state.config(), &name, spec.clone(), &caller.0.name, now).await?;
+    state.fleet().registered(seq, registration);
     let source = format!("registered by {} at {now}", caller.0.name);
     Ok((StatusCode::CREATED, Json(VersionView { version: spec, source })))
 }

@@ -153,7 +153,7 @@ pub async fn run(
 /// its shadow stage, taken (each once) and compared as the leader's own.
 async fn compare_published(log: &Log, store: &AnyStore, open: &mut HashMap<String, Open>, dropped: u64) {
     let AnyStore::Postgres(pg) = store else { return };
-    for rollout in log.fleet().rollouts().into_iter().filter(|r| r.stage == Stage::Shadow) {
+    for rollout in in_shadow(log.fleet()) {
         let published = match pg.take_shadow_pairs(&rollout.id).await {
             Ok(published) => published,
             Err(e) => {
@@ -171,36 +171,40 @@ async fn compare_published(log: &Log, store: &AnyStore, open: &mut HashMap<Strin
 /// replica's own comparison runs (it holds the queue).
 pub async fn publish_followed(fleet: &Fleet, pg: &PgStore, pairs: &ShadowPairs) -> Result<(), StoreError> {
     let Ok(mut queue) = pairs.waiting.try_lock() else { return Ok(()) };
-    let mut by_rollout: HashMap<String, Vec<String>> = HashMap::new();
+    let shadowing = in_shadow(fleet);
+    let mut by_rollout: HashMap<&str, Vec<String>> = HashMap::new();
     while let Ok(pair) = queue.try_recv() {
         pairs.queued_bytes.fetch_sub(size_of(&pair), Ordering::Relaxed);
         // Copies of a static mirror (no rollout) are not compared.
-        if let Some(rollout) = mirrored_by(fleet, &pair) {
-            by_rollout.entry(rollout.id).or_default().push(wire::encode(&pair));
+        if let Some(rollout) = mirrored_by(&shadowing, &pair) {
+            by_rollout.entry(&rollout.id).or_default().push(wire::encode(&pair));
         }
     }
     drop(queue);
     for (rollout, published) in by_rollout {
-        pg.publish_shadow_pairs(&rollout, &published).await?;
+        pg.publish_shadow_pairs(rollout, &published).await?;
     }
     Ok(())
 }
 
-/// The rollout whose shadow stage mirrors this pair.
-fn mirrored_by(fleet: &Fleet, pair: &MirrorPair) -> Option<Rollout> {
-    fleet.rollouts().into_iter().find(|r| {
-        r.stage == Stage::Shadow
-            && r.service == *pair.service
-            && r.candidate == *pair.shadow_version
-            && r.stable == *pair.primary_version
+/// The rollouts in their shadow stage now.
+fn in_shadow(fleet: &Fleet) -> Vec<Rollout> {
+    fleet.rollouts().into_iter().filter(|r| r.stage == Stage::Shadow).collect()
+}
+
+/// The rollout (of those in their shadow stage) whose shadow stage mirrors this pair.
+fn mirrored_by<'a>(shadowing: &'a [Rollout], pair: &MirrorPair) -> Option<&'a Rollout> {
+    shadowing.iter().find(|r| {
+        r.service == *pair.service && r.candidate == *pair.shadow_version && r.stable == *pair.primary_version
     })
 }
 
 async fn add(log: &Log, store: &AnyStore, open: &mut HashMap<String, Open>, dropped: u64, pair: &MirrorPair) {
     // Copies of a static mirror (no rollout) are not compared.
-    let Some(rollout) = mirrored_by(log.fleet(), pair) else { return };
+    let shadowing = in_shadow(log.fleet());
+    let Some(rollout) = mirrored_by(&shadowing, pair) else { return };
     if !open.contains_key(&rollout.id) {
-        let Some(opened) = start(log, store, &rollout, dropped).await else { return };
+        let Some(opened) = start(log, store, rollout, dropped).await else { return };
         open.insert(rollout.id.clone(), opened);
     }
     if let Some(o) = open.get_mut(&rollout.id) {
